@@ -1,0 +1,11 @@
+//! dindbox: Docker-in-Docker made safe and boring.
+//!
+//! One binary, several roles:
+//! - [`init`]: PID 1 of a privileged dind image (mounts, cgroups, supervised inner dockerd, reaping);
+//! - [`proxy`]: the validating Docker Engine API proxy in front of the inner dockerd;
+//! - [`health`]: the health probe used by the image's HEALTHCHECK.
+
+pub mod health;
+pub mod init;
+pub mod logging;
+pub mod proxy;
