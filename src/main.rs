@@ -1,1 +1,61 @@
-fn main() {}
+//! The `dindbox` binary: a thin CLI over the library's roles.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dindbox::{health, init, logging, proxy};
+
+#[derive(Parser)]
+#[command(name = "dindbox", version, about = "Docker-in-Docker made safe and boring")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// PID 1 of a privileged dind box: mounts, cgroups, supervised inner dockerd, validating proxy.
+    Init(init::InitArgs),
+    /// The validating, label-injecting proxy between two sockets.
+    Proxy(proxy::ProxyArgs),
+    /// Exit 0 only when the proxy answers and dockerd answers through it.
+    Health(health::HealthArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(args_with_default_command(std::env::args_os().collect()));
+    let Some(command) = cli.command else {
+        eprintln!("dindbox: name a command (init, proxy, health); see `dindbox --help`");
+        return ExitCode::from(2);
+    };
+    match command {
+        // init sets up logging itself, after it has sanitised its environment.
+        Command::Init(args) => init::main(args),
+        Command::Proxy(args) => {
+            logging::init();
+            report(proxy::main(args))
+        }
+        Command::Health(args) => report(health::main(args)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("dindbox: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// As PID 1 (an image whose ENTRYPOINT is just `dindbox`), `init` is the default
+/// command: `dindbox --mtu 1400` means `dindbox init --mtu 1400`.
+fn args_with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const COMMANDS: [&str; 6] = ["init", "proxy", "health", "help", "--help", "--version"];
+    let named = args.get(1).is_some_and(|a| COMMANDS.iter().any(|c| a == c));
+    if std::process::id() == 1 && !named {
+        args.insert(1.min(args.len()), "init".into());
+    }
+    args
+}
