@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use dindbox::{health, init, logging, proxy};
 
 #[derive(Parser)]
-#[command(name = "dindbox", version, about = "Docker-in-Docker made safe and boring")]
+#[command(
+    name = "dindbox",
+    version,
+    about = "Docker-in-Docker made safe and boring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

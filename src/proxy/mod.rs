@@ -1,10 +1,57 @@
-//! The validating Docker Engine API proxy (being written; see issues 3 and 4).
+//! The validating Docker Engine API proxy (Engine API over HTTP/1.1, RFC 9112).
+//!
+//! One request's path: listener -> [`route`] (decode, classify) -> for the
+//! endpoints it inspects, read the whole JSON body (bounded) and let
+//! [`policy`] allow it, returning the canonical body to forward, or refuse it
+//! -> forward to the private dockerd socket -> stream the response back, or
+//! splice both connections after dockerd's `101` ([`hijack`]).
 
+#![forbid(unsafe_code)]
+
+pub mod gojson;
+mod hijack;
+pub mod policy;
+pub mod route;
+
+use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyperlocal::UnixConnector;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use self::gojson::Json;
+use self::policy::Reject;
+use self::route::Endpoint;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
+
+/// The largest JSON body the proxy reads to inspect.
+const BODY_LIMIT: usize = 8 << 20;
+/// Connections served at once per listener; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 4096;
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a proxy listens.
 #[derive(Debug, Clone)]
@@ -13,15 +60,58 @@ pub enum ListenAddr {
     Tcp(SocketAddr),
 }
 
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
+            ListenAddr::Tcp(addr) => write!(f, "tcp://{addr}"),
+        }
+    }
+}
+
 /// A bound listening socket, ready for [`Proxy::serve`].
-pub struct Listener {}
+pub enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
 
 impl Listener {
     /// Binds now, so that a busy port or a bad path is an error before `ready`.
-    /// A stale unix socket file left by an earlier run is replaced.
-    pub async fn bind(_addr: &ListenAddr) -> anyhow::Result<Listener> {
-        todo!()
+    /// A stale unix socket file left by an earlier run is replaced; a live one is an error.
+    pub async fn bind(addr: &ListenAddr) -> anyhow::Result<Listener> {
+        match addr {
+            ListenAddr::Tcp(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("failed to listen on tcp://{addr}"))?;
+                Ok(Listener::Tcp(listener))
+            }
+            ListenAddr::Unix(path) => Ok(Listener::Unix(bind_unix(path).await?)),
+        }
     }
+}
+
+async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    if UnixStream::connect(path).await.is_ok() {
+        anyhow::bail!("{} is already served by another process", path.display());
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => debug!(path = %path.display(), "removed a stale socket"),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("failed to remove stale socket {}", path.display()))
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("failed to listen on unix://{}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("failed to set permissions on {}", path.display()))?;
+    Ok(listener)
 }
 
 /// What the proxy forwards to.
@@ -31,23 +121,322 @@ pub struct ProxyConfig {
     pub upstream: PathBuf,
 }
 
-pub struct Proxy {}
+pub struct Proxy {
+    upstream: PathBuf,
+    client: Client<UnixConnector, Body>,
+}
 
 impl Proxy {
-    pub fn new(_config: ProxyConfig) -> Arc<Proxy> {
-        todo!()
+    pub fn new(config: ProxyConfig) -> Arc<Proxy> {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(TokioTimer::new())
+            .build(UnixConnector);
+        Arc::new(Proxy {
+            upstream: config.upstream,
+            client,
+        })
     }
 
-    /// Serves until `shutdown` is cancelled; then stops accepting and returns.
-    pub async fn serve(self: Arc<Self>, _listener: Listener, _shutdown: CancellationToken) {
-        todo!()
+    /// Serves until `shutdown` is cancelled; then stops accepting, asks open
+    /// connections to finish their current request, and returns.
+    pub async fn serve(self: Arc<Self>, listener: Listener, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                permit = slots.clone().acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else { return };
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = accept(&listener) => accepted,
+            };
+            match accepted {
+                Ok((io, peer)) => {
+                    let proxy = self.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        proxy.serve_connection(io, peer, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn serve_connection(
+        self: Arc<Self>,
+        io: Box<dyn Io>,
+        peer: String,
+        shutdown: CancellationToken,
+    ) {
+        let service = service_fn(|req| {
+            let proxy = self.clone();
+            let peer = peer.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, &peer).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            // A client may shut its write side and still wait for the answer.
+            .half_close(true)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(err) = result {
+            debug!(error = %err, remote = %peer, "connection ended with an error");
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: &str) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        match self.forward(req).await {
+            Ok(response) => {
+                debug!(%method, %path, status = response.status().as_u16(), remote = %peer, "proxied");
+                response
+            }
+            Err(reject) => {
+                warn!(rule = reject.rule, %method, %path, status = reject.status.as_u16(), remote = %peer, reason = %reject.message, "refused");
+                error_response(&reject)
+            }
+        }
+    }
+
+    async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, Reject> {
+        let route = route::route(req.method(), req.uri())?;
+        let client_upgrade =
+            (route.endpoint == Endpoint::Hijack).then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let body = match route.endpoint {
+            Endpoint::ContainerCreate => {
+                inspect_json(&parts.headers, body, policy::container_create).await?
+            }
+            Endpoint::ExecCreate => inspect_json(&parts.headers, body, policy::exec_create).await?,
+            Endpoint::Hijack | Endpoint::Other => body.map_err(BoxError::from).boxed(),
+        };
+        strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
+        // hyper re-frames the body: a fresh Content-Length, or chunked when unknown.
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.uri = hyperlocal::Uri::new(&self.upstream, &route.path_and_query).into();
+
+        let mut response = self.client.request(Request::from_parts(parts, body)).await.map_err(|err| {
+            warn!(error = %err, upstream = %self.upstream.display(), "dockerd did not answer");
+            Reject {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                rule: "dockerd-unavailable",
+                message: "dindbox: the inner dockerd is not answering (it may be restarting); try again in a few seconds".into(),
+            }
+        })?;
+        if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+            (client_upgrade, response.status())
+        {
+            hijack::splice(client_upgrade, hyper::upgrade::on(&mut response));
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(parts, empty()));
+        }
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(BoxError::from).boxed(),
+        ))
     }
 }
 
-/// `dindbox proxy` options.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ProxyArgs {}
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-pub fn main(_args: ProxyArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+async fn accept(listener: &Listener) -> io::Result<(Box<dyn Io>, String)> {
+    match listener {
+        Listener::Unix(l) => {
+            let (stream, _) = l.accept().await?;
+            Ok((Box::new(stream), "unix".to_string()))
+        }
+        Listener::Tcp(l) => {
+            let (stream, peer) = l.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok((Box::new(stream), peer.to_string()))
+        }
+    }
+}
+
+/// Reads a JSON body whole (bounded), lets `check` allow or refuse it, and
+/// returns the body `check` produced: what is forwarded is what was checked.
+async fn inspect_json(
+    headers: &HeaderMap,
+    body: Incoming,
+    check: fn(&Json) -> Result<Json, Reject>,
+) -> Result<Body, Reject> {
+    let bytes = Limited::new(body, BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|err| {
+            if err.is::<http_body_util::LengthLimitError>() {
+                Reject {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    rule: "body-size",
+                    message: format!(
+                        "dindbox: the request body is larger than the {} MiB limit",
+                        BODY_LIMIT >> 20
+                    ),
+                }
+            } else {
+                Reject::bad_request(
+                    "body-read",
+                    format!("failed to read the request body: {err}"),
+                )
+            }
+        })?;
+    let bytes = bytes.to_bytes();
+    if bytes.is_empty() {
+        return Ok(empty());
+    }
+    if !is_json(headers) {
+        return Err(Reject::bad_request(
+            "content-type",
+            "this endpoint takes a JSON body (Content-Type: application/json)",
+        ));
+    }
+    let json = Json::parse(&bytes).map_err(|err| {
+        Reject::bad_request(
+            "body-json",
+            format!("the request body is not valid JSON: {err}"),
+        )
+    })?;
+    let checked = check(&json)?;
+    Ok(full(checked.to_vec()))
+}
+
+/// `Content-Type` parsed as a media type, as dockerd's `CheckForJSON` does.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1).
+/// Upgrade negotiation is kept only on the hijack endpoints.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !(keep_upgrade && name == "upgrade"))
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+    ] {
+        headers.remove(name);
+    }
+    if !keep_upgrade {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn full(bytes: Vec<u8>) -> Body {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A refusal as the Docker CLI expects it: `{"message": "..."}`.
+fn error_response(reject: &Reject) -> Response<Body> {
+    let body = serde_json::json!({ "message": reject.message }).to_string();
+    let mut response = Response::new(full(body.into_bytes()));
+    *response.status_mut() = reject.status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `dindbox proxy` options. The flag names follow dockerd-ci-proxy's.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProxyArgs {
+    /// The Docker socket to forward to.
+    #[arg(
+        long = "dockersocket",
+        alias = "ds",
+        env = "DINDBOX_UPSTREAM",
+        default_value = "/var/run/docker.sock"
+    )]
+    pub docker_socket: PathBuf,
+    /// The unix socket to listen on.
+    #[arg(long = "listensocket", alias = "ls", env = "DINDBOX_LISTEN_SOCKET")]
+    pub listen_socket: Option<PathBuf>,
+    /// Also listen on this TCP address (e.g. 127.0.0.1:2375).
+    #[arg(long, env = "DINDBOX_LISTEN_TCP")]
+    pub listen_tcp: Option<SocketAddr>,
+}
+
+/// Runs the proxy standalone until SIGINT or SIGTERM.
+pub fn main(args: ProxyArgs) -> anyhow::Result<()> {
+    let mut addrs: Vec<ListenAddr> = args
+        .listen_socket
+        .into_iter()
+        .map(ListenAddr::Unix)
+        .collect();
+    addrs.extend(args.listen_tcp.map(ListenAddr::Tcp));
+    if addrs.is_empty() {
+        anyhow::bail!("nothing to listen on: give --listensocket PATH and/or --listen-tcp ADDR");
+    }
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
+    runtime.block_on(async {
+        let proxy = Proxy::new(ProxyConfig { upstream: args.docker_socket });
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for addr in &addrs {
+            let listener = Listener::bind(addr).await?;
+            tasks.push(tokio::spawn(proxy.clone().serve(listener, shutdown.clone())));
+        }
+        info!(listen = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), upstream = %proxy.upstream.display(), "ready");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        shutdown.cancel();
+        for task in tasks {
+            let _ = task.await;
+        }
+        for addr in &addrs {
+            if let ListenAddr::Unix(path) = addr {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(())
+    })
 }

@@ -1,0 +1,403 @@
+//! JSON as dockerd's Go `encoding/json` decoder sees it.
+//!
+//! Go matches struct field names case-insensitively with Unicode simple folding
+//! (`ſ` is `s`, the Kelvin sign is `k`), lets the last duplicate win, merges
+//! repeated objects into the same struct or map, and ignores `null` for
+//! non-nullable fields. A proxy that reads a body any other way can be told one
+//! thing while dockerd does another. So the proxy keeps every entry of every
+//! object, in order ([`Json`]), and resolves fields with Go's rules ([`decode_struct`]).
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+
+/// A JSON document with every object entry kept, duplicates included, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    pub fn parse(bytes: &[u8]) -> Result<Json, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("serialising an in-memory JSON tree cannot fail")
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Number(_) => "a number",
+            Json::String(_) => "a string",
+            Json::Array(_) => "an array",
+            Json::Object(_) => "an object",
+        }
+    }
+}
+
+/// Folds a key the way Go's `encoding/json` does before comparing it with a
+/// field name: ASCII upper case, and every other rune to the smallest rune of
+/// its simple-fold orbit. Field names are ASCII, and the only non-ASCII runes
+/// whose orbit reaches ASCII are `ſ` (to `S`) and the Kelvin sign (to `K`);
+/// any other rune can never match, so it is kept as it is.
+pub fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{017F}' => 'S',
+            '\u{212A}' => 'K',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
+/// How Go decodes one field's value, which decides what a repeated key does.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// bool, number or string: a later value replaces, `null` changes nothing.
+    Scalar,
+    /// A slice: a later value replaces, `null` resets it.
+    Slice,
+    /// A slice of structs: as [`Kind::Slice`], each element decoded as a fresh struct.
+    SliceOf(&'static [Field]),
+    /// A map: a later object adds to it (exact keys, last wins), `null` resets it.
+    Map,
+    /// A pointer to a struct: a later object merges into it, `null` resets it.
+    Struct(&'static [Field]),
+    /// A value whose structure the proxy does not inspect: the last one is kept.
+    Opaque,
+}
+
+/// A struct field: its canonical name and how it decodes.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+pub const fn field(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind }
+}
+
+/// A value that does not have the type dockerd would decode it into.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path} must be {expected}, not {found}")]
+pub struct TypeError {
+    pub path: String,
+    pub expected: &'static str,
+    pub found: &'static str,
+}
+
+/// Decodes an object into a struct with Go's rules. Keys that match a field
+/// (by [`fold`]) come out once, under the field's canonical name, holding the
+/// value dockerd would end up with; other keys are kept as they are, the last
+/// of each fold group winning, so the result never has two keys dockerd could
+/// confuse. `path` names the object in errors.
+pub fn decode_struct(
+    value: &Json,
+    fields: &[Field],
+    path: &str,
+) -> Result<Vec<(String, Json)>, TypeError> {
+    let Json::Object(entries) = value else {
+        return Err(type_error(path, "an object", value));
+    };
+    // `None` is "present but no effect yet" (a scalar set to null), dropped at the end.
+    let mut out: Vec<(String, Option<Json>)> = Vec::new();
+    for (key, value) in entries {
+        let folded = fold(key);
+        let (name, kind) = match fields.iter().find(|f| fold(f.name) == folded) {
+            Some(f) => (f.name, f.kind),
+            None => (key.as_str(), Kind::Opaque),
+        };
+        let index = match out.iter().position(|(k, _)| fold(k) == folded) {
+            Some(i) => i,
+            None => {
+                out.push((String::new(), None));
+                out.len() - 1
+            }
+        };
+        out[index].0 = name.to_string();
+        assign(&mut out[index].1, value, kind, &format!("{path}.{name}"))?;
+    }
+    Ok(out
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect())
+}
+
+/// Applies one occurrence of a field to what earlier occurrences left.
+fn assign(slot: &mut Option<Json>, value: &Json, kind: Kind, path: &str) -> Result<(), TypeError> {
+    match (kind, value) {
+        (Kind::Opaque, value) => *slot = Some(value.clone()),
+        (Kind::Scalar, Json::Null) => {}
+        (Kind::Scalar, Json::Array(_) | Json::Object(_)) => {
+            return Err(type_error(path, "a boolean, number or string", value))
+        }
+        (Kind::Scalar, value) => *slot = Some(value.clone()),
+        (Kind::Slice | Kind::SliceOf(_) | Kind::Map | Kind::Struct(_), Json::Null) => {
+            *slot = Some(Json::Null)
+        }
+        (Kind::Slice, Json::Array(_)) => *slot = Some(value.clone()),
+        (Kind::SliceOf(fields), Json::Array(items)) => {
+            let items = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Json::Null => Ok(Json::Object(Vec::new())),
+                    item => decode_struct(item, fields, &format!("{path}[{i}]")).map(Json::Object),
+                })
+                .collect::<Result<_, _>>()?;
+            *slot = Some(Json::Array(items));
+        }
+        (Kind::Map, Json::Object(entries)) => {
+            let mut merged = match slot.take() {
+                Some(Json::Object(earlier)) => earlier,
+                _ => Vec::new(),
+            };
+            for (key, value) in entries {
+                match merged.iter_mut().find(|(k, _)| k == key) {
+                    Some(entry) => entry.1 = value.clone(),
+                    None => merged.push((key.clone(), value.clone())),
+                }
+            }
+            *slot = Some(Json::Object(merged));
+        }
+        (Kind::Struct(fields), Json::Object(entries)) => {
+            let mut all = match slot.take() {
+                Some(Json::Object(earlier)) => earlier,
+                _ => Vec::new(),
+            };
+            all.extend(entries.iter().cloned());
+            *slot = Some(Json::Object(decode_struct(
+                &Json::Object(all),
+                fields,
+                path,
+            )?));
+        }
+        (Kind::Slice | Kind::SliceOf(_), value) => return Err(type_error(path, "an array", value)),
+        (Kind::Map | Kind::Struct(_), value) => return Err(type_error(path, "an object", value)),
+    }
+    Ok(())
+}
+
+fn type_error(path: &str, expected: &'static str, found: &Json) -> TypeError {
+    TypeError {
+        path: path.to_string(),
+        expected,
+        found: found.type_name(),
+    }
+}
+
+/// The value of `name` in an object decoded by [`decode_struct`].
+pub fn get<'a>(entries: &'a [(String, Json)], name: &str) -> Option<&'a Json> {
+    entries.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_none<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json, E> {
+        serde_json::Number::from_f64(v)
+            .map(Json::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::String(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut entries = Vec::new();
+        while let Some((key, value)) = map.next_entry::<String, Json>()? {
+            entries.push((key, value));
+        }
+        Ok(Json::Object(entries))
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Json::Null => serializer.serialize_unit(),
+            Json::Bool(b) => serializer.serialize_bool(*b),
+            Json::Number(n) => n.serialize(serializer),
+            Json::String(s) => serializer.serialize_str(s),
+            Json::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Json::Object(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INNER: &[Field] = &[
+        field("Privileged", Kind::Scalar),
+        field("CapAdd", Kind::Slice),
+        field("Labels", Kind::Map),
+    ];
+    const OUTER: &[Field] = &[
+        field("Image", Kind::Scalar),
+        field("HostConfig", Kind::Struct(INNER)),
+    ];
+
+    fn decode(text: &str, fields: &[Field]) -> Json {
+        Json::Object(decode_struct(&Json::parse(text.as_bytes()).unwrap(), fields, "body").unwrap())
+    }
+
+    fn text(value: &Json) -> String {
+        String::from_utf8(value.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn fold_matches_go_for_long_s_and_kelvin() {
+        assert_eq!(fold("privileged"), "PRIVILEGED");
+        assert_eq!(fold("Bind\u{017F}"), "BINDS");
+        assert_eq!(fold("\u{212A}ernelMemory"), "KERNELMEMORY");
+        assert_ne!(
+            fold("Priv\u{0131}leged"),
+            "PRIVILEGED",
+            "dotless i does not fold to i"
+        );
+    }
+
+    #[test]
+    fn field_names_match_case_insensitively_and_come_out_canonical() {
+        let v = decode(r#"{"hostconfig":{"PRIVILEGED":true}}"#, OUTER);
+        assert_eq!(text(&v), r#"{"HostConfig":{"Privileged":true}}"#);
+    }
+
+    #[test]
+    fn last_duplicate_wins_across_spellings() {
+        let v = decode(
+            r#"{"HostConfig":{"privileged":false,"Privileged":true,"privileged":false}}"#,
+            OUTER,
+        );
+        assert_eq!(text(&v), r#"{"HostConfig":{"Privileged":false}}"#);
+    }
+
+    #[test]
+    fn null_does_not_reset_a_scalar() {
+        let v = decode(
+            r#"{"HostConfig":{"Privileged":true,"privileged":null}}"#,
+            OUTER,
+        );
+        assert_eq!(text(&v), r#"{"HostConfig":{"Privileged":true}}"#);
+    }
+
+    #[test]
+    fn null_resets_a_slice() {
+        let v = decode(r#"{"HostConfig":{"CapAdd":["ALL"],"capadd":null}}"#, OUTER);
+        assert_eq!(text(&v), r#"{"HostConfig":{"CapAdd":null}}"#);
+    }
+
+    #[test]
+    fn repeated_structs_merge_like_go() {
+        let v = decode(
+            r#"{"HostConfig":{"Privileged":true},"hostconfig":{"CapAdd":[]}}"#,
+            OUTER,
+        );
+        assert_eq!(
+            text(&v),
+            r#"{"HostConfig":{"Privileged":true,"CapAdd":[]}}"#
+        );
+    }
+
+    #[test]
+    fn repeated_maps_merge_with_exact_keys() {
+        let v = decode(
+            r#"{"HostConfig":{"Labels":{"a":"1","A":"2"},"labels":{"a":"3"}}}"#,
+            OUTER,
+        );
+        assert_eq!(text(&v), r#"{"HostConfig":{"Labels":{"a":"3","A":"2"}}}"#);
+    }
+
+    #[test]
+    fn unknown_keys_keep_one_per_fold_group() {
+        let v = decode(r#"{"Foo":1,"foo":2}"#, OUTER);
+        assert_eq!(text(&v), r#"{"foo":2}"#);
+    }
+
+    #[test]
+    fn wrong_types_are_errors_naming_the_path() {
+        let err = decode_struct(
+            &Json::parse(br#"{"HostConfig":{"CapAdd":"ALL"}}"#).unwrap(),
+            OUTER,
+            "body",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "body.HostConfig.CapAdd must be an array, not a string"
+        );
+    }
+
+    #[test]
+    fn parse_keeps_every_entry_in_order() {
+        let v = Json::parse(br#"{"a":1,"A":2,"a":3}"#).unwrap();
+        assert_eq!(text(&v), r#"{"a":1,"A":2,"a":3}"#);
+    }
+
+    #[test]
+    fn parse_refuses_trailing_values_and_lone_surrogates() {
+        assert!(Json::parse(br#"{} {}"#).is_err());
+        assert!(Json::parse(br#"{"a":"\ud800"}"#).is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! The proxy through real sockets: a fake dockerd (hyper on a unix socket) that
+//! records what reaches it, and clients that write raw HTTP bytes, so framing
+//! tricks and hijacks are tested as they travel.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dindbox::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+/// A request as the fake dockerd received it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    content_length: Option<String>,
+    body: String,
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    proxy_socket: PathBuf,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("dockerd.sock");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(fake_dockerd(
+        UnixListener::bind(&upstream).unwrap(),
+        seen.clone(),
+    ));
+    let proxy_socket = dir.path().join("proxy.sock");
+    start_proxy(&upstream, &proxy_socket, &shutdown).await;
+    Harness {
+        _dir: dir,
+        proxy_socket,
+        seen,
+        shutdown,
+    }
+}
+
+async fn start_proxy(upstream: &Path, listen: &Path, shutdown: &CancellationToken) {
+    let proxy = Proxy::new(ProxyConfig {
+        upstream: upstream.to_path_buf(),
+    });
+    let listener = Listener::bind(&ListenAddr::Unix(listen.to_path_buf()))
+        .await
+        .unwrap();
+    tokio::spawn(proxy.serve(listener, shutdown.clone()));
+}
+
+/// Answers `/_ping` and creates, records every request, and on attach answers
+/// `101` and then echoes in upper case until EOF, then writes "bye".
+async fn fake_dockerd(listener: UnixListener, seen: Arc<Mutex<Vec<Seen>>>) {
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let seen = seen.clone();
+                async move { Ok::<_, std::convert::Infallible>(fake_response(req, seen).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+async fn fake_response(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Response<Full<Bytes>> {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        target: parts.uri.to_string(),
+        content_length: parts
+            .headers
+            .get("content-length")
+            .map(|v| v.to_str().unwrap().to_string()),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    if parts.uri.path().ends_with("/attach") {
+        tokio::spawn(async move {
+            let mut io = TokioIo::new(on_upgrade.await.unwrap());
+            let mut received = Vec::new();
+            io.read_to_end(&mut received).await.unwrap();
+            io.write_all(&received.to_ascii_uppercase()).await.unwrap();
+            io.write_all(b"bye").await.unwrap();
+            io.shutdown().await.unwrap();
+        });
+        return Response::builder()
+            .status(101)
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "tcp")
+            .header("Content-Type", "application/vnd.docker.raw-stream")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+    }
+    let text = if parts.uri.path().ends_with("/_ping") {
+        "OK"
+    } else {
+        r#"{"Id":"c0ffee","Warnings":[]}"#
+    };
+    Response::builder()
+        .status(200)
+        .body(Full::new(Bytes::from(text)))
+        .unwrap()
+}
+
+/// Writes raw bytes, half-closes, and returns everything the proxy answered.
+async fn exchange(socket: &Path, raw: &[u8]) -> String {
+    let mut stream = UnixStream::connect(socket).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("proxy answered in time")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn post(target: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn creates(seen: &Mutex<Vec<Seen>>) -> Vec<Seen> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method == "POST" && s.target.contains("/create"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn ping_passes_through() {
+    let h = start().await;
+    let answer = exchange(
+        &h.proxy_socket,
+        b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("OK"), "{answer}");
+}
+
+#[tokio::test]
+async fn privileged_create_is_refused_with_a_docker_style_message_and_never_forwarded() {
+    let h = start().await;
+    let answer = exchange(
+        &h.proxy_socket,
+        &post(
+            "/v1.41/containers/create",
+            r#"{"Image":"busybox","HostConfig":{"privileged":true}}"#,
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("application/json"), "{answer}");
+    assert!(
+        answer.contains(
+            r#"{"message":"dindbox: privileged mode is not allowed: HostConfig.Privileged=true"#
+        ),
+        "{answer}"
+    );
+    assert!(
+        creates(&h.seen).is_empty(),
+        "the daemon saw {:?}",
+        creates(&h.seen)
+    );
+}
+
+#[tokio::test]
+async fn allowed_create_forwards_the_canonical_body_it_checked() {
+    let h = start().await;
+    let body = r#"{"Image":"busybox","hostconfig":{"Privileged":true,"privileged":false}}"#;
+    let answer = exchange(
+        &h.proxy_socket,
+        &post("/v1.41/containers/%63reate?name=x", body),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = creates(&h.seen);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/v1.41/containers/create?name=x");
+    let forwarded = r#"{"Image":"busybox","HostConfig":{"Privileged":false}}"#;
+    assert_eq!(seen[0].body, forwarded);
+    assert_eq!(
+        seen[0].content_length.as_deref(),
+        Some(forwarded.len().to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn chunked_bodies_are_read_whole_and_checked() {
+    let h = start().await;
+    let body = r#"{"HostConfig":{"CapAdd":["SYS_ADMIN"]}}"#;
+    let (a, b) = body.split_at(10);
+    let raw = format!(
+        "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    let answer = exchange(&h.proxy_socket, raw.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("adding capabilities is not allowed"),
+        "{answer}"
+    );
+    assert!(creates(&h.seen).is_empty());
+}
+
+#[tokio::test]
+async fn content_length_and_chunked_together_cannot_smuggle_a_second_request() {
+    let h = start().await;
+    // A front end that trusted Content-Length would see one harmless body;
+    // the hidden request must never reach the daemon unchecked.
+    let hidden = String::from_utf8(post(
+        "/containers/create",
+        r#"{"HostConfig":{"Privileged":true}}"#,
+    ))
+    .unwrap();
+    let raw = format!(
+        "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n{hidden}"
+    );
+    let _ = exchange(&h.proxy_socket, raw.as_bytes()).await;
+    for seen in creates(&h.seen) {
+        assert!(
+            !seen.body.to_ascii_lowercase().contains("privileged"),
+            "smuggled: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fake_upgrade_on_a_plain_endpoint_does_not_tunnel_the_next_request() {
+    let h = start().await;
+    let mut raw =
+        b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+            .to_vec();
+    raw.extend(post(
+        "/containers/create",
+        r#"{"HostConfig":{"Binds":["/:/host"]}}"#,
+    ));
+    let answer = exchange(&h.proxy_socket, &raw).await;
+    assert!(
+        answer.contains("a host bind mount is not allowed"),
+        "{answer}"
+    );
+    assert!(
+        creates(&h.seen).is_empty(),
+        "the daemon saw {:?}",
+        creates(&h.seen)
+    );
+    let pings: Vec<Seen> = h.seen.lock().unwrap().clone();
+    assert_eq!(
+        pings.len(),
+        1,
+        "only the ping reached the daemon: {pings:?}"
+    );
+}
+
+#[tokio::test]
+async fn attach_is_spliced_both_ways_after_101_with_half_close() {
+    let h = start().await;
+    let mut stream = UnixStream::connect(&h.proxy_socket).await.unwrap();
+    stream
+        .write_all(b"POST /v1.41/containers/abc/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = stream.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: tcp"), "{head}");
+    stream.write_all(b"hello from stdin").await.unwrap();
+    stream.shutdown().await.unwrap(); // stdin EOF: output must still arrive
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("stream closed in time")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&rest), "HELLO FROM STDINbye");
+}
+
+#[tokio::test]
+async fn a_dead_daemon_gets_a_clear_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let listen = dir.path().join("proxy.sock");
+    start_proxy(&dir.path().join("nobody.sock"), &listen, &shutdown).await;
+    let answer = exchange(
+        &listen,
+        b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("the inner dockerd is not answering"),
+        "{answer}"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_stale_socket_file_is_replaced_and_a_live_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap()); // leaves the file behind
+    let listener = Listener::bind(&ListenAddr::Unix(path.clone()))
+        .await
+        .expect("stale socket replaced");
+    let err = Listener::bind(&ListenAddr::Unix(path.clone()))
+        .await
+        .err()
+        .expect("live socket refused");
+    assert!(err.to_string().contains("already served"), "{err}");
+    drop(listener);
+}
