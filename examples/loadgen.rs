@@ -24,8 +24,9 @@ async fn main() {
     let socket = PathBuf::from(socket);
     let concurrency: usize = concurrency.parse().expect("CONCURRENCY is a number");
     let duration = Duration::from_secs_f64(seconds.parse().expect("SECONDS is a number"));
-    let client: Client<UnixConnector, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(concurrency).build(UnixConnector);
+    let client: Client<UnixConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build(UnixConnector);
     let uri: hyper::Uri = hyperlocal::Uri::new(&socket, path).into();
     let uri = Arc::new(uri);
 

@@ -215,7 +215,7 @@ async fn allowed_create_forwards_the_canonical_body_it_checked() {
     let seen = creates(&h.seen);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].target, "/v1.41/containers/create?name=x");
-    let forwarded = r#"{"Image":"busybox","HostConfig":{"Privileged":false}}"#;
+    let forwarded = r#"{"Image":"busybox","HostConfig":{"Privileged":false,"CgroupnsMode":"private","IpcMode":"private"}}"#;
     assert_eq!(seen[0].body, forwarded);
     assert_eq!(
         seen[0].content_length.as_deref(),

@@ -72,8 +72,12 @@ pub enum Kind {
     SliceOf(&'static [Field]),
     /// A map: a later object adds to it (exact keys, last wins), `null` resets it.
     Map,
-    /// A pointer to a struct: a later object merges into it, `null` resets it.
+    /// A map of structs: as [`Kind::Map`], each value decoded as a fresh struct.
+    MapOf(&'static [Field]),
+    /// A struct value: a later object merges into it, `null` changes nothing.
     Struct(&'static [Field]),
+    /// A pointer to a struct: a later object merges into it, `null` resets it.
+    Pointer(&'static [Field]),
     /// A value whose structure the proxy does not inspect: the last one is kept.
     Opaque,
 }
@@ -98,41 +102,49 @@ pub struct TypeError {
     pub found: &'static str,
 }
 
+/// An object decoded into a struct: the fields dockerd would see, and the keys
+/// that match no field (dockerd ignores them; the proxy drops or refuses them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub fields: Vec<(String, Json)>,
+    pub unknown: Vec<String>,
+}
+
 /// Decodes an object into a struct with Go's rules. Keys that match a field
 /// (by [`fold`]) come out once, under the field's canonical name, holding the
-/// value dockerd would end up with; other keys are kept as they are, the last
-/// of each fold group winning, so the result never has two keys dockerd could
-/// confuse. `path` names the object in errors.
-pub fn decode_struct(
-    value: &Json,
-    fields: &[Field],
-    path: &str,
-) -> Result<Vec<(String, Json)>, TypeError> {
+/// value dockerd would end up with. `path` names the object in errors.
+pub fn decode_struct(value: &Json, fields: &[Field], path: &str) -> Result<Decoded, TypeError> {
     let Json::Object(entries) = value else {
         return Err(type_error(path, "an object", value));
     };
     // `None` is "present but no effect yet" (a scalar set to null), dropped at the end.
-    let mut out: Vec<(String, Option<Json>)> = Vec::new();
+    let mut out: Vec<(&'static str, Option<Json>)> = Vec::new();
+    let mut unknown = Vec::new();
     for (key, value) in entries {
         let folded = fold(key);
-        let (name, kind) = match fields.iter().find(|f| fold(f.name) == folded) {
-            Some(f) => (f.name, f.kind),
-            None => (key.as_str(), Kind::Opaque),
+        let Some(field) = fields.iter().find(|f| fold(f.name) == folded) else {
+            unknown.push(key.clone());
+            continue;
         };
-        let index = match out.iter().position(|(k, _)| fold(k) == folded) {
+        let index = match out.iter().position(|(name, _)| *name == field.name) {
             Some(i) => i,
             None => {
-                out.push((String::new(), None));
+                out.push((field.name, None));
                 out.len() - 1
             }
         };
-        out[index].0 = name.to_string();
-        assign(&mut out[index].1, value, kind, &format!("{path}.{name}"))?;
+        assign(
+            &mut out[index].1,
+            value,
+            field.kind,
+            &format!("{path}.{}", field.name),
+        )?;
     }
-    Ok(out
+    let fields = out
         .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect())
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect();
+    Ok(Decoded { fields, unknown })
 }
 
 /// Applies one occurrence of a field to what earlier occurrences left.
@@ -144,50 +156,63 @@ fn assign(slot: &mut Option<Json>, value: &Json, kind: Kind, path: &str) -> Resu
             return Err(type_error(path, "a boolean, number or string", value))
         }
         (Kind::Scalar, value) => *slot = Some(value.clone()),
-        (Kind::Slice | Kind::SliceOf(_) | Kind::Map | Kind::Struct(_), Json::Null) => {
-            *slot = Some(Json::Null)
-        }
+        (Kind::Struct(_), Json::Null) => {}
+        (
+            Kind::Slice | Kind::SliceOf(_) | Kind::Map | Kind::MapOf(_) | Kind::Pointer(_),
+            Json::Null,
+        ) => *slot = Some(Json::Null),
         (Kind::Slice, Json::Array(_)) => *slot = Some(value.clone()),
         (Kind::SliceOf(fields), Json::Array(items)) => {
             let items = items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| match item {
-                    Json::Null => Ok(Json::Object(Vec::new())),
-                    item => decode_struct(item, fields, &format!("{path}[{i}]")).map(Json::Object),
-                })
+                .map(|(i, item)| decode_element(item, fields, &format!("{path}[{i}]")))
                 .collect::<Result<_, _>>()?;
             *slot = Some(Json::Array(items));
         }
-        (Kind::Map, Json::Object(entries)) => {
+        (Kind::Map | Kind::MapOf(_), Json::Object(entries)) => {
             let mut merged = match slot.take() {
                 Some(Json::Object(earlier)) => earlier,
                 _ => Vec::new(),
             };
             for (key, value) in entries {
+                let value = match kind {
+                    Kind::MapOf(fields) => {
+                        decode_element(value, fields, &format!("{path}[{key:?}]"))?
+                    }
+                    _ => value.clone(),
+                };
                 match merged.iter_mut().find(|(k, _)| k == key) {
-                    Some(entry) => entry.1 = value.clone(),
-                    None => merged.push((key.clone(), value.clone())),
+                    Some(entry) => entry.1 = value,
+                    None => merged.push((key.clone(), value)),
                 }
             }
             *slot = Some(Json::Object(merged));
         }
-        (Kind::Struct(fields), Json::Object(entries)) => {
+        (Kind::Struct(fields) | Kind::Pointer(fields), Json::Object(entries)) => {
             let mut all = match slot.take() {
                 Some(Json::Object(earlier)) => earlier,
                 _ => Vec::new(),
             };
             all.extend(entries.iter().cloned());
-            *slot = Some(Json::Object(decode_struct(
-                &Json::Object(all),
-                fields,
-                path,
-            )?));
+            *slot = Some(Json::Object(
+                decode_struct(&Json::Object(all), fields, path)?.fields,
+            ));
         }
         (Kind::Slice | Kind::SliceOf(_), value) => return Err(type_error(path, "an array", value)),
-        (Kind::Map | Kind::Struct(_), value) => return Err(type_error(path, "an object", value)),
+        (Kind::Map | Kind::MapOf(_) | Kind::Struct(_) | Kind::Pointer(_), value) => {
+            return Err(type_error(path, "an object", value))
+        }
     }
     Ok(())
+}
+
+/// One element of a slice or map of structs: a fresh struct (`null` is its zero value).
+fn decode_element(item: &Json, fields: &[Field], path: &str) -> Result<Json, TypeError> {
+    match item {
+        Json::Null => Ok(Json::Object(Vec::new())),
+        item => Ok(Json::Object(decode_struct(item, fields, path)?.fields)),
+    }
 }
 
 fn type_error(path: &str, expected: &'static str, found: &Json) -> TypeError {
@@ -299,7 +324,11 @@ mod tests {
     ];
 
     fn decode(text: &str, fields: &[Field]) -> Json {
-        Json::Object(decode_struct(&Json::parse(text.as_bytes()).unwrap(), fields, "body").unwrap())
+        Json::Object(
+            decode_struct(&Json::parse(text.as_bytes()).unwrap(), fields, "body")
+                .unwrap()
+                .fields,
+        )
     }
 
     fn text(value: &Json) -> String {
@@ -370,9 +399,15 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_keep_one_per_fold_group() {
-        let v = decode(r#"{"Foo":1,"foo":2}"#, OUTER);
-        assert_eq!(text(&v), r#"{"foo":2}"#);
+    fn unknown_keys_are_reported_and_left_out() {
+        let decoded = decode_struct(
+            &Json::parse(br#"{"Foo":1,"Image":"x","foo":2}"#).unwrap(),
+            OUTER,
+            "body",
+        )
+        .unwrap();
+        assert_eq!(decoded.unknown, ["Foo", "foo"]);
+        assert_eq!(text(&Json::Object(decoded.fields)), r#"{"Image":"x"}"#);
     }
 
     #[test]

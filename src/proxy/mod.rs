@@ -225,6 +225,9 @@ impl Proxy {
             Endpoint::ContainerCreate => {
                 inspect_json(&parts.headers, body, policy::container_create).await?
             }
+            Endpoint::ContainerUpdate => {
+                inspect_json(&parts.headers, body, policy::container_update).await?
+            }
             Endpoint::ExecCreate => inspect_json(&parts.headers, body, policy::exec_create).await?,
             Endpoint::Hijack | Endpoint::Other => body.map_err(BoxError::from).boxed(),
         };

@@ -17,6 +17,7 @@ use super::policy::Reject;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     ContainerCreate,
+    ContainerUpdate,
     ExecCreate,
     /// Attach and exec start: the connection is hijacked after dockerd's 101.
     Hijack,
@@ -102,6 +103,7 @@ fn classify(method: &Method, path: &str) -> Endpoint {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         (&Method::POST, ["containers", "create"]) => Endpoint::ContainerCreate,
+        (&Method::POST, ["containers", _, "update"]) => Endpoint::ContainerUpdate,
         (&Method::POST, ["containers", _, "exec"]) => Endpoint::ExecCreate,
         (&Method::POST, ["containers", _, "attach"]) => Endpoint::Hijack,
         (&Method::POST, ["exec", _, "start"]) => Endpoint::Hijack,

@@ -1,0 +1,1119 @@
+//! Container create, update and exec create: the request types of Engine API
+//! 1.41 (`container.CreateRequest`, `container.UpdateConfig`,
+//! `types.ExecConfig`) as schemas, and the rules for every field that can
+//! reach the host.
+
+#![forbid(unsafe_code)]
+
+use super::Reject;
+use crate::proxy::gojson::{decode_struct, field, fold, get, Decoded, Field, Json, Kind};
+
+use Kind::{Map, MapOf, Opaque, Pointer, Scalar, Slice, SliceOf, Struct};
+
+const HEALTHCHECK: &[Field] = &[
+    field("Test", Slice),
+    field("Interval", Scalar),
+    field("Timeout", Scalar),
+    field("StartPeriod", Scalar),
+    field("StartInterval", Scalar),
+    field("Retries", Scalar),
+];
+
+/// `container.Config`, embedded in the create request: its fields are top-level keys.
+const CONFIG: &[Field] = &[
+    field("Hostname", Scalar),
+    field("Domainname", Scalar),
+    field("User", Scalar),
+    field("AttachStdin", Scalar),
+    field("AttachStdout", Scalar),
+    field("AttachStderr", Scalar),
+    field("ExposedPorts", Map),
+    field("Tty", Scalar),
+    field("OpenStdin", Scalar),
+    field("StdinOnce", Scalar),
+    field("Env", Slice),
+    // StrSlice: a string or an array, decoded by its own UnmarshalJSON.
+    field("Cmd", Opaque),
+    field("Healthcheck", Pointer(HEALTHCHECK)),
+    field("ArgsEscaped", Scalar),
+    field("Image", Scalar),
+    field("Volumes", Map),
+    field("WorkingDir", Scalar),
+    field("Entrypoint", Opaque),
+    field("NetworkDisabled", Scalar),
+    field("MacAddress", Scalar),
+    field("OnBuild", Slice),
+    field("Labels", Map),
+    field("StopSignal", Scalar),
+    field("StopTimeout", Scalar),
+    field("Shell", Opaque),
+];
+
+const RESTART_POLICY: &[Field] = &[field("Name", Scalar), field("MaximumRetryCount", Scalar)];
+
+const LOG_CONFIG: &[Field] = &[field("Type", Scalar), field("Config", Map)];
+
+const DRIVER_CONFIG: &[Field] = &[field("Name", Scalar), field("Options", Map)];
+
+const MOUNT: &[Field] = &[
+    field("Type", Scalar),
+    field("Source", Scalar),
+    field("Target", Scalar),
+    field("ReadOnly", Scalar),
+    field("Consistency", Scalar),
+    field(
+        "BindOptions",
+        Pointer(&[
+            field("Propagation", Scalar),
+            field("NonRecursive", Scalar),
+            field("CreateMountpoint", Scalar),
+            field("ReadOnlyNonRecursive", Scalar),
+            field("ReadOnlyForceRecursive", Scalar),
+        ]),
+    ),
+    field(
+        "VolumeOptions",
+        Pointer(&[
+            field("NoCopy", Scalar),
+            field("Labels", Map),
+            field("Subpath", Scalar),
+            field("DriverConfig", Pointer(DRIVER_CONFIG)),
+        ]),
+    ),
+    field(
+        "TmpfsOptions",
+        Pointer(&[
+            field("SizeBytes", Scalar),
+            field("Mode", Scalar),
+            field("Options", Slice),
+        ]),
+    ),
+];
+
+/// `container.Resources`, embedded in `HostConfig` and in `UpdateConfig`.
+const RESOURCES: &[Field] = &[
+    field("CpuShares", Scalar),
+    field("Memory", Scalar),
+    field("NanoCpus", Scalar),
+    field("CgroupParent", Scalar),
+    field("BlkioWeight", Scalar),
+    field("BlkioWeightDevice", Slice),
+    field("BlkioDeviceReadBps", Slice),
+    field("BlkioDeviceWriteBps", Slice),
+    field("BlkioDeviceReadIOps", Slice),
+    field("BlkioDeviceWriteIOps", Slice),
+    field("CpuPeriod", Scalar),
+    field("CpuQuota", Scalar),
+    field("CpuRealtimePeriod", Scalar),
+    field("CpuRealtimeRuntime", Scalar),
+    field("CpusetCpus", Scalar),
+    field("CpusetMems", Scalar),
+    field("Devices", Slice),
+    field("DeviceCgroupRules", Slice),
+    field("DeviceRequests", Slice),
+    field("KernelMemory", Scalar),
+    field("KernelMemoryTCP", Scalar),
+    field("MemoryReservation", Scalar),
+    field("MemorySwap", Scalar),
+    field("MemorySwappiness", Scalar),
+    field("OomKillDisable", Scalar),
+    field("PidsLimit", Scalar),
+    field("Ulimits", Slice),
+    field("CpuCount", Scalar),
+    field("CpuPercent", Scalar),
+    field("IOMaximumIOps", Scalar),
+    field("IOMaximumBandwidth", Scalar),
+];
+
+/// `container.HostConfig` without its embedded `Resources`.
+const HOST_CONFIG_OWN: &[Field] = &[
+    field("Binds", Slice),
+    field("ContainerIDFile", Scalar),
+    field("LogConfig", Struct(LOG_CONFIG)),
+    field("NetworkMode", Scalar),
+    field("PortBindings", Map),
+    field("RestartPolicy", Struct(RESTART_POLICY)),
+    field("AutoRemove", Scalar),
+    field("VolumeDriver", Scalar),
+    field("VolumesFrom", Slice),
+    field("ConsoleSize", Slice),
+    field("Annotations", Map),
+    field("CapAdd", Opaque),
+    field("CapDrop", Opaque),
+    field("CgroupnsMode", Scalar),
+    field("Dns", Slice),
+    field("DnsOptions", Slice),
+    field("DnsSearch", Slice),
+    field("ExtraHosts", Slice),
+    field("GroupAdd", Slice),
+    field("IpcMode", Scalar),
+    field("Cgroup", Scalar),
+    field("Links", Slice),
+    field("OomScoreAdj", Scalar),
+    field("PidMode", Scalar),
+    field("Privileged", Scalar),
+    field("PublishAllPorts", Scalar),
+    field("ReadonlyRootfs", Scalar),
+    field("SecurityOpt", Slice),
+    field("StorageOpt", Map),
+    field("Tmpfs", Map),
+    field("UTSMode", Scalar),
+    field("UsernsMode", Scalar),
+    field("ShmSize", Scalar),
+    field("Sysctls", Map),
+    field("Runtime", Scalar),
+    field("Isolation", Scalar),
+    field("Mounts", SliceOf(MOUNT)),
+    field("MaskedPaths", Slice),
+    field("ReadonlyPaths", Slice),
+    field("Init", Scalar),
+];
+
+const HOST_CONFIG: &[Field] =
+    &concat::<{ HOST_CONFIG_OWN.len() + RESOURCES.len() }>(HOST_CONFIG_OWN, RESOURCES);
+
+const ENDPOINT_SETTINGS: &[Field] = &[
+    field(
+        "IPAMConfig",
+        Pointer(&[
+            field("IPv4Address", Scalar),
+            field("IPv6Address", Scalar),
+            field("LinkLocalIPs", Slice),
+        ]),
+    ),
+    field("Links", Slice),
+    field("Aliases", Slice),
+    field("NetworkID", Scalar),
+    field("EndpointID", Scalar),
+    field("Gateway", Scalar),
+    field("IPAddress", Scalar),
+    field("IPPrefixLen", Scalar),
+    field("IPv6Gateway", Scalar),
+    field("GlobalIPv6Address", Scalar),
+    field("GlobalIPv6PrefixLen", Scalar),
+    field("MacAddress", Scalar),
+    field("DriverOpts", Map),
+    field("DNSNames", Slice),
+];
+
+const NETWORKING_CONFIG: &[Field] = &[field("EndpointsConfig", MapOf(ENDPOINT_SETTINGS))];
+
+const CREATE_OWN: &[Field] = &[
+    field("HostConfig", Pointer(HOST_CONFIG)),
+    field("NetworkingConfig", Pointer(NETWORKING_CONFIG)),
+];
+
+/// `container.CreateRequest`: `Config` embedded, `HostConfig` a pointer.
+const CONTAINER_CREATE: &[Field] =
+    &concat::<{ CONFIG.len() + CREATE_OWN.len() }>(CONFIG, CREATE_OWN);
+
+/// `container.UpdateConfig`: `Resources` embedded, plus the restart policy.
+const CONTAINER_UPDATE: &[Field] = &concat::<{ RESOURCES.len() + 1 }>(
+    RESOURCES,
+    &[field("RestartPolicy", Struct(RESTART_POLICY))],
+);
+
+/// `types.ExecConfig`.
+const EXEC_CREATE: &[Field] = &[
+    field("User", Scalar),
+    field("Privileged", Scalar),
+    field("Tty", Scalar),
+    field("ConsoleSize", Slice),
+    field("AttachStdin", Scalar),
+    field("AttachStderr", Scalar),
+    field("AttachStdout", Scalar),
+    field("Detach", Scalar),
+    field("DetachKeys", Scalar),
+    field("Env", Slice),
+    field("WorkingDir", Scalar),
+    field("Cmd", Opaque),
+];
+
+const fn concat<const N: usize>(a: &[Field], b: &[Field]) -> [Field; N] {
+    let mut out = [field("", Opaque); N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - a.len()];
+        i += 1;
+    }
+    out
+}
+
+/// The sysctls a container may set: namespaced, and harmless to its neighbours
+/// (the Kubernetes "safe" set).
+const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_fin_timeout",
+];
+
+const LOG_DRIVERS: &[&str] = &["", "json-file", "local", "none"];
+
+/// Checks a container-create body and returns the canonical body to forward.
+pub fn container_create(body: &Json) -> Result<Json, Reject> {
+    let mut request = decode(body, CONTAINER_CREATE, "body")?.fields;
+    refuse_unknown_host_config_keys(body)?;
+    check_working_dir(&request)?;
+    let mut host_config = match get(&request, "HostConfig") {
+        Some(Json::Object(fields)) => fields.clone(),
+        _ => Vec::new(),
+    };
+    check_host_config(&host_config)?;
+    check_networking(&request)?;
+    set_default(&mut host_config, "CgroupnsMode", "private");
+    set_default(&mut host_config, "IpcMode", "private");
+    set(&mut request, "HostConfig", Json::Object(host_config));
+    Ok(Json::Object(request))
+}
+
+/// Checks a container-update body: the same resource rules as create.
+pub fn container_update(body: &Json) -> Result<Json, Reject> {
+    let request = decode(body, CONTAINER_UPDATE, "body")?.fields;
+    check_resources(&request)?;
+    Ok(Json::Object(request))
+}
+
+/// Checks an exec-create body and returns the canonical body to forward.
+pub fn exec_create(body: &Json) -> Result<Json, Reject> {
+    let request = decode(body, EXEC_CREATE, "body")?.fields;
+    if boolean(&request, "Privileged", "Privileged")? {
+        return Err(Reject::forbidden(
+            "privileged",
+            "privileged exec",
+            "Privileged=true would give the process every capability",
+        ));
+    }
+    check_working_dir(&request)?;
+    Ok(Json::Object(request))
+}
+
+/// dockerd ignores keys it does not know, but a newer dockerd may know a key
+/// that reaches the host: in HostConfig, an unknown key is refused, in every
+/// occurrence of HostConfig (dockerd merges repeated ones).
+fn refuse_unknown_host_config_keys(body: &Json) -> Result<(), Reject> {
+    let Json::Object(entries) = body else {
+        return Ok(());
+    };
+    let host_configs = entries
+        .iter()
+        .filter(|(k, _)| fold(k) == "HOSTCONFIG")
+        .map(|(_, v)| v);
+    for host_config in host_configs.filter(|v| matches!(v, Json::Object(_))) {
+        if let Some(key) = decode(host_config, HOST_CONFIG, "HostConfig")?
+            .unknown
+            .first()
+        {
+            return Err(Reject::forbidden(
+                "unknown-field",
+                &format!("HostConfig.{key}"),
+                "dindbox does not know this setting, so it cannot tell whether it reaches the host",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn decode(body: &Json, fields: &[Field], path: &str) -> Result<Decoded, Reject> {
+    decode_struct(body, fields, path).map_err(|err| Reject::bad_request("body-type", err))
+}
+
+fn check_host_config(hc: &[(String, Json)]) -> Result<(), Reject> {
+    if boolean(hc, "Privileged", "HostConfig.Privileged")? {
+        return Err(Reject::forbidden(
+            "privileged",
+            "privileged mode",
+            "HostConfig.Privileged=true would give every capability and all host devices",
+        ));
+    }
+    check_cap_add(hc)?;
+    check_binds(hc)?;
+    check_mounts(hc)?;
+    check_namespaces(hc)?;
+    check_security_opt(hc)?;
+    for name in ["MaskedPaths", "ReadonlyPaths"] {
+        if !matches!(get(hc, name), None | Some(Json::Null)) {
+            return Err(Reject::forbidden(
+                "system-paths",
+                &format!("setting HostConfig.{name}"),
+                "it replaces the defaults that hide /proc and /sys from the container (systempaths=unconfined)",
+            ));
+        }
+    }
+    check_sysctls(hc)?;
+    for (name, what) in [
+        ("Runtime", "choosing a runtime"),
+        ("Cgroup", "sharing another container's cgroup"),
+    ] {
+        if !string(hc, name, &format!("HostConfig.{name}"))?.is_empty() {
+            return Err(Reject::forbidden(
+                "runtime",
+                what,
+                format!("HostConfig.{name} must be empty"),
+            ));
+        }
+    }
+    if !matches!(
+        string(hc, "VolumeDriver", "HostConfig.VolumeDriver")?,
+        "" | "local"
+    ) {
+        return Err(Reject::forbidden(
+            "volume-driver",
+            "a volume driver plugin",
+            "only the local driver is allowed",
+        ));
+    }
+    if !matches!(
+        string(hc, "Isolation", "HostConfig.Isolation")?,
+        "" | "default"
+    ) {
+        return Err(Reject::forbidden(
+            "isolation",
+            "this isolation",
+            "only the default isolation exists on Linux",
+        ));
+    }
+    if let Some(Json::Object(log)) = get(hc, "LogConfig") {
+        let driver = string(log, "Type", "HostConfig.LogConfig.Type")?;
+        if !LOG_DRIVERS.contains(&driver) {
+            return Err(Reject::forbidden(
+                "log-driver",
+                &format!("the {driver:?} log driver"),
+                "only json-file, local and none are allowed",
+            ));
+        }
+    }
+    if non_empty(hc, "Annotations") {
+        return Err(Reject::forbidden(
+            "annotations",
+            "OCI annotations",
+            "they are passed to the runtime verbatim",
+        ));
+    }
+    if let Some(Json::Object(opts)) = get(hc, "StorageOpt") {
+        if let Some((key, _)) = opts.iter().find(|(k, _)| k != "size") {
+            return Err(Reject::forbidden(
+                "storage-opt",
+                &format!("storage option {key:?}"),
+                "only size is allowed",
+            ));
+        }
+    }
+    if integer(hc, "OomScoreAdj", "HostConfig.OomScoreAdj")? < 0 {
+        return Err(Reject::forbidden(
+            "oom-score-adj",
+            "a negative OomScoreAdj",
+            "it would shift the OOM killer onto other processes",
+        ));
+    }
+    check_resources(hc)
+}
+
+fn check_cap_add(hc: &[(String, Json)]) -> Result<(), Reject> {
+    let caps = match get(hc, "CapAdd") {
+        None | Some(Json::Null) => return Ok(()),
+        Some(Json::Array(caps)) if caps.is_empty() => return Ok(()),
+        Some(Json::String(cap)) if cap.is_empty() => return Ok(()),
+        Some(Json::Array(caps)) => caps.iter().map(display).collect::<Vec<_>>().join(", "),
+        Some(other) => display(other),
+    };
+    Err(Reject::forbidden(
+        "cap-add",
+        "adding capabilities",
+        format!("HostConfig.CapAdd asks for {caps}"),
+    ))
+}
+
+/// `Binds` entries are `source:destination[:options]` or a lone destination
+/// (an anonymous volume). Only named volumes may be the source.
+fn check_binds(hc: &[(String, Json)]) -> Result<(), Reject> {
+    for bind in array(hc, "Binds") {
+        let Json::String(spec) = bind else {
+            return Err(Reject::bad_request(
+                "body-type",
+                "HostConfig.Binds entries must be strings",
+            ));
+        };
+        let mut parts = spec.split(':');
+        let source = parts.next().unwrap_or_default();
+        if parts.next().is_some() && !is_volume_name(source) {
+            return Err(Reject::forbidden(
+                "host-bind",
+                "a host bind mount",
+                format!("Binds entry {spec:?} mounts the host path {source:?}; use a named volume instead"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// dockerd's volume name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+fn is_volume_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Volume and tmpfs mounts only; a volume mount may not pass driver options
+/// (the local driver's `o=bind,device=/` is a host bind under another name).
+fn check_mounts(hc: &[(String, Json)]) -> Result<(), Reject> {
+    for (i, mount) in array(hc, "Mounts").iter().enumerate() {
+        let Json::Object(mount) = mount else { continue };
+        let path = format!("HostConfig.Mounts[{i}]");
+        match string(mount, "Type", &format!("{path}.Type"))? {
+            "volume" => check_volume_options(mount, &path)?,
+            "tmpfs" => {}
+            t if t.eq_ignore_ascii_case("bind") => {
+                let source = string(mount, "Source", &format!("{path}.Source"))?;
+                return Err(Reject::forbidden(
+                    "host-bind",
+                    "a host bind mount",
+                    format!("{path} binds the host path {source:?}; use a volume mount instead"),
+                ));
+            }
+            t => {
+                return Err(Reject::forbidden(
+                    "mount-type",
+                    "this mount type",
+                    format!("{path} has type {t:?}; only volume and tmpfs are allowed"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_volume_options(mount: &[(String, Json)], path: &str) -> Result<(), Reject> {
+    let Some(Json::Object(options)) = get(mount, "VolumeOptions") else {
+        return Ok(());
+    };
+    let Some(Json::Object(driver)) = get(options, "DriverConfig") else {
+        return Ok(());
+    };
+    let name = string(
+        driver,
+        "Name",
+        &format!("{path}.VolumeOptions.DriverConfig.Name"),
+    )?;
+    if !matches!(name, "" | "local") || non_empty(driver, "Options") {
+        return Err(Reject::forbidden(
+            "volume-options",
+            "volume driver options",
+            format!("{path} passes driver options, which can mount host paths or devices"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_namespaces(hc: &[(String, Json)]) -> Result<(), Reject> {
+    let namespaces: [(&str, &str, &[&str]); 6] = [
+        ("PidMode", "pid", &[""]),
+        ("IpcMode", "ipc", &["", "private", "none", "shareable"]),
+        ("UTSMode", "uts", &[""]),
+        ("UsernsMode", "user", &[""]),
+        ("CgroupnsMode", "cgroup", &["", "private"]),
+        ("NetworkMode", "network", &[]),
+    ];
+    for (name, namespace, allowed) in namespaces {
+        let mode = string(hc, name, &format!("HostConfig.{name}"))?;
+        let refused = if name == "NetworkMode" {
+            mode == "host" || mode.starts_with("container:")
+        } else {
+            !allowed.contains(&mode)
+        };
+        if refused {
+            let what = if mode.starts_with("container:") {
+                format!("joining another container's {namespace} namespace")
+            } else if mode == "host" {
+                format!("the host's {namespace} namespace")
+            } else {
+                format!("{name} {mode:?}")
+            };
+            return Err(Reject::forbidden(
+                "namespace",
+                &what,
+                format!("HostConfig.{name}={mode:?}; containers get namespaces of their own"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Only `no-new-privileges`: every other option unconfines seccomp, AppArmor,
+/// SELinux labels or cgroupfs, in one of several spellings.
+fn check_security_opt(hc: &[(String, Json)]) -> Result<(), Reject> {
+    for opt in array(hc, "SecurityOpt") {
+        let Json::String(opt) = opt else {
+            return Err(Reject::bad_request(
+                "body-type",
+                "HostConfig.SecurityOpt entries must be strings",
+            ));
+        };
+        if !matches!(
+            opt.as_str(),
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true"
+        ) {
+            return Err(Reject::forbidden(
+                "security-opt",
+                &format!("security option {opt:?}"),
+                "only no-new-privileges may be set; the default seccomp and AppArmor profiles stay",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_sysctls(hc: &[(String, Json)]) -> Result<(), Reject> {
+    let Some(Json::Object(sysctls)) = get(hc, "Sysctls") else {
+        return Ok(());
+    };
+    if let Some((key, _)) = sysctls
+        .iter()
+        .find(|(k, _)| !SAFE_SYSCTLS.contains(&k.as_str()))
+    {
+        return Err(Reject::forbidden(
+            "sysctl",
+            &format!("sysctl {key:?}"),
+            format!("only these are allowed: {}", SAFE_SYSCTLS.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// The resource fields shared by create and update.
+fn check_resources(r: &[(String, Json)]) -> Result<(), Reject> {
+    for (name, what) in [
+        ("Devices", "host devices"),
+        ("DeviceCgroupRules", "device cgroup rules"),
+        ("DeviceRequests", "device requests (GPUs, CDI)"),
+        ("BlkioWeightDevice", "per-device block IO settings"),
+        ("BlkioDeviceReadBps", "per-device block IO settings"),
+        ("BlkioDeviceWriteBps", "per-device block IO settings"),
+        ("BlkioDeviceReadIOps", "per-device block IO settings"),
+        ("BlkioDeviceWriteIOps", "per-device block IO settings"),
+    ] {
+        if non_empty(r, name) {
+            return Err(Reject::forbidden(
+                "devices",
+                what,
+                format!("{name} names host devices"),
+            ));
+        }
+    }
+    if !string(r, "CgroupParent", "CgroupParent")?.is_empty() {
+        return Err(Reject::forbidden(
+            "cgroup-parent",
+            "choosing the cgroup parent",
+            "dindbox places every container under the box's own cgroup",
+        ));
+    }
+    if boolean(r, "OomKillDisable", "OomKillDisable")? {
+        return Err(Reject::forbidden(
+            "oom-kill-disable",
+            "disabling the OOM killer",
+            "the box's memory pressure would fall on others",
+        ));
+    }
+    for name in ["CpuRealtimePeriod", "CpuRealtimeRuntime"] {
+        if integer(r, name, name)? != 0 {
+            return Err(Reject::forbidden(
+                "realtime",
+                "real-time scheduling",
+                format!("{name} must be 0"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_networking(request: &[(String, Json)]) -> Result<(), Reject> {
+    let Some(Json::Object(networking)) = get(request, "NetworkingConfig") else {
+        return Ok(());
+    };
+    let Some(Json::Object(endpoints)) = get(networking, "EndpointsConfig") else {
+        return Ok(());
+    };
+    for (network, settings) in endpoints {
+        if network == "host" {
+            return Err(Reject::forbidden(
+                "namespace",
+                "the host's network namespace",
+                "NetworkingConfig names the host network",
+            ));
+        }
+        if let Json::Object(settings) = settings {
+            if non_empty(settings, "DriverOpts") {
+                return Err(Reject::forbidden(
+                    "endpoint-driver-opts",
+                    "endpoint driver options",
+                    format!("NetworkingConfig.EndpointsConfig[{network:?}].DriverOpts can set host interface sysctls"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// CVE-2024-21626: a working directory in `/proc/self/fd` reached the host's
+/// filesystem through a leaked runc fd.
+fn check_working_dir(object: &[(String, Json)]) -> Result<(), Reject> {
+    let dir = string(object, "WorkingDir", "WorkingDir")?;
+    if dir == "/proc" || dir.starts_with("/proc/") {
+        return Err(Reject::forbidden(
+            "working-dir",
+            &format!("working directory {dir:?}"),
+            "it must not be under /proc",
+        ));
+    }
+    Ok(())
+}
+
+fn boolean(object: &[(String, Json)], name: &str, path: &str) -> Result<bool, Reject> {
+    match get(object, name) {
+        None | Some(Json::Null) => Ok(false),
+        Some(Json::Bool(b)) => Ok(*b),
+        Some(other) => Err(type_mismatch(path, "a boolean", other)),
+    }
+}
+
+fn string<'a>(object: &'a [(String, Json)], name: &str, path: &str) -> Result<&'a str, Reject> {
+    match get(object, name) {
+        None | Some(Json::Null) => Ok(""),
+        Some(Json::String(s)) => Ok(s),
+        Some(other) => Err(type_mismatch(path, "a string", other)),
+    }
+}
+
+fn integer(object: &[(String, Json)], name: &str, path: &str) -> Result<i64, Reject> {
+    match get(object, name) {
+        None | Some(Json::Null) => Ok(0),
+        Some(Json::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| type_mismatch(path, "a 64-bit integer", &Json::Number(n.clone()))),
+        Some(other) => Err(type_mismatch(path, "an integer", other)),
+    }
+}
+
+fn array<'a>(object: &'a [(String, Json)], name: &str) -> &'a [Json] {
+    match get(object, name) {
+        Some(Json::Array(items)) => items,
+        _ => &[],
+    }
+}
+
+/// A slice or map that holds something (null, absent and empty are all "nothing").
+fn non_empty(object: &[(String, Json)], name: &str) -> bool {
+    match get(object, name) {
+        Some(Json::Array(items)) => !items.is_empty(),
+        Some(Json::Object(entries)) => !entries.is_empty(),
+        _ => false,
+    }
+}
+
+fn type_mismatch(path: &str, expected: &str, found: &Json) -> Reject {
+    Reject::bad_request(
+        "body-type",
+        format!("{path} must be {expected}, not {}", found.type_name()),
+    )
+}
+
+fn display(value: &Json) -> String {
+    String::from_utf8_lossy(&value.to_vec()).into_owned()
+}
+
+fn set_default(object: &mut Vec<(String, Json)>, name: &str, value: &str) {
+    if matches!(get(object, name), None | Some(Json::Null))
+        || matches!(get(object, name), Some(Json::String(s)) if s.is_empty())
+    {
+        set(object, name, Json::String(value.to_string()));
+    }
+}
+
+fn set(object: &mut Vec<(String, Json)>, name: &str, value: Json) {
+    match object.iter_mut().find(|(k, _)| k == name) {
+        Some(entry) => entry.1 = value,
+        None => object.push((name.to_string(), value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(body: &str) -> Result<String, Reject> {
+        container_create(&Json::parse(body.as_bytes()).expect("test body is JSON"))
+            .map(|v| display(&v))
+    }
+
+    /// Each hostile body with the rule that must refuse it.
+    const REFUSED: &[(&str, &str)] = &[
+        // privileged, in every spelling dockerd accepts
+        (r#"{"HostConfig":{"Privileged":true}}"#, "privileged"),
+        (r#"{"hostconfig":{"privileged":true}}"#, "privileged"),
+        (r#"{"HOSTCONFIG":{"PRIVILEGED":true}}"#, "privileged"),
+        (
+            r#"{"HostConfig":{"Privileged":false,"PRIVILEGED":true}}"#,
+            "privileged",
+        ),
+        (
+            r#"{"HostConfig":{"Privileged":true,"privileged":null}}"#,
+            "privileged",
+        ),
+        (
+            r#"{"HostConfig":{"Privileged":true},"HostConfig":{"Memory":1}}"#,
+            "privileged",
+        ),
+        (
+            r#"{"HostConfig":{"Privileged":true},"hostconfig":{}}"#,
+            "privileged",
+        ),
+        // capabilities: arrays, a bare string (StrSlice), any case
+        (r#"{"HostConfig":{"CapAdd":["SYS_ADMIN"]}}"#, "cap-add"),
+        (r#"{"HostConfig":{"capadd":["sys_admin"]}}"#, "cap-add"),
+        (r#"{"HostConfig":{"cApAdD":["ALL"]}}"#, "cap-add"),
+        (r#"{"HostConfig":{"CapAdd":"SYS_ADMIN"}}"#, "cap-add"),
+        (
+            r#"{"HostConfig":{"CapAdd":null,"CAPADD":["NET_ADMIN"]}}"#,
+            "cap-add",
+        ),
+        (r#"{"HostConfig":{"CapAdd":["\u017fys_admin"]}}"#, "cap-add"),
+        // host binds
+        (r#"{"HostConfig":{"Binds":["/:/host"]}}"#, "host-bind"),
+        (
+            r#"{"HostConfig":{"Binds":["/var/run/docker.sock:/s:ro"]}}"#,
+            "host-bind",
+        ),
+        (
+            "{\"HostConfig\":{\"Bind\u{017F}\":[\"/:/host\"]}}",
+            "host-bind",
+        ),
+        (r#"{"HostConfig":{"Binds":["./rel:/x"]}}"#, "host-bind"),
+        (
+            r#"{"HostConfig":{"Binds":["/etc:/etc:rshared"]}}"#,
+            "host-bind",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/","Target":"/h"}]}}"#,
+            "host-bind",
+        ),
+        (
+            r#"{"HostConfig":{"mounts":[{"type":"BIND","source":"/"}]}}"#,
+            "host-bind",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume"},{"Type":"bind","Source":"/"}]}}"#,
+            "host-bind",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"npipe"}]}}"#,
+            "mount-type",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"image","Source":"other"}]}}"#,
+            "mount-type",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"cluster"}]}}"#,
+            "mount-type",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Target":"/x"}]}}"#,
+            "mount-type",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind","device":"/"}}}}]}}"#,
+            "volume-options",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","VolumeOptions":{"DriverConfig":{"Name":"sshfs"}}}]}}"#,
+            "volume-options",
+        ),
+        // devices
+        (
+            r#"{"HostConfig":{"Devices":[{"PathOnHost":"/dev/sda","PathInContainer":"/dev/sda","CgroupPermissions":"rwm"}]}}"#,
+            "devices",
+        ),
+        (
+            r#"{"HostConfig":{"DeviceCgroupRules":["b 8:* rwm"]}}"#,
+            "devices",
+        ),
+        (
+            r#"{"HostConfig":{"DeviceRequests":[{"Driver":"nvidia","Count":-1,"Capabilities":[["gpu"]]}]}}"#,
+            "devices",
+        ),
+        (
+            r#"{"HostConfig":{"BlkioDeviceReadBps":[{"Path":"/dev/sda","Rate":1}]}}"#,
+            "devices",
+        ),
+        (
+            r#"{"HostConfig":{"devices":[{"PathOnHost":"/dev/mem"}]}}"#,
+            "devices",
+        ),
+        // namespaces
+        (r#"{"HostConfig":{"PidMode":"host"}}"#, "namespace"),
+        (r#"{"HostConfig":{"PidMode":"container:abc"}}"#, "namespace"),
+        (r#"{"HostConfig":{"IpcMode":"host"}}"#, "namespace"),
+        (r#"{"HostConfig":{"IpcMode":"container:abc"}}"#, "namespace"),
+        (r#"{"HostConfig":{"NetworkMode":"host"}}"#, "namespace"),
+        (
+            r#"{"HostConfig":{"networkmode":"container:abc"}}"#,
+            "namespace",
+        ),
+        (r#"{"HostConfig":{"UTSMode":"host"}}"#, "namespace"),
+        (r#"{"HostConfig":{"UsernsMode":"host"}}"#, "namespace"),
+        (r#"{"HostConfig":{"CgroupnsMode":"host"}}"#, "namespace"),
+        (r#"{"HostConfig":{"PidMode":"HOST"}}"#, "namespace"),
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"host":{}}}}"#,
+            "namespace",
+        ),
+        // security options, in the `=` and legacy `:` spellings
+        (
+            r#"{"HostConfig":{"SecurityOpt":["seccomp=unconfined"]}}"#,
+            "security-opt",
+        ),
+        (
+            r#"{"HostConfig":{"SecurityOpt":["seccomp:unconfined"]}}"#,
+            "security-opt",
+        ),
+        (
+            r#"{"HostConfig":{"SecurityOpt":["apparmor=unconfined"]}}"#,
+            "security-opt",
+        ),
+        (
+            r#"{"HostConfig":{"SecurityOpt":["label=disable"]}}"#,
+            "security-opt",
+        ),
+        (
+            r#"{"HostConfig":{"SecurityOpt":["disable"]}}"#,
+            "security-opt",
+        ),
+        (
+            r#"{"HostConfig":{"SecurityOpt":["writable-cgroups=true"]}}"#,
+            "security-opt",
+        ),
+        (
+            r#"{"HostConfig":{"SecurityOpt":["systempaths=unconfined"]}}"#,
+            "security-opt",
+        ),
+        (
+            r#"{"HostConfig":{"SecurityOpt":["no-new-privileges","seccomp={}"]}}"#,
+            "security-opt",
+        ),
+        (r#"{"HostConfig":{"MaskedPaths":[]}}"#, "system-paths"),
+        (r#"{"HostConfig":{"ReadonlyPaths":[]}}"#, "system-paths"),
+        // sysctls, runtimes, drivers, cgroups
+        (
+            r#"{"HostConfig":{"Sysctls":{"kernel.core_pattern":"|/x"}}}"#,
+            "sysctl",
+        ),
+        (
+            r#"{"HostConfig":{"Sysctls":{"net.ipv4.ip_forward":"1"}}}"#,
+            "sysctl",
+        ),
+        (
+            r#"{"HostConfig":{"Runtime":"io.containerd.runsc.v1"}}"#,
+            "runtime",
+        ),
+        (r#"{"HostConfig":{"Cgroup":"container:abc"}}"#, "runtime"),
+        (
+            r#"{"HostConfig":{"VolumeDriver":"convoy"}}"#,
+            "volume-driver",
+        ),
+        (r#"{"HostConfig":{"CgroupParent":"/"}}"#, "cgroup-parent"),
+        (
+            r#"{"HostConfig":{"cgroupparent":"../../x"}}"#,
+            "cgroup-parent",
+        ),
+        (
+            r#"{"HostConfig":{"OomKillDisable":true}}"#,
+            "oom-kill-disable",
+        ),
+        (r#"{"HostConfig":{"OomScoreAdj":-1000}}"#, "oom-score-adj"),
+        (
+            r#"{"HostConfig":{"CpuRealtimeRuntime":950000}}"#,
+            "realtime",
+        ),
+        (
+            r#"{"HostConfig":{"LogConfig":{"Type":"syslog","Config":{"syslog-address":"tcp://10.0.0.1:514"}}}}"#,
+            "log-driver",
+        ),
+        (
+            r#"{"HostConfig":{"Annotations":{"com.example":"x"}}}"#,
+            "annotations",
+        ),
+        (
+            r#"{"HostConfig":{"StorageOpt":{"dm.basesize":"1T"}}}"#,
+            "storage-opt",
+        ),
+        (r#"{"HostConfig":{"Isolation":"hyperv"}}"#, "isolation"),
+        // fields dindbox does not know are refused in HostConfig
+        (
+            r#"{"HostConfig":{"Capabilities":["ALL"]}}"#,
+            "unknown-field",
+        ),
+        (
+            r#"{"HostConfig":{"Resources":{"Devices":[]}}}"#,
+            "unknown-field",
+        ),
+        (
+            r#"{"HostConfig":{"FutureHostOption":true}}"#,
+            "unknown-field",
+        ),
+        (
+            r#"{"HostConfig":{},"hostconfig":{"Capabilities":["ALL"]}}"#,
+            "unknown-field",
+        ),
+        // endpoint options, /proc working directories
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"x"}}}}}"#,
+            "endpoint-driver-opts",
+        ),
+        (r#"{"WorkingDir":"/proc/self/fd/7"}"#, "working-dir"),
+        // wrong types are refused, not guessed at
+        (r#"{"HostConfig":{"Privileged":"true"}}"#, "body-type"),
+        (r#"{"HostConfig":{"Privileged":1}}"#, "body-type"),
+        (r#"{"HostConfig":{"Binds":"/:/host"}}"#, "body-type"),
+        (r#"{"HostConfig":{"Binds":[1]}}"#, "body-type"),
+        (r#"{"HostConfig":[]}"#, "body-type"),
+        (r#"{"HostConfig":{"PidMode":["host"]}}"#, "body-type"),
+        (r#"[]"#, "body-type"),
+    ];
+
+    #[test]
+    fn every_hostile_create_is_refused_by_its_rule() {
+        for (body, rule) in REFUSED {
+            match create(body) {
+                Ok(forwarded) => panic!("{body} was allowed and forwarded as {forwarded}"),
+                Err(reject) => assert_eq!(reject.rule, *rule, "{body}: {}", reject.message),
+            }
+        }
+    }
+
+    /// Each benign body with what must be forwarded.
+    const ALLOWED: &[(&str, &str)] = &[
+        (
+            r#"{"Image":"busybox"}"#,
+            r#"{"Image":"busybox","HostConfig":{"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"image":"busybox","hostconfig":{"privileged":false}}"#,
+            r#"{"Image":"busybox","HostConfig":{"Privileged":false,"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"Image":"b","HostConfig":{"Binds":["data:/data","cache:/c:ro","/anon"]}}"#,
+            r#"{"Image":"b","HostConfig":{"Binds":["data:/data","cache:/c:ro","/anon"],"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"HostConfig":{"CapAdd":["ALL"],"capadd":null,"CapDrop":["NET_RAW"]}}"#,
+            r#"{"HostConfig":{"CapAdd":null,"CapDrop":["NET_RAW"],"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"HostConfig":{"IpcMode":"shareable","CgroupnsMode":"private"}}"#,
+            r#"{"HostConfig":{"IpcMode":"shareable","CgroupnsMode":"private"}}"#,
+        ),
+        (
+            r#"{"Unknown":1,"Image":"b","NetworkingConfig":{"EndpointsConfig":{"net1":{"Aliases":["a"],"Bogus":1}}}}"#,
+            r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"net1":{"Aliases":["a"]}}},"HostConfig":{"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1024}},{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"DriverConfig":{"Name":"local"}}}]}}"#,
+            r#"{"HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1024}},{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"DriverConfig":{"Name":"local"}}}],"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"HostConfig":{"SecurityOpt":["no-new-privileges"],"Sysctls":{"net.ipv4.ip_unprivileged_port_start":"0"},"NetworkMode":"mynet","Memory":1048576,"MaskedPaths":null}}"#,
+            r#"{"HostConfig":{"SecurityOpt":["no-new-privileges"],"Sysctls":{"net.ipv4.ip_unprivileged_port_start":"0"},"NetworkMode":"mynet","Memory":1048576,"MaskedPaths":null,"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"HostConfig":{"LogConfig":{"Type":"json-file","Config":{"max-size":"10m"}},"RestartPolicy":{"Name":"always"},"restartpolicy":null}}"#,
+            r#"{"HostConfig":{"LogConfig":{"Type":"json-file","Config":{"max-size":"10m"}},"RestartPolicy":{"Name":"always"},"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"HostConfig":null}"#,
+            r#"{"HostConfig":{"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+    ];
+
+    #[test]
+    fn every_benign_create_is_allowed_and_forwarded_canonically() {
+        for (body, forwarded) in ALLOWED {
+            match create(body) {
+                Ok(actual) => assert_eq!(actual, *forwarded, "{body}"),
+                Err(reject) => panic!("{body} was refused: {}", reject.message),
+            }
+        }
+    }
+
+    #[test]
+    fn the_docker_cli_default_create_body_is_allowed() {
+        // What `docker run busybox` (CLI 28, API 1.41) sends, trimmed of nothing.
+        let body = r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":true,"AttachStderr":true,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":["echo","hi"],"Image":"busybox","Volumes":{},"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":{},"HostConfig":{"Binds":null,"ContainerIDFile":"","LogConfig":{"Type":"","Config":{}},"NetworkMode":"default","PortBindings":{},"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"AutoRemove":true,"VolumeDriver":"","VolumesFrom":null,"ConsoleSize":[0,0],"CapAdd":null,"CapDrop":null,"CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,"GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","Privileged":false,"PublishAllPorts":false,"ReadonlyRootfs":false,"SecurityOpt":null,"UTSMode":"","UsernsMode":"","ShmSize":0,"Isolation":"","CpuShares":0,"Memory":0,"NanoCpus":0,"CgroupParent":"","BlkioWeight":0,"BlkioWeightDevice":[],"BlkioDeviceReadBps":[],"BlkioDeviceWriteBps":[],"BlkioDeviceReadIOps":[],"BlkioDeviceWriteIOps":[],"CpuPeriod":0,"CpuQuota":0,"CpuRealtimePeriod":0,"CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","Devices":[],"DeviceCgroupRules":null,"DeviceRequests":null,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":null,"OomKillDisable":null,"PidsLimit":null,"Ulimits":[],"CpuCount":0,"CpuPercent":0,"IOMaximumIOps":0,"IOMaximumBandwidth":0,"MaskedPaths":null,"ReadonlyPaths":null},"NetworkingConfig":{"EndpointsConfig":{}}}"#;
+        let forwarded = create(body).unwrap_or_else(|r| panic!("refused: {}", r.message));
+        assert!(
+            forwarded.contains(r#""CgroupnsMode":"private""#),
+            "{forwarded}"
+        );
+        assert!(forwarded.contains(r#""IpcMode":"private""#), "{forwarded}");
+    }
+
+    #[test]
+    fn refusals_read_well_in_the_cli() {
+        let reject = create(r#"{"HostConfig":{"Binds":["/:/host"]}}"#).unwrap_err();
+        assert_eq!(reject.status, http::StatusCode::FORBIDDEN);
+        assert_eq!(
+            reject.message,
+            r#"dindbox: a host bind mount is not allowed: Binds entry "/:/host" mounts the host path "/"; use a named volume instead"#
+        );
+    }
+
+    #[test]
+    fn privileged_exec_is_refused_and_plain_exec_allowed() {
+        let exec = |body: &str| exec_create(&Json::parse(body.as_bytes()).unwrap());
+        assert_eq!(
+            exec(r#"{"Cmd":["sh"],"privileged":true}"#)
+                .unwrap_err()
+                .rule,
+            "privileged"
+        );
+        assert_eq!(
+            exec(r#"{"Cmd":["sh"],"WorkingDir":"/proc/self/cwd"}"#)
+                .unwrap_err()
+                .rule,
+            "working-dir"
+        );
+        assert_eq!(
+            display(&exec(r#"{"cmd":["sh"],"Junk":1}"#).unwrap()),
+            r#"{"Cmd":["sh"]}"#
+        );
+    }
+
+    #[test]
+    fn update_applies_the_resource_rules() {
+        let update = |body: &str| container_update(&Json::parse(body.as_bytes()).unwrap());
+        assert_eq!(
+            update(r#"{"Devices":[{"PathOnHost":"/dev/sda"}]}"#)
+                .unwrap_err()
+                .rule,
+            "devices"
+        );
+        assert_eq!(
+            update(r#"{"CgroupParent":"/"}"#).unwrap_err().rule,
+            "cgroup-parent"
+        );
+        assert_eq!(
+            display(&update(r#"{"memory":1024,"RestartPolicy":{"Name":"no"}}"#).unwrap()),
+            r#"{"Memory":1024,"RestartPolicy":{"Name":"no"}}"#
+        );
+    }
+}

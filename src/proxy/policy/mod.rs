@@ -1,0 +1,45 @@
+//! What a tenant may ask of the inner dockerd: pure functions over parsed
+//! bodies, no I/O. A request is allowed by returning the canonical body to
+//! forward, or refused with a [`Reject`] that names the rule and the reason.
+//!
+//! The rules are an allow-list: the fields of each request are decoded the way
+//! dockerd decodes them ([`super::gojson`]), fields the policy does not know are
+//! dropped (or refused where an unknown field could be a new host-reaching
+//! option), and every field that can reach the host is checked by value.
+
+#![forbid(unsafe_code)]
+
+mod container;
+
+use http::StatusCode;
+
+pub use self::container::{container_create, container_update, exec_create};
+
+/// A refused request: the HTTP status, the rule that refused it (for logs),
+/// and the message the Docker CLI prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub status: StatusCode,
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl Reject {
+    /// A request the policy forbids: `dindbox: <what> is not allowed: <why>`.
+    pub fn forbidden(rule: &'static str, what: &str, why: impl std::fmt::Display) -> Reject {
+        Reject {
+            status: StatusCode::FORBIDDEN,
+            rule,
+            message: format!("dindbox: {what} is not allowed: {why}"),
+        }
+    }
+
+    /// A request the proxy cannot read the way dockerd would.
+    pub fn bad_request(rule: &'static str, why: impl std::fmt::Display) -> Reject {
+        Reject {
+            status: StatusCode::BAD_REQUEST,
+            rule,
+            message: format!("dindbox: {why}"),
+        }
+    }
+}
