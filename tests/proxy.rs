@@ -60,6 +60,7 @@ async fn start() -> Harness {
 async fn start_proxy(upstream: &Path, listen: &Path, shutdown: &CancellationToken) {
     let proxy = Proxy::new(ProxyConfig {
         upstream: upstream.to_path_buf(),
+        allow_buildkit: false,
     });
     let listener = Listener::bind(&ListenAddr::Unix(listen.to_path_buf()))
         .await
@@ -121,6 +122,14 @@ async fn fake_response(
             .header("Upgrade", "tcp")
             .header("Content-Type", "application/vnd.docker.raw-stream")
             .body(Full::new(Bytes::new()))
+            .unwrap();
+    }
+    if parts.uri.path().ends_with("/version") {
+        let body = r#"{"Version":"27.0.0","ApiVersion":"1.46","MinAPIVersion":"1.24"}"#;
+        return Response::builder()
+            .status(200)
+            .header("Api-Version", "1.46")
+            .body(Full::new(Bytes::from(body)))
             .unwrap();
     }
     let text = if parts.uri.path().ends_with("/_ping") {
@@ -348,4 +357,55 @@ async fn a_stale_socket_file_is_replaced_and_a_live_one_is_refused() {
         .expect("live socket refused");
     assert!(err.to_string().contains("already served"), "{err}");
     drop(listener);
+}
+
+#[tokio::test]
+async fn a_newer_daemon_is_advertised_at_the_version_the_policy_knows() {
+    let h = start().await;
+    let answer = exchange(
+        &h.proxy_socket,
+        b"GET /version HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("api-version: 1.41\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains(r#""ApiVersion":"1.41""#), "{answer}");
+    assert!(answer.contains(r#""Version":"27.0.0""#), "{answer}");
+    let seen = h.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen[0].target, "/v1.41/version",
+        "unversioned requests are pinned"
+    );
+}
+
+#[tokio::test]
+async fn endpoints_off_the_allow_list_never_reach_the_daemon() {
+    let h = start().await;
+    for raw in [
+        &post("/v1.41/plugins/pull?remote=evil", "[]")[..],
+        &post("/v1.41/swarm/join", r#"{"RemoteAddrs":["10.0.0.1"]}"#)[..],
+        b"GET /debug/pprof/ HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = exchange(&h.proxy_socket, raw).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        assert!(answer.contains("not on dindbox's allow-list"), "{answer}");
+    }
+    assert!(h.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn form_encoded_bodies_cannot_override_checked_query_parameters() {
+    let h = start().await;
+    let body = "networkmode=host";
+    let raw = format!(
+        "POST /v1.41/build?networkmode=default HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = exchange(&h.proxy_socket, raw.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(h.seen.lock().unwrap().is_empty());
 }

@@ -11,6 +11,7 @@
 pub mod gojson;
 mod hijack;
 pub mod policy;
+pub mod query;
 pub mod route;
 
 use std::convert::Infallible;
@@ -41,7 +42,7 @@ use tracing::{debug, info, warn};
 
 use self::gojson::Json;
 use self::policy::Reject;
-use self::route::Endpoint;
+use self::route::{ApiVersion, Endpoint, MAX_API};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = BoxBody<Bytes, BoxError>;
@@ -114,15 +115,20 @@ async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// What the proxy forwards to.
+/// What the proxy forwards to, and what it lets through.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// The private dockerd socket.
     pub upstream: PathBuf,
+    /// Let BuildKit's `/session` and `/grpc` tunnels through. They cannot be
+    /// inspected, so this is only safe where the daemon itself is confined
+    /// (a dind box: no insecure entitlements, the box's own cgroup).
+    pub allow_buildkit: bool,
 }
 
 pub struct Proxy {
     upstream: PathBuf,
+    allow_buildkit: bool,
     client: Client<UnixConnector, Body>,
 }
 
@@ -134,6 +140,7 @@ impl Proxy {
             .build(UnixConnector);
         Arc::new(Proxy {
             upstream: config.upstream,
+            allow_buildkit: config.allow_buildkit,
             client,
         })
     }
@@ -218,23 +225,47 @@ impl Proxy {
 
     async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, Reject> {
         let route = route::route(req.method(), req.uri())?;
-        let client_upgrade =
-            (route.endpoint == Endpoint::Hijack).then(|| hyper::upgrade::on(&mut req));
+        refuse_form_bodies(req.headers())?;
+        if route.endpoint == Endpoint::BuildKit && !self.allow_buildkit {
+            return Err(Reject::forbidden(
+                "buildkit",
+                "BuildKit sessions",
+                "this proxy cannot inspect them; use the classic builder (DOCKER_BUILDKIT=0)",
+            ));
+        }
+        let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
+        let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        let headers = &parts.headers;
         let body = match route.endpoint {
             Endpoint::ContainerCreate => {
-                inspect_json(&parts.headers, body, policy::container_create).await?
+                inspect_json(headers, body, policy::container_create).await?
             }
             Endpoint::ContainerUpdate => {
-                inspect_json(&parts.headers, body, policy::container_update).await?
+                inspect_json(headers, body, policy::container_update).await?
             }
-            Endpoint::ExecCreate => inspect_json(&parts.headers, body, policy::exec_create).await?,
-            Endpoint::Hijack | Endpoint::Other => body.map_err(BoxError::from).boxed(),
+            Endpoint::ExecCreate => inspect_json(headers, body, policy::exec_create).await?,
+            Endpoint::VolumeCreate => inspect_json(headers, body, policy::volume_create).await?,
+            Endpoint::NetworkCreate => inspect_json(headers, body, policy::network_create).await?,
+            Endpoint::NetworkConnect => {
+                inspect_json(headers, body, policy::network_connect).await?
+            }
+            Endpoint::Build => {
+                policy::build(&route.query)?;
+                stream(body)
+            }
+            Endpoint::ImageCreate => {
+                policy::image_create(&route.query)?;
+                stream(body)
+            }
+            Endpoint::Plain | Endpoint::Version | Endpoint::Hijack | Endpoint::BuildKit => {
+                stream(body)
+            }
         };
-        strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
+        strip_hop_by_hop(&mut parts.headers, hijack);
         // hyper re-frames the body: a fresh Content-Length, or chunked when unknown.
         parts.headers.remove(header::CONTENT_LENGTH);
-        parts.uri = hyperlocal::Uri::new(&self.upstream, &route.path_and_query).into();
+        parts.uri = hyperlocal::Uri::new(&self.upstream, &route.target()).into();
 
         let mut response = self.client.request(Request::from_parts(parts, body)).await.map_err(|err| {
             warn!(error = %err, upstream = %self.upstream.display(), "dockerd did not answer");
@@ -244,6 +275,7 @@ impl Proxy {
                 message: "dindbox: the inner dockerd is not answering (it may be restarting); try again in a few seconds".into(),
             }
         })?;
+        self.advertise_only_what_is_allowed(response.headers_mut());
         if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
             (client_upgrade, response.status())
         {
@@ -253,11 +285,71 @@ impl Proxy {
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
-        Ok(Response::from_parts(
-            parts,
-            body.map_err(BoxError::from).boxed(),
-        ))
+        if route.endpoint == Endpoint::Version && parts.status.is_success() {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            return Ok(Response::from_parts(parts, cap_version_body(body).await));
+        }
+        Ok(Response::from_parts(parts, stream(body)))
     }
+
+    /// Clients negotiate from `Api-Version` (and `Builder-Version` on `/_ping`):
+    /// never let them pick a version or a builder the proxy would refuse.
+    fn advertise_only_what_is_allowed(&self, headers: &mut HeaderMap) {
+        let too_new = headers
+            .get("api-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(ApiVersion::parse)
+            .is_some_and(|v| v > MAX_API);
+        if too_new {
+            headers.insert(
+                "api-version",
+                HeaderValue::from_str(&MAX_API.to_string()).expect("a version is a valid header"),
+            );
+        }
+        if !self.allow_buildkit && headers.contains_key("builder-version") {
+            headers.insert("builder-version", HeaderValue::from_static("1"));
+        }
+    }
+}
+
+/// `GET /version`'s `ApiVersion`, capped like the `Api-Version` header.
+async fn cap_version_body(body: Incoming) -> Body {
+    let Ok(bytes) = Limited::new(body, BODY_LIMIT)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+    else {
+        return empty();
+    };
+    let Ok(mut version) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return full(bytes.to_vec());
+    };
+    let too_new = version["ApiVersion"]
+        .as_str()
+        .and_then(ApiVersion::parse)
+        .is_some_and(|v| v > MAX_API);
+    if too_new {
+        version["ApiVersion"] = MAX_API.to_string().into();
+    }
+    full(version.to_string().into_bytes())
+}
+
+/// dockerd's `ParseForm` reads form-encoded bodies into the same values as the
+/// query string (and lets them win): a body of that kind could override the
+/// parameters the proxy checked, so none is accepted anywhere.
+fn refuse_form_bodies(headers: &HeaderMap) -> Result<(), Reject> {
+    let media = media_type(headers);
+    if media == "application/x-www-form-urlencoded" || media.starts_with("multipart/") {
+        return Err(Reject::bad_request(
+            "content-type",
+            format!("{media} bodies are not accepted"),
+        ));
+    }
+    Ok(())
+}
+
+fn stream(body: Incoming) -> Body {
+    body.map_err(BoxError::from).boxed()
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -308,7 +400,7 @@ async fn inspect_json(
     if bytes.is_empty() {
         return Ok(empty());
     }
-    if !is_json(headers) {
+    if media_type(headers) != "application/json" {
         return Err(Reject::bad_request(
             "content-type",
             "this endpoint takes a JSON body (Content-Type: application/json)",
@@ -324,13 +416,19 @@ async fn inspect_json(
     Ok(full(checked.to_vec()))
 }
 
-/// `Content-Type` parsed as a media type, as dockerd's `CheckForJSON` does.
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
+/// `Content-Type` parsed as a media type (lower case, without parameters), as
+/// Go's `mime.ParseMediaType` does for dockerd.
+fn media_type(headers: &HeaderMap) -> String {
+    let value = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or("");
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1).
@@ -418,7 +516,7 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     runtime.block_on(async {
-        let proxy = Proxy::new(ProxyConfig { upstream: args.docker_socket });
+        let proxy = Proxy::new(ProxyConfig { upstream: args.docker_socket, allow_buildkit: false });
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         for addr in &addrs {

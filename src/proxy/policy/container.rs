@@ -5,8 +5,9 @@
 
 #![forbid(unsafe_code)]
 
+use super::value::{array, boolean, decode, display, integer, non_empty, set, set_default, string};
 use super::Reject;
-use crate::proxy::gojson::{decode_struct, field, fold, get, Decoded, Field, Json, Kind};
+use crate::proxy::gojson::{field, fold, get, Field, Json, Kind};
 
 use Kind::{Map, MapOf, Opaque, Pointer, Scalar, Slice, SliceOf, Struct};
 
@@ -172,7 +173,7 @@ const HOST_CONFIG_OWN: &[Field] = &[
 const HOST_CONFIG: &[Field] =
     &concat::<{ HOST_CONFIG_OWN.len() + RESOURCES.len() }>(HOST_CONFIG_OWN, RESOURCES);
 
-const ENDPOINT_SETTINGS: &[Field] = &[
+pub(super) const ENDPOINT_SETTINGS: &[Field] = &[
     field(
         "IPAMConfig",
         Pointer(&[
@@ -322,10 +323,6 @@ fn refuse_unknown_host_config_keys(body: &Json) -> Result<(), Reject> {
         }
     }
     Ok(())
-}
-
-fn decode(body: &Json, fields: &[Field], path: &str) -> Result<Decoded, Reject> {
-    decode_struct(body, fields, path).map_err(|err| Reject::bad_request("body-type", err))
 }
 
 fn check_host_config(hc: &[(String, Json)]) -> Result<(), Reject> {
@@ -677,74 +674,6 @@ fn check_working_dir(object: &[(String, Json)]) -> Result<(), Reject> {
         ));
     }
     Ok(())
-}
-
-fn boolean(object: &[(String, Json)], name: &str, path: &str) -> Result<bool, Reject> {
-    match get(object, name) {
-        None | Some(Json::Null) => Ok(false),
-        Some(Json::Bool(b)) => Ok(*b),
-        Some(other) => Err(type_mismatch(path, "a boolean", other)),
-    }
-}
-
-fn string<'a>(object: &'a [(String, Json)], name: &str, path: &str) -> Result<&'a str, Reject> {
-    match get(object, name) {
-        None | Some(Json::Null) => Ok(""),
-        Some(Json::String(s)) => Ok(s),
-        Some(other) => Err(type_mismatch(path, "a string", other)),
-    }
-}
-
-fn integer(object: &[(String, Json)], name: &str, path: &str) -> Result<i64, Reject> {
-    match get(object, name) {
-        None | Some(Json::Null) => Ok(0),
-        Some(Json::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| type_mismatch(path, "a 64-bit integer", &Json::Number(n.clone()))),
-        Some(other) => Err(type_mismatch(path, "an integer", other)),
-    }
-}
-
-fn array<'a>(object: &'a [(String, Json)], name: &str) -> &'a [Json] {
-    match get(object, name) {
-        Some(Json::Array(items)) => items,
-        _ => &[],
-    }
-}
-
-/// A slice or map that holds something (null, absent and empty are all "nothing").
-fn non_empty(object: &[(String, Json)], name: &str) -> bool {
-    match get(object, name) {
-        Some(Json::Array(items)) => !items.is_empty(),
-        Some(Json::Object(entries)) => !entries.is_empty(),
-        _ => false,
-    }
-}
-
-fn type_mismatch(path: &str, expected: &str, found: &Json) -> Reject {
-    Reject::bad_request(
-        "body-type",
-        format!("{path} must be {expected}, not {}", found.type_name()),
-    )
-}
-
-fn display(value: &Json) -> String {
-    String::from_utf8_lossy(&value.to_vec()).into_owned()
-}
-
-fn set_default(object: &mut Vec<(String, Json)>, name: &str, value: &str) {
-    if matches!(get(object, name), None | Some(Json::Null))
-        || matches!(get(object, name), Some(Json::String(s)) if s.is_empty())
-    {
-        set(object, name, Json::String(value.to_string()));
-    }
-}
-
-fn set(object: &mut Vec<(String, Json)>, name: &str, value: Json) {
-    match object.iter_mut().find(|(k, _)| k == name) {
-        Some(entry) => entry.1 = value,
-        None => object.push((name.to_string(), value)),
-    }
 }
 
 #[cfg(test)]

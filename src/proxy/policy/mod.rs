@@ -10,10 +10,13 @@
 #![forbid(unsafe_code)]
 
 mod container;
+mod objects;
+mod value;
 
 use http::StatusCode;
 
 pub use self::container::{container_create, container_update, exec_create};
+pub use self::objects::{build, image_create, network_connect, network_create, volume_create};
 
 /// A refused request: the HTTP status, the rule that refused it (for logs),
 /// and the message the Docker CLI prints.

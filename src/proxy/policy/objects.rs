@@ -1,0 +1,361 @@
+//! Builds, image imports, volumes and networks: the other calls that create
+//! something, and the options among theirs that reach the host.
+
+#![forbid(unsafe_code)]
+
+use super::container::ENDPOINT_SETTINGS;
+use super::value::{boolean, decode, non_empty, string};
+use super::Reject;
+use crate::proxy::gojson::{field, get, Field, Json, Kind};
+use crate::proxy::query::Query;
+
+use Kind::{Map, Opaque, Pointer, Scalar, SliceOf};
+
+/// Checks `POST /build`'s query (the build options live there).
+pub fn build(query: &Query) -> Result<(), Reject> {
+    single_valued(
+        query,
+        &[
+            "networkmode",
+            "remote",
+            "cgroupparent",
+            "isolation",
+            "securityopt",
+        ],
+    )?;
+    if !matches!(
+        query.first("networkmode").unwrap_or(""),
+        "" | "default" | "bridge" | "none"
+    ) {
+        return Err(Reject::forbidden(
+            "build-network",
+            "this build network",
+            format!(
+                "networkmode={:?}; builds get a network of their own",
+                query.first("networkmode").unwrap_or("")
+            ),
+        ));
+    }
+    if query.first("remote").is_some_and(|r| !r.is_empty()) {
+        return Err(Reject::forbidden(
+            "build-remote",
+            "a remote build context",
+            "the daemon would fetch it itself; send the context with the request instead",
+        ));
+    }
+    if query.first("cgroupparent").is_some_and(|c| !c.is_empty()) {
+        return Err(Reject::forbidden(
+            "cgroup-parent",
+            "choosing the cgroup parent",
+            "dindbox places every build under the box's own cgroup",
+        ));
+    }
+    if query
+        .first("securityopt")
+        .is_some_and(|s| !s.is_empty() && s != "[]")
+    {
+        return Err(Reject::forbidden(
+            "security-opt",
+            "build security options",
+            "builds keep the default profiles",
+        ));
+    }
+    if !matches!(query.first("isolation").unwrap_or(""), "" | "default") {
+        return Err(Reject::forbidden(
+            "isolation",
+            "this isolation",
+            "only the default isolation exists on Linux",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `POST /images/create`: a pull, or an import of the request's body;
+/// never an import the daemon fetches from a URL.
+pub fn image_create(query: &Query) -> Result<(), Reject> {
+    single_valued(query, &["fromSrc"])?;
+    match query.first("fromSrc") {
+        None | Some("" | "-") => Ok(()),
+        Some(url) => Err(Reject::forbidden(
+            "import-url",
+            "importing an image from a URL",
+            format!("fromSrc={url:?} would be fetched by the daemon; send the tarball with the request instead"),
+        )),
+    }
+}
+
+const VOLUME_CREATE: &[Field] = &[
+    field("Name", Scalar),
+    field("Driver", Scalar),
+    field("DriverOpts", Map),
+    field("Labels", Map),
+    field("ClusterVolumeSpec", Opaque),
+];
+
+/// Checks `POST /volumes/create`: the local driver, without options (its
+/// `type`/`o`/`device` options mount host paths, block devices or NFS).
+pub fn volume_create(body: &Json) -> Result<Json, Reject> {
+    let request = decode(body, VOLUME_CREATE, "body")?.fields;
+    if !matches!(string(&request, "Driver", "Driver")?, "" | "local") {
+        return Err(Reject::forbidden(
+            "volume-driver",
+            "a volume driver plugin",
+            "only the local driver is allowed",
+        ));
+    }
+    if non_empty(&request, "DriverOpts") {
+        return Err(Reject::forbidden(
+            "volume-options",
+            "volume driver options",
+            "DriverOpts can mount host paths or devices (o=bind, device=...)",
+        ));
+    }
+    if !matches!(get(&request, "ClusterVolumeSpec"), None | Some(Json::Null)) {
+        return Err(Reject::forbidden(
+            "swarm",
+            "cluster volumes",
+            "swarm is not available to tenants",
+        ));
+    }
+    Ok(Json::Object(request))
+}
+
+const IPAM: &[Field] = &[
+    field("Driver", Scalar),
+    field("Options", Map),
+    field(
+        "Config",
+        SliceOf(&[
+            field("Subnet", Scalar),
+            field("IPRange", Scalar),
+            field("Gateway", Scalar),
+            field("AuxiliaryAddresses", Map),
+        ]),
+    ),
+];
+
+const NETWORK_CREATE: &[Field] = &[
+    field("Name", Scalar),
+    field("CheckDuplicate", Scalar),
+    field("Driver", Scalar),
+    field("Scope", Scalar),
+    field("EnableIPv6", Scalar),
+    field("IPAM", Pointer(IPAM)),
+    field("Internal", Scalar),
+    field("Attachable", Scalar),
+    field("Ingress", Scalar),
+    field("ConfigOnly", Scalar),
+    field("ConfigFrom", Pointer(&[field("Network", Scalar)])),
+    field("Options", Map),
+    field("Labels", Map),
+];
+
+/// Bridge driver options that only shape the tenant's own network.
+const NETWORK_OPTIONS: &[&str] = &[
+    "com.docker.network.driver.mtu",
+    "com.docker.network.bridge.enable_icc",
+];
+
+/// Checks `POST /networks/create`: bridge networks with the default IPAM and
+/// no options that name or reconfigure host interfaces.
+pub fn network_create(body: &Json) -> Result<Json, Reject> {
+    let request = decode(body, NETWORK_CREATE, "body")?.fields;
+    let driver = string(&request, "Driver", "Driver")?;
+    if !matches!(driver, "" | "bridge") {
+        return Err(Reject::forbidden(
+            "network-driver",
+            &format!("the {driver:?} network driver"),
+            "only bridge networks are allowed (macvlan, ipvlan and plugins reach the host's interfaces)",
+        ));
+    }
+    if !matches!(string(&request, "Scope", "Scope")?, "" | "local")
+        || boolean(&request, "Ingress", "Ingress")?
+        || boolean(&request, "ConfigOnly", "ConfigOnly")?
+        || !matches!(get(&request, "ConfigFrom"), None | Some(Json::Null))
+    {
+        return Err(Reject::forbidden(
+            "swarm",
+            "swarm network settings",
+            "swarm is not available to tenants",
+        ));
+    }
+    if let Some(Json::Object(options)) = get(&request, "Options") {
+        if let Some((key, _)) = options
+            .iter()
+            .find(|(k, _)| !NETWORK_OPTIONS.contains(&k.as_str()))
+        {
+            return Err(Reject::forbidden(
+                "network-options",
+                &format!("network option {key:?}"),
+                format!("only these are allowed: {}", NETWORK_OPTIONS.join(", ")),
+            ));
+        }
+    }
+    if let Some(Json::Object(ipam)) = get(&request, "IPAM") {
+        if !matches!(string(ipam, "Driver", "IPAM.Driver")?, "" | "default")
+            || non_empty(ipam, "Options")
+        {
+            return Err(Reject::forbidden(
+                "network-ipam",
+                "an IPAM driver or IPAM options",
+                "only the default IPAM is allowed",
+            ));
+        }
+    }
+    Ok(Json::Object(request))
+}
+
+const NETWORK_CONNECT: &[Field] = &[
+    field("Container", Scalar),
+    field("EndpointConfig", Pointer(ENDPOINT_SETTINGS)),
+];
+
+/// Checks `POST /networks/{id}/connect`: no endpoint driver options.
+pub fn network_connect(body: &Json) -> Result<Json, Reject> {
+    let request = decode(body, NETWORK_CONNECT, "body")?.fields;
+    if let Some(Json::Object(endpoint)) = get(&request, "EndpointConfig") {
+        if non_empty(endpoint, "DriverOpts") {
+            return Err(Reject::forbidden(
+                "endpoint-driver-opts",
+                "endpoint driver options",
+                "EndpointConfig.DriverOpts can set host interface sysctls",
+            ));
+        }
+    }
+    Ok(Json::Object(request))
+}
+
+/// dockerd reads the first value of a parameter; a second one is refused so
+/// nobody has to remember which one counts.
+fn single_valued(query: &Query, names: &[&str]) -> Result<(), Reject> {
+    match names.iter().find(|n| query.count(n) > 1) {
+        Some(name) => Err(Reject::bad_request(
+            "query",
+            format!("the query parameter {name:?} is given more than once"),
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(q: &str) -> Query {
+        Query::parse(q).unwrap()
+    }
+
+    fn body(text: &str) -> Json {
+        Json::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn builds_refuse_host_network_remote_contexts_and_cgroup_parents() {
+        assert!(build(&query("t=app&networkmode=default")).is_ok());
+        assert_eq!(
+            build(&query("networkmode=host")).unwrap_err().rule,
+            "build-network"
+        );
+        assert_eq!(
+            build(&query("networkmode=container:abc")).unwrap_err().rule,
+            "build-network"
+        );
+        assert_eq!(
+            build(&query("networkmode=bridge&networkmode=host"))
+                .unwrap_err()
+                .rule,
+            "query"
+        );
+        assert_eq!(
+            build(&query("remote=https://example.invalid/x.git"))
+                .unwrap_err()
+                .rule,
+            "build-remote"
+        );
+        assert_eq!(
+            build(&query("cgroupparent=/")).unwrap_err().rule,
+            "cgroup-parent"
+        );
+        assert_eq!(
+            build(&query("securityopt=%5B%22seccomp%3Dunconfined%22%5D"))
+                .unwrap_err()
+                .rule,
+            "security-opt"
+        );
+    }
+
+    #[test]
+    fn imports_from_urls_are_refused() {
+        assert!(image_create(&query("fromImage=busybox&tag=latest")).is_ok());
+        assert!(image_create(&query("fromSrc=-&repo=x")).is_ok());
+        assert_eq!(
+            image_create(&query("fromSrc=http://169.254.169.254/"))
+                .unwrap_err()
+                .rule,
+            "import-url"
+        );
+    }
+
+    #[test]
+    fn volumes_with_bind_like_options_are_refused() {
+        assert!(volume_create(&body(r#"{"Name":"data","Labels":{"a":"b"}}"#)).is_ok());
+        let bind = r#"{"Name":"x","DriverOpts":{"type":"none","o":"bind","device":"/"}}"#;
+        assert_eq!(
+            volume_create(&body(bind)).unwrap_err().rule,
+            "volume-options"
+        );
+        assert_eq!(
+            volume_create(&body(r#"{"driveropts":{"device":"/dev/sda1"}}"#))
+                .unwrap_err()
+                .rule,
+            "volume-options"
+        );
+        assert_eq!(
+            volume_create(&body(r#"{"Driver":"sshfs"}"#))
+                .unwrap_err()
+                .rule,
+            "volume-driver"
+        );
+    }
+
+    #[test]
+    fn networks_stay_on_bridges_without_host_options() {
+        assert!(network_create(&body(
+            r#"{"Name":"n","Driver":"bridge","IPAM":{"Config":[{"Subnet":"10.9.0.0/24"}]}}"#
+        ))
+        .is_ok());
+        assert_eq!(
+            network_create(&body(
+                r#"{"Name":"n","Driver":"macvlan","Options":{"parent":"eth0"}}"#
+            ))
+            .unwrap_err()
+            .rule,
+            "network-driver"
+        );
+        assert_eq!(
+            network_create(&body(
+                r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"eth0"}}"#
+            ))
+            .unwrap_err()
+            .rule,
+            "network-options"
+        );
+        assert_eq!(
+            network_create(&body(r#"{"Name":"n","IPAM":{"Driver":"x"}}"#))
+                .unwrap_err()
+                .rule,
+            "network-ipam"
+        );
+        assert_eq!(
+            network_create(&body(r#"{"Name":"n","Ingress":true}"#))
+                .unwrap_err()
+                .rule,
+            "swarm"
+        );
+        let connect = r#"{"Container":"c","EndpointConfig":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"x"}}}"#;
+        assert_eq!(
+            network_connect(&body(connect)).unwrap_err().rule,
+            "endpoint-driver-opts"
+        );
+    }
+}
