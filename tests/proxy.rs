@@ -60,7 +60,7 @@ async fn start() -> Harness {
 async fn start_proxy(upstream: &Path, listen: &Path, shutdown: &CancellationToken) {
     let proxy = Proxy::new(ProxyConfig {
         upstream: upstream.to_path_buf(),
-        allow_buildkit: false,
+        policy: Default::default(),
     });
     let listener = Listener::bind(&ListenAddr::Unix(listen.to_path_buf()))
         .await

@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::gojson::Json;
-use self::policy::Reject;
+use self::policy::{Policy, Reject};
 use self::route::{ApiVersion, Endpoint, MAX_API};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -115,20 +115,17 @@ async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// What the proxy forwards to, and what it lets through.
+/// What the proxy forwards to, and the policy it applies on the way.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// The private dockerd socket.
     pub upstream: PathBuf,
-    /// Let BuildKit's `/session` and `/grpc` tunnels through. They cannot be
-    /// inspected, so this is only safe where the daemon itself is confined
-    /// (a dind box: no insecure entitlements, the box's own cgroup).
-    pub allow_buildkit: bool,
+    pub policy: Policy,
 }
 
 pub struct Proxy {
     upstream: PathBuf,
-    allow_buildkit: bool,
+    policy: Policy,
     client: Client<UnixConnector, Body>,
 }
 
@@ -140,7 +137,7 @@ impl Proxy {
             .build(UnixConnector);
         Arc::new(Proxy {
             upstream: config.upstream,
-            allow_buildkit: config.allow_buildkit,
+            policy: config.policy,
             client,
         })
     }
@@ -224,9 +221,9 @@ impl Proxy {
     }
 
     async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, Reject> {
-        let route = route::route(req.method(), req.uri())?;
+        let mut route = route::route(req.method(), req.uri())?;
         refuse_form_bodies(req.headers())?;
-        if route.endpoint == Endpoint::BuildKit && !self.allow_buildkit {
+        if route.endpoint == Endpoint::BuildKit && !self.policy.allow_buildkit {
             return Err(Reject::forbidden(
                 "buildkit",
                 "BuildKit sessions",
@@ -236,22 +233,26 @@ impl Proxy {
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
         let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let headers = &parts.headers;
+        let (headers, rules) = (&parts.headers, &self.policy);
         let body = match route.endpoint {
             Endpoint::ContainerCreate => {
-                inspect_json(headers, body, policy::container_create).await?
+                inspect_json(headers, body, |b| policy::container_create(rules, b)).await?
             }
             Endpoint::ContainerUpdate => {
-                inspect_json(headers, body, policy::container_update).await?
+                inspect_json(headers, body, |b| policy::container_update(rules, b)).await?
             }
             Endpoint::ExecCreate => inspect_json(headers, body, policy::exec_create).await?,
-            Endpoint::VolumeCreate => inspect_json(headers, body, policy::volume_create).await?,
-            Endpoint::NetworkCreate => inspect_json(headers, body, policy::network_create).await?,
+            Endpoint::VolumeCreate => {
+                inspect_json(headers, body, |b| policy::volume_create(rules, b)).await?
+            }
+            Endpoint::NetworkCreate => {
+                inspect_json(headers, body, |b| policy::network_create(rules, b)).await?
+            }
             Endpoint::NetworkConnect => {
                 inspect_json(headers, body, policy::network_connect).await?
             }
             Endpoint::Build => {
-                policy::build(&route.query)?;
+                route.query = policy::build(rules, &route.query)?;
                 stream(body)
             }
             Endpoint::ImageCreate => {
@@ -306,7 +307,7 @@ impl Proxy {
                 HeaderValue::from_str(&MAX_API.to_string()).expect("a version is a valid header"),
             );
         }
-        if !self.allow_buildkit && headers.contains_key("builder-version") {
+        if !self.policy.allow_buildkit && headers.contains_key("builder-version") {
             headers.insert("builder-version", HeaderValue::from_static("1"));
         }
     }
@@ -374,7 +375,7 @@ async fn accept(listener: &Listener) -> io::Result<(Box<dyn Io>, String)> {
 async fn inspect_json(
     headers: &HeaderMap,
     body: Incoming,
-    check: fn(&Json) -> Result<Json, Reject>,
+    check: impl FnOnce(&Json) -> Result<Json, Reject>,
 ) -> Result<Body, Reject> {
     let bytes = Limited::new(body, BODY_LIMIT)
         .collect()
@@ -516,7 +517,7 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     runtime.block_on(async {
-        let proxy = Proxy::new(ProxyConfig { upstream: args.docker_socket, allow_buildkit: false });
+        let proxy = Proxy::new(ProxyConfig { upstream: args.docker_socket, policy: Policy::default() });
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         for addr in &addrs {

@@ -41,6 +41,23 @@ impl Query {
         self.0.iter().filter(|(k, _)| k == name).count()
     }
 
+    /// Replaces every value of `name` with one `value` (appended when absent).
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.0.iter().position(|(k, _)| k == name) {
+            Some(i) => {
+                self.0[i].1 = value.to_string();
+                let mut seen = 0;
+                self.0.retain(|(k, _)| {
+                    k != name || {
+                        seen += 1;
+                        seen == 1
+                    }
+                });
+            }
+            None => self.0.push((name.to_string(), value.to_string())),
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &self.0 {

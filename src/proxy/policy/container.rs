@@ -5,8 +5,10 @@
 
 #![forbid(unsafe_code)]
 
-use super::value::{array, boolean, decode, display, integer, non_empty, set, set_default, string};
-use super::Reject;
+use super::value::{
+    array, boolean, decode, display, inject_labels, integer, non_empty, set, set_default, string,
+};
+use super::{Policy, Reject};
 use crate::proxy::gojson::{field, fold, get, Field, Json, Kind};
 
 use Kind::{Map, MapOf, Opaque, Pointer, Scalar, Slice, SliceOf, Struct};
@@ -262,7 +264,7 @@ const SAFE_SYSCTLS: &[&str] = &[
 const LOG_DRIVERS: &[&str] = &["", "json-file", "local", "none"];
 
 /// Checks a container-create body and returns the canonical body to forward.
-pub fn container_create(body: &Json) -> Result<Json, Reject> {
+pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
     let mut request = decode(body, CONTAINER_CREATE, "body")?.fields;
     refuse_unknown_host_config_keys(body)?;
     check_working_dir(&request)?;
@@ -274,15 +276,72 @@ pub fn container_create(body: &Json) -> Result<Json, Reject> {
     check_networking(&request)?;
     set_default(&mut host_config, "CgroupnsMode", "private");
     set_default(&mut host_config, "IpcMode", "private");
+    apply_budget(policy, &mut host_config, Budget::Create)?;
+    if let Some(parent) = &policy.cgroup_parent {
+        set(
+            &mut host_config,
+            "CgroupParent",
+            Json::String(parent.clone()),
+        );
+    }
     set(&mut request, "HostConfig", Json::Object(host_config));
+    inject_labels(&mut request, &policy.labels);
     Ok(Json::Object(request))
 }
 
 /// Checks a container-update body: the same resource rules as create.
-pub fn container_update(body: &Json) -> Result<Json, Reject> {
-    let request = decode(body, CONTAINER_UPDATE, "body")?.fields;
+pub fn container_update(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+    let mut request = decode(body, CONTAINER_UPDATE, "body")?.fields;
     check_resources(&request)?;
+    apply_budget(policy, &mut request, Budget::Update)?;
     Ok(Json::Object(request))
+}
+
+/// Whether an absent limit means "none" (create: the default is injected) or
+/// "unchanged" (update: left alone).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    Create,
+    Update,
+}
+
+/// The box's budget: a container gets the default memory and pids limits when
+/// it asks for none, may ask for less, and is refused when it asks for more
+/// (or for "unlimited").
+fn apply_budget(
+    policy: &Policy,
+    resources: &mut Vec<(String, Json)>,
+    budget: Budget,
+) -> Result<(), Reject> {
+    let limits = [
+        ("Memory", policy.memory, "memory"),
+        ("PidsLimit", policy.pids, "pids"),
+    ];
+    for (name, limit, what) in limits {
+        let Some(limit) = limit else { continue };
+        let present = !matches!(get(resources, name), None | Some(Json::Null));
+        let asked = integer(resources, name, name)?;
+        // In an update, 0 leaves memory unchanged but makes pids unlimited.
+        let unlimited_update = budget == Budget::Update
+            && present
+            && (asked < 0 || (asked == 0 && name == "PidsLimit"));
+        if asked > limit || unlimited_update {
+            let asked = if asked > 0 {
+                asked.to_string()
+            } else {
+                "unlimited".to_string()
+            };
+            return Err(Reject::forbidden(
+                "budget",
+                &format!("a {what} limit of {asked}"),
+                format!("the box's budget allows at most {limit} for {name}"),
+            ));
+        }
+        if budget == Budget::Create && asked <= 0 {
+            set(resources, name, Json::Number(limit.into()));
+        }
+    }
+    Ok(())
 }
 
 /// Checks an exec-create body and returns the canonical body to forward.
@@ -681,8 +740,12 @@ mod tests {
     use super::*;
 
     fn create(body: &str) -> Result<String, Reject> {
-        container_create(&Json::parse(body.as_bytes()).expect("test body is JSON"))
-            .map(|v| display(&v))
+        create_with(&Policy::default(), body)
+    }
+
+    fn create_with(policy: &Policy, body: &str) -> Result<String, Reject> {
+        let body = Json::parse(body.as_bytes()).expect("test body is JSON");
+        container_create(policy, &body).map(|v| display(&v))
     }
 
     /// Each hostile body with the rule that must refuse it.
@@ -1029,7 +1092,9 @@ mod tests {
 
     #[test]
     fn update_applies_the_resource_rules() {
-        let update = |body: &str| container_update(&Json::parse(body.as_bytes()).unwrap());
+        let update = |body: &str| {
+            container_update(&Policy::default(), &Json::parse(body.as_bytes()).unwrap())
+        };
         assert_eq!(
             update(r#"{"Devices":[{"PathOnHost":"/dev/sda"}]}"#)
                 .unwrap_err()
@@ -1044,5 +1109,68 @@ mod tests {
             display(&update(r#"{"memory":1024,"RestartPolicy":{"Name":"no"}}"#).unwrap()),
             r#"{"Memory":1024,"RestartPolicy":{"Name":"no"}}"#
         );
+    }
+
+    fn injecting() -> Policy {
+        Policy {
+            labels: vec![("dindbox.tenant".into(), "t1".into())],
+            cgroup_parent: Some("/dindbox".into()),
+            memory: Some(512 << 20),
+            pids: Some(256),
+            allow_buildkit: false,
+        }
+    }
+
+    #[test]
+    fn labels_cgroup_parent_and_budget_are_injected() {
+        let forwarded = create_with(
+            &injecting(),
+            r#"{"Image":"b","labels":{"dindbox.tenant":"t2","mine":"1"}}"#,
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&forwarded).unwrap();
+        assert_eq!(
+            json["Labels"],
+            serde_json::json!({"dindbox.tenant":"t1","mine":"1"}),
+            "{forwarded}"
+        );
+        assert_eq!(json["HostConfig"]["CgroupParent"], "/dindbox");
+        assert_eq!(json["HostConfig"]["Memory"], 512 << 20);
+        assert_eq!(json["HostConfig"]["PidsLimit"], 256);
+        assert_eq!(
+            forwarded.matches("abels").count(),
+            1,
+            "one Labels key only: {forwarded}"
+        );
+    }
+
+    #[test]
+    fn a_tenant_may_lower_the_budget_but_not_raise_it() {
+        let lower = create_with(
+            &injecting(),
+            r#"{"HostConfig":{"Memory":1048576,"PidsLimit":10}}"#,
+        )
+        .unwrap();
+        assert!(
+            lower.contains(r#""Memory":1048576"#) && lower.contains(r#""PidsLimit":10"#),
+            "{lower}"
+        );
+        let higher =
+            create_with(&injecting(), r#"{"HostConfig":{"Memory":1073741824}}"#).unwrap_err();
+        assert_eq!(higher.rule, "budget");
+        assert!(
+            higher.message.contains("at most 536870912"),
+            "{}",
+            higher.message
+        );
+        let update =
+            |body: &str| container_update(&injecting(), &Json::parse(body.as_bytes()).unwrap());
+        assert_eq!(
+            update(r#"{"Memory":1073741824}"#).unwrap_err().rule,
+            "budget"
+        );
+        assert_eq!(update(r#"{"PidsLimit":-1}"#).unwrap_err().rule, "budget");
+        assert_eq!(update(r#"{"PidsLimit":0}"#).unwrap_err().rule, "budget");
+        assert!(update(r#"{"Memory":0,"CpuShares":512}"#).is_ok());
     }
 }

@@ -18,6 +18,25 @@ use http::StatusCode;
 pub use self::container::{container_create, container_update, exec_create};
 pub use self::objects::{build, image_create, network_connect, network_create, volume_create};
 
+/// The policy's settings: what it injects into what tenants create, and which
+/// optional features it lets through. The rules themselves are not settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Labels set on every container, built image, network and volume; a
+    /// tenant's value for the same key is replaced.
+    pub labels: Vec<(String, String)>,
+    /// The cgroup every container (and classic-builder step) is placed under.
+    pub cgroup_parent: Option<String>,
+    /// Memory limit (bytes) for containers that ask for none, and the most one may ask for.
+    pub memory: Option<i64>,
+    /// Pids limit for containers that ask for none, and the most one may ask for.
+    pub pids: Option<i64>,
+    /// Let BuildKit's `/session` and `/grpc` tunnels through. They cannot be
+    /// inspected, so this is only safe where the daemon itself is confined
+    /// (a dind box: no insecure entitlements, the box's own cgroup).
+    pub allow_buildkit: bool,
+}
+
 /// A refused request: the HTTP status, the rule that refused it (for logs),
 /// and the message the Docker CLI prints.
 #[derive(Debug, Clone, PartialEq, Eq)]

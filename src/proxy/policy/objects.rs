@@ -4,15 +4,16 @@
 #![forbid(unsafe_code)]
 
 use super::container::ENDPOINT_SETTINGS;
-use super::value::{boolean, decode, non_empty, string};
-use super::Reject;
+use super::value::{boolean, decode, inject_labels, non_empty, string};
+use super::{Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
 use crate::proxy::query::Query;
 
 use Kind::{Map, Opaque, Pointer, Scalar, SliceOf};
 
-/// Checks `POST /build`'s query (the build options live there).
-pub fn build(query: &Query) -> Result<(), Reject> {
+/// Checks `POST /build`'s query (the build options live there) and returns it
+/// with the labels and cgroup parent set.
+pub fn build(policy: &Policy, query: &Query) -> Result<Query, Reject> {
     single_valued(
         query,
         &[
@@ -67,7 +68,31 @@ pub fn build(query: &Query) -> Result<(), Reject> {
             "only the default isolation exists on Linux",
         ));
     }
-    Ok(())
+    let mut query = query.clone();
+    if let Some(parent) = &policy.cgroup_parent {
+        query.set("cgroupparent", parent);
+    }
+    if !policy.labels.is_empty() {
+        query.set("labels", &build_labels(policy, query.first("labels"))?);
+    }
+    Ok(query)
+}
+
+/// The build's `labels` parameter (a JSON map) with the policy's labels set.
+fn build_labels(policy: &Policy, given: Option<&str>) -> Result<String, Reject> {
+    let mut labels: serde_json::Map<String, serde_json::Value> = match given {
+        None | Some("") => serde_json::Map::new(),
+        Some(text) => serde_json::from_str(text).map_err(|err| {
+            Reject::bad_request(
+                "query",
+                format!("the labels parameter is not a JSON object: {err}"),
+            )
+        })?,
+    };
+    for (key, value) in &policy.labels {
+        labels.insert(key.clone(), value.clone().into());
+    }
+    Ok(serde_json::Value::Object(labels).to_string())
 }
 
 /// Checks `POST /images/create`: a pull, or an import of the request's body;
@@ -94,8 +119,8 @@ const VOLUME_CREATE: &[Field] = &[
 
 /// Checks `POST /volumes/create`: the local driver, without options (its
 /// `type`/`o`/`device` options mount host paths, block devices or NFS).
-pub fn volume_create(body: &Json) -> Result<Json, Reject> {
-    let request = decode(body, VOLUME_CREATE, "body")?.fields;
+pub fn volume_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+    let mut request = decode(body, VOLUME_CREATE, "body")?.fields;
     if !matches!(string(&request, "Driver", "Driver")?, "" | "local") {
         return Err(Reject::forbidden(
             "volume-driver",
@@ -117,6 +142,7 @@ pub fn volume_create(body: &Json) -> Result<Json, Reject> {
             "swarm is not available to tenants",
         ));
     }
+    inject_labels(&mut request, &policy.labels);
     Ok(Json::Object(request))
 }
 
@@ -158,8 +184,8 @@ const NETWORK_OPTIONS: &[&str] = &[
 
 /// Checks `POST /networks/create`: bridge networks with the default IPAM and
 /// no options that name or reconfigure host interfaces.
-pub fn network_create(body: &Json) -> Result<Json, Reject> {
-    let request = decode(body, NETWORK_CREATE, "body")?.fields;
+pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+    let mut request = decode(body, NETWORK_CREATE, "body")?.fields;
     let driver = string(&request, "Driver", "Driver")?;
     if !matches!(driver, "" | "bridge") {
         return Err(Reject::forbidden(
@@ -202,6 +228,7 @@ pub fn network_create(body: &Json) -> Result<Json, Reject> {
             ));
         }
     }
+    inject_labels(&mut request, &policy.labels);
     Ok(Json::Object(request))
 }
 
@@ -251,35 +278,50 @@ mod tests {
 
     #[test]
     fn builds_refuse_host_network_remote_contexts_and_cgroup_parents() {
-        assert!(build(&query("t=app&networkmode=default")).is_ok());
+        assert!(build(&Policy::default(), &query("t=app&networkmode=default")).is_ok());
         assert_eq!(
-            build(&query("networkmode=host")).unwrap_err().rule,
-            "build-network"
-        );
-        assert_eq!(
-            build(&query("networkmode=container:abc")).unwrap_err().rule,
-            "build-network"
-        );
-        assert_eq!(
-            build(&query("networkmode=bridge&networkmode=host"))
+            build(&Policy::default(), &query("networkmode=host"))
                 .unwrap_err()
                 .rule,
+            "build-network"
+        );
+        assert_eq!(
+            build(&Policy::default(), &query("networkmode=container:abc"))
+                .unwrap_err()
+                .rule,
+            "build-network"
+        );
+        assert_eq!(
+            build(
+                &Policy::default(),
+                &query("networkmode=bridge&networkmode=host")
+            )
+            .unwrap_err()
+            .rule,
             "query"
         );
         assert_eq!(
-            build(&query("remote=https://example.invalid/x.git"))
-                .unwrap_err()
-                .rule,
+            build(
+                &Policy::default(),
+                &query("remote=https://example.invalid/x.git")
+            )
+            .unwrap_err()
+            .rule,
             "build-remote"
         );
         assert_eq!(
-            build(&query("cgroupparent=/")).unwrap_err().rule,
+            build(&Policy::default(), &query("cgroupparent=/"))
+                .unwrap_err()
+                .rule,
             "cgroup-parent"
         );
         assert_eq!(
-            build(&query("securityopt=%5B%22seccomp%3Dunconfined%22%5D"))
-                .unwrap_err()
-                .rule,
+            build(
+                &Policy::default(),
+                &query("securityopt=%5B%22seccomp%3Dunconfined%22%5D")
+            )
+            .unwrap_err()
+            .rule,
             "security-opt"
         );
     }
@@ -298,20 +340,29 @@ mod tests {
 
     #[test]
     fn volumes_with_bind_like_options_are_refused() {
-        assert!(volume_create(&body(r#"{"Name":"data","Labels":{"a":"b"}}"#)).is_ok());
+        assert!(volume_create(
+            &Policy::default(),
+            &body(r#"{"Name":"data","Labels":{"a":"b"}}"#)
+        )
+        .is_ok());
         let bind = r#"{"Name":"x","DriverOpts":{"type":"none","o":"bind","device":"/"}}"#;
         assert_eq!(
-            volume_create(&body(bind)).unwrap_err().rule,
-            "volume-options"
-        );
-        assert_eq!(
-            volume_create(&body(r#"{"driveropts":{"device":"/dev/sda1"}}"#))
+            volume_create(&Policy::default(), &body(bind))
                 .unwrap_err()
                 .rule,
             "volume-options"
         );
         assert_eq!(
-            volume_create(&body(r#"{"Driver":"sshfs"}"#))
+            volume_create(
+                &Policy::default(),
+                &body(r#"{"driveropts":{"device":"/dev/sda1"}}"#)
+            )
+            .unwrap_err()
+            .rule,
+            "volume-options"
+        );
+        assert_eq!(
+            volume_create(&Policy::default(), &body(r#"{"Driver":"sshfs"}"#))
                 .unwrap_err()
                 .rule,
             "volume-driver"
@@ -320,34 +371,40 @@ mod tests {
 
     #[test]
     fn networks_stay_on_bridges_without_host_options() {
-        assert!(network_create(&body(
-            r#"{"Name":"n","Driver":"bridge","IPAM":{"Config":[{"Subnet":"10.9.0.0/24"}]}}"#
-        ))
+        assert!(network_create(
+            &Policy::default(),
+            &body(r#"{"Name":"n","Driver":"bridge","IPAM":{"Config":[{"Subnet":"10.9.0.0/24"}]}}"#)
+        )
         .is_ok());
         assert_eq!(
-            network_create(&body(
-                r#"{"Name":"n","Driver":"macvlan","Options":{"parent":"eth0"}}"#
-            ))
+            network_create(
+                &Policy::default(),
+                &body(r#"{"Name":"n","Driver":"macvlan","Options":{"parent":"eth0"}}"#)
+            )
             .unwrap_err()
             .rule,
             "network-driver"
         );
         assert_eq!(
-            network_create(&body(
-                r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"eth0"}}"#
-            ))
+            network_create(
+                &Policy::default(),
+                &body(r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"eth0"}}"#)
+            )
             .unwrap_err()
             .rule,
             "network-options"
         );
         assert_eq!(
-            network_create(&body(r#"{"Name":"n","IPAM":{"Driver":"x"}}"#))
-                .unwrap_err()
-                .rule,
+            network_create(
+                &Policy::default(),
+                &body(r#"{"Name":"n","IPAM":{"Driver":"x"}}"#)
+            )
+            .unwrap_err()
+            .rule,
             "network-ipam"
         );
         assert_eq!(
-            network_create(&body(r#"{"Name":"n","Ingress":true}"#))
+            network_create(&Policy::default(), &body(r#"{"Name":"n","Ingress":true}"#))
                 .unwrap_err()
                 .rule,
             "swarm"
@@ -356,6 +413,34 @@ mod tests {
         assert_eq!(
             network_connect(&body(connect)).unwrap_err().rule,
             "endpoint-driver-opts"
+        );
+    }
+
+    #[test]
+    fn builds_volumes_and_networks_get_the_labels() {
+        let policy = Policy {
+            labels: vec![("owner".into(), "ci-42".into())],
+            cgroup_parent: Some("/dindbox".into()),
+            ..Policy::default()
+        };
+        let q = build(
+            &policy,
+            &query(r#"t=x&labels=%7B%22owner%22%3A%22me%22%2C%22a%22%3A%22b%22%7D"#),
+        )
+        .unwrap();
+        assert_eq!(q.first("cgroupparent"), Some("/dindbox"));
+        let labels: serde_json::Value = serde_json::from_str(q.first("labels").unwrap()).unwrap();
+        assert_eq!(labels, serde_json::json!({"owner":"ci-42","a":"b"}));
+        let volume =
+            volume_create(&policy, &body(r#"{"Name":"v","labels":{"owner":"x"}}"#)).unwrap();
+        assert_eq!(
+            String::from_utf8(volume.to_vec()).unwrap(),
+            r#"{"Name":"v","Labels":{"owner":"ci-42"}}"#
+        );
+        let network = network_create(&policy, &body(r#"{"Name":"n"}"#)).unwrap();
+        assert_eq!(
+            String::from_utf8(network.to_vec()).unwrap(),
+            r#"{"Name":"n","Labels":{"owner":"ci-42"}}"#
         );
     }
 }

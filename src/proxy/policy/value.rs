@@ -81,3 +81,18 @@ pub(super) fn set(object: &mut Vec<(String, Json)>, name: &str, value: Json) {
         None => object.push((name.to_string(), value)),
     }
 }
+
+/// Sets each label in the `Labels` map of `object`, creating the map when absent.
+pub(super) fn inject_labels(object: &mut Vec<(String, Json)>, labels: &[(String, String)]) {
+    if labels.is_empty() {
+        return;
+    }
+    let mut map = match get(object, "Labels") {
+        Some(Json::Object(entries)) => entries.clone(),
+        _ => Vec::new(),
+    };
+    for (key, value) in labels {
+        set(&mut map, key, Json::String(value.clone()));
+    }
+    set(object, "Labels", Json::Object(map));
+}
