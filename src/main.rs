@@ -24,12 +24,15 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// Exit 0 only when the proxy answers and dockerd answers through it.
     Health(health::HealthArgs),
+    /// Check a policy file or explain the effective rules.
+    #[command(subcommand)]
+    Policy(proxy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(args_with_default_command(std::env::args_os().collect()));
     let Some(command) = cli.command else {
-        eprintln!("dindbox: name a command (init, proxy, health); see `dindbox --help`");
+        eprintln!("dindbox: name a command (init, proxy, health, policy); see `dindbox --help`");
         return ExitCode::from(2);
     };
     match command {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
             report(proxy::main(args))
         }
         Command::Health(args) => report(health::main(args)),
+        Command::Policy(args) => report(proxy::policy_main(args)),
     }
 }
 
@@ -56,7 +60,15 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 /// As PID 1 (an image whose ENTRYPOINT is just `dindbox`), `init` is the default
 /// command: `dindbox --mtu 1400` means `dindbox init --mtu 1400`.
 fn args_with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 6] = ["init", "proxy", "health", "help", "--help", "--version"];
+    const COMMANDS: [&str; 7] = [
+        "init",
+        "proxy",
+        "health",
+        "policy",
+        "help",
+        "--help",
+        "--version",
+    ];
     let named = args.get(1).is_some_and(|a| COMMANDS.iter().any(|c| a == c));
     if std::process::id() == 1 && !named {
         args.insert(1.min(args.len()), "init".into());

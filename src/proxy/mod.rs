@@ -8,11 +8,15 @@
 
 #![forbid(unsafe_code)]
 
+mod cli;
+pub mod config;
 pub mod gojson;
 mod hijack;
 pub mod policy;
 pub mod query;
 pub mod route;
+
+pub use self::cli::{main, policy_main, PolicyArgs, ProxyArgs};
 
 use std::convert::Infallible;
 use std::io;
@@ -38,7 +42,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use self::gojson::Json;
 use self::policy::{Policy, Reject};
@@ -483,62 +487,4 @@ fn error_response(reject: &Reject) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     response
-}
-
-/// `dindbox proxy` options. The flag names follow dockerd-ci-proxy's.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ProxyArgs {
-    /// The Docker socket to forward to.
-    #[arg(
-        long = "dockersocket",
-        alias = "ds",
-        env = "DINDBOX_UPSTREAM",
-        default_value = "/var/run/docker.sock"
-    )]
-    pub docker_socket: PathBuf,
-    /// The unix socket to listen on.
-    #[arg(long = "listensocket", alias = "ls", env = "DINDBOX_LISTEN_SOCKET")]
-    pub listen_socket: Option<PathBuf>,
-    /// Also listen on this TCP address (e.g. 127.0.0.1:2375).
-    #[arg(long, env = "DINDBOX_LISTEN_TCP")]
-    pub listen_tcp: Option<SocketAddr>,
-}
-
-/// Runs the proxy standalone until SIGINT or SIGTERM.
-pub fn main(args: ProxyArgs) -> anyhow::Result<()> {
-    let mut addrs: Vec<ListenAddr> = args
-        .listen_socket
-        .into_iter()
-        .map(ListenAddr::Unix)
-        .collect();
-    addrs.extend(args.listen_tcp.map(ListenAddr::Tcp));
-    if addrs.is_empty() {
-        anyhow::bail!("nothing to listen on: give --listensocket PATH and/or --listen-tcp ADDR");
-    }
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
-    runtime.block_on(async {
-        let proxy = Proxy::new(ProxyConfig { upstream: args.docker_socket, policy: Policy::default() });
-        let shutdown = CancellationToken::new();
-        let mut tasks = Vec::new();
-        for addr in &addrs {
-            let listener = Listener::bind(addr).await?;
-            tasks.push(tokio::spawn(proxy.clone().serve(listener, shutdown.clone())));
-        }
-        info!(listen = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), upstream = %proxy.upstream.display(), "ready");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        shutdown.cancel();
-        for task in tasks {
-            let _ = task.await;
-        }
-        for addr in &addrs {
-            if let ListenAddr::Unix(path) = addr {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-        Ok(())
-    })
 }

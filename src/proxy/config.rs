@@ -1,0 +1,344 @@
+//! Where the policy's settings come from: built-in defaults, then an optional
+//! TOML file (`--policy FILE`, `DINDBOX_POLICY`), then environment variables for
+//! the common knobs, then command-line flags. Raw input ([`PolicyFile`],
+//! strings) and the validated [`Policy`] are separate types; every raw value
+//! goes through a small `parse_*` function.
+
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use super::policy::Policy;
+
+/// The policy file as written. Unknown keys are errors, so a typo never
+/// silently leaves a setting at its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub cgroup_parent: Option<String>,
+    /// A size such as `512m` or `2g`.
+    pub memory: Option<String>,
+    pub pids: Option<i64>,
+    pub allow_buildkit: Option<bool>,
+}
+
+/// A source of settings by name: the process environment in production, a map in tests.
+pub trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Source for HashMap<&str, &str> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name)
+            .map(|v| v.to_string())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The environment variables for the common knobs.
+pub const ENV_LABELS: &str = "DINDBOX_LABELS";
+pub const ENV_CGROUP_PARENT: &str = "DINDBOX_CGROUP_PARENT";
+pub const ENV_MEMORY: &str = "DINDBOX_MEMORY_LIMIT";
+pub const ENV_PIDS: &str = "DINDBOX_PIDS_LIMIT";
+pub const ENV_BUILDKIT: &str = "DINDBOX_ALLOW_BUILDKIT";
+
+/// Reads and validates a policy file.
+pub fn read_file(path: &Path) -> anyhow::Result<PolicyFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read policy file {}", path.display()))?;
+    parse_file(&text).with_context(|| format!("invalid policy file {}", path.display()))
+}
+
+pub fn parse_file(text: &str) -> anyhow::Result<PolicyFile> {
+    let file: PolicyFile = toml::from_str(text)?;
+    // Validate the values now, so `policy check` reports them.
+    apply_file(Policy::default(), &file)?;
+    Ok(file)
+}
+
+/// `base` with the file's settings applied.
+pub fn apply_file(mut policy: Policy, file: &PolicyFile) -> anyhow::Result<Policy> {
+    for (key, value) in &file.labels {
+        set_label(&mut policy.labels, parse_label_key(key)?, value);
+    }
+    if let Some(parent) = &file.cgroup_parent {
+        policy.cgroup_parent = Some(parse_cgroup_parent(parent)?);
+    }
+    if let Some(memory) = &file.memory {
+        policy.memory = Some(parse_bytes(memory).context("memory")?);
+    }
+    if let Some(pids) = file.pids {
+        policy.pids = Some(parse_positive(&pids.to_string()).context("pids")?);
+    }
+    if let Some(allow) = file.allow_buildkit {
+        policy.allow_buildkit = allow;
+    }
+    Ok(policy)
+}
+
+/// `base` with the environment's settings applied.
+pub fn apply_env(mut policy: Policy, env: &impl Source) -> anyhow::Result<Policy> {
+    if let Some(labels) = env.get(ENV_LABELS) {
+        for label in labels.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+            let (key, value) = parse_label(label).context(ENV_LABELS)?;
+            set_label(&mut policy.labels, key, &value);
+        }
+    }
+    if let Some(parent) = env.get(ENV_CGROUP_PARENT) {
+        policy.cgroup_parent = Some(parse_cgroup_parent(&parent).context(ENV_CGROUP_PARENT)?);
+    }
+    if let Some(memory) = env.get(ENV_MEMORY) {
+        policy.memory = Some(parse_bytes(&memory).context(ENV_MEMORY)?);
+    }
+    if let Some(pids) = env.get(ENV_PIDS) {
+        policy.pids = Some(parse_positive(&pids).context(ENV_PIDS)?);
+    }
+    if let Some(allow) = env.get(ENV_BUILDKIT) {
+        policy.allow_buildkit = parse_bool(&allow).context(ENV_BUILDKIT)?;
+    }
+    Ok(policy)
+}
+
+fn set_label(labels: &mut Vec<(String, String)>, key: String, value: &str) {
+    match labels.iter_mut().find(|(k, _)| *k == key) {
+        Some(entry) => entry.1 = value.to_string(),
+        None => labels.push((key, value.to_string())),
+    }
+}
+
+/// `key=value`; the value may be empty, the key may not.
+pub fn parse_label(text: &str) -> anyhow::Result<(String, String)> {
+    let Some((key, value)) = text.split_once('=') else {
+        bail!("label {text:?} must be key=value");
+    };
+    Ok((parse_label_key(key)?, value.to_string()))
+}
+
+fn parse_label_key(key: &str) -> anyhow::Result<String> {
+    if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("label key {key:?} must be non-empty, without spaces");
+    }
+    Ok(key.to_string())
+}
+
+/// A cgroupfs path (`/dindbox`) or a systemd slice (`tenant.slice`).
+pub fn parse_cgroup_parent(text: &str) -> anyhow::Result<String> {
+    let ok = !text.is_empty()
+        && !text.split('/').any(|s| s == "..")
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_.-:@".contains(c));
+    if !ok {
+        bail!("cgroup parent {text:?} must be a plain path such as /dindbox or a name such as tenant.slice");
+    }
+    Ok(text.to_string())
+}
+
+/// A size in bytes: digits with an optional `b`, `k`, `m`, `g` or `t` suffix
+/// (powers of 1024, as `docker run --memory` reads them).
+pub fn parse_bytes(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim().to_ascii_lowercase();
+    let text = text
+        .strip_suffix('b')
+        .filter(|t| t.ends_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or(&text);
+    let (digits, shift) = match text.chars().last() {
+        Some('k') => (&text[..text.len() - 1], 10),
+        Some('m') => (&text[..text.len() - 1], 20),
+        Some('g') => (&text[..text.len() - 1], 30),
+        Some('t') => (&text[..text.len() - 1], 40),
+        Some('b') => (&text[..text.len() - 1], 0),
+        _ => (text, 0),
+    };
+    let n: i64 = digits.parse().map_err(|_| {
+        anyhow::anyhow!("size {text:?} must be a number with an optional k, m, g or t suffix")
+    })?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| anyhow::anyhow!("size {text:?} is out of range"))?;
+    Ok(bytes)
+}
+
+pub fn parse_positive(text: &str) -> anyhow::Result<i64> {
+    match text.trim().parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{text:?} must be a positive whole number"),
+    }
+}
+
+pub fn parse_bool(text: &str) -> anyhow::Result<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => bail!("{text:?} must be true or false"),
+    }
+}
+
+/// The effective rules, as `dindbox policy explain` prints them.
+pub fn explain(policy: &Policy) -> String {
+    let mut out = String::new();
+    let labels: Vec<String> = policy
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    out.push_str("Injected into what tenants create:\n");
+    out.push_str(&format!(
+        "  labels (containers, built images, networks, volumes): {}\n",
+        if labels.is_empty() {
+            "none".into()
+        } else {
+            labels.join(", ")
+        }
+    ));
+    out.push_str(&format!(
+        "  cgroup parent (containers, classic builds): {}\n",
+        policy.cgroup_parent.as_deref().unwrap_or("none")
+    ));
+    out.push_str(&format!(
+        "  memory limit per container (default and maximum): {}\n",
+        policy
+            .memory
+            .map_or("none".into(), |m| format!("{m} bytes"))
+    ));
+    out.push_str(&format!(
+        "  pids limit per container (default and maximum): {}\n",
+        policy.pids.map_or("none".into(), |p| p.to_string())
+    ));
+    out.push_str("  CgroupnsMode and IpcMode default to private\n");
+    out.push_str("Refused on container create and update:\n");
+    for rule in [
+        "privileged mode; added capabilities",
+        "host bind mounts (Binds with a host path, Mounts of type bind); mount types other than volume and tmpfs; volume driver options",
+        "devices, device cgroup rules, device requests, per-device block IO settings",
+        "host and container: namespaces (pid, ipc, network, uts, user, cgroup)",
+        "security options other than no-new-privileges; MaskedPaths/ReadonlyPaths",
+        "sysctls outside the safe list; runtimes; volume drivers; log drivers other than json-file, local, none",
+        "a tenant-chosen cgroup parent; OomKillDisable; negative OomScoreAdj; real-time scheduling; annotations",
+        "HostConfig keys dindbox does not know; working directories under /proc",
+    ] {
+        out.push_str(&format!("  - {rule}\n"));
+    }
+    out.push_str("Refused elsewhere:\n");
+    for rule in [
+        "privileged exec",
+        "builds with a host or container network, a remote context, a cgroup parent or security options",
+        "image imports from a URL (fromSrc)",
+        "volumes with a driver or driver options; networks other than bridge, with IPAM drivers or host-reaching options",
+        "every endpoint off the allow-list: plugins, swarm, services, nodes, secrets, configs, distribution, checkpoints, debug",
+        "form-encoded and multipart bodies; API versions above 1.41",
+    ] {
+        out.push_str(&format!("  - {rule}\n"));
+    }
+    out.push_str(&format!(
+        "BuildKit sessions (/session, /grpc): {}\n",
+        if policy.allow_buildkit {
+            "allowed"
+        } else {
+            "refused"
+        }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_bytes_reads_docker_sizes() {
+        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("2GB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("10k").unwrap(), 10 << 10);
+    }
+
+    #[test]
+    fn parse_bytes_rejects_junk_zero_and_overflow() {
+        for text in ["", "m", "-1g", "0", "1.5g", "12x", "99999999999t"] {
+            assert!(parse_bytes(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn parse_label_needs_a_key() {
+        assert_eq!(parse_label("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_label("a=").unwrap(), ("a".into(), "".into()));
+        assert!(parse_label("=b").is_err());
+        assert!(parse_label("ab").is_err());
+        assert!(parse_label("a b=c").is_err());
+    }
+
+    #[test]
+    fn parse_cgroup_parent_refuses_escapes() {
+        assert!(parse_cgroup_parent("/dindbox").is_ok());
+        assert!(parse_cgroup_parent("tenant.slice").is_ok());
+        assert!(parse_cgroup_parent("/a/../..").is_err());
+        assert!(parse_cgroup_parent("").is_err());
+        assert!(parse_cgroup_parent("/a b").is_err());
+    }
+
+    #[test]
+    fn policy_file_unknown_keys_are_errors() {
+        let err = parse_file("labels = {}\nalow-buildkit = true\n").unwrap_err();
+        assert!(format!("{err:#}").contains("alow-buildkit"), "{err:#}");
+    }
+
+    #[test]
+    fn policy_file_values_are_validated() {
+        assert!(parse_file("memory = \"lots\"").is_err());
+        assert!(parse_file("pids = 0").is_err());
+        let file = parse_file("labels = { team = \"a\" }\ncgroup-parent = \"/t\"\nmemory = \"1g\"\npids = 100\nallow-buildkit = true\n").unwrap();
+        let policy = apply_file(Policy::default(), &file).unwrap();
+        assert_eq!(policy.labels, vec![("team".to_string(), "a".to_string())]);
+        assert_eq!(policy.cgroup_parent.as_deref(), Some("/t"));
+        assert_eq!(policy.memory, Some(1 << 30));
+        assert_eq!(policy.pids, Some(100));
+        assert!(policy.allow_buildkit);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let file = parse_file("labels = { team = \"a\" }\nmemory = \"1g\"").unwrap();
+        let policy = apply_file(Policy::default(), &file).unwrap();
+        let env = HashMap::from([
+            (ENV_LABELS, "team=b, job=42"),
+            (ENV_MEMORY, "256m"),
+            (ENV_BUILDKIT, "0"),
+        ]);
+        let policy = apply_env(policy, &env).unwrap();
+        assert_eq!(
+            policy.labels,
+            vec![
+                ("team".to_string(), "b".to_string()),
+                ("job".to_string(), "42".to_string())
+            ]
+        );
+        assert_eq!(policy.memory, Some(256 << 20));
+        assert!(!policy.allow_buildkit);
+    }
+
+    #[test]
+    fn environment_errors_name_the_variable() {
+        let env = HashMap::from([(ENV_PIDS, "-5")]);
+        let err = apply_env(Policy::default(), &env).unwrap_err();
+        assert!(format!("{err:#}").contains(ENV_PIDS), "{err:#}");
+    }
+}
