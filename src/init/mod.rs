@@ -64,7 +64,7 @@ pub struct InitOptions {
     )]
     pub dockerd_socket: PathBuf,
     /// The public unix socket served by the proxy.
-    #[arg(long, env = "DINDBOX_SOCKET", default_value = "/var/run/docker.sock")]
+    #[arg(long = "public-socket", env = "DINDBOX_SOCKET", default_value = "/var/run/docker.sock")]
     pub socket: PathBuf,
     /// Seconds to wait for dockerd to answer `GET /_ping`.
     #[arg(long, env = "DINDBOX_READY_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
@@ -399,7 +399,7 @@ async fn serve(
     })?;
     tracing::info!(
         socket = %cfg.socket.display(),
-        tcp = ?cfg.port.map(|p| format!("0.0.0.0:{p}")),
+        tcp = %cfg.port.map_or("none".into(), |p| format!("0.0.0.0:{p}")),
         dockerd = %cfg.dockerd_socket.display(),
         "ready"
     );
