@@ -64,7 +64,11 @@ pub struct InitOptions {
     )]
     pub dockerd_socket: PathBuf,
     /// The public unix socket served by the proxy.
-    #[arg(long = "public-socket", env = "DINDBOX_SOCKET", default_value = "/var/run/docker.sock")]
+    #[arg(
+        long = "public-socket",
+        env = "DINDBOX_SOCKET",
+        default_value = "/var/run/docker.sock"
+    )]
     pub socket: PathBuf,
     /// Seconds to wait for dockerd to answer `GET /_ping`.
     #[arg(long, env = "DINDBOX_READY_TIMEOUT", default_value = "60", value_parser = parse_seconds)]

@@ -20,7 +20,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn env_ms(name: &str) -> Option<Duration> {
-    std::env::var(name).ok()?.parse().ok().map(Duration::from_millis)
+    std::env::var(name)
+        .ok()?
+        .parse()
+        .ok()
+        .map(Duration::from_millis)
 }
 
 fn main() {
@@ -37,7 +41,10 @@ fn main() {
     }
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).expect("fake-dockerd: bind");
-    eprintln!("fake-dockerd: start {start} listening on {}", socket.display());
+    eprintln!(
+        "fake-dockerd: start {start} listening on {}",
+        socket.display()
+    );
 
     if let Some(after) = env_ms("FAKE_DOCKERD_CRASH_AFTER_MS") {
         let times: usize = std::env::var("FAKE_DOCKERD_CRASH_TIMES")
@@ -75,14 +82,22 @@ fn main() {
 /// Appends a line to `starts`; returns this start's number. Also records fds.
 fn record_start(dir: &Path) -> usize {
     let path = dir.join("starts");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
     writeln!(f, "{}", std::process::id()).unwrap();
     drop(f);
     let n = std::fs::read_to_string(&path).unwrap().lines().count();
     let mut fds = String::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         if let Ok(target) = std::fs::read_link(entry.path()) {
-            fds.push_str(&format!("{} {}\n", entry.file_name().to_string_lossy(), target.display()));
+            fds.push_str(&format!(
+                "{} {}\n",
+                entry.file_name().to_string_lossy(),
+                target.display()
+            ));
         }
     }
     std::fs::write(dir.join(format!("fds-{n}")), fds).unwrap();
@@ -111,7 +126,11 @@ fn serve(conn: UnixStream, dir: Option<&Path>) {
         let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let path = target.split('?').next().unwrap_or("");
         let ping = path == "/_ping" || path.ends_with("/_ping");
-        let (status, body) = if ping { ("200 OK", "OK") } else { ("404 Not Found", "{\"message\":\"fake\"}") };
+        let (status, body) = if ping {
+            ("200 OK", "OK")
+        } else {
+            ("404 Not Found", "{\"message\":\"fake\"}")
+        };
         let body = if method == "HEAD" { "" } else { body };
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nApi-Version: 1.43\r\nContent-Length: {}\r\n\r\n{body}",
