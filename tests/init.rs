@@ -461,3 +461,126 @@ fn dockerd_that_exits_early_is_a_clear_fatal_error() {
         b.log()
     );
 }
+
+#[test]
+fn sighup_goes_to_dockerd_in_daemon_mode() {
+    if !can_run("sighup_goes_to_dockerd_in_daemon_mode") {
+        return;
+    }
+    let mut b = InitBox::start(Opts::default());
+    b.wait_ready();
+    b.signal(Signal::SIGHUP);
+    let got = wait_for(Duration::from_secs(5), || {
+        b.path("fake/sighup").exists().then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "dockerd did not get SIGHUP; log:\n{}",
+        b.log()
+    );
+    assert!(
+        b.unshare.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the box"
+    );
+    b.signal(Signal::SIGTERM);
+    assert_eq!(b.wait_exit(Duration::from_secs(10)).0, 0);
+}
+
+#[test]
+fn signals_go_to_the_command_group_in_command_mode() {
+    if !can_run("signals_go_to_the_command_group_in_command_mode") {
+        return;
+    }
+    let script = "trap 'exit 7' USR1; while :; do sleep 0.05; done";
+    let mut b = InitBox::start(Opts {
+        command: vec!["sh", "-c", script],
+        ..Opts::default()
+    });
+    b.wait_ready();
+    let started = wait_for(Duration::from_secs(5), || {
+        b.log().contains("command started").then_some(())
+    });
+    assert!(started.is_some());
+    std::thread::sleep(Duration::from_millis(200));
+    b.signal(Signal::SIGUSR1);
+    assert_eq!(
+        b.wait_exit(Duration::from_secs(10)).0,
+        7,
+        "log:\n{}",
+        b.log()
+    );
+}
+
+/// Shell mode: PORT unset and stdin a terminal (a pty from `script`): a login
+/// shell in its own process group that owns the terminal's foreground.
+#[test]
+fn shell_mode_owns_the_terminal_and_its_exit_code_is_init_exit_code() {
+    if !can_run("shell_mode_owns_the_terminal_and_its_exit_code_is_init_exit_code") {
+        return;
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!(
+            "\n!!!!! SKIPPED shell mode test: `script` (util-linux) missing. NOT TESTED. !!!!!\n"
+        );
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("tty-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("cgroup/init")).unwrap();
+    for (f, v) in [
+        ("cgroup.controllers", "pids"),
+        ("cgroup.procs", ""),
+        ("cgroup.subtree_control", ""),
+        ("init/cgroup.procs", ""),
+    ] {
+        std::fs::write(p.join("cgroup").join(f), v).unwrap();
+    }
+    let inner = format!(
+        "unshare --pid --fork --mount --mount-proc -- sh -c 'mount -t tmpfs tmpfs /run && exec \"$@\"' sh {DINDBOX} init"
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .env("NO_COLOR", "1")
+        .env_remove("PORT")
+        .env("DINDBOX_DOCKERD", FAKE_DOCKERD)
+        .env("DINDBOX_DOCKERD_SOCKET", p.join("dockerd.sock"))
+        .env("DINDBOX_SOCKET", p.join("docker.sock"))
+        .env("DINDBOX_READY_FILE", p.join("ready"))
+        .env("DINDBOX_CGROUP_ROOT", p.join("cgroup"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(15), || {
+        p.join("ready").exists().then_some(())
+    })
+    .expect("never ready");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"echo fg=$(ps -o pgid= -p $$ | tr -d ' '):$(ps -o tpgid= -p $$ | tr -d ' ') host=$DOCKER_HOST; exit 3\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    let fg = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("fg="))
+        .expect("no fg= line")
+        .to_string();
+    let (pgid, tpgid) = fg.split_once(':').unwrap();
+    let tpgid = tpgid.split_whitespace().next().unwrap();
+    assert_eq!(
+        pgid, tpgid,
+        "the shell's group is not the terminal's foreground: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("host=unix://{}", p.join("docker.sock").display())),
+        "{stdout}"
+    );
+}

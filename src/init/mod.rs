@@ -621,7 +621,7 @@ mod tests {
                 "init",
                 "--stop-grace",
                 "1.5",
-                "--socket",
+                "--public-socket",
                 "/x.sock",
                 "--debug",
             ],

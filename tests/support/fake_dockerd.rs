@@ -11,6 +11,8 @@
 //!   first `FAKE_DOCKERD_CRASH_TIMES` starts (default 1);
 //! - `FAKE_DOCKERD_IGNORE_TERM=1`: ignore SIGTERM.
 //!
+//! SIGHUP creates `sighup` in `FAKE_DOCKERD_DIR`.
+//!
 //! It is a `[[bin]]` (not an example) so tests can find it through
 //! `CARGO_BIN_EXE_fake-dockerd`; it is not part of the image.
 
@@ -34,8 +36,8 @@ fn main() {
     let dir = std::env::var_os("FAKE_DOCKERD_DIR").map(PathBuf::from);
     let start = dir.as_deref().map(record_start).unwrap_or(1);
 
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM]).expect("signals");
+    use signal_hook::consts::{SIGHUP, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP]).expect("signals");
     if let Some(delay) = env_ms("FAKE_DOCKERD_DELAY_MS") {
         std::thread::sleep(delay);
     }
@@ -60,15 +62,24 @@ fn main() {
         }
     }
 
+    let conn_dir = dir.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            let dir = dir.clone();
+            let dir = conn_dir.clone();
             std::thread::spawn(move || serve(conn, dir.as_deref()));
         }
     });
 
     let ignore_term = std::env::var("FAKE_DOCKERD_IGNORE_TERM").is_ok_and(|v| v == "1");
-    for _ in signals.forever() {
+    let hup_record = dir.as_ref().map(|d| d.join("sighup"));
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            eprintln!("fake-dockerd: SIGHUP (reload)");
+            if let Some(path) = &hup_record {
+                let _ = std::fs::write(path, "");
+            }
+            continue;
+        }
         if ignore_term {
             eprintln!("fake-dockerd: ignoring SIGTERM");
             continue;
