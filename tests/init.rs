@@ -584,3 +584,29 @@ fn shell_mode_owns_the_terminal_and_its_exit_code_is_init_exit_code() {
         "{stdout}"
     );
 }
+
+#[test]
+fn log_sends_dockerd_output_to_a_file() {
+    if !can_run("log_sends_dockerd_output_to_a_file") {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let file = dir.path().join("logs/dockerd.log");
+    let mut b = InitBox::start(Opts {
+        env: vec![("LOG", file.display().to_string())],
+        ..Opts::default()
+    });
+    b.wait_ready();
+    b.signal(Signal::SIGTERM);
+    assert_eq!(b.wait_exit(Duration::from_secs(10)).0, 0);
+    let dockerd_log = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        dockerd_log.contains("fake-dockerd: start 1 listening"),
+        "{dockerd_log}"
+    );
+    assert!(
+        !b.log().contains("fake-dockerd:"),
+        "dockerd output also in our log:\n{}",
+        b.log()
+    );
+}

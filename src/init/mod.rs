@@ -214,7 +214,9 @@ impl Config {
     fn remove_stale_files_at_boot(&self) -> Result<Vec<PathBuf>, mounts::MountError> {
         let dirs: Vec<&Path> = mounts::PID_DIRS.iter().map(Path::new).collect();
         let mut sockets: Vec<&Path> = mounts::CONTAINERD_SOCKETS.iter().map(Path::new).collect();
-        sockets.extend([self.dockerd_socket.as_path(), self.socket.as_path()]);
+        // The ready file too: it must not claim readiness for this boot.
+        sockets
+            .extend([&self.dockerd_socket, &self.socket, &self.ready_file].map(PathBuf::as_path));
         mounts::remove_stale(&dirs, &sockets)
     }
 }
@@ -298,7 +300,14 @@ pub fn boot(cfg: Config) -> Result<u8, InitError> {
         );
     }
 
-    for path in [&cfg.dockerd_socket, &cfg.socket, &cfg.ready_file] {
+    let log_file = match &cfg.log {
+        LogTarget::File(path) => Some(path),
+        LogTarget::Ours => None,
+    };
+    for path in [&cfg.dockerd_socket, &cfg.socket, &cfg.ready_file]
+        .into_iter()
+        .chain(log_file)
+    {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|err| InitError::File {
                 what: "create",

@@ -79,6 +79,15 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Mount points strictly below `dir`.
+pub fn mounts_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    parse_mountinfo(mountinfo)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p != dir && p.starts_with(dir))
+        .collect()
+}
+
 /// The mount whose mount point is exactly `path` (the top one if stacked).
 pub fn mount_at(mountinfo: &str, path: &Path) -> Option<MountEntry> {
     parse_mountinfo(mountinfo)
@@ -112,7 +121,20 @@ pub fn prepare() -> Result<Vec<String>, MountError> {
     }
     for dir in ["/tmp", "/run"] {
         let dir = Path::new(dir);
-        if mount_at(&mountinfo, dir).is_none() {
+        if mount_at(&mountinfo, dir).is_some() {
+            continue;
+        }
+        // A tmpfs would hide what is mounted below (Kubernetes mounts the
+        // service account token at /var/run/secrets/...): leave such a dir be.
+        let below = mounts_below(&mountinfo, dir);
+        if !below.is_empty() {
+            warnings.push(format!(
+                "not mounting a tmpfs on {}: it would hide {below:?}",
+                dir.display()
+            ));
+            continue;
+        }
+        {
             // Default tmpfs options: exec and dev, so that mknod works (moby 8d9e3502).
             let data = if dir == Path::new("/tmp") {
                 "mode=1777"
@@ -250,6 +272,16 @@ mod tests {
         assert!(!cgroup.read_only());
         assert!(mount_at(MOUNTINFO, Path::new("/tmp")).is_none());
         assert!(mount_at(MOUNTINFO, Path::new("/mnt/with space")).is_some());
+    }
+
+    #[test]
+    fn mounts_below_lists_only_strict_submounts() {
+        assert_eq!(
+            mounts_below(MOUNTINFO, Path::new("/sys")),
+            [Path::new("/sys/fs/cgroup"), Path::new("/sys/fs/cgroup")]
+        );
+        assert!(mounts_below(MOUNTINFO, Path::new("/var/lib/docker")).is_empty());
+        assert!(mounts_below(MOUNTINFO, Path::new("/mnt/with")).is_empty());
     }
 
     #[test]
