@@ -46,6 +46,8 @@ struct Opts<'a> {
     command: Vec<&'a str>,
     /// Leak these fds into init (opened without close-on-exec).
     leak_fds: Vec<i32>,
+    /// Shell commands run in the namespace just before init starts.
+    pre: &'a str,
 }
 
 impl InitBox {
@@ -74,7 +76,10 @@ impl InitBox {
             "sh",
             "-c",
         ])
-        .arg("mount -t tmpfs tmpfs /run && exec \"$@\"")
+        .arg(format!(
+            "mount -t tmpfs tmpfs /run && {} exec \"$@\"",
+            opts.pre
+        ))
         .args(["sh", DINDBOX, "init"])
         .args(&opts.command)
         .env("DINDBOX_DOCKERD", FAKE_DOCKERD)
@@ -609,4 +614,37 @@ fn log_sends_dockerd_output_to_a_file() {
         "dockerd output also in our log:\n{}",
         b.log()
     );
+}
+
+/// cgroup v1 for real, in the private mount namespace only: with the cgroup
+/// root read-only, init mounts a tmpfs and every hierarchy of /proc/1/cgroup.
+#[test]
+fn cgroup_v1_hierarchies_are_mounted_over_a_read_only_root() {
+    if !can_run("cgroup_v1_hierarchies_are_mounted_over_a_read_only_root") {
+        return;
+    }
+    let v1 = std::fs::read_to_string("/proc/self/cgroup")
+        .is_ok_and(|c| c.lines().any(|l| !l.starts_with("0::")));
+    if !v1 {
+        eprintln!("\n!!!!! SKIPPED cgroup v1 test: this host has no cgroup v1 hierarchies. NOT TESTED. !!!!!\n");
+        return;
+    }
+    let check = "grep ' /sys/fs/cgroup rw.* - tmpfs ' /proc/self/mountinfo >/dev/null || exit 10; \
+                 for h in $(cut -d: -f2 /proc/1/cgroup); do \
+                   [ -n \"$h\" ] || continue; d=${h#name=}; \
+                   grep \" /sys/fs/cgroup/$d rw.* - cgroup \" /proc/self/mountinfo >/dev/null || exit 11; \
+                 done";
+    let mut b = InitBox::start(Opts {
+        env: vec![("DINDBOX_CGROUP_ROOT", "/sys/fs/cgroup".into())],
+        pre: "mount -o remount,bind,ro /sys/fs/cgroup &&",
+        command: vec!["sh", "-c", check],
+        ..Opts::default()
+    });
+    assert_eq!(
+        b.wait_exit(Duration::from_secs(20)).0,
+        0,
+        "log:\n{}",
+        b.log()
+    );
+    assert!(b.log().contains("cgroup v1: mounted"), "log:\n{}", b.log());
 }
