@@ -1,12 +1,12 @@
 //! PID-1 role: the boot sequence of a dind box, readable top to bottom in
 //! [`boot`], then the PID-1 duties (reaping, signals, dockerd supervision,
-//! graceful shutdown) in [`run`].
+//! graceful shutdown) in `run`.
 //!
 //! Every `unsafe` block is in `sys.rs`; the other files forbid unsafe code.
 
 #![deny(unsafe_code)]
 
-pub mod cgroup;
+mod cgroup;
 mod dockerd;
 mod fds;
 mod mounts;
