@@ -92,6 +92,10 @@ pub struct InitOptions {
     /// The cgroup mount to prepare.
     #[arg(long, env = "DINDBOX_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
+    /// Let BuildKit's uninspectable `/session` and `/grpc` tunnels through the
+    /// proxy (off: builds use the classic builder).
+    #[arg(long, env = "DINDBOX_ALLOW_BUILDKIT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_buildkit: bool,
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {
@@ -144,6 +148,7 @@ pub struct Config {
     pub log: LogTarget,
     pub ready_file: PathBuf,
     pub cgroup_root: PathBuf,
+    pub allow_buildkit: bool,
     /// The command to run once ready; `None`: serve until signalled.
     pub command: Option<Vec<String>>,
     /// stdin is a terminal: the command gets its foreground.
@@ -185,6 +190,7 @@ impl Config {
             log,
             ready_file: o.ready_file,
             cgroup_root: o.cgroup_root,
+            allow_buildkit: o.allow_buildkit,
             foreground: command.is_some() && stdin_tty,
             command,
             inherited_mask: SigSet::empty(),
@@ -386,6 +392,7 @@ async fn serve(
     // The proxy: the only way in. Bound now, so a busy port fails before `ready`.
     let proxy = Proxy::new(ProxyConfig {
         upstream: cfg.dockerd_socket.clone(),
+        allow_buildkit: cfg.allow_buildkit,
     });
     let mut addrs = vec![ListenAddr::Unix(cfg.socket.clone())];
     if let Some(port) = cfg.port {
@@ -639,6 +646,10 @@ mod tests {
         assert_eq!(cfg.stop_grace, Duration::from_millis(1500));
         assert_eq!(cfg.socket, Path::new("/x.sock"));
         assert_eq!(cfg.dockerd_args[1..], ["--debug"]);
+        assert!(!cfg.allow_buildkit);
+        let cfg = config(&["init", "--allow-buildkit", "--mtu", "1"], false);
+        assert!(cfg.allow_buildkit);
+        assert_eq!(cfg.dockerd_args[1..], ["--mtu", "1"]);
     }
 
     #[test]
