@@ -1,12 +1,681 @@
-//! PID-1 role: the boot sequence of a dind box, readable top to bottom.
-//! (Being written; see issue 3.)
+//! PID-1 role: the boot sequence of a dind box, readable top to bottom in
+//! [`boot`], then the PID-1 duties (reaping, signals, dockerd supervision,
+//! graceful shutdown) in `run`.
+//!
+//! Every `unsafe` block is in `sys.rs`; the other files forbid unsafe code.
 
+#![deny(unsafe_code)]
+
+mod cgroup;
+mod dockerd;
+mod fds;
+mod mounts;
+mod reaper;
+mod shell;
+#[allow(unsafe_code)]
+mod sys;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+use tokio_util::sync::CancellationToken;
+
+use self::cgroup::Cgroups;
+use self::dockerd::{Dockerd, LogTarget};
+pub use self::reaper::exit_code;
+use crate::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
 
 /// `dindbox init` options; every one also comes from the environment.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct InitArgs {}
+///
+/// Trailing arguments that start with `-` are extra dockerd flags (the
+/// docker:dind convention: `docker run IMAGE --mtu 1400`); otherwise they are a
+/// command to run once the box is ready.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InitArgs {
+    /// Boxed: it is large, and `main`'s subcommand enum holds it by value.
+    #[command(flatten)]
+    pub options: Box<InitOptions>,
+    /// Extra dockerd flags (`--mtu 1400`) or a command to run (`bash -l`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub trailing: Vec<String>,
+}
 
-pub fn main(_args: InitArgs) -> ExitCode {
-    ExitCode::FAILURE
+/// The named options of `dindbox init`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InitOptions {
+    /// TCP port for the proxy on 0.0.0.0 (unset: only the unix socket).
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+    /// The private socket of the inner dockerd.
+    #[arg(
+        long,
+        env = "DINDBOX_DOCKERD_SOCKET",
+        default_value = "/run/dindbox/docker.sock"
+    )]
+    pub dockerd_socket: PathBuf,
+    /// The public unix socket served by the proxy.
+    #[arg(
+        long = "public-socket",
+        env = "DINDBOX_SOCKET",
+        default_value = "/var/run/docker.sock"
+    )]
+    pub socket: PathBuf,
+    /// Seconds to wait for dockerd to answer `GET /_ping`.
+    #[arg(long, env = "DINDBOX_READY_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub ready_timeout: Duration,
+    /// Seconds dockerd gets to stop after SIGTERM before everything is killed.
+    #[arg(long, env = "DINDBOX_STOP_GRACE", default_value = "10", value_parser = parse_seconds)]
+    pub stop_grace: Duration,
+    /// The dockerd program.
+    #[arg(long, env = "DINDBOX_DOCKERD", default_value = "dockerd")]
+    pub dockerd: PathBuf,
+    /// Extra dockerd arguments, split on whitespace.
+    #[arg(long, env = "DOCKERD_ARGS", allow_hyphen_values = true)]
+    pub dockerd_args: Option<String>,
+    /// Where dockerd's output goes: `file` (/var/log/docker.log), an absolute
+    /// path, or unset for our own log.
+    #[arg(long, env = "LOG")]
+    pub log: Option<String>,
+    /// Created once the box is ready, removed on shutdown.
+    #[arg(long, env = "DINDBOX_READY_FILE", default_value = "/run/dindbox/ready")]
+    pub ready_file: PathBuf,
+    /// The cgroup mount to prepare.
+    #[arg(long, env = "DINDBOX_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+    /// Let BuildKit's uninspectable `/session` and `/grpc` tunnels through the
+    /// proxy (off: builds use the classic builder).
+    #[arg(long, env = "DINDBOX_ALLOW_BUILDKIT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_buildkit: bool,
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{value:?} is not a number of seconds"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("failed to close inherited file descriptors: {0}")]
+    Fds(#[from] fds::FdError),
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+    #[error("cgroup setup failed: {0}")]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Dockerd(#[from] dockerd::DockerdError),
+    #[error("failed to listen on {addr}: {err:#}")]
+    Listen { addr: String, err: anyhow::Error },
+    #[error("failed to {what} {path}: {err}")]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        err: std::io::Error,
+    },
+    #[error("failed to set up {what}: {err}")]
+    Setup {
+        what: &'static str,
+        err: std::io::Error,
+    },
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: Option<u16>,
+    pub dockerd_socket: PathBuf,
+    pub socket: PathBuf,
+    pub ready_timeout: Duration,
+    pub stop_grace: Duration,
+    pub dockerd: PathBuf,
+    /// Full dockerd argument list.
+    pub dockerd_args: Vec<String>,
+    pub log: LogTarget,
+    pub ready_file: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub allow_buildkit: bool,
+    /// The command to run once ready; `None`: serve until signalled.
+    pub command: Option<Vec<String>>,
+    /// stdin is a terminal: the command gets its foreground.
+    pub foreground: bool,
+    /// The signal mask init inherited, given back to its children.
+    pub inherited_mask: SigSet,
+}
+
+impl Config {
+    /// Splits the trailing arguments and picks the mode: a command when one is
+    /// given, a login shell when PORT is unset and stdin is a terminal, else none.
+    pub fn new(
+        InitArgs {
+            options: o,
+            trailing: args,
+        }: InitArgs,
+        stdin_tty: bool,
+        shell_env: Option<&str>,
+    ) -> Result<Config, InitError> {
+        let log = dockerd::parse_log(o.log.as_deref()).map_err(InitError::Config)?;
+        let dockerd_flags = args.first().is_some_and(|a| a.starts_with('-'));
+        let (extra, command) = if dockerd_flags || args.is_empty() {
+            (args, None)
+        } else {
+            (Vec::new(), Some(args))
+        };
+        let command = match command {
+            None if o.port.is_none() && stdin_tty => Some(shell::shell_command(shell_env)),
+            other => other,
+        };
+        Ok(Config {
+            dockerd_args: dockerd::build_args(&o.dockerd_socket, o.dockerd_args.as_deref(), &extra),
+            port: o.port,
+            dockerd_socket: o.dockerd_socket,
+            socket: o.socket,
+            ready_timeout: o.ready_timeout,
+            stop_grace: o.stop_grace,
+            dockerd: o.dockerd,
+            log,
+            ready_file: o.ready_file,
+            cgroup_root: o.cgroup_root,
+            allow_buildkit: o.allow_buildkit,
+            foreground: command.is_some() && stdin_tty,
+            command,
+            inherited_mask: SigSet::empty(),
+        })
+    }
+
+    /// What a child gets between fork and exec.
+    fn child_setup(&self, own_group: bool) -> sys::ChildSetup {
+        sys::ChildSetup {
+            mask: self.inherited_mask,
+            reset: &reaper::IGNORED,
+            new_process_group: own_group,
+            foreground: own_group && self.foreground,
+        }
+    }
+
+    /// Removes pid files and sockets an earlier run left. At boot that is
+    /// everything; before a dockerd restart only dockerd's own (a containerd
+    /// that survived dockerd is reused by the new dockerd).
+    fn remove_stale_files(&self) -> Result<Vec<PathBuf>, mounts::MountError> {
+        mounts::remove_stale(
+            &[Path::new("/run"), Path::new("/var/run")],
+            &[&self.dockerd_socket],
+        )
+    }
+
+    fn remove_stale_files_at_boot(&self) -> Result<Vec<PathBuf>, mounts::MountError> {
+        let dirs: Vec<&Path> = mounts::PID_DIRS.iter().map(Path::new).collect();
+        let mut sockets: Vec<&Path> = mounts::CONTAINERD_SOCKETS.iter().map(Path::new).collect();
+        // The ready file too: it must not claim readiness for this boot.
+        sockets
+            .extend([&self.dockerd_socket, &self.socket, &self.ready_file].map(PathBuf::as_path));
+        mounts::remove_stale(&dirs, &sockets)
+    }
+}
+
+/// Entry point of `dindbox init`.
+pub fn main(args: InitArgs) -> ExitCode {
+    // Before anything else, and before any thread exists: close what we
+    // inherited (nothing of ours owns an fd yet) and note the signal mask our
+    // children must get back.
+    let closed = fds::close_inherited();
+    let mut inherited_mask = SigSet::empty();
+    let mask =
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, None, Some(&mut inherited_mask));
+    crate::logging::init();
+    let result = closed
+        .map_err(InitError::from)
+        .and_then(|()| {
+            mask.map_err(|e| InitError::Setup {
+                what: "the signal mask",
+                err: e.into(),
+            })
+        })
+        .and_then(|()| {
+            let stdin_tty = nix::unistd::isatty(0).unwrap_or(false);
+            let shell = std::env::var("SHELL").ok();
+            let mut cfg = Config::new(args, stdin_tty, shell.as_deref())?;
+            cfg.inherited_mask = inherited_mask;
+            boot(cfg)
+        });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            tracing::error!("fatal: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The boot sequence, in order. Everything before the tokio runtime is
+/// synchronous, so mounts and cgroup moves happen while we are one thread.
+pub fn boot(cfg: Config) -> Result<u8, InitError> {
+    // Never be stopped by job control (a PID 1 cannot be resumed by anyone);
+    // children get SIG_DFL back in their pre_exec.
+    for sig in reaper::IGNORED {
+        sys::ignore_signal(sig).map_err(|e| InitError::Setup {
+            what: "signal dispositions",
+            err: e.into(),
+        })?;
+    }
+    // Outside a PID namespace of our own, orphans must still come to us.
+    if std::process::id() != 1 {
+        nix::sys::prctl::set_child_subreaper(true).map_err(|e| InitError::Setup {
+            what: "PR_SET_CHILD_SUBREAPER",
+            err: e.into(),
+        })?;
+        tracing::info!("not PID 1: became a child subreaper");
+    }
+
+    // Mounts before dockerd: securityfs for AppArmor detection, a tmpfs /run so
+    // no state of a previous run survives, rshared / for mount propagation.
+    for warning in mounts::prepare()? {
+        tracing::warn!("{warning}");
+    }
+    // A restarted container keeps its files: dockerd refuses to start over a
+    // pid file naming a live pid, and a leftover socket would look alive.
+    let removed = cfg.remove_stale_files_at_boot()?;
+    if !removed.is_empty() {
+        tracing::info!(?removed, "removed stale files of an earlier run");
+    }
+
+    // cgroups before dockerd starts (it creates its cgroups at start) and
+    // before the box accepts `docker exec` load (which races the v2 move).
+    let cgroups = cgroup::detect(&cfg.cgroup_root)?;
+    tracing::info!("{}", cgroups.setup(&cfg.cgroup_root)?);
+
+    // overlay-on-overlay makes dockerd fall back to vfs: slow and huge.
+    if mounts::on_overlayfs(Path::new("/var/lib/docker")) {
+        tracing::warn!(
+            "/var/lib/docker is on overlayfs: the inner dockerd cannot use overlay2 and will fall \
+             back to the slow vfs driver. Give it a volume: docker run -v NAME:/var/lib/docker ..."
+        );
+    }
+
+    let log_file = match &cfg.log {
+        LogTarget::File(path) => Some(path),
+        LogTarget::Ours => None,
+    };
+    for path in [&cfg.dockerd_socket, &cfg.socket, &cfg.ready_file]
+        .into_iter()
+        .chain(log_file)
+    {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|err| InitError::File {
+                what: "create",
+                path: dir.into(),
+                err,
+            })?;
+        }
+    }
+
+    // Threads start here (tokio workers, dockerd log readers).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| InitError::Setup {
+            what: "the tokio runtime",
+            err,
+        })?;
+    runtime.block_on(run(Arc::new(cfg)))
+}
+
+/// The pids signals are forwarded to (0: none).
+#[derive(Default)]
+struct Targets {
+    dockerd: Arc<AtomicI32>,
+    command_group: AtomicI32,
+}
+
+/// PID-1 duties around [`serve`]: reaping and signals from the first child on,
+/// and the final kill + reap whatever way serving ends.
+async fn run(cfg: Arc<Config>) -> Result<u8, InitError> {
+    let reaper = reaper::Reaper::new();
+    reaper.start().map_err(|err| InitError::Setup {
+        what: "the SIGCHLD handler",
+        err,
+    })?;
+    let signals = reaper::signals().map_err(|err| InitError::Setup {
+        what: "signal handlers",
+        err,
+    })?;
+    let shutdown = CancellationToken::new();
+    let targets = Arc::new(Targets::default());
+    tokio::spawn(route_signals(signals, targets.clone(), shutdown.clone()));
+
+    let result = serve(&cfg, &reaper, &targets, &shutdown).await;
+
+    shutdown.cancel();
+    kill_the_rest(&targets);
+    reaper.drain(Duration::from_secs(2)).await;
+    if let Err(err) = std::fs::remove_file(&cfg.ready_file) {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("failed to remove {}: {err}", cfg.ready_file.display());
+        }
+    }
+    if let Ok(code) = result {
+        tracing::info!(code, "exiting");
+    }
+    result
+}
+
+/// dockerd, then the proxy, then `ready`, then the command or waiting for a
+/// signal; then the graceful stop. Returns the exit code.
+async fn serve(
+    cfg: &Arc<Config>,
+    reaper: &Arc<reaper::Reaper>,
+    targets: &Arc<Targets>,
+    shutdown: &CancellationToken,
+) -> Result<u8, InitError> {
+    // dockerd on its private socket; nothing is published until it answers.
+    let mut dockerd = Dockerd::spawn(cfg, reaper, &targets.dockerd)?;
+    tokio::select! {
+        ready = dockerd.wait_ready(&cfg.dockerd_socket, cfg.ready_timeout) => ready?,
+        _ = shutdown.cancelled() => return Ok(stop_code(dockerd.stop(cfg.stop_grace).await)),
+    }
+    tracing::info!(pid = %dockerd.pid, "dockerd answers /_ping");
+
+    // The proxy: the only way in. Bound now, so a busy port fails before `ready`.
+    let proxy = Proxy::new(ProxyConfig {
+        upstream: cfg.dockerd_socket.clone(),
+        allow_buildkit: cfg.allow_buildkit,
+    });
+    let mut addrs = vec![ListenAddr::Unix(cfg.socket.clone())];
+    if let Some(port) = cfg.port {
+        addrs.push(ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], port))));
+    }
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        let listener = Listener::bind(addr)
+            .await
+            .map_err(|err| InitError::Listen {
+                addr: format!("{addr:?}"),
+                err,
+            })?;
+        listeners.push(tokio::spawn(
+            proxy.clone().serve(listener, shutdown.clone()),
+        ));
+    }
+
+    // Ready: one log line, and the file health checks look for.
+    std::fs::write(&cfg.ready_file, b"ready\n").map_err(|err| InitError::File {
+        what: "write",
+        path: cfg.ready_file.clone(),
+        err,
+    })?;
+    tracing::info!(
+        socket = %cfg.socket.display(),
+        tcp = %cfg.port.map_or("none".into(), |p| format!("0.0.0.0:{p}")),
+        dockerd = %cfg.dockerd_socket.display(),
+        "ready"
+    );
+
+    let supervisor = tokio::spawn(dockerd::supervise(
+        dockerd,
+        cfg.clone(),
+        reaper.clone(),
+        targets.dockerd.clone(),
+        shutdown.clone(),
+    ));
+
+    // The command decides how long the box lives; without one, a signal does.
+    let command_code = match &cfg.command {
+        Some(argv) => run_command(cfg, argv, reaper, targets, shutdown).await,
+        None => {
+            shutdown.cancelled().await;
+            None
+        }
+    };
+
+    // Graceful stop: the proxy stops accepting and dockerd gets SIGTERM and
+    // the grace period (both watch `shutdown`).
+    shutdown.cancel();
+    let clean = supervisor.await.unwrap_or(false);
+    for listener in listeners {
+        if tokio::time::timeout(Duration::from_secs(1), listener)
+            .await
+            .is_err()
+        {
+            tracing::warn!("proxy did not stop within 1s");
+        }
+    }
+    Ok(command_code.unwrap_or_else(|| stop_code(clean)))
+}
+
+/// Runs the command; its exit code, or `None` if a signal ended the box first.
+async fn run_command(
+    cfg: &Config,
+    argv: &[String],
+    reaper: &reaper::Reaper,
+    targets: &Targets,
+    shutdown: &CancellationToken,
+) -> Option<u8> {
+    let (pid, exit) = match shell::spawn(cfg, argv, reaper, &targets.command_group) {
+        Ok(spawned) => spawned,
+        Err(err) => {
+            tracing::error!(command = ?argv, "failed to run the command: {err}");
+            return Some(shell::spawn_failure_code(&err));
+        }
+    };
+    tracing::info!(%pid, command = ?argv, "command started");
+    let code = tokio::select! {
+        status = exit => status.ok().map(|status| {
+            tracing::info!(%pid, "command {}", reaper::describe(status));
+            exit_code(status)
+        }),
+        _ = shutdown.cancelled() => None,
+    };
+    targets.command_group.store(0, Ordering::SeqCst);
+    if cfg.foreground {
+        shell::reclaim_terminal();
+    }
+    code
+}
+
+/// 0 after a clean stop, else 128 + SIGTERM (what a killed dockerd would give).
+fn stop_code(clean: bool) -> u8 {
+    if clean {
+        0
+    } else {
+        128 + Signal::SIGTERM as u8
+    }
+}
+
+/// Forwards signals. With a command running, everything goes to its process
+/// group and SIGTERM also stops the box. Otherwise SIGTERM/SIGINT/SIGQUIT stop
+/// the box and the rest (SIGHUP = reload, SIGUSR1 = stack dump) go to dockerd.
+async fn route_signals(
+    mut signals: tokio::sync::mpsc::UnboundedReceiver<Signal>,
+    targets: Arc<Targets>,
+    shutdown: CancellationToken,
+) {
+    while let Some(sig) = signals.recv().await {
+        let group = targets.command_group.load(Ordering::SeqCst);
+        if group > 0 {
+            if let Err(err) = killpg(Pid::from_raw(group), sig) {
+                tracing::debug!("forwarding {sig} to the command's group failed: {err}");
+            }
+            if sig == Signal::SIGTERM {
+                tracing::info!("received {sig}: shutting down");
+                shutdown.cancel();
+            }
+            continue;
+        }
+        match sig {
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
+                tracing::info!("received {sig}: shutting down");
+                shutdown.cancel();
+            }
+            _ => match targets.dockerd.load(Ordering::SeqCst) {
+                0 => tracing::debug!("received {sig} with no dockerd running; dropped"),
+                pid => {
+                    tracing::info!("forwarding {sig} to dockerd");
+                    dockerd::signal(Pid::from_raw(pid), sig);
+                }
+            },
+        }
+    }
+}
+
+/// The end: SIGKILL whatever is left. As PID 1 that is everything in the PID
+/// namespace (`kill(-1)` spares the caller); otherwise our tracked children and
+/// whatever was re-parented to us as subreaper.
+fn kill_the_rest(targets: &Targets) {
+    if std::process::id() == 1 {
+        let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+        return;
+    }
+    let dockerd = targets.dockerd.load(Ordering::SeqCst);
+    if dockerd > 0 {
+        dockerd::signal(Pid::from_raw(dockerd), Signal::SIGKILL);
+    }
+    let group = targets.command_group.load(Ordering::SeqCst);
+    if group > 0 {
+        let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+    }
+    for pid in children_of(std::process::id()) {
+        dockerd::signal(pid, Signal::SIGKILL);
+    }
+}
+
+/// Direct children of `parent`, from /proc/*/stat.
+fn children_of(parent: u32) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parent_pid(&stat))
+                .is_some_and(|ppid| ppid == parent)
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// The ppid field of a /proc/PID/stat line (`pid (comm) state ppid ...`); comm
+/// may itself contain spaces and parentheses, so split after the last `)`.
+fn parent_pid(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Sub,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Init(InitArgs),
+    }
+
+    fn parse(argv: &[&str]) -> InitArgs {
+        let cli =
+            Cli::try_parse_from(std::iter::once("dindbox").chain(argv.iter().copied())).unwrap();
+        let Sub::Init(args) = cli.command;
+        args
+    }
+
+    fn config(argv: &[&str], tty: bool) -> Config {
+        Config::new(parse(argv), tty, Some("/bin/bash")).unwrap()
+    }
+
+    #[test]
+    fn leading_dash_trailing_args_are_dockerd_flags() {
+        for argv in [
+            &["init", "--mtu", "1400"][..],
+            &["init", "--", "--mtu", "1400"],
+        ] {
+            let args = parse(argv);
+            assert_eq!(args.trailing, ["--mtu", "1400"], "{argv:?}");
+            let cfg = Config::new(args, false, None).unwrap();
+            assert_eq!(cfg.dockerd_args[1..], ["--mtu", "1400"], "{argv:?}");
+            assert_eq!(cfg.command, None, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn other_trailing_args_are_a_command() {
+        let cfg = config(&["init", "bash", "-l"], false);
+        assert_eq!(
+            cfg.command.as_deref(),
+            Some(&["bash".to_string(), "-l".to_string()][..])
+        );
+        assert_eq!(cfg.dockerd_args.len(), 1);
+        assert!(!cfg.foreground);
+    }
+
+    #[test]
+    fn own_flags_still_parse_before_the_trailing_args() {
+        let cfg = config(
+            &[
+                "init",
+                "--stop-grace",
+                "1.5",
+                "--public-socket",
+                "/x.sock",
+                "--debug",
+            ],
+            false,
+        );
+        assert_eq!(cfg.stop_grace, Duration::from_millis(1500));
+        assert_eq!(cfg.socket, Path::new("/x.sock"));
+        assert_eq!(cfg.dockerd_args[1..], ["--debug"]);
+        assert!(!cfg.allow_buildkit);
+        let cfg = config(&["init", "--allow-buildkit", "--mtu", "1"], false);
+        assert!(cfg.allow_buildkit);
+        assert_eq!(cfg.dockerd_args[1..], ["--mtu", "1"]);
+    }
+
+    #[test]
+    fn a_terminal_without_port_gets_a_login_shell() {
+        let cfg = config(&["init"], true);
+        assert_eq!(
+            cfg.command.as_deref(),
+            Some(&["/bin/bash".to_string(), "-l".to_string()][..])
+        );
+        assert!(cfg.foreground);
+        assert_eq!(config(&["init"], false).command, None);
+        assert_eq!(config(&["init", "--port", "2375"], true).command, None);
+    }
+
+    #[test]
+    fn parse_seconds_takes_fractions_and_rejects_junk() {
+        assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("ten").is_err());
+    }
+
+    #[test]
+    fn parent_pid_survives_odd_process_names() {
+        assert_eq!(parent_pid("42 (sh) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_pid("42 (a b) c) R 9 1"), Some(9));
+        assert_eq!(parent_pid("garbage"), None);
+    }
 }

@@ -1,0 +1,423 @@
+//! The inner dockerd: arguments, spawning, readiness (`GET /_ping` on its
+//! private socket), supervision with restart backoff, and graceful stop.
+
+#![forbid(unsafe_code)]
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use tokio::time::{sleep, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::reaper::{describe, ExitWatch, Reaper};
+use super::sys;
+use super::{mounts, Config};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerdError {
+    #[error("failed to start dockerd ({program}): {err}")]
+    Spawn { program: String, err: io::Error },
+    #[error("failed to open the dockerd log {path}: {err}")]
+    LogFile { path: PathBuf, err: io::Error },
+    #[error("dockerd {} before it was ready (see its output above)", describe(*.0))]
+    ExitedEarly(WaitStatus),
+    #[error(
+        "dockerd did not answer GET /_ping on {socket} within {}s; last error: {last} \
+         (raise DINDBOX_READY_TIMEOUT if it is just slow)",
+        timeout.as_secs()
+    )]
+    NotReady {
+        socket: PathBuf,
+        timeout: Duration,
+        last: String,
+    },
+    #[error("stale-file cleanup before the restart failed: {0}")]
+    Cleanup(#[from] mounts::MountError),
+}
+
+/// Where dockerd's stdout and stderr go (wrapdocker's `LOG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Line by line into our log, under the `dockerd` field.
+    Ours,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// `LOG=file` means /var/log/docker.log, `LOG=/abs/path` that file, unset or
+/// empty our log.
+pub fn parse_log(value: Option<&str>) -> Result<LogTarget, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(LogTarget::Ours),
+        Some("file") => Ok(LogTarget::File("/var/log/docker.log".into())),
+        Some(path) if path.starts_with('/') => Ok(LogTarget::File(path.into())),
+        Some(other) => Err(format!(
+            "LOG={other:?}: expected `file` or an absolute path"
+        )),
+    }
+}
+
+/// dockerd's arguments: the private socket, then `DOCKERD_ARGS` (split on
+/// whitespace, like wrapdocker's `$DOCKER_DAEMON_ARGS`), then the trailing
+/// arguments given to `dindbox init`.
+pub fn build_args(socket: &Path, env_args: Option<&str>, trailing: &[String]) -> Vec<String> {
+    let mut args = vec![format!("--host=unix://{}", socket.display())];
+    args.extend(
+        env_args
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from),
+    );
+    args.extend(trailing.iter().cloned());
+    args
+}
+
+/// A running dockerd.
+pub struct Dockerd {
+    pub pid: Pid,
+    exit: ExitWatch,
+}
+
+impl Dockerd {
+    /// Spawns dockerd; `current` holds its pid (for signal forwarding and the
+    /// final kill) until it has been reaped.
+    pub fn spawn(
+        cfg: &Config,
+        reaper: &Reaper,
+        current: &AtomicI32,
+    ) -> Result<Dockerd, DockerdError> {
+        let mut cmd = Command::new(&cfg.dockerd);
+        cmd.args(&cfg.dockerd_args).stdin(Stdio::null());
+        // AppArmor is enabled in dockerd/containerd only with this (moby hack/dind).
+        if std::env::var_os("container").is_none() {
+            cmd.env("container", "docker");
+        }
+        match &cfg.log {
+            LogTarget::Ours => {
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            }
+            LogTarget::File(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|f| Ok((f.try_clone()?, f)))
+                    .map_err(|err| DockerdError::LogFile {
+                        path: path.clone(),
+                        err,
+                    })?;
+                cmd.stdout(file.0).stderr(file.1);
+            }
+        }
+        sys::set_child_setup(&mut cmd, cfg.child_setup(false));
+        let program = cfg.dockerd.display().to_string();
+        let (pid, exit, mut child) = reaper
+            .spawn(&mut cmd)
+            .map_err(|err| DockerdError::Spawn { program, err })?;
+        current.store(pid.as_raw(), Ordering::SeqCst);
+        if let Some(out) = child.stdout.take() {
+            forward_lines(out);
+        }
+        if let Some(err) = child.stderr.take() {
+            forward_lines(err);
+        }
+        tracing::info!(%pid, args = ?cfg.dockerd_args, "dockerd started");
+        Ok(Dockerd { pid, exit })
+    }
+
+    /// Polls `GET /_ping` until it answers 200, dockerd exits, or `limit` passes.
+    pub async fn wait_ready(&mut self, socket: &Path, limit: Duration) -> Result<(), DockerdError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let last = tokio::select! {
+                status = &mut self.exit => {
+                    return Err(DockerdError::ExitedEarly(status.unwrap_or(WaitStatus::StillAlive)));
+                }
+                answer = timeout(Duration::from_secs(2), ping(socket)) => match answer {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(err)) => err,
+                    Err(_) => "no answer within 2s".to_string(),
+                },
+            };
+            if Instant::now() >= deadline {
+                return Err(DockerdError::NotReady {
+                    socket: socket.into(),
+                    timeout: limit,
+                    last,
+                });
+            }
+            tokio::select! {
+                status = &mut self.exit => {
+                    return Err(DockerdError::ExitedEarly(status.unwrap_or(WaitStatus::StillAlive)));
+                }
+                _ = sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    /// SIGTERM, then up to `grace` for it to exit. True if it exited in time;
+    /// otherwise it is SIGKILLed (and reaped later by the reaper).
+    pub async fn stop(mut self, grace: Duration) -> bool {
+        signal(self.pid, Signal::SIGTERM);
+        match timeout(grace, &mut self.exit).await {
+            Ok(status) => {
+                if let Ok(status) = status {
+                    tracing::info!("dockerd stopped: {}", describe(status));
+                }
+                true
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "dockerd did not stop within {}s; killing it",
+                    grace.as_secs_f32()
+                );
+                signal(self.pid, Signal::SIGKILL);
+                false
+            }
+        }
+    }
+}
+
+/// Sends `sig` to `pid`, logging (not failing) if it is already gone.
+pub fn signal(pid: Pid, sig: Signal) {
+    if let Err(err) = kill(pid, sig) {
+        tracing::debug!(%pid, "kill {sig} failed: {err}");
+    }
+}
+
+/// One `GET /_ping` over the unix socket; Ok only for 200.
+pub async fn ping(socket: &Path) -> Result<(), String> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("/_ping")
+        .header(http::header::HOST, "docker")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("GET /_ping: {e}"));
+    conn.abort();
+    match res?.status() {
+        http::StatusCode::OK => Ok(()),
+        status => Err(format!("GET /_ping answered {status}")),
+    }
+}
+
+/// Copies dockerd's output into our log, one event per line, at the level
+/// dockerd gave the line.
+fn forward_lines(pipe: impl Read + Send + 'static) {
+    std::thread::Builder::new()
+        .name("dockerd-log".into())
+        .spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end();
+                match level_of(line) {
+                    tracing::Level::ERROR => tracing::error!(target: "dockerd", dockerd = %line),
+                    tracing::Level::WARN => tracing::warn!(target: "dockerd", dockerd = %line),
+                    tracing::Level::DEBUG => tracing::debug!(target: "dockerd", dockerd = %line),
+                    _ => tracing::info!(target: "dockerd", dockerd = %line),
+                }
+                buf.clear();
+            }
+        })
+        .expect("spawn dockerd log thread");
+}
+
+/// The level of a logrus line (`time=... level=warning msg=...`).
+fn level_of(line: &str) -> tracing::Level {
+    match line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("level="))
+    {
+        Some("error" | "fatal" | "panic") => tracing::Level::ERROR,
+        Some("warning" | "warn") => tracing::Level::WARN,
+        Some("debug" | "trace") => tracing::Level::DEBUG,
+        _ => tracing::Level::INFO,
+    }
+}
+
+/// Restart delays: 0.5 s doubling to 30 s; back to 0.5 s once dockerd has
+/// stayed up for a minute.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(30);
+    pub const STABLE: Duration = Duration::from_secs(60);
+
+    pub fn new() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// Keeps dockerd running until `shutdown`; then stops it within the grace.
+/// Returns true when that stop was clean (or no dockerd was running).
+pub async fn supervise(
+    mut dockerd: Dockerd,
+    cfg: Arc<Config>,
+    reaper: Arc<Reaper>,
+    current: Arc<AtomicI32>,
+    shutdown: CancellationToken,
+) -> bool {
+    let mut backoff = Backoff::new();
+    loop {
+        let up_since = Instant::now();
+        let status = tokio::select! {
+            status = &mut dockerd.exit => status.unwrap_or(WaitStatus::StillAlive),
+            _ = shutdown.cancelled() => {
+                let clean = dockerd.stop(cfg.stop_grace).await;
+                current.store(0, Ordering::SeqCst);
+                return clean;
+            }
+        };
+        current.store(0, Ordering::SeqCst);
+        tracing::error!(pid = %dockerd.pid, "dockerd {} unexpectedly; restarting it", describe(status));
+        if up_since.elapsed() >= Backoff::STABLE {
+            backoff.reset();
+        }
+        dockerd = loop {
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = sleep(delay) => {}
+                _ = shutdown.cancelled() => return true,
+            }
+            match restart(&cfg, &reaper, &current, &shutdown).await {
+                Ok(Some(d)) => break d,
+                Ok(None) => return true,
+                Err(err) => tracing::error!("dockerd restart failed: {err}; retrying"),
+            }
+        };
+        tracing::info!(pid = %dockerd.pid, "dockerd restarted");
+    }
+}
+
+/// Cleans what the dead dockerd left, starts a new one and waits until it
+/// answers. `Ok(None)`: shutdown began meanwhile (the new dockerd was stopped).
+async fn restart(
+    cfg: &Config,
+    reaper: &Reaper,
+    current: &AtomicI32,
+    shutdown: &CancellationToken,
+) -> Result<Option<Dockerd>, DockerdError> {
+    cfg.remove_stale_files()?;
+    let mut dockerd = Dockerd::spawn(cfg, reaper, current)?;
+    tokio::select! {
+        ready = dockerd.wait_ready(&cfg.dockerd_socket, cfg.ready_timeout) => match ready {
+            Ok(()) => Ok(Some(dockerd)),
+            Err(err) => {
+                signal(dockerd.pid, Signal::SIGKILL);
+                current.store(0, Ordering::SeqCst);
+                Err(err)
+            }
+        },
+        _ = shutdown.cancelled() => {
+            dockerd.stop(cfg.stop_grace).await;
+            current.store(0, Ordering::SeqCst);
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn build_args_puts_the_private_socket_first_then_env_then_trailing() {
+        let args = build_args(
+            Path::new("/run/dindbox/docker.sock"),
+            Some("  --debug\t--storage-driver overlay2 "),
+            &["--mtu".into(), "1400".into()],
+        );
+        assert_eq!(
+            args,
+            [
+                "--host=unix:///run/dindbox/docker.sock",
+                "--debug",
+                "--storage-driver",
+                "overlay2",
+                "--mtu",
+                "1400"
+            ]
+        );
+        assert_eq!(build_args(Path::new("/s"), None, &[]), ["--host=unix:///s"]);
+    }
+
+    #[test]
+    fn parse_log_accepts_file_and_absolute_paths() {
+        assert_eq!(parse_log(None), Ok(LogTarget::Ours));
+        assert_eq!(parse_log(Some("")), Ok(LogTarget::Ours));
+        assert_eq!(
+            parse_log(Some("file")),
+            Ok(LogTarget::File("/var/log/docker.log".into()))
+        );
+        assert_eq!(
+            parse_log(Some("/tmp/d.log")),
+            Ok(LogTarget::File("/tmp/d.log".into()))
+        );
+    }
+
+    #[test]
+    fn parse_log_rejects_relative_paths() {
+        assert!(parse_log(Some("docker.log"))
+            .unwrap_err()
+            .contains("absolute"));
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets() {
+        let mut b = Backoff::new();
+        let delays: Vec<_> = (0..9).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(
+            delays,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn level_of_reads_logrus_levels() {
+        assert_eq!(
+            level_of(r#"time="x" level=warning msg="a b""#),
+            tracing::Level::WARN
+        );
+        assert_eq!(level_of("level=error msg=x"), tracing::Level::ERROR);
+        assert_eq!(level_of("plain text"), tracing::Level::INFO);
+    }
+}

@@ -1,0 +1,159 @@
+//! A fake `dockerd` for the init integration tests (`tests/init.rs`).
+//!
+//! It listens on the socket given by `--host=unix://PATH` and answers
+//! `GET /_ping` with 200 "OK" (HTTP/1.1, keep-alive); anything else gets 404.
+//! SIGTERM makes it exit 0. Behaviour and records, through the environment:
+//! - `FAKE_DOCKERD_DIR`: where it records `starts` (one line per start),
+//!   `fds-N` (the targets of its open fds at start N) and `pinged` (created on
+//!   the first `/_ping` answered);
+//! - `FAKE_DOCKERD_DELAY_MS`: wait this long before listening;
+//! - `FAKE_DOCKERD_CRASH_AFTER_MS`: exit 42 this long after listening, on the
+//!   first `FAKE_DOCKERD_CRASH_TIMES` starts (default 1);
+//! - `FAKE_DOCKERD_IGNORE_TERM=1`: ignore SIGTERM.
+//!
+//! SIGHUP creates `sighup` in `FAKE_DOCKERD_DIR`.
+//!
+//! It is a `[[bin]]` (not an example) so tests can find it through
+//! `CARGO_BIN_EXE_fake-dockerd`; it is not part of the image.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn env_ms(name: &str) -> Option<Duration> {
+    std::env::var(name)
+        .ok()?
+        .parse()
+        .ok()
+        .map(Duration::from_millis)
+}
+
+fn main() {
+    let socket = std::env::args()
+        .find_map(|a| a.strip_prefix("--host=unix://").map(PathBuf::from))
+        .expect("fake-dockerd: needs --host=unix://PATH");
+    let dir = std::env::var_os("FAKE_DOCKERD_DIR").map(PathBuf::from);
+    let start = dir.as_deref().map(record_start).unwrap_or(1);
+
+    use signal_hook::consts::{SIGHUP, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP]).expect("signals");
+    if let Some(delay) = env_ms("FAKE_DOCKERD_DELAY_MS") {
+        std::thread::sleep(delay);
+    }
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).expect("fake-dockerd: bind");
+    eprintln!(
+        "fake-dockerd: start {start} listening on {}",
+        socket.display()
+    );
+
+    if let Some(after) = env_ms("FAKE_DOCKERD_CRASH_AFTER_MS") {
+        let times: usize = std::env::var("FAKE_DOCKERD_CRASH_TIMES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        if start <= times {
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                eprintln!("fake-dockerd: crashing as told");
+                std::process::exit(42);
+            });
+        }
+    }
+
+    let conn_dir = dir.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let dir = conn_dir.clone();
+            std::thread::spawn(move || serve(conn, dir.as_deref()));
+        }
+    });
+
+    let ignore_term = std::env::var("FAKE_DOCKERD_IGNORE_TERM").is_ok_and(|v| v == "1");
+    let hup_record = dir.as_ref().map(|d| d.join("sighup"));
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            eprintln!("fake-dockerd: SIGHUP (reload)");
+            if let Some(path) = &hup_record {
+                let _ = std::fs::write(path, "");
+            }
+            continue;
+        }
+        if ignore_term {
+            eprintln!("fake-dockerd: ignoring SIGTERM");
+            continue;
+        }
+        eprintln!("fake-dockerd: SIGTERM, exiting");
+        let _ = std::fs::remove_file(&socket);
+        std::process::exit(0);
+    }
+}
+
+/// Appends a line to `starts`; returns this start's number. Also records fds.
+fn record_start(dir: &Path) -> usize {
+    let path = dir.join("starts");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(f, "{}", std::process::id()).unwrap();
+    drop(f);
+    let n = std::fs::read_to_string(&path).unwrap().lines().count();
+    let mut fds = String::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            fds.push_str(&format!(
+                "{} {}\n",
+                entry.file_name().to_string_lossy(),
+                target.display()
+            ));
+        }
+    }
+    std::fs::write(dir.join(format!("fds-{n}")), fds).unwrap();
+    n
+}
+
+fn serve(conn: UnixStream, dir: Option<&Path>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        // Skip headers (the fake only serves GET/HEAD without bodies).
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let path = target.split('?').next().unwrap_or("");
+        let ping = path == "/_ping" || path.ends_with("/_ping");
+        let (status, body) = if ping {
+            ("200 OK", "OK")
+        } else {
+            ("404 Not Found", "{\"message\":\"fake\"}")
+        };
+        let body = if method == "HEAD" { "" } else { body };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nApi-Version: 1.43\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if ping {
+            if let Some(dir) = dir {
+                let _ = std::fs::write(dir.join("pinged"), "");
+            }
+        }
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
