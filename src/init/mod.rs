@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use self::cgroup::Cgroups;
 use self::dockerd::{Dockerd, LogTarget};
 pub use self::reaper::exit_code;
-use crate::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
+use crate::proxy::policy::Policy;
+use crate::proxy::{ListenAddr, Listener, PolicyOptions, Proxy, ProxyConfig};
 
 /// `dindbox init` options; every one also comes from the environment.
 ///
@@ -92,10 +93,9 @@ pub struct InitOptions {
     /// The cgroup mount to prepare.
     #[arg(long, env = "DINDBOX_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
-    /// Let BuildKit's uninspectable `/session` and `/grpc` tunnels through the
-    /// proxy (off: builds use the classic builder).
-    #[arg(long, env = "DINDBOX_ALLOW_BUILDKIT", value_parser = clap::builder::BoolishValueParser::new())]
-    pub allow_buildkit: bool,
+    /// What the proxy lets through and injects (`--policy`, `--label`, ...).
+    #[command(flatten)]
+    pub policy: PolicyOptions,
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {
@@ -148,7 +148,7 @@ pub struct Config {
     pub log: LogTarget,
     pub ready_file: PathBuf,
     pub cgroup_root: PathBuf,
-    pub allow_buildkit: bool,
+    pub policy: Policy,
     /// The command to run once ready; `None`: serve until signalled.
     pub command: Option<Vec<String>>,
     /// stdin is a terminal: the command gets its foreground.
@@ -190,7 +190,10 @@ impl Config {
             log,
             ready_file: o.ready_file,
             cgroup_root: o.cgroup_root,
-            allow_buildkit: o.allow_buildkit,
+            policy: o
+                .policy
+                .resolve(Policy::default())
+                .map_err(|err| InitError::Config(format!("{err:#}")))?,
             foreground: command.is_some() && stdin_tty,
             command,
             inherited_mask: SigSet::empty(),
@@ -392,7 +395,7 @@ async fn serve(
     // The proxy: the only way in. Bound now, so a busy port fails before `ready`.
     let proxy = Proxy::new(ProxyConfig {
         upstream: cfg.dockerd_socket.clone(),
-        allow_buildkit: cfg.allow_buildkit,
+        policy: cfg.policy.clone(),
     });
     let mut addrs = vec![ListenAddr::Unix(cfg.socket.clone())];
     if let Some(port) = cfg.port {
@@ -646,9 +649,9 @@ mod tests {
         assert_eq!(cfg.stop_grace, Duration::from_millis(1500));
         assert_eq!(cfg.socket, Path::new("/x.sock"));
         assert_eq!(cfg.dockerd_args[1..], ["--debug"]);
-        assert!(!cfg.allow_buildkit);
+        assert!(!cfg.policy.allow_buildkit);
         let cfg = config(&["init", "--allow-buildkit", "--mtu", "1"], false);
-        assert!(cfg.allow_buildkit);
+        assert!(cfg.policy.allow_buildkit);
         assert_eq!(cfg.dockerd_args[1..], ["--mtu", "1"]);
     }
 

@@ -16,7 +16,7 @@ pub mod policy;
 pub mod query;
 pub mod route;
 
-pub use self::cli::{main, policy_main, PolicyArgs, ProxyArgs};
+pub use self::cli::{main, policy_main, PolicyArgs, PolicyOptions, ProxyArgs};
 
 use std::convert::Infallible;
 use std::io;
