@@ -14,8 +14,8 @@ fn spelling(name: &'static str) -> impl Strategy<Value = String> {
         name.to_string(),
         name.to_ascii_lowercase(),
         name.to_ascii_uppercase(),
-        name.replace('s', "\u{017F}").replace('S', "\u{017F}"),
-        name.replace('k', "\u{212A}").replace('K', "\u{212A}"),
+        name.replace(['s', 'S'], "\u{017F}"),
+        name.replace(['k', 'K'], "\u{212A}"),
     ];
     proptest::sample::select(variants)
 }
