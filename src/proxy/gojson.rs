@@ -52,13 +52,20 @@ impl Json {
 /// whose orbit reaches ASCII are `ſ` (to `S`) and the Kelvin sign (to `K`);
 /// any other rune can never match, so it is kept as it is.
 pub fn fold(key: &str) -> String {
-    key.chars()
-        .map(|c| match c {
-            '\u{017F}' => 'S',
-            '\u{212A}' => 'K',
-            c => c.to_ascii_uppercase(),
-        })
-        .collect()
+    key.chars().map(fold_char).collect()
+}
+
+/// `fold(a) == fold(b)`, without allocating.
+pub fn fold_eq(a: &str, b: &str) -> bool {
+    a.chars().map(fold_char).eq(b.chars().map(fold_char))
+}
+
+fn fold_char(c: char) -> char {
+    match c {
+        '\u{017F}' => 'S',
+        '\u{212A}' => 'K',
+        c => c.to_ascii_uppercase(),
+    }
 }
 
 /// How Go decodes one field's value, which decides what a repeated key does.
@@ -95,15 +102,17 @@ pub const fn field(name: &'static str, kind: Kind) -> Field {
 
 /// A value that does not have the type dockerd would decode it into.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{path} must be {expected}, not {found}")]
+#[error("{} must be {expected}, not {found}", if path.is_empty() { "the body" } else { path })]
 pub struct TypeError {
+    /// Where, from the decoded object: `HostConfig.CapAdd`, `HostConfig.Mounts[0].Type`.
     pub path: String,
     pub expected: &'static str,
     pub found: &'static str,
 }
 
-/// An object decoded into a struct: the fields dockerd would see, and the keys
-/// that match no field (dockerd ignores them; the proxy drops or refuses them).
+/// An object decoded into a struct: the fields dockerd would see, and the
+/// paths of the keys that match no field, at any depth (dockerd ignores them;
+/// the proxy leaves them out, or refuses them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
     pub fields: Vec<(String, Json)>,
@@ -112,112 +121,149 @@ pub struct Decoded {
 
 /// Decodes an object into a struct with Go's rules. Keys that match a field
 /// (by [`fold`]) come out once, under the field's canonical name, holding the
-/// value dockerd would end up with. `path` names the object in errors.
-pub fn decode_struct(value: &Json, fields: &[Field], path: &str) -> Result<Decoded, TypeError> {
-    let Json::Object(entries) = value else {
-        return Err(type_error(path, "an object", value));
-    };
-    // `None` is "present but no effect yet" (a scalar set to null), dropped at the end.
-    let mut out: Vec<(&'static str, Option<Json>)> = Vec::new();
+/// value dockerd would end up with.
+pub fn decode_struct(value: &Json, fields: &[Field]) -> Result<Decoded, TypeError> {
     let mut unknown = Vec::new();
-    for (key, value) in entries {
-        let folded = fold(key);
-        let Some(field) = fields.iter().find(|f| fold(f.name) == folded) else {
-            unknown.push(key.clone());
-            continue;
-        };
-        let index = match out.iter().position(|(name, _)| *name == field.name) {
-            Some(i) => i,
-            None => {
-                out.push((field.name, None));
-                out.len() - 1
-            }
-        };
-        assign(
-            &mut out[index].1,
-            value,
-            field.kind,
-            &format!("{path}.{}", field.name),
-        )?;
+    let fields = Decoder {
+        unknown: &mut unknown,
     }
-    let fields = out
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
-        .collect();
+    .fields(value, fields, &String::new)?;
     Ok(Decoded { fields, unknown })
 }
 
-/// Applies one occurrence of a field to what earlier occurrences left.
-fn assign(slot: &mut Option<Json>, value: &Json, kind: Kind, path: &str) -> Result<(), TypeError> {
-    match (kind, value) {
-        (Kind::Opaque, value) => *slot = Some(value.clone()),
-        (Kind::Scalar, Json::Null) => {}
-        (Kind::Scalar, Json::Array(_) | Json::Object(_)) => {
-            return Err(type_error(path, "a boolean, number or string", value))
-        }
-        (Kind::Scalar, value) => *slot = Some(value.clone()),
-        (Kind::Struct(_), Json::Null) => {}
-        (
-            Kind::Slice | Kind::SliceOf(_) | Kind::Map | Kind::MapOf(_) | Kind::Pointer(_),
-            Json::Null,
-        ) => *slot = Some(Json::Null),
-        (Kind::Slice, Json::Array(_)) => *slot = Some(value.clone()),
-        (Kind::SliceOf(fields), Json::Array(items)) => {
-            let items = items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| decode_element(item, fields, &format!("{path}[{i}]")))
-                .collect::<Result<_, _>>()?;
-            *slot = Some(Json::Array(items));
-        }
-        (Kind::Map | Kind::MapOf(_), Json::Object(entries)) => {
-            let mut merged = match slot.take() {
-                Some(Json::Object(earlier)) => earlier,
-                _ => Vec::new(),
+/// Where a value sits, built only when an error or an unknown key needs it.
+type Path<'a> = &'a dyn Fn() -> String;
+
+fn child(path: Path, name: &str) -> String {
+    match path() {
+        parent if parent.is_empty() => name.to_string(),
+        parent => format!("{parent}.{name}"),
+    }
+}
+
+struct Decoder<'a> {
+    unknown: &'a mut Vec<String>,
+}
+
+impl Decoder<'_> {
+    fn fields(
+        &mut self,
+        value: &Json,
+        fields: &[Field],
+        path: Path,
+    ) -> Result<Vec<(String, Json)>, TypeError> {
+        let Json::Object(entries) = value else {
+            return Err(type_error(path, "an object", value));
+        };
+        // `None` is "present but no effect yet" (a scalar set to null), dropped at the end.
+        let mut out: Vec<(&'static str, Option<Json>)> = Vec::new();
+        for (key, value) in entries {
+            // Field names are ASCII: an ASCII key needs no folding beyond case.
+            let ascii = key.is_ascii();
+            let matches = |f: &&Field| match ascii {
+                true => f.name.len() == key.len() && f.name.eq_ignore_ascii_case(key),
+                false => fold_eq(f.name, key),
             };
-            for (key, value) in entries {
-                let value = match kind {
-                    Kind::MapOf(fields) => {
-                        decode_element(value, fields, &format!("{path}[{key:?}]"))?
-                    }
-                    _ => value.clone(),
-                };
-                match merged.iter_mut().find(|(k, _)| k == key) {
-                    Some(entry) => entry.1 = value,
-                    None => merged.push((key.clone(), value)),
+            let Some(field) = fields.iter().find(matches) else {
+                self.unknown.push(child(path, key));
+                continue;
+            };
+            let index = match out.iter().position(|(name, _)| *name == field.name) {
+                Some(i) => i,
+                None => {
+                    out.push((field.name, None));
+                    out.len() - 1
                 }
-            }
-            *slot = Some(Json::Object(merged));
-        }
-        (Kind::Struct(fields) | Kind::Pointer(fields), Json::Object(entries)) => {
-            let mut all = match slot.take() {
-                Some(Json::Object(earlier)) => earlier,
-                _ => Vec::new(),
             };
-            all.extend(entries.iter().cloned());
-            *slot = Some(Json::Object(
-                decode_struct(&Json::Object(all), fields, path)?.fields,
-            ));
+            self.assign(&mut out[index].1, value, field.kind, &|| {
+                child(path, field.name)
+            })?;
         }
-        (Kind::Slice | Kind::SliceOf(_), value) => return Err(type_error(path, "an array", value)),
-        (Kind::Map | Kind::MapOf(_) | Kind::Struct(_) | Kind::Pointer(_), value) => {
-            return Err(type_error(path, "an object", value))
+        Ok(out
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect())
+    }
+
+    /// Applies one occurrence of a field to what earlier occurrences left.
+    fn assign(
+        &mut self,
+        slot: &mut Option<Json>,
+        value: &Json,
+        kind: Kind,
+        path: Path,
+    ) -> Result<(), TypeError> {
+        match (kind, value) {
+            (Kind::Opaque, value) => *slot = Some(value.clone()),
+            (Kind::Scalar, Json::Null) => {}
+            (Kind::Scalar, Json::Array(_) | Json::Object(_)) => {
+                return Err(type_error(path, "a boolean, number or string", value))
+            }
+            (Kind::Scalar, value) => *slot = Some(value.clone()),
+            (Kind::Struct(_), Json::Null) => {}
+            (
+                Kind::Slice | Kind::SliceOf(_) | Kind::Map | Kind::MapOf(_) | Kind::Pointer(_),
+                Json::Null,
+            ) => *slot = Some(Json::Null),
+            (Kind::Slice, Json::Array(_)) => *slot = Some(value.clone()),
+            (Kind::SliceOf(fields), Json::Array(items)) => {
+                let mut decoded = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    decoded.push(self.element(item, fields, &|| format!("{}[{i}]", path()))?);
+                }
+                *slot = Some(Json::Array(decoded));
+            }
+            (Kind::Map | Kind::MapOf(_), Json::Object(entries)) => {
+                let mut merged = match slot.take() {
+                    Some(Json::Object(earlier)) => earlier,
+                    _ => Vec::new(),
+                };
+                for (key, value) in entries {
+                    let value = match kind {
+                        Kind::MapOf(fields) => {
+                            self.element(value, fields, &|| format!("{}[{key:?}]", path()))?
+                        }
+                        _ => value.clone(),
+                    };
+                    match merged.iter_mut().find(|(k, _)| k == key) {
+                        Some(entry) => entry.1 = value,
+                        None => merged.push((key.clone(), value)),
+                    }
+                }
+                *slot = Some(Json::Object(merged));
+            }
+            (Kind::Struct(fields) | Kind::Pointer(fields), Json::Object(entries)) => {
+                let decoded = match slot.take() {
+                    Some(Json::Object(mut earlier)) => {
+                        earlier.extend(entries.iter().cloned());
+                        self.fields(&Json::Object(earlier), fields, path)?
+                    }
+                    _ => self.fields(value, fields, path)?,
+                };
+                *slot = Some(Json::Object(decoded));
+            }
+            (Kind::Slice | Kind::SliceOf(_), value) => {
+                return Err(type_error(path, "an array", value))
+            }
+            (Kind::Map | Kind::MapOf(_) | Kind::Struct(_) | Kind::Pointer(_), value) => {
+                return Err(type_error(path, "an object", value))
+            }
+        }
+        Ok(())
+    }
+
+    /// One element of a slice or map of structs: a fresh struct (`null` is its zero value).
+    fn element(&mut self, item: &Json, fields: &[Field], path: Path) -> Result<Json, TypeError> {
+        match item {
+            Json::Null => Ok(Json::Object(Vec::new())),
+            item => Ok(Json::Object(self.fields(item, fields, path)?)),
         }
     }
-    Ok(())
 }
 
-/// One element of a slice or map of structs: a fresh struct (`null` is its zero value).
-fn decode_element(item: &Json, fields: &[Field], path: &str) -> Result<Json, TypeError> {
-    match item {
-        Json::Null => Ok(Json::Object(Vec::new())),
-        item => Ok(Json::Object(decode_struct(item, fields, path)?.fields)),
-    }
-}
-
-fn type_error(path: &str, expected: &'static str, found: &Json) -> TypeError {
+fn type_error(path: Path, expected: &'static str, found: &Json) -> TypeError {
     TypeError {
-        path: path.to_string(),
+        path: path(),
         expected,
         found: found.type_name(),
     }
@@ -325,7 +371,7 @@ mod tests {
 
     fn decode(text: &str, fields: &[Field]) -> Json {
         Json::Object(
-            decode_struct(&Json::parse(text.as_bytes()).unwrap(), fields, "body")
+            decode_struct(&Json::parse(text.as_bytes()).unwrap(), fields)
                 .unwrap()
                 .fields,
         )
@@ -400,28 +446,25 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported_and_left_out() {
-        let decoded = decode_struct(
-            &Json::parse(br#"{"Foo":1,"Image":"x","foo":2}"#).unwrap(),
-            OUTER,
-            "body",
-        )
-        .unwrap();
-        assert_eq!(decoded.unknown, ["Foo", "foo"]);
-        assert_eq!(text(&Json::Object(decoded.fields)), r#"{"Image":"x"}"#);
+        let body = br#"{"Foo":1,"Image":"x","foo":2,"HostConfig":{"Bar":1}}"#;
+        let decoded = decode_struct(&Json::parse(body).unwrap(), OUTER).unwrap();
+        assert_eq!(decoded.unknown, ["Foo", "foo", "HostConfig.Bar"]);
+        assert_eq!(
+            text(&Json::Object(decoded.fields)),
+            r#"{"Image":"x","HostConfig":{}}"#
+        );
     }
 
     #[test]
     fn wrong_types_are_errors_naming_the_path() {
-        let err = decode_struct(
-            &Json::parse(br#"{"HostConfig":{"CapAdd":"ALL"}}"#).unwrap(),
-            OUTER,
-            "body",
-        )
-        .unwrap_err();
+        let body = br#"{"HostConfig":{"CapAdd":"ALL"}}"#;
+        let err = decode_struct(&Json::parse(body).unwrap(), OUTER).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "body.HostConfig.CapAdd must be an array, not a string"
+            "HostConfig.CapAdd must be an array, not a string"
         );
+        let err = decode_struct(&Json::parse(b"[]").unwrap(), OUTER).unwrap_err();
+        assert_eq!(err.to_string(), "the body must be an object, not an array");
     }
 
     #[test]

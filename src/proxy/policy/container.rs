@@ -9,7 +9,7 @@ use super::value::{
     array, boolean, decode, display, inject_labels, integer, non_empty, set, set_default, string,
 };
 use super::{Policy, Reject};
-use crate::proxy::gojson::{field, fold, get, Field, Json, Kind};
+use crate::proxy::gojson::{field, get, Field, Json, Kind};
 
 use Kind::{Map, MapOf, Opaque, Pointer, Scalar, Slice, SliceOf, Struct};
 
@@ -265,11 +265,12 @@ const LOG_DRIVERS: &[&str] = &["", "json-file", "local", "none"];
 
 /// Checks a container-create body and returns the canonical body to forward.
 pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
-    let mut request = decode(body, CONTAINER_CREATE, "body")?.fields;
-    refuse_unknown_host_config_keys(body)?;
+    let decoded = decode(body, CONTAINER_CREATE)?;
+    refuse_unknown_host_config_keys(&decoded.unknown)?;
+    let mut request = decoded.fields;
     check_working_dir(&request)?;
-    let mut host_config = match get(&request, "HostConfig") {
-        Some(Json::Object(fields)) => fields.clone(),
+    let mut host_config = match request.iter_mut().find(|(k, _)| k == "HostConfig") {
+        Some((_, Json::Object(fields))) => std::mem::take(fields),
         _ => Vec::new(),
     };
     check_host_config(&host_config)?;
@@ -291,7 +292,7 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
 
 /// Checks a container-update body: the same resource rules as create.
 pub fn container_update(policy: &Policy, body: &Json) -> Result<Json, Reject> {
-    let mut request = decode(body, CONTAINER_UPDATE, "body")?.fields;
+    let mut request = decode(body, CONTAINER_UPDATE)?.fields;
     check_resources(&request)?;
     apply_budget(policy, &mut request, Budget::Update)?;
     Ok(Json::Object(request))
@@ -346,7 +347,7 @@ fn apply_budget(
 
 /// Checks an exec-create body and returns the canonical body to forward.
 pub fn exec_create(body: &Json) -> Result<Json, Reject> {
-    let request = decode(body, EXEC_CREATE, "body")?.fields;
+    let request = decode(body, EXEC_CREATE)?.fields;
     if boolean(&request, "Privileged", "Privileged")? {
         return Err(Reject::forbidden(
             "privileged",
@@ -359,29 +360,20 @@ pub fn exec_create(body: &Json) -> Result<Json, Reject> {
 }
 
 /// dockerd ignores keys it does not know, but a newer dockerd may know a key
-/// that reaches the host: in HostConfig, an unknown key is refused, in every
-/// occurrence of HostConfig (dockerd merges repeated ones).
-fn refuse_unknown_host_config_keys(body: &Json) -> Result<(), Reject> {
-    let Json::Object(entries) = body else {
-        return Ok(());
-    };
-    let host_configs = entries
+/// that reaches the host: an unknown key directly in HostConfig is refused.
+fn refuse_unknown_host_config_keys(unknown: &[String]) -> Result<(), Reject> {
+    let host_config_key = unknown
         .iter()
-        .filter(|(k, _)| fold(k) == "HOSTCONFIG")
-        .map(|(_, v)| v);
-    for host_config in host_configs.filter(|v| matches!(v, Json::Object(_))) {
-        if let Some(key) = decode(host_config, HOST_CONFIG, "HostConfig")?
-            .unknown
-            .first()
-        {
-            return Err(Reject::forbidden(
-                "unknown-field",
-                &format!("HostConfig.{key}"),
-                "dindbox does not know this setting, so it cannot tell whether it reaches the host",
-            ));
-        }
+        .filter_map(|path| path.strip_prefix("HostConfig."))
+        .find(|key| !key.contains(['.', '[']));
+    match host_config_key {
+        Some(key) => Err(Reject::forbidden(
+            "unknown-field",
+            &format!("HostConfig.{key}"),
+            "dindbox does not know this setting, so it cannot tell whether it reaches the host",
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn check_host_config(hc: &[(String, Json)]) -> Result<(), Reject> {

@@ -120,7 +120,7 @@ const VOLUME_CREATE: &[Field] = &[
 /// Checks `POST /volumes/create`: the local driver, without options (its
 /// `type`/`o`/`device` options mount host paths, block devices or NFS).
 pub fn volume_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
-    let mut request = decode(body, VOLUME_CREATE, "body")?.fields;
+    let mut request = decode(body, VOLUME_CREATE)?.fields;
     if !matches!(string(&request, "Driver", "Driver")?, "" | "local") {
         return Err(Reject::forbidden(
             "volume-driver",
@@ -185,7 +185,7 @@ const NETWORK_OPTIONS: &[&str] = &[
 /// Checks `POST /networks/create`: bridge networks with the default IPAM and
 /// no options that name or reconfigure host interfaces.
 pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
-    let mut request = decode(body, NETWORK_CREATE, "body")?.fields;
+    let mut request = decode(body, NETWORK_CREATE)?.fields;
     let driver = string(&request, "Driver", "Driver")?;
     if !matches!(driver, "" | "bridge") {
         return Err(Reject::forbidden(
@@ -239,7 +239,7 @@ const NETWORK_CONNECT: &[Field] = &[
 
 /// Checks `POST /networks/{id}/connect`: no endpoint driver options.
 pub fn network_connect(body: &Json) -> Result<Json, Reject> {
-    let request = decode(body, NETWORK_CONNECT, "body")?.fields;
+    let request = decode(body, NETWORK_CONNECT)?.fields;
     if let Some(Json::Object(endpoint)) = get(&request, "EndpointConfig") {
         if non_empty(endpoint, "DriverOpts") {
             return Err(Reject::forbidden(

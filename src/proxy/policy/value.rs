@@ -6,8 +6,8 @@
 use super::Reject;
 use crate::proxy::gojson::{decode_struct, get, Decoded, Field, Json};
 
-pub(super) fn decode(body: &Json, fields: &[Field], path: &str) -> Result<Decoded, Reject> {
-    decode_struct(body, fields, path).map_err(|err| Reject::bad_request("body-type", err))
+pub(super) fn decode(body: &Json, fields: &[Field]) -> Result<Decoded, Reject> {
+    decode_struct(body, fields).map_err(|err| Reject::bad_request("body-type", err))
 }
 
 pub(super) fn boolean(object: &[(String, Json)], name: &str, path: &str) -> Result<bool, Reject> {
