@@ -409,3 +409,83 @@ async fn form_encoded_bodies_cannot_override_checked_query_parameters() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(h.seen.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn two_different_content_lengths_are_refused_before_the_daemon() {
+    let h = start().await;
+    let raw = b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}{\"HostConfig\":{\"Privileged\":true}}    ";
+    let answer = exchange(&h.proxy_socket, raw).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        creates(&h.seen).is_empty(),
+        "the daemon saw {:?}",
+        creates(&h.seen)
+    );
+}
+
+#[tokio::test]
+async fn http_1_0_with_transfer_encoding_is_refused() {
+    let h = start().await;
+    let raw = b"POST /containers/create HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    let answer = exchange(&h.proxy_socket, raw).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400") || answer.starts_with("HTTP/1.0 400"),
+        "{answer}"
+    );
+    assert!(
+        creates(&h.seen).is_empty(),
+        "the daemon saw {:?}",
+        creates(&h.seen)
+    );
+}
+
+#[tokio::test]
+async fn every_pipelined_request_is_checked_not_just_the_first() {
+    let h = start().await;
+    let mut raw = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n".to_vec();
+    raw.extend(b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"Image\":\"busy\"}\n".iter());
+    raw.extend(post(
+        "/containers/create",
+        r#"{"HostConfig":{"CapAdd":["ALL"]}}"#,
+    ));
+    let answer = exchange(&h.proxy_socket, &raw).await;
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+    assert!(
+        answer.contains("adding capabilities is not allowed"),
+        "{answer}"
+    );
+    let seen = creates(&h.seen);
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the benign create reached the daemon: {seen:?}"
+    );
+    assert!(!seen[0].body.contains("CapAdd"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn oversized_json_bodies_get_a_clear_413() {
+    let h = start().await;
+    let body = format!(r#"{{"Image":"b","Env":["{}"]}}"#, "x".repeat(9 << 20));
+    let stream = UnixStream::connect(&h.proxy_socket).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    // The proxy answers and closes once the limit is passed; the rest of the
+    // write may fail, the answer must still be readable.
+    tokio::spawn(async move {
+        let _ = write.write_all(&post("/containers/create", &body)).await;
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), read.read_to_end(&mut out)).await;
+    let answer = String::from_utf8_lossy(&out).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        &answer[..200.min(answer.len())]
+    );
+    assert!(
+        answer.contains("larger than the 8 MiB limit"),
+        "{}",
+        &answer[..300.min(answer.len())]
+    );
+    assert!(creates(&h.seen).is_empty());
+}
