@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 mod cli;
 pub mod config;
 pub mod gojson;
@@ -44,7 +45,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use self::gojson::Json;
 use self::policy::{Policy, Reject};
 use self::route::{ApiVersion, Endpoint, MAX_API};
 
@@ -225,47 +225,20 @@ impl Proxy {
     }
 
     async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, Reject> {
-        let mut route = route::route(req.method(), req.uri())?;
-        refuse_form_bodies(req.headers())?;
-        if route.endpoint == Endpoint::BuildKit && !self.policy.allow_buildkit {
-            return Err(Reject::forbidden(
-                "buildkit",
-                "BuildKit sessions",
-                "this proxy cannot inspect them; use the classic builder (DOCKER_BUILDKIT=0)",
-            ));
-        }
+        let route = check::admit(&self.policy, req.method(), req.uri(), req.headers())?;
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
         let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let (headers, rules) = (&parts.headers, &self.policy);
-        let body = match route.endpoint {
-            Endpoint::ContainerCreate => {
-                inspect_json(headers, body, |b| policy::container_create(rules, b)).await?
-            }
-            Endpoint::ContainerUpdate => {
-                inspect_json(headers, body, |b| policy::container_update(rules, b)).await?
-            }
-            Endpoint::ExecCreate => inspect_json(headers, body, policy::exec_create).await?,
-            Endpoint::VolumeCreate => {
-                inspect_json(headers, body, |b| policy::volume_create(rules, b)).await?
-            }
-            Endpoint::NetworkCreate => {
-                inspect_json(headers, body, |b| policy::network_create(rules, b)).await?
-            }
-            Endpoint::NetworkConnect => {
-                inspect_json(headers, body, policy::network_connect).await?
-            }
-            Endpoint::Build => {
-                route.query = policy::build(rules, &route.query)?;
-                stream(body)
-            }
-            Endpoint::ImageCreate => {
-                policy::image_create(&route.query)?;
-                stream(body)
-            }
-            Endpoint::Plain | Endpoint::Version | Endpoint::Hijack | Endpoint::BuildKit => {
-                stream(body)
-            }
+        let body = if check::inspects_body(route.endpoint) {
+            let bytes = read_bounded(body).await?;
+            full(check::rewrite_body(
+                &self.policy,
+                route.endpoint,
+                &parts.headers,
+                &bytes,
+            )?)
+        } else {
+            stream(body)
         };
         strip_hop_by_hop(&mut parts.headers, hijack);
         // hyper re-frames the body: a fresh Content-Length, or chunked when unknown.
@@ -339,20 +312,6 @@ async fn cap_version_body(body: Incoming) -> Body {
     full(version.to_string().into_bytes())
 }
 
-/// dockerd's `ParseForm` reads form-encoded bodies into the same values as the
-/// query string (and lets them win): a body of that kind could override the
-/// parameters the proxy checked, so none is accepted anywhere.
-fn refuse_form_bodies(headers: &HeaderMap) -> Result<(), Reject> {
-    let media = media_type(headers);
-    if media == "application/x-www-form-urlencoded" || media.starts_with("multipart/") {
-        return Err(Reject::bad_request(
-            "content-type",
-            format!("{media} bodies are not accepted"),
-        ));
-    }
-    Ok(())
-}
-
 fn stream(body: Incoming) -> Body {
     body.map_err(BoxError::from).boxed()
 }
@@ -374,66 +333,23 @@ async fn accept(listener: &Listener) -> io::Result<(Box<dyn Io>, String)> {
     }
 }
 
-/// Reads a JSON body whole (bounded), lets `check` allow or refuse it, and
-/// returns the body `check` produced: what is forwarded is what was checked.
-async fn inspect_json(
-    headers: &HeaderMap,
-    body: Incoming,
-    check: impl FnOnce(&Json) -> Result<Json, Reject>,
-) -> Result<Body, Reject> {
-    let bytes = Limited::new(body, BODY_LIMIT)
-        .collect()
-        .await
-        .map_err(|err| {
-            if err.is::<http_body_util::LengthLimitError>() {
-                Reject {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    rule: "body-size",
-                    message: format!(
-                        "dindbox: the request body is larger than the {} MiB limit",
-                        BODY_LIMIT >> 20
-                    ),
-                }
-            } else {
-                Reject::bad_request(
-                    "body-read",
-                    format!("failed to read the request body: {err}"),
-                )
-            }
-        })?;
-    let bytes = bytes.to_bytes();
-    if bytes.is_empty() {
-        return Ok(empty());
+/// Reads a body whole, up to [`BODY_LIMIT`].
+async fn read_bounded(body: Incoming) -> Result<Bytes, Reject> {
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(Reject {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            rule: "body-size",
+            message: format!(
+                "dindbox: the request body is larger than the {} MiB limit",
+                BODY_LIMIT >> 20
+            ),
+        }),
+        Err(err) => Err(Reject::bad_request(
+            "body-read",
+            format!("failed to read the request body: {err}"),
+        )),
     }
-    if media_type(headers) != "application/json" {
-        return Err(Reject::bad_request(
-            "content-type",
-            "this endpoint takes a JSON body (Content-Type: application/json)",
-        ));
-    }
-    let json = Json::parse(&bytes).map_err(|err| {
-        Reject::bad_request(
-            "body-json",
-            format!("the request body is not valid JSON: {err}"),
-        )
-    })?;
-    let checked = check(&json)?;
-    Ok(full(checked.to_vec()))
-}
-
-/// `Content-Type` parsed as a media type (lower case, without parameters), as
-/// Go's `mime.ParseMediaType` does for dockerd.
-fn media_type(headers: &HeaderMap) -> String {
-    let value = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 /// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1).

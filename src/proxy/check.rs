@@ -1,0 +1,114 @@
+//! The pure part of handling one request, no I/O: admit it (route, headers,
+//! query) and check and rewrite its body. `Proxy::forward` and the fuzz target
+//! both go through here, so what is fuzzed is what serves.
+
+#![forbid(unsafe_code)]
+
+use http::header::{self, HeaderMap};
+use http::{Method, Uri};
+
+use super::gojson::Json;
+use super::policy::{self, Policy, Reject};
+use super::route::{self, Endpoint, Route};
+
+/// Routes a request and checks everything but its body: the endpoint is on
+/// the allow-list, the body is not form-encoded, and the query is allowed
+/// (and rewritten where the policy injects into it).
+pub fn admit(
+    policy: &Policy,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Route, Reject> {
+    let mut route = route::route(method, uri)?;
+    refuse_form_bodies(headers)?;
+    match route.endpoint {
+        Endpoint::BuildKit if !policy.allow_buildkit => {
+            return Err(Reject::forbidden(
+                "buildkit",
+                "BuildKit sessions",
+                "this proxy cannot inspect them; use the classic builder (DOCKER_BUILDKIT=0)",
+            ))
+        }
+        Endpoint::Build => route.query = policy::build(policy, &route.query)?,
+        Endpoint::ImageCreate => policy::image_create(&route.query)?,
+        _ => {}
+    }
+    Ok(route)
+}
+
+/// Whether the endpoint's body is read whole and checked (else it is streamed).
+pub fn inspects_body(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::ContainerCreate
+            | Endpoint::ContainerUpdate
+            | Endpoint::ExecCreate
+            | Endpoint::VolumeCreate
+            | Endpoint::NetworkCreate
+            | Endpoint::NetworkConnect
+    )
+}
+
+/// Checks a whole JSON body and returns the bytes to forward in its place.
+pub fn rewrite_body(
+    policy: &Policy,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<u8>, Reject> {
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    if media_type(headers) != "application/json" {
+        return Err(Reject::bad_request(
+            "content-type",
+            "this endpoint takes a JSON body (Content-Type: application/json)",
+        ));
+    }
+    let json = Json::parse(body).map_err(|err| {
+        Reject::bad_request(
+            "body-json",
+            format!("the request body is not valid JSON: {err}"),
+        )
+    })?;
+    let checked = match endpoint {
+        Endpoint::ContainerCreate => policy::container_create(policy, &json)?,
+        Endpoint::ContainerUpdate => policy::container_update(policy, &json)?,
+        Endpoint::ExecCreate => policy::exec_create(&json)?,
+        Endpoint::VolumeCreate => policy::volume_create(policy, &json)?,
+        Endpoint::NetworkCreate => policy::network_create(policy, &json)?,
+        Endpoint::NetworkConnect => policy::network_connect(&json)?,
+        other => unreachable!("{other:?} bodies are streamed, not inspected"),
+    };
+    Ok(checked.to_vec())
+}
+
+/// dockerd's `ParseForm` reads form-encoded bodies into the same values as the
+/// query string (and lets them win): a body of that kind could override the
+/// parameters the proxy checked, so none is accepted anywhere.
+fn refuse_form_bodies(headers: &HeaderMap) -> Result<(), Reject> {
+    let media = media_type(headers);
+    if media == "application/x-www-form-urlencoded" || media.starts_with("multipart/") {
+        return Err(Reject::bad_request(
+            "content-type",
+            format!("{media} bodies are not accepted"),
+        ));
+    }
+    Ok(())
+}
+
+/// `Content-Type` parsed as a media type (lower case, without parameters), as
+/// Go's `mime.ParseMediaType` does for dockerd.
+fn media_type(headers: &HeaderMap) -> String {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
