@@ -273,7 +273,7 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
         Some((_, Json::Object(fields))) => std::mem::take(fields),
         _ => Vec::new(),
     };
-    check_host_config(&host_config)?;
+    check_host_config(policy, &host_config)?;
     check_networking(&request)?;
     set_default(&mut host_config, "CgroupnsMode", "private");
     set_default(&mut host_config, "IpcMode", "private");
@@ -293,7 +293,7 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
 /// Checks a container-update body: the same resource rules as create.
 pub fn container_update(policy: &Policy, body: &Json) -> Result<Json, Reject> {
     let mut request = decode(body, CONTAINER_UPDATE)?.fields;
-    check_resources(&request)?;
+    check_resources(policy, &request)?;
     apply_budget(policy, &mut request, Budget::Update)?;
     Ok(Json::Object(request))
 }
@@ -376,7 +376,7 @@ fn refuse_unknown_host_config_keys(unknown: &[String]) -> Result<(), Reject> {
     }
 }
 
-fn check_host_config(hc: &[(String, Json)]) -> Result<(), Reject> {
+fn check_host_config(policy: &Policy, hc: &[(String, Json)]) -> Result<(), Reject> {
     if boolean(hc, "Privileged", "HostConfig.Privileged")? {
         return Err(Reject::forbidden(
             "privileged",
@@ -464,7 +464,7 @@ fn check_host_config(hc: &[(String, Json)]) -> Result<(), Reject> {
             "it would shift the OOM killer onto other processes",
         ));
     }
-    check_resources(hc)
+    check_resources(policy, hc)
 }
 
 fn check_cap_add(hc: &[(String, Json)]) -> Result<(), Reject> {
@@ -640,7 +640,7 @@ fn check_sysctls(hc: &[(String, Json)]) -> Result<(), Reject> {
 }
 
 /// The resource fields shared by create and update.
-fn check_resources(r: &[(String, Json)]) -> Result<(), Reject> {
+fn check_resources(policy: &Policy, r: &[(String, Json)]) -> Result<(), Reject> {
     for (name, what) in [
         ("Devices", "host devices"),
         ("DeviceCgroupRules", "device cgroup rules"),
@@ -659,7 +659,9 @@ fn check_resources(r: &[(String, Json)]) -> Result<(), Reject> {
             ));
         }
     }
-    if !string(r, "CgroupParent", "CgroupParent")?.is_empty() {
+    // The box's own parent is what the proxy injects; asking for it changes nothing.
+    let parent = string(r, "CgroupParent", "CgroupParent")?;
+    if !parent.is_empty() && Some(parent) != policy.cgroup_parent.as_deref() {
         return Err(Reject::forbidden(
             "cgroup-parent",
             "choosing the cgroup parent",
@@ -1164,5 +1166,17 @@ mod tests {
         assert_eq!(update(r#"{"PidsLimit":-1}"#).unwrap_err().rule, "budget");
         assert_eq!(update(r#"{"PidsLimit":0}"#).unwrap_err().rule, "budget");
         assert!(update(r#"{"Memory":0,"CpuShares":512}"#).is_ok());
+    }
+
+    #[test]
+    fn asking_for_the_boxs_own_cgroup_parent_is_allowed_and_others_refused() {
+        let own = create_with(
+            &injecting(),
+            r#"{"HostConfig":{"CgroupParent":"/dindbox"}}"#,
+        );
+        assert!(own.is_ok(), "{own:?}");
+        let other =
+            create_with(&injecting(), r#"{"HostConfig":{"CgroupParent":"/"}}"#).unwrap_err();
+        assert_eq!(other.rule, "cgroup-parent");
     }
 }

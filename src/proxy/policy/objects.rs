@@ -44,7 +44,9 @@ pub fn build(policy: &Policy, query: &Query) -> Result<Query, Reject> {
             "the daemon would fetch it itself; send the context with the request instead",
         ));
     }
-    if query.first("cgroupparent").is_some_and(|c| !c.is_empty()) {
+    // The box's own parent is what the proxy injects; asking for it changes nothing.
+    let parent = query.first("cgroupparent").unwrap_or("");
+    if !parent.is_empty() && Some(parent) != policy.cgroup_parent.as_deref() {
         return Err(Reject::forbidden(
             "cgroup-parent",
             "choosing the cgroup parent",
