@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reaper::{describe, ExitWatch, Reaper};
 use super::sys;
-use super::{mounts, Config};
+use super::{drain, mounts, Config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerdError {
@@ -165,11 +165,20 @@ impl Dockerd {
         }
     }
 
-    /// SIGTERM, then up to `grace` for it to exit. True if it exited in time;
-    /// otherwise it is SIGKILLed (and reaped later by the reaper).
-    pub async fn stop(mut self, grace: Duration) -> bool {
+    /// Stops the containers (see [`drain`]), then SIGTERM, all within
+    /// `grace`. True if dockerd exited in time; otherwise it is SIGKILLed (and
+    /// reaped later by the reaper).
+    pub async fn stop(mut self, socket: &Path, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        let containers = drain::stop_containers(socket, drain::container_timeout(grace));
+        let _ = timeout(grace, containers).await;
         signal(self.pid, Signal::SIGTERM);
-        match timeout(grace, &mut self.exit).await {
+        match timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            &mut self.exit,
+        )
+        .await
+        {
             Ok(status) => {
                 if let Ok(status) = status {
                     tracing::info!("dockerd stopped: {}", describe(status));
@@ -297,7 +306,7 @@ pub async fn supervise(
         let status = tokio::select! {
             status = &mut dockerd.exit => status.unwrap_or(WaitStatus::StillAlive),
             _ = shutdown.cancelled() => {
-                let clean = dockerd.stop(cfg.stop_grace).await;
+                let clean = dockerd.stop(&cfg.dockerd_socket, cfg.stop_grace).await;
                 current.store(0, Ordering::SeqCst);
                 return clean;
             }
@@ -343,7 +352,7 @@ async fn restart(
             }
         },
         _ = shutdown.cancelled() => {
-            dockerd.stop(cfg.stop_grace).await;
+            dockerd.stop(&cfg.dockerd_socket, cfg.stop_grace).await;
             current.store(0, Ordering::SeqCst);
             Ok(None)
         }

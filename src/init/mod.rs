@@ -8,6 +8,7 @@
 
 mod cgroup;
 mod dockerd;
+mod drain;
 mod fds;
 mod mounts;
 mod reaper;
@@ -388,7 +389,7 @@ async fn serve(
     let mut dockerd = Dockerd::spawn(cfg, reaper, &targets.dockerd)?;
     tokio::select! {
         ready = dockerd.wait_ready(&cfg.dockerd_socket, cfg.ready_timeout) => ready?,
-        _ = shutdown.cancelled() => return Ok(stop_code(dockerd.stop(cfg.stop_grace).await)),
+        _ = shutdown.cancelled() => return Ok(stop_code(dockerd.stop(&cfg.dockerd_socket, cfg.stop_grace).await)),
     }
     tracing::info!(pid = %dockerd.pid, "dockerd answers /_ping");
 
