@@ -291,6 +291,23 @@ mod tests {
 
     use super::{CgroupError, Cgroups, V2};
     use crate::init::cgroup::test_util::FakeCgroupFs;
+    use crate::init::cgroup::{Budget, Placement};
+
+    fn budget(memory: Option<i64>, pids: Option<i64>) -> Budget {
+        Budget {
+            parent: None,
+            memory,
+            pids,
+        }
+    }
+
+    fn writes(fake: &FakeCgroupFs) -> Vec<(String, String)> {
+        fake.writes()
+    }
+
+    fn pair(path: &str, data: &str) -> (String, String) {
+        (path.to_string(), data.to_string())
+    }
 
     fn v2(fake: &FakeCgroupFs) -> V2<&FakeCgroupFs> {
         let mut v2 = V2::new(fake, "0::/\n", false);
@@ -376,5 +393,173 @@ mod tests {
         assert!(summary.contains("skipped"), "{summary}");
         assert!(fake.log.borrow().is_empty());
         assert_eq!(fake.read_rel("cgroup.procs"), "1\n");
+    }
+
+    #[test]
+    fn budget_parent_is_next_to_init_with_limits_and_delegation() {
+        let fake = FakeCgroupFs::new("1\n7\n", "cpuset cpu io memory pids\n");
+        let v2 = v2(&fake);
+        v2.setup(fake.root()).unwrap();
+        fake.log.borrow_mut().clear();
+
+        let parent = v2
+            .budget(fake.root(), &budget(Some(64 << 20), Some(100)))
+            .unwrap();
+
+        assert_eq!(parent.path, "/dindbox");
+        assert_eq!(
+            parent.placement,
+            Placement::Limited(vec![fake.root().join("dindbox")])
+        );
+        assert_eq!(fake.read_rel("dindbox/memory.max"), "67108864");
+        assert_eq!(fake.read_rel("dindbox/memory.swap.max"), "0");
+        assert_eq!(fake.read_rel("dindbox/pids.max"), "100");
+        // The root already delegates everything after setup: not written again.
+        assert_eq!(
+            writes(&fake),
+            [
+                pair("dindbox/memory.max", "67108864"),
+                pair("dindbox/memory.swap.max", "0"),
+                pair("dindbox/pids.max", "100"),
+                pair(
+                    "dindbox/cgroup.subtree_control",
+                    "+cpuset +cpu +io +memory +pids"
+                ),
+            ]
+        );
+        // init stays where setup put it, apart from the parent.
+        assert_eq!(fake.read_rel("init/cgroup.procs"), "1\n7\n");
+        assert_eq!(fake.read_rel("dindbox/cgroup.procs"), "");
+    }
+
+    #[test]
+    fn budget_enables_the_root_controllers_before_creating_the_parent() {
+        let fake = FakeCgroupFs::new("", "cpu memory pids");
+        fake.set("cgroup.subtree_control", "cpu");
+        let v2 = V2::new(&fake, "0::/init\n", false);
+
+        v2.budget(fake.root(), &budget(Some(1 << 30), None))
+            .unwrap();
+
+        assert_eq!(
+            writes(&fake),
+            [
+                pair("cgroup.subtree_control", "+memory +pids"),
+                pair("dindbox/memory.max", "1073741824"),
+                pair("dindbox/memory.swap.max", "0"),
+                pair("dindbox/cgroup.subtree_control", "+memory +pids"),
+            ]
+        );
+        assert_eq!(fake.read_rel("dindbox/pids.max"), "max");
+    }
+
+    #[test]
+    fn budget_pids_alone_leaves_memory_alone() {
+        let fake = FakeCgroupFs::new("", "memory pids");
+        let v2 = v2(&fake);
+        v2.setup(fake.root()).unwrap();
+        let parent = v2.budget(fake.root(), &budget(None, Some(64))).unwrap();
+        assert_eq!(parent.path, "/dindbox");
+        assert_eq!(fake.read_rel("dindbox/pids.max"), "64");
+        assert_eq!(fake.read_rel("dindbox/memory.max"), "max");
+        assert_eq!(fake.read_rel("dindbox/memory.swap.max"), "max");
+    }
+
+    #[test]
+    fn budget_explicit_parent_below_the_root_is_created_level_by_level() {
+        let fake = FakeCgroupFs::new("", "memory pids");
+        let v2 = v2(&fake);
+        v2.setup(fake.root()).unwrap();
+        fake.log.borrow_mut().clear();
+        let parent = v2
+            .budget(
+                fake.root(),
+                &Budget {
+                    parent: Some("/ci/job-1".into()),
+                    memory: None,
+                    pids: Some(10),
+                },
+            )
+            .unwrap();
+        assert_eq!(parent.path, "/ci/job-1");
+        assert_eq!(
+            parent.placement,
+            Placement::Limited(vec![fake.root().join("ci/job-1")])
+        );
+        assert_eq!(
+            writes(&fake),
+            [
+                pair("ci/cgroup.subtree_control", "+memory +pids"),
+                pair("ci/job-1/pids.max", "10"),
+                pair("ci/job-1/cgroup.subtree_control", "+memory +pids"),
+            ]
+        );
+    }
+
+    #[test]
+    fn budget_leaves_explicit_parents_outside_the_namespace_root_alone() {
+        for explicit in ["/init", "/init/x", "/", "tenant.slice"] {
+            let fake = FakeCgroupFs::new("", "memory");
+            let parent = v2(&fake)
+                .budget(
+                    fake.root(),
+                    &Budget {
+                        parent: Some(explicit.into()),
+                        memory: Some(1 << 20),
+                        pids: None,
+                    },
+                )
+                .unwrap();
+            assert_eq!(parent.path, explicit);
+            assert!(
+                matches!(parent.placement, Placement::NotOurs(_)),
+                "{explicit}: {parent:?}"
+            );
+            assert!(writes(&fake).is_empty(), "{explicit}");
+        }
+    }
+
+    #[test]
+    fn budget_without_a_private_cgroup_namespace_is_a_clear_error() {
+        let fake = FakeCgroupFs::new("1\n", "memory");
+        let v2 = V2::new(&fake, "0::/system.slice/docker-abc.scope\n", false);
+        let err = v2
+            .budget(fake.root(), &budget(Some(1 << 20), None))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/system.slice/docker-abc.scope"), "{msg}");
+        assert!(msg.contains("--cgroupns=private"), "{msg}");
+
+        // A parent the user chose is still passed on, unlimited by init.
+        let parent = v2
+            .budget(
+                fake.root(),
+                &Budget {
+                    parent: Some("/system.slice/docker-abc.scope/ci".into()),
+                    memory: Some(1 << 20),
+                    pids: None,
+                },
+            )
+            .unwrap();
+        assert!(matches!(parent.placement, Placement::NotOurs(_)));
+        assert!(writes(&fake).is_empty());
+    }
+
+    #[test]
+    fn budget_without_the_memory_controller_names_the_file() {
+        let fake = FakeCgroupFs::new("", "cpu pids");
+        let v2 = v2(&fake);
+        v2.setup(fake.root()).unwrap();
+        let err = v2
+            .budget(fake.root(), &budget(Some(1 << 20), None))
+            .unwrap_err();
+        assert!(
+            matches!(err, CgroupError::NoController { what: "memory", .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("dindbox/cgroup.controllers"),
+            "{err}"
+        );
     }
 }
