@@ -424,7 +424,9 @@ fn run(step: &Step) -> Result<(), CgroupError> {
 mod tests {
     use std::path::Path;
 
-    use super::{hierarchies, plan, Hierarchy, Step};
+    use super::{create_parent, hierarchies, memberships, plan, Hierarchy, Membership, Step};
+    use crate::init::cgroup::test_util::FakeCgroupFs;
+    use crate::init::cgroup::{Budget, CgroupError, CgroupFs, Parent, Placement};
 
     const PROC1: &str = "12:name=systemd:/\n\
                          11:cpu,cpuacct:/\n\
@@ -513,5 +515,307 @@ mod tests {
                 options: "pids".into()
             }]
         );
+    }
+
+    /// A v1 tree in a temp dir: per hierarchy, the directory with the files
+    /// the kernel shows at the top of it, and the mountinfo that mounts it
+    /// (`mount_root` is `/docker/abc` for Docker's bind of the container's cgroup).
+    struct Tree {
+        fake: FakeCgroupFs,
+        mountinfo: String,
+    }
+
+    const UNLIMITED: &str = "9223372036854771712\n";
+
+    fn tree(hierarchies: &[(&str, &str)], memsw: bool) -> Tree {
+        let fake = FakeCgroupFs::empty();
+        let mut mountinfo = String::new();
+        for (i, (dir, mount_root)) in hierarchies.iter().enumerate() {
+            fake.set(&format!("{dir}/cgroup.procs"), "1\n");
+            let controllers: Vec<&str> = dir.split(',').collect();
+            if controllers.contains(&"cpuset") {
+                fake.set(&format!("{dir}/cpuset.cpus"), "0-3\n");
+                fake.set(&format!("{dir}/cpuset.mems"), "0\n");
+            }
+            if controllers.contains(&"memory") {
+                fake.set(&format!("{dir}/memory.limit_in_bytes"), UNLIMITED);
+                fake.set(&format!("{dir}/memory.use_hierarchy"), "1\n");
+                if memsw {
+                    fake.set(&format!("{dir}/memory.memsw.limit_in_bytes"), UNLIMITED);
+                }
+            }
+            if controllers.contains(&"pids") {
+                fake.set(&format!("{dir}/pids.max"), "max\n");
+            }
+            let options = if *dir == "systemd" {
+                "name=systemd".to_string()
+            } else {
+                dir.to_string()
+            };
+            mountinfo.push_str(&format!(
+                "{} 30 0:{} {mount_root} {} rw,nosuid - cgroup cgroup rw,{options}\n",
+                40 + i,
+                40 + i,
+                fake.root().join(dir).display()
+            ));
+        }
+        Tree { fake, mountinfo }
+    }
+
+    impl Tree {
+        fn root(&self) -> &Path {
+            self.fake.root()
+        }
+
+        fn budget(&self, self_cgroup: &str, budget: &Budget) -> Result<Parent, CgroupError> {
+            create_parent(
+                &self.fake,
+                self.root(),
+                self_cgroup,
+                &self.mountinfo,
+                budget,
+            )
+        }
+
+        fn read(&self, rel: &str) -> String {
+            self.fake.read_rel(rel).trim().to_string()
+        }
+
+        fn dirs(&self, rels: &[&str]) -> Placement {
+            Placement::Limited(rels.iter().map(|r| self.root().join(r)).collect())
+        }
+    }
+
+    fn budget(memory: Option<i64>, pids: Option<i64>) -> Budget {
+        Budget {
+            parent: None,
+            memory,
+            pids,
+        }
+    }
+
+    const ALL: &[&str] = &["systemd", "pids", "memory", "cpuset", "cpu,cpuacct"];
+
+    /// `/proc/self/cgroup` with init in `path` in every hierarchy of [`ALL`].
+    fn in_everywhere(path: &str) -> String {
+        let mut text = format!("9:name=systemd:{path}\n");
+        for (i, h) in ALL[1..].iter().enumerate() {
+            text.push_str(&format!("{}:{h}:{path}\n", 8 - i));
+        }
+        text + "0::/\n"
+    }
+
+    #[test]
+    fn memberships_are_relative_to_the_mount_and_skip_unmounted_and_unified_lines() {
+        let t = tree(
+            &[
+                ("systemd", "/docker/abc"),
+                ("pids", "/docker/abc"),
+                ("memory", "/"),
+                ("cpu,cpuacct", "/docker/abc"),
+            ],
+            false,
+        );
+        let self_cgroup = "9:name=systemd:/docker/abc\n\
+                           8:pids:/docker/abc\n\
+                           6:freezer:/docker/abc\n\
+                           4:memory:/docker/abc\n\
+                           3:cpu,cpuacct:/docker/abc/\n\
+                           0::/\n";
+        let m = |subsys: &str, dir: &str, own: &str| Membership {
+            subsys: subsys.into(),
+            mount: t.root().join(dir),
+            own: own.into(),
+        };
+        assert_eq!(
+            memberships(t.root(), self_cgroup, &t.mountinfo).unwrap(),
+            [
+                m("name=systemd", "systemd", "/"),
+                m("pids", "pids", "/"),
+                m("memory", "memory", "/docker/abc"),
+                m("cpu,cpuacct", "cpu,cpuacct", "/"),
+            ]
+        );
+        assert!(memberships(t.root(), "0::/\n", &t.mountinfo)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn docker_without_a_cgroup_namespace_gets_dindbox_at_the_top_of_each_bound_hierarchy() {
+        let mounts: Vec<(&str, &str)> = ALL.iter().map(|h| (*h, "/docker/abc")).collect();
+        let t = tree(&mounts, true);
+        let parent = t
+            .budget(
+                &in_everywhere("/docker/abc"),
+                &budget(Some(64 << 20), Some(100)),
+            )
+            .unwrap();
+
+        assert_eq!(parent.path, "/dindbox");
+        assert_eq!(
+            parent.placement,
+            t.dirs(&[
+                "systemd/dindbox",
+                "pids/dindbox",
+                "memory/dindbox",
+                "cpuset/dindbox",
+                "cpu,cpuacct/dindbox"
+            ])
+        );
+        assert_eq!(t.read("memory/dindbox/memory.limit_in_bytes"), "67108864");
+        assert_eq!(
+            t.read("memory/dindbox/memory.memsw.limit_in_bytes"),
+            "67108864"
+        );
+        assert_eq!(t.read("pids/dindbox/pids.max"), "100");
+        assert_eq!(t.read("cpuset/dindbox/cpuset.cpus"), "0-3");
+        assert_eq!(t.read("cpuset/dindbox/cpuset.mems"), "0");
+        // Limits only where they belong; nothing above the parent touched.
+        let written: Vec<String> = t.fake.writes().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            written,
+            [
+                "pids/dindbox/pids.max",
+                "memory/dindbox/memory.limit_in_bytes",
+                "memory/dindbox/memory.memsw.limit_in_bytes",
+                "cpuset/dindbox/cpuset.cpus",
+                "cpuset/dindbox/cpuset.mems",
+            ]
+        );
+        assert_eq!(t.read("memory/memory.limit_in_bytes"), UNLIMITED.trim());
+    }
+
+    /// This machine's layout: whole hierarchies mounted, init moved in the
+    /// memory hierarchy only.
+    #[test]
+    fn parent_goes_below_the_deepest_own_cgroup_and_cpuset_is_filled_on_the_way() {
+        let mounts: Vec<(&str, &str)> = ALL.iter().map(|h| (*h, "/")).collect();
+        let t = tree(&mounts, false);
+        t.fake.create_dir(&t.root().join("memory/jobs/7")).unwrap();
+        let self_cgroup = in_everywhere("/").replace("memory:/", "memory:/jobs/7");
+        let parent = t
+            .budget(&self_cgroup, &budget(Some(1 << 30), None))
+            .unwrap();
+
+        assert_eq!(parent.path, "/jobs/7/dindbox");
+        assert_eq!(
+            t.read("memory/jobs/7/dindbox/memory.limit_in_bytes"),
+            "1073741824"
+        );
+        assert!(!t
+            .root()
+            .join("memory/jobs/7/dindbox/memory.memsw.limit_in_bytes")
+            .exists());
+        for level in ["jobs", "jobs/7", "jobs/7/dindbox"] {
+            assert_eq!(
+                t.read(&format!("cpuset/{level}/cpuset.cpus")),
+                "0-3",
+                "{level}"
+            );
+            assert_eq!(
+                t.read(&format!("cpuset/{level}/cpuset.mems")),
+                "0",
+                "{level}"
+            );
+        }
+        assert!(t.root().join("systemd/jobs/7/dindbox").is_dir());
+        assert_eq!(t.read("pids/jobs/7/dindbox/pids.max"), "max");
+    }
+
+    #[test]
+    fn memsw_is_raised_before_the_limit_and_use_hierarchy_is_turned_on() {
+        let t = tree(&[("memory", "/")], true);
+        // A previous run of the box left a smaller budget; an old kernel left
+        // use_hierarchy off.
+        t.fake.set("memory/memory.use_hierarchy", "0\n");
+        t.fake.create_dir(&t.root().join("memory/dindbox")).unwrap();
+        t.fake
+            .set("memory/dindbox/memory.limit_in_bytes", "1048576\n");
+        t.fake
+            .set("memory/dindbox/memory.memsw.limit_in_bytes", "1048576\n");
+
+        t.budget("4:memory:/\n", &budget(Some(2 << 20), None))
+            .unwrap();
+        let pair = |p: &str, d: &str| (p.to_string(), d.to_string());
+        assert_eq!(
+            t.fake.writes(),
+            [
+                pair("memory/dindbox/memory.use_hierarchy", "1"),
+                pair("memory/dindbox/memory.memsw.limit_in_bytes", "2097152"),
+                pair("memory/dindbox/memory.limit_in_bytes", "2097152"),
+            ]
+        );
+    }
+
+    #[test]
+    fn own_cgroups_on_different_branches_are_a_clear_error() {
+        let t = tree(&[("memory", "/"), ("pids", "/")], false);
+        let err = t
+            .budget("8:pids:/b\n4:memory:/a\n", &budget(Some(1 << 20), Some(5)))
+            .unwrap_err();
+        assert!(matches!(err, CgroupError::NoOwnCgroup { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("/a") && msg.contains("/b"), "{msg}");
+        assert!(t.fake.writes().is_empty());
+    }
+
+    #[test]
+    fn own_cgroup_outside_the_mount_is_a_clear_error() {
+        let t = tree(&[("memory", "/docker/abc")], false);
+        let err = t
+            .budget("4:memory:/elsewhere\n", &budget(Some(1 << 20), None))
+            .unwrap_err();
+        assert!(err.to_string().contains("/elsewhere"), "{err}");
+    }
+
+    #[test]
+    fn a_memory_budget_needs_a_memory_hierarchy() {
+        let t = tree(&[("pids", "/"), ("cpu,cpuacct", "/")], false);
+        let err = t
+            .budget("8:pids:/\n3:cpu,cpuacct:/\n", &budget(Some(1 << 20), None))
+            .unwrap_err();
+        assert!(
+            matches!(err, CgroupError::NoController { what: "memory", .. }),
+            "{err:?}"
+        );
+        // pids alone is fine there.
+        let parent = t
+            .budget("8:pids:/\n3:cpu,cpuacct:/\n", &budget(None, Some(9)))
+            .unwrap();
+        assert_eq!(parent.path, "/dindbox");
+        assert_eq!(t.read("pids/dindbox/pids.max"), "9");
+    }
+
+    #[test]
+    fn explicit_parent_below_own_cgroup_is_limited_and_others_are_left_alone() {
+        let t = tree(&[("memory", "/"), ("pids", "/")], false);
+        let self_cgroup = "8:pids:/box\n4:memory:/box\n";
+        for dir in ["memory/box", "pids/box"] {
+            t.fake.create_dir(&t.root().join(dir)).unwrap();
+        }
+        let explicit = |parent: &str| Budget {
+            parent: Some(parent.into()),
+            memory: Some(1 << 20),
+            pids: None,
+        };
+        let parent = t.budget(self_cgroup, &explicit("/box/ci/job")).unwrap();
+        assert_eq!(parent.path, "/box/ci/job");
+        assert_eq!(
+            parent.placement,
+            t.dirs(&["pids/box/ci/job", "memory/box/ci/job"])
+        );
+        assert_eq!(t.read("memory/box/ci/job/memory.limit_in_bytes"), "1048576");
+
+        for outside in ["/box", "/other/ci", "/", "tenant.slice"] {
+            let before = t.fake.writes().len();
+            let parent = t.budget(self_cgroup, &explicit(outside)).unwrap();
+            assert_eq!(parent.path, outside);
+            assert!(
+                matches!(parent.placement, Placement::NotOurs(_)),
+                "{outside}: {parent:?}"
+            );
+            assert_eq!(t.fake.writes().len(), before, "{outside}");
+        }
     }
 }
