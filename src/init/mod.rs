@@ -753,4 +753,60 @@ mod tests {
         assert_eq!(parent_pid("42 (a b) c) R 9 1"), Some(9));
         assert_eq!(parent_pid("garbage"), None);
     }
+
+    /// A policy file with a memory budget (tests cannot set DINDBOX_MEMORY_LIMIT:
+    /// the environment is process-wide).
+    fn budget_file() -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "memory = \"64m\"\npids = 100\n").unwrap();
+        file
+    }
+
+    #[test]
+    fn a_budget_refuses_a_cgroup_parent_in_the_dockerd_args() {
+        let file = budget_file();
+        let policy = file.path().to_str().unwrap();
+        for argv in [
+            &["init", "--policy", policy, "--dockerd-args", "--cgroup-parent=/x"][..],
+            &["init", "--policy", policy, "--", "--cgroup-parent", "/x"],
+        ] {
+            let err = Config::new(parse(argv), false, None).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("--cgroup-parent"), "{msg}");
+            assert!(msg.contains("DINDBOX_CGROUP_PARENT"), "{msg}");
+            assert!(msg.contains("DINDBOX_MEMORY_LIMIT"), "{msg}");
+        }
+        // Without a budget the flag is the user's business.
+        let cfg = config(&["init", "--dockerd-args", "--cgroup-parent=/x"], false);
+        assert_eq!(cfg.dockerd_args[1..], ["--cgroup-parent=/x"]);
+        assert_eq!(cfg.budget(), None);
+    }
+
+    #[test]
+    fn a_budget_puts_dockerd_and_the_proxy_under_one_parent() {
+        let file = budget_file();
+        let policy = file.path().to_str().unwrap();
+        let mut cfg = config(&["init", "--policy", policy, "--debug"], false);
+        assert_eq!(
+            cfg.budget(),
+            Some(cgroup::Budget {
+                parent: None,
+                memory: Some(64 << 20),
+                pids: Some(100),
+            })
+        );
+        cfg.use_cgroup_parent("/dindbox");
+        assert_eq!(cfg.dockerd_args[1..], ["--debug", "--cgroup-parent=/dindbox"]);
+        assert_eq!(cfg.policy.cgroup_parent.as_deref(), Some("/dindbox"));
+    }
+
+    #[test]
+    fn an_explicit_cgroup_parent_is_the_budget_parent() {
+        let file = budget_file();
+        let policy = file.path().to_str().unwrap();
+        let cfg = config(&["init", "--policy", policy, "--cgroup-parent", "/ci"], false);
+        assert_eq!(cfg.budget().unwrap().parent.as_deref(), Some("/ci"));
+        // The flag is init's own option, not a dockerd flag.
+        assert_eq!(cfg.dockerd_args.len(), 1);
+    }
 }
