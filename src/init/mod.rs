@@ -767,7 +767,13 @@ mod tests {
         let file = budget_file();
         let policy = file.path().to_str().unwrap();
         for argv in [
-            &["init", "--policy", policy, "--dockerd-args", "--cgroup-parent=/x"][..],
+            &[
+                "init",
+                "--policy",
+                policy,
+                "--dockerd-args",
+                "--cgroup-parent=/x",
+            ][..],
             &["init", "--policy", policy, "--", "--cgroup-parent", "/x"],
         ] {
             let err = Config::new(parse(argv), false, None).unwrap_err();
@@ -796,7 +802,10 @@ mod tests {
             })
         );
         cfg.use_cgroup_parent("/dindbox");
-        assert_eq!(cfg.dockerd_args[1..], ["--debug", "--cgroup-parent=/dindbox"]);
+        assert_eq!(
+            cfg.dockerd_args[1..],
+            ["--debug", "--cgroup-parent=/dindbox"]
+        );
         assert_eq!(cfg.policy.cgroup_parent.as_deref(), Some("/dindbox"));
     }
 
@@ -804,7 +813,10 @@ mod tests {
     fn an_explicit_cgroup_parent_is_the_budget_parent() {
         let file = budget_file();
         let policy = file.path().to_str().unwrap();
-        let cfg = config(&["init", "--policy", policy, "--cgroup-parent", "/ci"], false);
+        let cfg = config(
+            &["init", "--policy", policy, "--cgroup-parent", "/ci"],
+            false,
+        );
         assert_eq!(cfg.budget().unwrap().parent.as_deref(), Some("/ci"));
         // The flag is init's own option, not a dockerd flag.
         assert_eq!(cfg.dockerd_args.len(), 1);
