@@ -392,15 +392,17 @@ fn log_budget(parent: &cgroup::Parent, budget: &cgroup::Budget) {
         .map_or("none".to_string(), |m| format!("{m} bytes"));
     let pids = budget.pids.map_or("none".to_string(), |p| p.to_string());
     match &parent.placement {
-        cgroup::Placement::Limited(dirs) => tracing::info!(
-            "budget: containers go under the cgroup {} (memory limit {memory}, pids limit \
-             {pids}), created at {}",
-            parent.path,
-            dirs.iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        cgroup::Placement::Limited(dirs) => {
+            let at = match dirs.as_slice() {
+                [one] => one.display().to_string(),
+                many => format!("{} cgroup v1 hierarchies", many.len()),
+            };
+            tracing::info!(
+                "budget: containers go under the cgroup {} (memory limit {memory}, pids limit \
+                 {pids}), created in {at}",
+                parent.path
+            )
+        }
         cgroup::Placement::NotOurs(why) => tracing::warn!(
             "budget: containers go under the cgroup {}, which init leaves alone because {why}; \
              the memory limit ({memory}) and pids limit ({pids}) apply per container only",

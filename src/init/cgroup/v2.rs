@@ -301,10 +301,6 @@ mod tests {
         }
     }
 
-    fn writes(fake: &FakeCgroupFs) -> Vec<(String, String)> {
-        fake.writes()
-    }
-
     fn pair(path: &str, data: &str) -> (String, String) {
         (path.to_string(), data.to_string())
     }
@@ -416,7 +412,7 @@ mod tests {
         assert_eq!(fake.read_rel("dindbox/pids.max"), "100");
         // The root already delegates everything after setup: not written again.
         assert_eq!(
-            writes(&fake),
+            fake.writes(),
             [
                 pair("dindbox/memory.max", "67108864"),
                 pair("dindbox/memory.swap.max", "0"),
@@ -442,7 +438,7 @@ mod tests {
             .unwrap();
 
         assert_eq!(
-            writes(&fake),
+            fake.writes(),
             [
                 pair("cgroup.subtree_control", "+memory +pids"),
                 pair("dindbox/memory.max", "1073741824"),
@@ -487,7 +483,7 @@ mod tests {
             Placement::Limited(vec![fake.root().join("ci/job-1")])
         );
         assert_eq!(
-            writes(&fake),
+            fake.writes(),
             [
                 pair("ci/cgroup.subtree_control", "+memory +pids"),
                 pair("ci/job-1/pids.max", "10"),
@@ -515,7 +511,7 @@ mod tests {
                 matches!(parent.placement, Placement::NotOurs(_)),
                 "{explicit}: {parent:?}"
             );
-            assert!(writes(&fake).is_empty(), "{explicit}");
+            assert!(fake.writes().is_empty(), "{explicit}");
         }
     }
 
@@ -542,7 +538,7 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(parent.placement, Placement::NotOurs(_)));
-        assert!(writes(&fake).is_empty());
+        assert!(fake.writes().is_empty());
     }
 
     #[test]
