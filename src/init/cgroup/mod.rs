@@ -242,8 +242,9 @@ pub(crate) mod test_util {
 
     use super::CgroupFs;
 
-    /// A cgroup v2 tree in a temp dir that behaves like the kernel where it
-    /// matters: writing a pid to a `cgroup.procs` moves it out of the others;
+    /// A cgroup tree (v2, or v1 hierarchies) in a temp dir that behaves like
+    /// the kernel where it matters: a new directory gets its parent's
+    /// interface files; writing a pid to a `cgroup.procs` moves it out of the others;
     /// writing `subtree_control` fails with EBUSY `busy` times, and each time
     /// the pids in `raced_in` appear in the root cgroup (a racing `docker exec`).
     pub struct FakeCgroupFs {
