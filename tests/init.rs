@@ -48,6 +48,8 @@ struct Opts<'a> {
     leak_fds: Vec<i32>,
     /// Shell commands run in the namespace just before init starts.
     pre: &'a str,
+    /// More files of the fake cgroup tree: (path under it, content).
+    cgroup_files: Vec<(&'a str, &'a str)>,
 }
 
 impl InitBox {
@@ -63,6 +65,11 @@ impl InitBox {
         std::fs::write(p.join("cgroup/cgroup.procs"), "1\n").unwrap();
         std::fs::write(p.join("cgroup/cgroup.subtree_control"), "").unwrap();
         std::fs::write(p.join("cgroup/init/cgroup.procs"), "").unwrap();
+        for (file, content) in &opts.cgroup_files {
+            let path = p.join("cgroup").join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
         std::fs::create_dir(p.join("fake")).unwrap();
 
         let log = std::fs::File::create(p.join("init.log")).unwrap();
@@ -647,4 +654,69 @@ fn cgroup_v1_hierarchies_are_mounted_over_a_read_only_root() {
         b.log()
     );
     assert!(b.log().contains("cgroup v1: mounted"), "log:\n{}", b.log());
+}
+
+/// The box's budget on the fake v2 tree: `/dindbox` next to `/init` gets
+/// `memory.max` and delegates its controllers, and dockerd starts with it as
+/// its `--cgroup-parent`.
+#[test]
+fn memory_limit_creates_the_budget_parent_and_starts_dockerd_under_it() {
+    if !can_run("memory_limit_creates_the_budget_parent_and_starts_dockerd_under_it") {
+        return;
+    }
+    let mut b = InitBox::start(Opts {
+        env: vec![("DINDBOX_MEMORY_LIMIT", "64m".into())],
+        // What the kernel shows in a new cgroup once the root delegates
+        // (RealFs writes into existing files only, as on cgroupfs).
+        cgroup_files: vec![
+            ("dindbox/cgroup.controllers", "cpu memory pids\n"),
+            ("dindbox/cgroup.subtree_control", ""),
+            ("dindbox/cgroup.procs", ""),
+            ("dindbox/memory.max", "max\n"),
+            ("dindbox/pids.max", "max\n"),
+        ],
+        ..Opts::default()
+    });
+    b.wait_ready();
+    let read = |rel: &str| std::fs::read_to_string(b.path(rel)).unwrap();
+    assert_eq!(read("cgroup/dindbox/memory.max").trim(), "67108864");
+    assert_eq!(read("cgroup/dindbox/pids.max").trim(), "max");
+    assert_eq!(
+        read("cgroup/dindbox/cgroup.subtree_control").trim(),
+        "+cpu +memory +pids"
+    );
+    let args = read("fake/args-1");
+    assert!(
+        args.lines().any(|a| a == "--cgroup-parent=/dindbox"),
+        "dockerd args:\n{args}"
+    );
+    assert!(
+        b.log()
+            .contains("budget: containers go under the cgroup /dindbox (memory limit 67108864 bytes, pids limit none)"),
+        "log:\n{}",
+        b.log()
+    );
+    b.signal(Signal::SIGTERM);
+    assert_eq!(b.wait_exit(Duration::from_secs(10)).0, 0);
+}
+
+/// With a budget, a `--cgroup-parent` of the user's in DOCKERD_ARGS would
+/// fight init's: refused before anything starts, saying what to set instead.
+#[test]
+fn memory_limit_with_a_dockerd_cgroup_parent_is_a_clear_fatal_error() {
+    if !can_run("memory_limit_with_a_dockerd_cgroup_parent_is_a_clear_fatal_error") {
+        return;
+    }
+    let mut b = InitBox::start(Opts {
+        env: vec![
+            ("DINDBOX_MEMORY_LIMIT", "64m".into()),
+            ("DOCKERD_ARGS", "--debug --cgroup-parent=/mine".into()),
+        ],
+        ..Opts::default()
+    });
+    assert_eq!(b.wait_exit(Duration::from_secs(10)).0, 1);
+    let log = b.log();
+    assert!(log.contains("--cgroup-parent=/mine"), "log:\n{log}");
+    assert!(log.contains("DINDBOX_CGROUP_PARENT"), "log:\n{log}");
+    assert_eq!(b.starts(), 0, "dockerd started anyway");
 }

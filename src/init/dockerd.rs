@@ -82,6 +82,29 @@ pub fn build_args(socket: &Path, env_args: Option<&str>, trailing: &[String]) ->
     args
 }
 
+/// The `--cgroup-parent` flag among dockerd's arguments, as written
+/// (`--cgroup-parent=/x`, or `--cgroup-parent /x` in two arguments).
+pub fn cgroup_parent_flag(args: &[String]) -> Option<String> {
+    args.iter().enumerate().find_map(|(i, arg)| {
+        if arg.starts_with("--cgroup-parent=") {
+            Some(arg.clone())
+        } else if arg == "--cgroup-parent" {
+            Some(match args.get(i + 1) {
+                Some(value) => format!("{arg} {value}"),
+                None => arg.clone(),
+            })
+        } else {
+            None
+        }
+    })
+}
+
+/// Starts dockerd with `path` as the default parent of every container and
+/// build step (BuildKit's too, which the proxy cannot see into).
+pub fn add_cgroup_parent(args: &mut Vec<String>, path: &str) {
+    args.push(format!("--cgroup-parent={path}"));
+}
+
 /// A running dockerd.
 pub struct Dockerd {
     pub pid: Pid,
@@ -385,6 +408,37 @@ mod tests {
             ]
         );
         assert_eq!(build_args(Path::new("/s"), None, &[]), ["--host=unix:///s"]);
+    }
+
+    #[test]
+    fn cgroup_parent_flag_finds_both_spellings() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            cgroup_parent_flag(&args(&["--debug", "--cgroup-parent=/x"])).as_deref(),
+            Some("--cgroup-parent=/x")
+        );
+        assert_eq!(
+            cgroup_parent_flag(&args(&["--cgroup-parent", "/x", "--debug"])).as_deref(),
+            Some("--cgroup-parent /x")
+        );
+        assert_eq!(
+            cgroup_parent_flag(&args(&["--cgroup-parent"])).as_deref(),
+            Some("--cgroup-parent")
+        );
+        assert_eq!(
+            cgroup_parent_flag(&args(&["--cgroup-parents=/x", "--exec-opt", "x"])),
+            None
+        );
+    }
+
+    #[test]
+    fn add_cgroup_parent_appends_the_flag() {
+        let mut args = build_args(Path::new("/s"), Some("--debug"), &[]);
+        add_cgroup_parent(&mut args, "/dindbox");
+        assert_eq!(
+            args,
+            ["--host=unix:///s", "--debug", "--cgroup-parent=/dindbox"]
+        );
     }
 
     #[test]

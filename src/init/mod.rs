@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use self::cgroup::Cgroups;
 use self::dockerd::{Dockerd, LogTarget};
 pub use self::reaper::exit_code;
+use crate::proxy::config::{ENV_CGROUP_PARENT, ENV_MEMORY, ENV_PIDS};
 use crate::proxy::policy::Policy;
 use crate::proxy::{ListenAddr, Listener, PolicyOptions, Proxy, ProxyConfig};
 
@@ -180,8 +181,27 @@ impl Config {
             None if o.port.is_none() && stdin_tty => Some(shell::shell_command(shell_env)),
             other => other,
         };
+        let policy = o
+            .policy
+            .resolve(Policy::default())
+            .map_err(|err| InitError::Config(format!("{err:#}")))?;
+        let dockerd_args =
+            dockerd::build_args(&o.dockerd_socket, o.dockerd_args.as_deref(), &extra);
+        // With a budget, init gives dockerd the parent itself: a second one
+        // from the user would silently win or lose.
+        if policy.memory.is_some() || policy.pids.is_some() {
+            if let Some(flag) = dockerd::cgroup_parent_flag(&dockerd_args) {
+                return Err(InitError::Config(format!(
+                    "the dockerd arguments set {flag}, but with {ENV_MEMORY} or {ENV_PIDS} \
+                     init starts dockerd under the box's budget cgroup itself. To choose the \
+                     parent, set {ENV_CGROUP_PARENT} (or `dindbox init --cgroup-parent`) \
+                     instead: dockerd and the proxy then both use it, and init limits it \
+                     when it is below init's own cgroup"
+                )));
+            }
+        }
         Ok(Config {
-            dockerd_args: dockerd::build_args(&o.dockerd_socket, o.dockerd_args.as_deref(), &extra),
+            dockerd_args,
             port: o.port,
             dockerd_socket: o.dockerd_socket,
             socket: o.socket,
@@ -191,14 +211,35 @@ impl Config {
             log,
             ready_file: o.ready_file,
             cgroup_root: o.cgroup_root,
-            policy: o
-                .policy
-                .resolve(Policy::default())
-                .map_err(|err| InitError::Config(format!("{err:#}")))?,
+            policy,
             foreground: command.is_some() && stdin_tty,
             command,
             inherited_mask: SigSet::empty(),
         })
+    }
+
+    /// The box's shared budget, when a memory or pids limit is configured.
+    /// A parent the user chose (`DINDBOX_CGROUP_PARENT`, `--cgroup-parent`,
+    /// the policy file) is kept; otherwise init picks one.
+    fn budget(&self) -> Option<cgroup::Budget> {
+        let Policy {
+            memory,
+            pids,
+            cgroup_parent,
+            ..
+        } = &self.policy;
+        (memory.is_some() || pids.is_some()).then(|| cgroup::Budget {
+            parent: cgroup_parent.clone(),
+            memory: *memory,
+            pids: *pids,
+        })
+    }
+
+    /// Every container goes under `path`: dockerd's default (which BuildKit's
+    /// steps get too) and what the proxy injects into each create.
+    fn use_cgroup_parent(&mut self, path: &str) {
+        dockerd::add_cgroup_parent(&mut self.dockerd_args, path);
+        self.policy.cgroup_parent = Some(path.to_string());
     }
 
     /// What a child gets between fork and exec.
@@ -267,7 +308,7 @@ pub fn main(args: InitArgs) -> ExitCode {
 
 /// The boot sequence, in order. Everything before the tokio runtime is
 /// synchronous, so mounts and cgroup moves happen while we are one thread.
-pub fn boot(cfg: Config) -> Result<u8, InitError> {
+pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     // Never be stopped by job control (a PID 1 cannot be resumed by anyone);
     // children get SIG_DFL back in their pre_exec.
     for sig in reaper::IGNORED {
@@ -301,6 +342,13 @@ pub fn boot(cfg: Config) -> Result<u8, InitError> {
     // before the box accepts `docker exec` load (which races the v2 move).
     let cgroups = cgroup::detect(&cfg.cgroup_root)?;
     tracing::info!("{}", cgroups.setup(&cfg.cgroup_root)?);
+    // The budget after setup (on v2 the root hands controllers down only once
+    // init has left it) and before dockerd, which gets the parent as a flag.
+    if let Some(budget) = cfg.budget() {
+        let parent = cgroups.budget(&cfg.cgroup_root, &budget)?;
+        log_budget(&parent, &budget);
+        cfg.use_cgroup_parent(&parent.path);
+    }
 
     // overlay-on-overlay makes dockerd fall back to vfs: slow and huge.
     if mounts::on_overlayfs(Path::new("/var/lib/docker")) {
@@ -336,6 +384,32 @@ pub fn boot(cfg: Config) -> Result<u8, InitError> {
             err,
         })?;
     runtime.block_on(run(Arc::new(cfg)))
+}
+
+/// One line: where the box's containers go and what limits them.
+fn log_budget(parent: &cgroup::Parent, budget: &cgroup::Budget) {
+    let memory = budget
+        .memory
+        .map_or("none".to_string(), |m| format!("{m} bytes"));
+    let pids = budget.pids.map_or("none".to_string(), |p| p.to_string());
+    match &parent.placement {
+        cgroup::Placement::Limited(dirs) => {
+            let at = match dirs.as_slice() {
+                [one] => one.display().to_string(),
+                many => format!("{} cgroup v1 hierarchies", many.len()),
+            };
+            tracing::info!(
+                "budget: containers go under the cgroup {} (memory limit {memory}, pids limit \
+                 {pids}), created in {at}",
+                parent.path
+            )
+        }
+        cgroup::Placement::NotOurs(why) => tracing::warn!(
+            "budget: containers go under the cgroup {}, which init leaves alone because {why}; \
+             the memory limit ({memory}) and pids limit ({pids}) apply per container only",
+            parent.path
+        ),
+    }
 }
 
 /// The pids signals are forwarded to (0: none).
@@ -681,5 +755,73 @@ mod tests {
         assert_eq!(parent_pid("42 (sh) S 7 42 42 0"), Some(7));
         assert_eq!(parent_pid("42 (a b) c) R 9 1"), Some(9));
         assert_eq!(parent_pid("garbage"), None);
+    }
+
+    /// A policy file with a memory budget (tests cannot set DINDBOX_MEMORY_LIMIT:
+    /// the environment is process-wide).
+    fn budget_file() -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "memory = \"64m\"\npids = 100\n").unwrap();
+        file
+    }
+
+    #[test]
+    fn a_budget_refuses_a_cgroup_parent_in_the_dockerd_args() {
+        let file = budget_file();
+        let policy = file.path().to_str().unwrap();
+        for argv in [
+            &[
+                "init",
+                "--policy",
+                policy,
+                "--dockerd-args",
+                "--cgroup-parent=/x",
+            ][..],
+            &["init", "--policy", policy, "--", "--cgroup-parent", "/x"],
+        ] {
+            let err = Config::new(parse(argv), false, None).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("--cgroup-parent"), "{msg}");
+            assert!(msg.contains("DINDBOX_CGROUP_PARENT"), "{msg}");
+            assert!(msg.contains("DINDBOX_MEMORY_LIMIT"), "{msg}");
+        }
+        // Without a budget the flag is the user's business.
+        let cfg = config(&["init", "--dockerd-args", "--cgroup-parent=/x"], false);
+        assert_eq!(cfg.dockerd_args[1..], ["--cgroup-parent=/x"]);
+        assert_eq!(cfg.budget(), None);
+    }
+
+    #[test]
+    fn a_budget_puts_dockerd_and_the_proxy_under_one_parent() {
+        let file = budget_file();
+        let policy = file.path().to_str().unwrap();
+        let mut cfg = config(&["init", "--policy", policy, "--debug"], false);
+        assert_eq!(
+            cfg.budget(),
+            Some(cgroup::Budget {
+                parent: None,
+                memory: Some(64 << 20),
+                pids: Some(100),
+            })
+        );
+        cfg.use_cgroup_parent("/dindbox");
+        assert_eq!(
+            cfg.dockerd_args[1..],
+            ["--debug", "--cgroup-parent=/dindbox"]
+        );
+        assert_eq!(cfg.policy.cgroup_parent.as_deref(), Some("/dindbox"));
+    }
+
+    #[test]
+    fn an_explicit_cgroup_parent_is_the_budget_parent() {
+        let file = budget_file();
+        let policy = file.path().to_str().unwrap();
+        let cfg = config(
+            &["init", "--policy", policy, "--cgroup-parent", "/ci"],
+            false,
+        );
+        assert_eq!(cfg.budget().unwrap().parent.as_deref(), Some("/ci"));
+        // The flag is init's own option, not a dockerd flag.
+        assert_eq!(cfg.dockerd_args.len(), 1);
     }
 }

@@ -28,6 +28,9 @@ pub enum MountError {
 /// One line of `/proc/self/mountinfo` (proc(5)), the fields we use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The directory of the file system mounted here (field 4): `/` for a whole
+    /// cgroup hierarchy, `/docker/ID` for the bind mount of one cgroup.
+    pub root: String,
     pub mount_point: PathBuf,
     /// Per-mount options (field 6), e.g. `rw,nosuid`.
     pub options: String,
@@ -48,6 +51,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let left: Vec<&str> = left.split(' ').collect();
             let fstype = right.split(' ').next()?;
             Some(MountEntry {
+                root: unescape(left.get(3)?),
                 mount_point: PathBuf::from(unescape(left.get(4)?)),
                 options: left.get(5)?.to_string(),
                 fstype: fstype.to_string(),

@@ -4,8 +4,9 @@
 //! `GET /_ping` with 200 "OK" (HTTP/1.1, keep-alive); anything else gets 404.
 //! SIGTERM makes it exit 0. Behaviour and records, through the environment:
 //! - `FAKE_DOCKERD_DIR`: where it records `starts` (one line per start),
-//!   `fds-N` (the targets of its open fds at start N) and `pinged` (created on
-//!   the first `/_ping` answered);
+//!   `fds-N` (the targets of its open fds at start N), `args-N` (its
+//!   arguments at start N, one a line) and `pinged` (created on the first
+//!   `/_ping` answered);
 //! - `FAKE_DOCKERD_DELAY_MS`: wait this long before listening;
 //! - `FAKE_DOCKERD_CRASH_AFTER_MS`: exit 42 this long after listening, on the
 //!   first `FAKE_DOCKERD_CRASH_TIMES` starts (default 1);
@@ -112,6 +113,8 @@ fn record_start(dir: &Path) -> usize {
         }
     }
     std::fs::write(dir.join(format!("fds-{n}")), fds).unwrap();
+    let args: String = std::env::args().skip(1).map(|a| a + "\n").collect();
+    std::fs::write(dir.join(format!("args-{n}")), args).unwrap();
     n
 }
 

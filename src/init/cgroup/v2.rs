@@ -1,5 +1,8 @@
 //! cgroup v2: move every process of the root cgroup into `<root>/init`, then
 //! enable every available controller in `<root>/cgroup.subtree_control`.
+//! With a budget, `<root>/dindbox` next to `<root>/init` then gets `memory.max`
+//! and `pids.max`, and its own `subtree_control`, so dockerd's containers
+//! below it can be limited too.
 //!
 //! Why in this order: cgroup v2's "no internal processes" rule. A cgroup that
 //! has processes of its own cannot hand domain controllers to its children, so
@@ -15,7 +18,10 @@ use std::time::Duration;
 
 use nix::mount::MsFlags;
 
-use super::{CgroupError, CgroupFs, Cgroups};
+use super::{
+    cgroup_path, components, create_dir_at, read_at, write_at, Budget, CgroupError, CgroupFs,
+    Cgroups, Parent, Placement, PARENT_NAME,
+};
 
 pub struct V2<F> {
     fs: F,
@@ -69,6 +75,59 @@ impl<F: CgroupFs> V2<F> {
             }
         }
         Ok(moved)
+    }
+
+    /// Whether init is at the root of its cgroup namespace (before or after
+    /// [`Cgroups::setup`] moved it to `/init`), the only place it may delegate from.
+    fn at_own_root(&self) -> bool {
+        matches!(self.own_path.as_deref(), None | Some("/" | "/init"))
+    }
+
+    /// Enables in `dir/cgroup.subtree_control` every controller of
+    /// `dir/cgroup.controllers` that is not enabled yet, so `dir`'s children
+    /// get their interface files (`memory.max`, `pids.max`, ...).
+    fn delegate(&self, dir: &Path) -> Result<(), CgroupError> {
+        let available = read_at(&self.fs, &dir.join("cgroup.controllers"))?;
+        let subtree = dir.join("cgroup.subtree_control");
+        let enabled = read_at(&self.fs, &subtree)?;
+        let enabled: Vec<&str> = enabled
+            .split_whitespace()
+            .map(|c| c.trim_start_matches('+'))
+            .collect();
+        let missing: Vec<String> = available
+            .split_whitespace()
+            .filter(|c| !enabled.contains(c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        write_at(&self.fs, &subtree, &missing.join(" "))
+    }
+
+    /// Writes `value` to `dir/file` of `controller`, which must be available in `dir`.
+    fn limit(
+        &self,
+        dir: &Path,
+        controller: &'static str,
+        file: &str,
+        value: i64,
+    ) -> Result<(), CgroupError> {
+        let controllers = dir.join("cgroup.controllers");
+        if !read_at(&self.fs, &controllers)?
+            .split_whitespace()
+            .any(|c| c == controller)
+        {
+            return Err(CgroupError::NoController {
+                what: controller,
+                why: format!(
+                    "the {controller} controller is not in {} (the box's cgroup namespace root \
+                     does not have it)",
+                    controllers.display()
+                ),
+            });
+        }
+        write_at(&self.fs, &dir.join(file), &value.to_string())
     }
 }
 
@@ -158,117 +217,71 @@ impl<F: CgroupFs> Cgroups for V2<F> {
             controllers.split_whitespace().collect::<Vec<_>>().join(" ")
         ))
     }
-}
 
-#[cfg(test)]
-pub(crate) mod test_util {
-    use std::cell::{Cell, RefCell};
-    use std::io;
-    use std::path::{Path, PathBuf};
+    /// The parent goes next to `/init` at the root of the box's cgroup
+    /// namespace: `/dindbox`. A cgroup holding processes cannot hand domain
+    /// controllers to its children, so nothing under `/init` (where init and
+    /// dockerd live) or, without a private cgroup namespace, under init's own
+    /// cgroup can carry limits for the containers.
+    fn budget(&self, root: &Path, budget: &Budget) -> Result<Parent, CgroupError> {
+        let own = self.own_path.as_deref().unwrap_or("/");
+        let path = match &budget.parent {
+            Some(explicit) => explicit.clone(),
+            None if self.at_own_root() => cgroup_path(&[PARENT_NAME]),
+            None => {
+                return Err(CgroupError::NoOwnCgroup {
+                    why: format!(
+                        "init is in the cgroup {own}, not at the root of a private cgroup \
+                         namespace, and a cgroup v2 holding processes cannot give its \
+                         children controllers"
+                    ),
+                })
+            }
+        };
+        let parts = components(&path);
+        let not_ours = if !self.at_own_root() {
+            Some(format!(
+                "init is in the cgroup {own}, not at the root of a private cgroup namespace"
+            ))
+        } else if !path.starts_with('/') || parts.is_empty() || parts[0] == "init" {
+            Some(format!(
+                "it is not a cgroup path below {} other than /init",
+                root.display()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = not_ours {
+            return Ok(Parent {
+                path,
+                placement: Placement::NotOurs(why),
+            });
+        }
 
-    use super::CgroupFs;
-
-    /// A cgroup v2 tree in a temp dir that behaves like the kernel where it
-    /// matters: writing a pid to a `cgroup.procs` moves it out of the others;
-    /// writing `subtree_control` fails with EBUSY `busy` times, and each time
-    /// the pids in `raced_in` appear in the root cgroup (a racing `docker exec`).
-    pub struct FakeCgroupFs {
-        pub dir: tempfile::TempDir,
-        pub busy: Cell<u32>,
-        pub raced_in: RefCell<Vec<u32>>,
-        /// Pids that have exited: moving them fails with ESRCH.
-        pub gone: Vec<u32>,
-        /// Every successful write, in order: (path relative to the root, data).
-        pub log: RefCell<Vec<(String, String)>>,
-    }
-
-    impl FakeCgroupFs {
-        pub fn new(procs: &str, controllers: &str) -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("cgroup.procs"), procs).unwrap();
-            std::fs::write(dir.path().join("cgroup.controllers"), controllers).unwrap();
-            std::fs::write(dir.path().join("cgroup.subtree_control"), "").unwrap();
-            FakeCgroupFs {
-                dir,
-                busy: Cell::new(0),
-                raced_in: RefCell::new(Vec::new()),
-                gone: Vec::new(),
-                log: RefCell::new(Vec::new()),
+        // Top down: each level enables its controllers for the next, so the
+        // new directory comes with memory.max and pids.max.
+        let mut dir = root.to_path_buf();
+        for part in &parts {
+            self.delegate(&dir)?;
+            dir = dir.join(part);
+            create_dir_at(&self.fs, &dir)?;
+        }
+        if let Some(bytes) = budget.memory {
+            self.limit(&dir, "memory", "memory.max", bytes)?;
+            // As on v1 (memsw = the limit), swap does not extend the budget.
+            if self.fs.read(&dir.join("memory.swap.max")).is_ok() {
+                write_at(&self.fs, &dir.join("memory.swap.max"), "0")?;
             }
         }
-
-        pub fn root(&self) -> &Path {
-            self.dir.path()
+        if let Some(pids) = budget.pids {
+            self.limit(&dir, "pids", "pids.max", pids)?;
         }
-
-        pub fn read_rel(&self, rel: &str) -> String {
-            std::fs::read_to_string(self.root().join(rel)).unwrap_or_default()
-        }
-
-        fn rel(&self, path: &Path) -> String {
-            path.strip_prefix(self.root())
-                .unwrap()
-                .display()
-                .to_string()
-        }
-
-        fn all_procs_files(&self) -> Vec<PathBuf> {
-            let mut files = vec![self.root().join("cgroup.procs")];
-            for entry in std::fs::read_dir(self.root()).unwrap() {
-                let p = entry.unwrap().path().join("cgroup.procs");
-                if p.exists() {
-                    files.push(p);
-                }
-            }
-            files
-        }
-    }
-
-    impl CgroupFs for FakeCgroupFs {
-        fn read(&self, path: &Path) -> io::Result<String> {
-            std::fs::read_to_string(path)
-        }
-
-        fn write(&self, path: &Path, data: &str) -> io::Result<()> {
-            let name = path.file_name().unwrap().to_str().unwrap();
-            if name == "cgroup.subtree_control" && self.busy.get() > 0 {
-                self.busy.set(self.busy.get() - 1);
-                let mut root = self.read_rel("cgroup.procs");
-                for pid in self.raced_in.borrow_mut().drain(..) {
-                    root.push_str(&format!("{pid}\n"));
-                }
-                std::fs::write(self.root().join("cgroup.procs"), root).unwrap();
-                return Err(io::Error::from_raw_os_error(libc::EBUSY));
-            }
-            if name == "cgroup.procs" {
-                let pid: u32 = data.trim().parse().expect("one pid per write");
-                if self.gone.contains(&pid) {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                for file in self.all_procs_files() {
-                    let kept: String = std::fs::read_to_string(&file)
-                        .unwrap()
-                        .split_whitespace()
-                        .filter(|p| *p != data.trim())
-                        .map(|p| format!("{p}\n"))
-                        .collect();
-                    std::fs::write(&file, kept).unwrap();
-                }
-                let mut now = std::fs::read_to_string(path).unwrap_or_default();
-                now.push_str(&format!("{pid}\n"));
-                std::fs::write(path, now)?;
-            } else {
-                std::fs::write(path, data)?;
-            }
-            self.log
-                .borrow_mut()
-                .push((self.rel(path), data.to_string()));
-            Ok(())
-        }
-
-        fn create_dir(&self, path: &Path) -> io::Result<()> {
-            std::fs::create_dir_all(path)
-        }
+        // For dockerd's containers below: their own memory.max, pids.max, ...
+        self.delegate(&dir)?;
+        Ok(Parent {
+            path,
+            placement: Placement::Limited(vec![dir]),
+        })
     }
 }
 
@@ -276,8 +289,21 @@ pub(crate) mod test_util {
 mod tests {
     use std::time::Duration;
 
-    use super::test_util::FakeCgroupFs;
     use super::{CgroupError, Cgroups, V2};
+    use crate::init::cgroup::test_util::FakeCgroupFs;
+    use crate::init::cgroup::{Budget, Placement};
+
+    fn budget(memory: Option<i64>, pids: Option<i64>) -> Budget {
+        Budget {
+            parent: None,
+            memory,
+            pids,
+        }
+    }
+
+    fn pair(path: &str, data: &str) -> (String, String) {
+        (path.to_string(), data.to_string())
+    }
 
     fn v2(fake: &FakeCgroupFs) -> V2<&FakeCgroupFs> {
         let mut v2 = V2::new(fake, "0::/\n", false);
@@ -363,5 +389,173 @@ mod tests {
         assert!(summary.contains("skipped"), "{summary}");
         assert!(fake.log.borrow().is_empty());
         assert_eq!(fake.read_rel("cgroup.procs"), "1\n");
+    }
+
+    #[test]
+    fn budget_parent_is_next_to_init_with_limits_and_delegation() {
+        let fake = FakeCgroupFs::new("1\n7\n", "cpuset cpu io memory pids\n");
+        let v2 = v2(&fake);
+        v2.setup(fake.root()).unwrap();
+        fake.log.borrow_mut().clear();
+
+        let parent = v2
+            .budget(fake.root(), &budget(Some(64 << 20), Some(100)))
+            .unwrap();
+
+        assert_eq!(parent.path, "/dindbox");
+        assert_eq!(
+            parent.placement,
+            Placement::Limited(vec![fake.root().join("dindbox")])
+        );
+        assert_eq!(fake.read_rel("dindbox/memory.max"), "67108864");
+        assert_eq!(fake.read_rel("dindbox/memory.swap.max"), "0");
+        assert_eq!(fake.read_rel("dindbox/pids.max"), "100");
+        // The root already delegates everything after setup: not written again.
+        assert_eq!(
+            fake.writes(),
+            [
+                pair("dindbox/memory.max", "67108864"),
+                pair("dindbox/memory.swap.max", "0"),
+                pair("dindbox/pids.max", "100"),
+                pair(
+                    "dindbox/cgroup.subtree_control",
+                    "+cpuset +cpu +io +memory +pids"
+                ),
+            ]
+        );
+        // init stays where setup put it, apart from the parent.
+        assert_eq!(fake.read_rel("init/cgroup.procs"), "1\n7\n");
+        assert_eq!(fake.read_rel("dindbox/cgroup.procs"), "");
+    }
+
+    #[test]
+    fn budget_enables_the_root_controllers_before_creating_the_parent() {
+        let fake = FakeCgroupFs::new("", "cpu memory pids");
+        fake.set("cgroup.subtree_control", "cpu");
+        let v2 = V2::new(&fake, "0::/init\n", false);
+
+        v2.budget(fake.root(), &budget(Some(1 << 30), None))
+            .unwrap();
+
+        assert_eq!(
+            fake.writes(),
+            [
+                pair("cgroup.subtree_control", "+memory +pids"),
+                pair("dindbox/memory.max", "1073741824"),
+                pair("dindbox/memory.swap.max", "0"),
+                pair("dindbox/cgroup.subtree_control", "+memory +pids"),
+            ]
+        );
+        assert_eq!(fake.read_rel("dindbox/pids.max"), "max");
+    }
+
+    #[test]
+    fn budget_pids_alone_leaves_memory_alone() {
+        let fake = FakeCgroupFs::new("", "memory pids");
+        let v2 = v2(&fake);
+        v2.setup(fake.root()).unwrap();
+        let parent = v2.budget(fake.root(), &budget(None, Some(64))).unwrap();
+        assert_eq!(parent.path, "/dindbox");
+        assert_eq!(fake.read_rel("dindbox/pids.max"), "64");
+        assert_eq!(fake.read_rel("dindbox/memory.max"), "max");
+        assert_eq!(fake.read_rel("dindbox/memory.swap.max"), "max");
+    }
+
+    #[test]
+    fn budget_explicit_parent_below_the_root_is_created_level_by_level() {
+        let fake = FakeCgroupFs::new("", "memory pids");
+        let v2 = v2(&fake);
+        v2.setup(fake.root()).unwrap();
+        fake.log.borrow_mut().clear();
+        let parent = v2
+            .budget(
+                fake.root(),
+                &Budget {
+                    parent: Some("/ci/job-1".into()),
+                    memory: None,
+                    pids: Some(10),
+                },
+            )
+            .unwrap();
+        assert_eq!(parent.path, "/ci/job-1");
+        assert_eq!(
+            parent.placement,
+            Placement::Limited(vec![fake.root().join("ci/job-1")])
+        );
+        assert_eq!(
+            fake.writes(),
+            [
+                pair("ci/cgroup.subtree_control", "+memory +pids"),
+                pair("ci/job-1/pids.max", "10"),
+                pair("ci/job-1/cgroup.subtree_control", "+memory +pids"),
+            ]
+        );
+    }
+
+    #[test]
+    fn budget_leaves_explicit_parents_outside_the_namespace_root_alone() {
+        for explicit in ["/init", "/init/x", "/", "tenant.slice"] {
+            let fake = FakeCgroupFs::new("", "memory");
+            let parent = v2(&fake)
+                .budget(
+                    fake.root(),
+                    &Budget {
+                        parent: Some(explicit.into()),
+                        memory: Some(1 << 20),
+                        pids: None,
+                    },
+                )
+                .unwrap();
+            assert_eq!(parent.path, explicit);
+            assert!(
+                matches!(parent.placement, Placement::NotOurs(_)),
+                "{explicit}: {parent:?}"
+            );
+            assert!(fake.writes().is_empty(), "{explicit}");
+        }
+    }
+
+    #[test]
+    fn budget_without_a_private_cgroup_namespace_is_a_clear_error() {
+        let fake = FakeCgroupFs::new("1\n", "memory");
+        let v2 = V2::new(&fake, "0::/system.slice/docker-abc.scope\n", false);
+        let err = v2
+            .budget(fake.root(), &budget(Some(1 << 20), None))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/system.slice/docker-abc.scope"), "{msg}");
+        assert!(msg.contains("--cgroupns=private"), "{msg}");
+
+        // A parent the user chose is still passed on, unlimited by init.
+        let parent = v2
+            .budget(
+                fake.root(),
+                &Budget {
+                    parent: Some("/system.slice/docker-abc.scope/ci".into()),
+                    memory: Some(1 << 20),
+                    pids: None,
+                },
+            )
+            .unwrap();
+        assert!(matches!(parent.placement, Placement::NotOurs(_)));
+        assert!(fake.writes().is_empty());
+    }
+
+    #[test]
+    fn budget_without_the_memory_controller_names_the_file() {
+        let fake = FakeCgroupFs::new("", "cpu pids");
+        let v2 = v2(&fake);
+        v2.setup(fake.root()).unwrap();
+        let err = v2
+            .budget(fake.root(), &budget(Some(1 << 20), None))
+            .unwrap_err();
+        assert!(
+            matches!(err, CgroupError::NoController { what: "memory", .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("dindbox/cgroup.controllers"),
+            "{err}"
+        );
     }
 }
