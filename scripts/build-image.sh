@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the dindbox image (default tag dindbox:dev) into the daemon in DOCKER_HOST
+# (or the host's, or the private outer one).
+#
+#   DINDBOX_IMAGE=tag        image tag (default dindbox:dev)
+#   DINDBOX_BASE=image       base image; default: a debootstrapped bookworm
+#                            (dindbox-base:bookworm, made and cached on first use).
+#                            With a registry, DINDBOX_BASE=debian:bookworm-slim works too.
+#   DINDBOX_BINARY=path      use this binary instead of `cargo build --release`
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cd "$DINDBOX_REPO"
+docker_up_any
+
+if [ -n "${DINDBOX_BINARY:-}" ]; then
+    binary=$DINDBOX_BINARY
+else
+    say "cargo build --release"
+    t0=$(date +%s)
+    cargo build --release --locked --bin dindbox
+    say "cargo build took $(($(date +%s) - t0)) s"
+    binary=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/dindbox
+fi
+[ -x "$binary" ] || die "no dindbox binary at $binary"
+
+base=${DINDBOX_BASE:-$DINDBOX_BASE_IMAGE}
+if [ "$base" = "$DINDBOX_BASE_IMAGE" ]; then ensure_base_image; fi
+
+# A small context: the Dockerfile and the binary only. `cp -p` keeps the mtime,
+# so an unchanged binary hits the build cache.
+context=$DINDBOX_CACHE/context
+mkdir -p "$context"
+cp -p image/Dockerfile "$context/Dockerfile"
+cp -p "$binary" "$context/dindbox"
+
+say "docker build -t $DINDBOX_IMAGE (BASE=$base)"
+t0=$(date +%s)
+if ! docker build --build-arg "BASE=$base" -t "$DINDBOX_IMAGE" "$context" >"$DINDBOX_CACHE/build.log" 2>&1; then
+    tail -n 40 "$DINDBOX_CACHE/build.log" >&2
+    die "docker build failed (log: $DINDBOX_CACHE/build.log)"
+fi
+say "image $DINDBOX_IMAGE built in $(($(date +%s) - t0)) s"
