@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmarks (reported in notes, not timed tests).
+#
+#   1. Readiness: time from `docker run` of a box (fresh volume) to the first
+#      successful `docker version` through the published port, for
+#        (a) dindbox:   the image as shipped (dindbox init + proxy on PORT)
+#        (b) bare:      the same image with `--entrypoint dockerd -H tcp://0.0.0.0:2375 --tls=false`
+#      (`--tls=false` is explicit because dockerd 20.10 sleeps 15 s on a plain TCP
+#      listener otherwise; the baseline must not be slowed down artificially).
+#      Median of N runs, and the ratio (a)/(b).
+#   2. Idle RSS of the dindbox process (PID 1 of the box).
+#   3. Proxy latency: (to come) see the section at the end.
+#
+#   BENCH_RUNS=5            N
+#   BENCH_PORT=23790        host port used by the bench boxes
+#   BENCH_SKIP_BUILD=1      use the existing $DINDBOX_IMAGE
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+runs=${BENCH_RUNS:-5}
+port=${BENCH_PORT:-23790}
+api=tcp://127.0.0.1:$port
+name=dindbox-bench
+volume=dindbox-bench-data
+
+if [ "$(id -u)" = 0 ]; then ensure_packages; fi
+docker_up_any
+outer=$DOCKER_HOST
+if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then bash "$DINDBOX_REPO/scripts/build-image.sh"; fi
+
+cleanup() { docker rm -f -v "$name" >/dev/null 2>&1 || true; docker volume rm "$volume" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+# Prints milliseconds from `docker run` to the first `docker version` through $api.
+time_to_ready() { # extra docker-run args...
+    local t0 now
+    cleanup
+    t0=$(date +%s%N)
+    docker run -d --privileged --name "$name" -e PORT=2375 -p "127.0.0.1:$port:2375" \
+        -v "$volume:/var/lib/docker" "$@" >/dev/null
+    until DOCKER_HOST=$api timeout 5 docker version >/dev/null 2>&1; do
+        now=$(date +%s%N)
+        if (((now - t0) > 120000000000)) || [ "$(docker inspect -f '{{.State.Running}}' "$name")" != true ]; then
+            docker logs --tail 30 "$name" >&2 || true
+            die "bench box not ready (log above)"
+        fi
+        sleep 0.05
+    done
+    echo $((($(date +%s%N) - t0) / 1000000))
+}
+
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
+
+declare -A results
+for mode in dindbox bare; do
+    samples=()
+    for ((i = 1; i <= runs; i++)); do
+        case $mode in
+        dindbox) ms=$(time_to_ready "$DINDBOX_IMAGE") ;;
+        bare) ms=$(time_to_ready --entrypoint dockerd "$DINDBOX_IMAGE" -H tcp://0.0.0.0:2375 --tls=false) ;;
+        esac
+        samples+=("$ms")
+        say "readiness $mode run $i: $ms ms"
+    done
+    results[$mode]=$(printf '%s\n' "${samples[@]}" | median)
+done
+
+# Idle RSS: a fresh box, ready, left alone for a few seconds.
+time_to_ready "$DINDBOX_IMAGE" >/dev/null
+sleep 5
+pid1=$(docker exec "$name" cat /proc/1/comm)
+rss_kb=$(docker exec "$name" awk '/^VmRSS:/ {print $2}' /proc/1/status)
+dockerd_kb=$(docker exec "$name" sh -c 'awk "/^VmRSS:/ {print \$2}" /proc/$(pidof dockerd)/status' || echo "?")
+cleanup
+
+# ---------------------------------------------------------------- proxy latency
+# TO COME (lead): GET /_ping and GET /containers/json through the proxy vs the
+# private socket directly: p50/p99 latency and req/s with 1 and 64 concurrent
+# clients. Run a box as above, then drive both endpoints from inside it (the
+# private socket is /run/dindbox/docker.sock) with a bounded request loop.
+
+echo
+echo "== dindbox bench ($(date -u +%FT%TZ), $(nproc) cores, outer $outer, N=$runs)"
+printf 'readiness median, dindbox (init + proxy): %6d ms\n' "${results[dindbox]}"
+printf 'readiness median, bare dockerd:           %6d ms\n' "${results[bare]}"
+awk -v a="${results[dindbox]}" -v b="${results[bare]}" 'BEGIN {printf "ratio dindbox/bare:                        %6.2f\n", a / b}'
+printf 'idle RSS of PID 1 (%s):              %6s KiB\n' "$pid1" "$rss_kb"
+printf 'idle RSS of the inner dockerd:            %6s KiB\n' "$dockerd_kb"
