@@ -1,0 +1,555 @@
+//! The e2e harness: a private outer dockerd (scripts/lib.sh), the dindbox image
+//! (scripts/build-image.sh) and boxes that clean up after themselves.
+//!
+//! Set up once per test process. As root a failing setup fails every test
+//! loudly; without root every test is skipped with a loud message.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Name prefix of every container and volume the e2e tests create.
+pub const PREFIX: &str = "dindbox-e2e-";
+/// The default timeout of one docker command.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a box may take from `docker run` to a working API.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct Harness {
+    /// DOCKER_HOST of the outer daemon.
+    pub outer: String,
+    /// The dindbox image under test.
+    pub image: String,
+    /// `docker save` of busybox:latest, for loading into boxes.
+    pub busybox_tar: PathBuf,
+}
+
+static HARNESS: OnceLock<Result<Harness, String>> = OnceLock::new();
+
+/// The shared harness, or `None` (after a loud message) when not root.
+pub fn harness() -> Option<&'static Harness> {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "\n!!! dindbox e2e SKIPPED: needs root (it starts a private dockerd and privileged \
+             containers). Run `sudo bash scripts/test.sh` or `cargo test --test e2e` as root.\n"
+        );
+        return None;
+    }
+    match HARNESS.get_or_init(setup) {
+        Ok(h) => Some(h),
+        Err(err) => panic!("dindbox e2e harness setup failed (as root, so this is a failure, not a skip):\n{err}"),
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn setup() -> Result<Harness, String> {
+    let started = Instant::now();
+    let script = "set -euo pipefail; source scripts/lib.sh; ensure_packages; outer_docker_up; \
+                  ensure_busybox_image; echo \"DOCKER_HOST=$DOCKER_HOST\"; echo \"BUSYBOX_TAR=$BUSYBOX_TAR\"";
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(repo()).args(["-c", script]).env_remove("DOCKER_HOST");
+    let out = run(cmd, None, Duration::from_secs(600));
+    if !out.ok() {
+        return Err(format!("outer dockerd / busybox setup failed:\n{out}"));
+    }
+    let value = |key: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("setup printed no {key}=:\n{out}"))
+    };
+    let outer = value("DOCKER_HOST")?;
+    let busybox_tar = PathBuf::from(value("BUSYBOX_TAR")?);
+    let image = std::env::var("DINDBOX_IMAGE").unwrap_or_else(|_| "dindbox:dev".into());
+
+    if std::env::var("DINDBOX_E2E_SKIP_BUILD").as_deref() == Ok("1") {
+        eprintln!("dindbox e2e: DINDBOX_E2E_SKIP_BUILD=1, using the existing {image}");
+    } else {
+        // The binary cargo built for this test target (same profile), so no nested cargo.
+        let mut cmd = Command::new("bash");
+        cmd.current_dir(repo())
+            .arg("scripts/build-image.sh")
+            .env("DOCKER_HOST", &outer)
+            .env("DINDBOX_IMAGE", &image)
+            .env("DINDBOX_BINARY", env!("CARGO_BIN_EXE_dindbox"));
+        let out = run(cmd, None, Duration::from_secs(900));
+        if !out.ok() {
+            return Err(format!("scripts/build-image.sh failed:\n{out}"));
+        }
+    }
+    let h = Harness {
+        outer,
+        image,
+        busybox_tar,
+    };
+    let inspect = h.outer(&["image", "inspect", "-f", "{{.Id}}", &h.image]);
+    if !inspect.ok() {
+        return Err(format!("image {} is missing:\n{inspect}", h.image));
+    }
+    h.remove_leftovers();
+    eprintln!(
+        "dindbox e2e: harness ready in {:.1} s (outer {}, image {})",
+        started.elapsed().as_secs_f64(),
+        h.outer,
+        h.image
+    );
+    Ok(h)
+}
+
+impl Harness {
+    /// A docker command against the outer daemon.
+    pub fn outer_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_HOST", &self.outer).args(args);
+        cmd
+    }
+
+    pub fn outer(&self, args: &[&str]) -> Out {
+        run(self.outer_cmd(args), None, CMD_TIMEOUT)
+    }
+
+    /// Boxes and volumes left by an earlier run that was killed.
+    fn remove_leftovers(&self) {
+        let filter = format!("name={PREFIX}");
+        let ids = self.outer(&["ps", "-aq", "--filter", &filter]).stdout;
+        for id in ids.split_whitespace() {
+            self.outer(&["rm", "-f", "-v", id]);
+        }
+        let vols = self.outer(&["volume", "ls", "-q", "--filter", &filter]).stdout;
+        for v in vols.split_whitespace() {
+            self.outer(&["volume", "rm", "-f", v]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- commands
+
+/// What a finished (or timed-out) command left.
+pub struct Out {
+    pub what: String,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+    pub elapsed: Duration,
+}
+
+impl Out {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = match (self.timed_out, self.code) {
+            (true, _) => format!("timed out after {:.1} s", self.elapsed.as_secs_f64()),
+            (false, Some(c)) => format!("exited {c} after {:.1} s", self.elapsed.as_secs_f64()),
+            (false, None) => "was killed by a signal".into(),
+        };
+        write!(
+            f,
+            "`{}` {code}\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.what,
+            self.stdout.trim_end(),
+            self.stderr.trim_end()
+        )
+    }
+}
+
+/// Runs `cmd` with `stdin` (then EOF; none means /dev/null), capturing its
+/// output; kills it after `timeout`.
+pub fn run(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out {
+    let what = describe(&cmd);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let input = input.to_vec();
+        thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let stdout = reader(child.stdout.take().expect("piped stdout"));
+    let stderr = reader(child.stderr.take().expect("piped stderr"));
+    let (code, timed_out) = wait_timeout(&mut child, timeout);
+    Out {
+        what,
+        code,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        timed_out,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Waits for `child` at most `timeout`, then kills it: (exit code, timed out).
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> (Option<i32>, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (status.code(), false),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                return (status.and_then(|s| s.code()), true);
+            }
+        }
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = String::new();
+    if let Some(host) = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "DOCKER_HOST")
+        .and_then(|(_, v)| v)
+    {
+        s.push_str(&format!("DOCKER_HOST={} ", host.to_string_lossy()));
+    }
+    s.push_str(&cmd.get_program().to_string_lossy());
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, at most `timeout`.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A free TCP port on 127.0.0.1, never the same twice in this process.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind 127.0.0.1:0")
+            .port();
+        let mut used = HANDED_OUT.lock().unwrap();
+        if !used.contains(&port) {
+            used.push(port);
+            return port;
+        }
+    }
+}
+
+/// A unique name for a container or volume of the test `tag`.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{PREFIX}{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+// ---------------------------------------------------------------- boxes
+
+/// A named outer volume, removed on drop (after the boxes that use it).
+pub struct Volume<'h> {
+    h: &'h Harness,
+    pub name: String,
+}
+
+impl<'h> Volume<'h> {
+    pub fn new(h: &'h Harness, tag: &str) -> Self {
+        Volume {
+            h,
+            name: unique(&format!("{tag}-vol")),
+        }
+    }
+}
+
+impl Drop for Volume<'_> {
+    fn drop(&mut self) {
+        self.h.outer(&["volume", "rm", "-f", &self.name]);
+    }
+}
+
+/// One dind box: `docker run -d --privileged -e PORT=2375 -p 127.0.0.1:P:2375
+/// -v VOLUME:/var/lib/docker IMAGE`, force-removed on drop (even on panic).
+pub struct DindBox<'h> {
+    pub h: &'h Harness,
+    pub name: String,
+    pub port: u16,
+    /// DOCKER_HOST for the box's published API (through the proxy).
+    pub api: String,
+}
+
+impl<'h> DindBox<'h> {
+    /// Starts a box on `volume` and waits until its API answers through PORT.
+    pub fn start(h: &'h Harness, tag: &str, volume: &Volume) -> Self {
+        let b = Self::launch(h, tag, volume);
+        let took = b.wait_ready();
+        eprintln!("{}: ready in {} ms", b.name, took.as_millis());
+        b
+    }
+
+    /// Starts a box without waiting.
+    pub fn launch(h: &'h Harness, tag: &str, volume: &Volume) -> Self {
+        let name = unique(tag);
+        let port = free_port();
+        let b = DindBox {
+            h,
+            api: format!("tcp://127.0.0.1:{port}"),
+            name,
+            port,
+        };
+        let publish = format!("127.0.0.1:{port}:2375");
+        let mount = format!("{}:/var/lib/docker", volume.name);
+        let out = h.outer(&[
+            "run",
+            "-d",
+            "--privileged",
+            "--name",
+            &b.name,
+            "-e",
+            "PORT=2375",
+            "-p",
+            &publish,
+            "-v",
+            &mount,
+            &h.image,
+        ]);
+        if !out.ok() {
+            b.fail(&format!("could not start the box:\n{out}"));
+        }
+        b
+    }
+
+    /// Waits until `docker version` works through the published port; returns how long it took.
+    pub fn wait_ready(&self) -> Duration {
+        let started = Instant::now();
+        let mut last = None;
+        let ready = poll(READY_TIMEOUT, || {
+            let out = run(self.docker_cmd(&["version"]), None, Duration::from_secs(10));
+            if out.ok() {
+                return Some(());
+            }
+            if self.state("{{.State.Running}}") != "true" {
+                self.fail(&format!(
+                    "the box exited (code {}) before it was ready; last try:\n{out}",
+                    self.state("{{.State.ExitCode}}")
+                ));
+            }
+            last = Some(out);
+            None
+        });
+        if ready.is_none() {
+            let last = last.map(|o| o.to_string()).unwrap_or_default();
+            self.fail(&format!(
+                "`docker version` through {} did not work within {} s; last try:\n{last}",
+                self.api,
+                READY_TIMEOUT.as_secs()
+            ));
+        }
+        started.elapsed()
+    }
+
+    /// A docker command against the box's published API.
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_HOST", &self.api).args(args);
+        cmd
+    }
+
+    /// Runs docker against the box's published API.
+    pub fn docker(&self, args: &[&str]) -> Out {
+        run(self.docker_cmd(args), None, CMD_TIMEOUT)
+    }
+
+    /// Runs docker against the box's API, failing the test unless it exits 0.
+    pub fn docker_ok(&self, args: &[&str]) -> Out {
+        let out = self.docker(args);
+        self.expect_ok(&out);
+        out
+    }
+
+    /// `sh -c script` inside the box, through the outer daemon.
+    pub fn exec(&self, script: &str) -> Out {
+        self.h.outer(&["exec", &self.name, "sh", "-c", script])
+    }
+
+    pub fn exec_ok(&self, script: &str) -> String {
+        let out = self.exec(script);
+        self.expect_ok(&out);
+        out.stdout
+    }
+
+    /// `docker inspect -f FORMAT` of the box on the outer daemon.
+    pub fn state(&self, format: &str) -> String {
+        self.h
+            .outer(&["inspect", "-f", format, &self.name])
+            .stdout
+            .trim()
+            .to_owned()
+    }
+
+    /// Loads busybox:latest into the box through its API.
+    pub fn load_busybox(&self) {
+        let tar = self.h.busybox_tar.to_string_lossy().into_owned();
+        let out = run(
+            self.docker_cmd(&["load", "-i", &tar]),
+            None,
+            Duration::from_secs(120),
+        );
+        self.expect_ok(&out);
+    }
+
+    pub fn expect_ok(&self, out: &Out) {
+        if !out.ok() {
+            self.fail(&format!("command failed:\n{out}"));
+        }
+    }
+
+    /// Fails the test with `msg` and the box's log.
+    pub fn fail(&self, msg: &str) -> ! {
+        let logs = self.h.outer(&["logs", "--tail", "150", &self.name]);
+        panic!(
+            "{msg}\n=== log of box {} (last 150 lines):\n{}{}",
+            self.name, logs.stdout, logs.stderr
+        );
+    }
+}
+
+impl Drop for DindBox<'_> {
+    fn drop(&mut self) {
+        let out = self.h.outer(&["rm", "-f", "-v", &self.name]);
+        if !out.ok() && !out.stderr.contains("No such container") {
+            eprintln!("dindbox e2e: cleanup of {} failed:\n{out}", self.name);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- pty
+
+/// A process on a new pseudo-terminal (its controlling terminal, 80x24), with
+/// everything it prints collected.
+pub struct PtyChild {
+    pub child: Child,
+    master: File,
+    transcript: Arc<Mutex<Vec<u8>>>,
+}
+
+impl PtyChild {
+    pub fn spawn(mut cmd: Command) -> PtyChild {
+        let size = nix::pty::Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+        let slave: OwnedFd = pty.slave;
+        cmd.stdin(Stdio::from(slave.try_clone().expect("dup pty")))
+            .stdout(Stdio::from(slave.try_clone().expect("dup pty")))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn on a pty");
+        // `cmd` holds our copies of the slave side; the child's EOF needs them closed.
+        drop(cmd);
+        let master = File::from(pty.master);
+        let transcript = Arc::new(Mutex::new(Vec::new()));
+        let mut rd = master.try_clone().expect("dup pty master");
+        let sink = transcript.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = rd.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        PtyChild {
+            child,
+            master,
+            transcript,
+        }
+    }
+
+    pub fn transcript(&self) -> String {
+        String::from_utf8_lossy(&self.transcript.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the output (from byte `from` on) contains `needle`; returns
+    /// the transcript length after it.
+    pub fn expect(&self, from: usize, needle: &str, timeout: Duration) -> Result<usize, String> {
+        poll(timeout, || {
+            let t = self.transcript.lock().unwrap();
+            let tail = String::from_utf8_lossy(&t[from.min(t.len())..]).into_owned();
+            tail.find(needle).map(|i| from + i + needle.len())
+        })
+        .ok_or_else(|| {
+            format!(
+                "no {needle:?} within {} s; pty transcript:\n{}",
+                timeout.as_secs(),
+                self.transcript()
+            )
+        })
+    }
+
+    pub fn type_line(&mut self, line: &str) {
+        self.master
+            .write_all(format!("{line}\r").as_bytes())
+            .expect("write to the pty");
+    }
+}
+
+impl Drop for PtyChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
