@@ -14,7 +14,7 @@ mod harness;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{harness, poll, run, wait_timeout, DindBox, PtyChild, Volume};
+use harness::{harness, poll, run, run_holding_stdin, wait_timeout, DindBox, PtyChild, Volume};
 
 /// `let h = need_harness!();` or return (skipped, loudly) when not root.
 macro_rules! need_harness {
@@ -51,7 +51,10 @@ fn load_and_run_busybox_through_port() {
         "busybox:latest not listed after `docker load`:\n{images}"
     );
     let out = b.docker_ok(&["run", "--rm", "busybox", "echo", "hi"]);
-    assert_eq!(out.stdout, "hi\n", "`docker run --rm busybox echo hi`:\n{out}");
+    assert_eq!(
+        out.stdout, "hi\n",
+        "`docker run --rm busybox echo hi`:\n{out}"
+    );
     // stdin through the attach hijack, with half-close at EOF.
     let out = run(
         b.docker_cmd(&["run", "--rm", "-i", "busybox", "cat"]),
@@ -59,7 +62,10 @@ fn load_and_run_busybox_through_port() {
         Duration::from_secs(60),
     );
     b.expect_ok(&out);
-    assert_eq!(out.stdout, "piped through\n", "`docker run -i busybox cat`:\n{out}");
+    assert_eq!(
+        out.stdout, "piped through\n",
+        "`docker run -i busybox cat`:\n{out}"
+    );
 }
 
 #[test]
@@ -71,13 +77,27 @@ fn detached_logs_exec_attach_work_through_port() {
 
     // run -d + logs -f: follows until the container exits.
     let id = b
-        .docker_ok(&["run", "-d", "busybox", "sh", "-c", "echo one; sleep 2; echo two"])
+        .docker_ok(&[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "echo one; sleep 2; echo two",
+        ])
         .stdout
         .trim()
         .to_owned();
-    let logs = run(b.docker_cmd(&["logs", "-f", &id]), None, Duration::from_secs(30));
+    let logs = run(
+        b.docker_cmd(&["logs", "-f", &id]),
+        None,
+        Duration::from_secs(30),
+    );
     b.expect_ok(&logs);
-    assert_eq!(logs.stdout, "one\ntwo\n", "`docker logs -f` of a detached container:\n{logs}");
+    assert_eq!(
+        logs.stdout, "one\ntwo\n",
+        "`docker logs -f` of a detached container:\n{logs}"
+    );
 
     // exec, with and without stdin.
     let sleeper = b
@@ -93,21 +113,35 @@ fn detached_logs_exec_attach_work_through_port() {
         Duration::from_secs(30),
     );
     b.expect_ok(&out);
-    assert_eq!(out.stdout, "exec stdin\n", "`docker exec -i cat` with piped stdin:\n{out}");
+    assert_eq!(
+        out.stdout, "exec stdin\n",
+        "`docker exec -i cat` with piped stdin:\n{out}"
+    );
 
     // attach: the container waits for a line on stdin and answers it.
     let reader = b
-        .docker_ok(&["run", "-d", "-i", "busybox", "sh", "-c", "read line; echo got:$line"])
+        .docker_ok(&[
+            "run",
+            "-d",
+            "-i",
+            "busybox",
+            "sh",
+            "-c",
+            "read line; echo got:$line",
+        ])
         .stdout
         .trim()
         .to_owned();
-    let out = run(
+    let out = run_holding_stdin(
         b.docker_cmd(&["attach", &reader]),
-        Some(b"hello\n"),
+        b"hello\n",
         Duration::from_secs(30),
     );
     b.expect_ok(&out);
-    assert_eq!(out.stdout, "got:hello\n", "`docker attach` with piped stdin:\n{out}");
+    assert_eq!(
+        out.stdout, "got:hello\n",
+        "`docker attach` with piped stdin:\n{out}"
+    );
 }
 
 #[test]
@@ -117,12 +151,28 @@ fn headline_escapes_are_refused_with_a_reason() {
     let b = DindBox::start(h, "deny", &vol);
     b.load_busybox();
     let cases: [(&str, &[&str]); 4] = [
-        ("--privileged", &["run", "--rm", "--privileged", "busybox", "true"]),
-        ("--cap-add SYS_ADMIN", &["run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "true"]),
-        ("-v /:/host", &["run", "--rm", "-v", "/:/host", "busybox", "true"]),
+        (
+            "--privileged",
+            &["run", "--rm", "--privileged", "busybox", "true"],
+        ),
+        (
+            "--cap-add SYS_ADMIN",
+            &["run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "true"],
+        ),
+        (
+            "-v /:/host",
+            &["run", "--rm", "-v", "/:/host", "busybox", "true"],
+        ),
         (
             "--mount type=bind",
-            &["run", "--rm", "--mount", "type=bind,src=/,dst=/host", "busybox", "true"],
+            &[
+                "run",
+                "--rm",
+                "--mount",
+                "type=bind,src=/,dst=/host",
+                "busybox",
+                "true",
+            ],
         ),
     ];
     let mut failures = Vec::new();
@@ -205,7 +255,12 @@ fn docker_stop_exits_zero_within_10s() {
     b.load_busybox();
     // An inner container that stops on SIGTERM, so dockerd has something to shut down.
     b.docker_ok(&[
-        "run", "-d", "busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done",
+        "run",
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 1; done",
     ]);
     let started = Instant::now();
     let out = run(
@@ -216,7 +271,11 @@ fn docker_stop_exits_zero_within_10s() {
     let took = started.elapsed();
     b.expect_ok(&out);
     let code = b.state("{{.State.ExitCode}}");
-    eprintln!("{}: docker stop took {} ms, exit code {code}", b.name, took.as_millis());
+    eprintln!(
+        "{}: docker stop took {} ms, exit code {code}",
+        b.name,
+        took.as_millis()
+    );
     if code != "0" || took > Duration::from_secs(10) {
         b.fail(&format!(
             "`docker stop` must stop the box cleanly (exit code 0) within 10 s; \
@@ -233,15 +292,26 @@ fn second_start_on_the_same_volume_keeps_images() {
     {
         let b = DindBox::start(h, "restart", &vol);
         b.load_busybox();
-        b.expect_ok(&run(h.outer_cmd(&["stop", &b.name]), None, Duration::from_secs(30)));
+        b.expect_ok(&run(
+            h.outer_cmd(&["stop", &b.name]),
+            None,
+            Duration::from_secs(30),
+        ));
 
         // The same container again: its /run still holds the old pid files.
         let out = h.outer(&["start", &b.name]);
         b.expect_ok(&out);
         let took = b.wait_ready();
-        eprintln!("{}: ready again after docker start in {} ms", b.name, took.as_millis());
+        eprintln!(
+            "{}: ready again after docker start in {} ms",
+            b.name,
+            took.as_millis()
+        );
         let out = b.docker_ok(&["run", "--rm", "busybox", "echo", "still here"]);
-        assert_eq!(out.stdout, "still here\n", "busybox after `docker start`:\n{out}");
+        assert_eq!(
+            out.stdout, "still here\n",
+            "busybox after `docker start`:\n{out}"
+        );
     }
     // A new box on the same volume.
     let b = DindBox::start(h, "restart-new", &vol);
@@ -277,7 +347,10 @@ fn killed_dockerd_is_restarted() {
         killed.elapsed().as_millis()
     );
     let out = b.docker_ok(&["run", "--rm", "busybox", "echo", "after restart"]);
-    assert_eq!(out.stdout, "after restart\n", "a container after the dockerd restart:\n{out}");
+    assert_eq!(
+        out.stdout, "after restart\n",
+        "a container after the dockerd restart:\n{out}"
+    );
 }
 
 #[test]
@@ -288,7 +361,15 @@ fn shell_mode_runs_docker_and_exits_with_the_shell_code() {
     let mount = format!("{}:/var/lib/docker", vol.name);
     let mut cmd = Command::new("docker");
     cmd.env("DOCKER_HOST", &h.outer).args([
-        "run", "--rm", "-it", "--privileged", "--name", &name, "-v", &mount, &h.image,
+        "run",
+        "--rm",
+        "-it",
+        "--privileged",
+        "--name",
+        &name,
+        "-v",
+        &mount,
+        &h.image,
     ]);
     let _cleanup = RemoveOnDrop(h, name.clone());
     let mut pty = PtyChild::spawn(cmd);

@@ -46,7 +46,9 @@ pub fn harness() -> Option<&'static Harness> {
     }
     match HARNESS.get_or_init(setup) {
         Ok(h) => Some(h),
-        Err(err) => panic!("dindbox e2e harness setup failed (as root, so this is a failure, not a skip):\n{err}"),
+        Err(err) => panic!(
+            "dindbox e2e harness setup failed (as root, so this is a failure, not a skip):\n{err}"
+        ),
     }
 }
 
@@ -59,7 +61,9 @@ fn setup() -> Result<Harness, String> {
     let script = "set -euo pipefail; source scripts/lib.sh; ensure_packages; outer_docker_up; \
                   ensure_busybox_image; echo \"DOCKER_HOST=$DOCKER_HOST\"; echo \"BUSYBOX_TAR=$BUSYBOX_TAR\"";
     let mut cmd = Command::new("bash");
-    cmd.current_dir(repo()).args(["-c", script]).env_remove("DOCKER_HOST");
+    cmd.current_dir(repo())
+        .args(["-c", script])
+        .env_remove("DOCKER_HOST");
     let out = run(cmd, None, Duration::from_secs(600));
     if !out.ok() {
         return Err(format!("outer dockerd / busybox setup failed:\n{out}"));
@@ -128,7 +132,9 @@ impl Harness {
         for id in ids.split_whitespace() {
             self.outer(&["rm", "-f", "-v", id]);
         }
-        let vols = self.outer(&["volume", "ls", "-q", "--filter", &filter]).stdout;
+        let vols = self
+            .outer(&["volume", "ls", "-q", "--filter", &filter])
+            .stdout;
         for v in vols.split_whitespace() {
             self.outer(&["volume", "rm", "-f", v]);
         }
@@ -172,7 +178,18 @@ impl fmt::Display for Out {
 
 /// Runs `cmd` with `stdin` (then EOF; none means /dev/null), capturing its
 /// output; kills it after `timeout`.
-pub fn run(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out {
+pub fn run(cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out {
+    run_stdin(cmd, stdin, false, timeout)
+}
+
+/// Like [`run`], but stdin stays open (after `stdin` is written) until the
+/// command exits, as a terminal's would: `docker attach` stops reading output
+/// once its stdin is at EOF.
+pub fn run_holding_stdin(cmd: Command, stdin: &[u8], timeout: Duration) -> Out {
+    run_stdin(cmd, Some(stdin), true, timeout)
+}
+
+fn run_stdin(mut cmd: Command, stdin: Option<&[u8]>, hold: bool, timeout: Duration) -> Out {
     let what = describe(&cmd);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -185,15 +202,21 @@ pub fn run(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out {
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        let input = input.to_vec();
-        thread::spawn(move || {
-            let _ = pipe.write_all(&input);
-        });
-    }
+    let writer = match (stdin, child.stdin.take()) {
+        (Some(input), Some(mut pipe)) => {
+            let input = input.to_vec();
+            Some(thread::spawn(move || {
+                let _ = pipe.write_all(&input);
+                hold.then_some(pipe)
+            }))
+        }
+        _ => None,
+    };
     let stdout = reader(child.stdout.take().expect("piped stdout"));
     let stderr = reader(child.stderr.take().expect("piped stderr"));
     let (code, timed_out) = wait_timeout(&mut child, timeout);
+    // A held stdin closes only now.
+    drop(writer.map(|w| w.join()));
     Out {
         what,
         code,
@@ -243,6 +266,24 @@ fn describe(cmd: &Command) -> String {
         s.push_str(&a.to_string_lossy());
     }
     s
+}
+
+/// `s` without ANSI colour sequences (ESC [ ... letter).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Polls `f` every 200 ms until it returns `Some`, at most `timeout`.
@@ -313,7 +354,6 @@ impl Drop for Volume<'_> {
 pub struct DindBox<'h> {
     pub h: &'h Harness,
     pub name: String,
-    pub port: u16,
     /// DOCKER_HOST for the box's published API (through the proxy).
     pub api: String,
 }
@@ -335,7 +375,6 @@ impl<'h> DindBox<'h> {
             h,
             api: format!("tcp://127.0.0.1:{port}"),
             name,
-            port,
         };
         let publish = format!("127.0.0.1:{port}:2375");
         let mount = format!("{}:/var/lib/docker", volume.name);
@@ -446,10 +485,12 @@ impl<'h> DindBox<'h> {
 
     /// Fails the test with `msg` and the box's log.
     pub fn fail(&self, msg: &str) -> ! {
-        let logs = self.h.outer(&["logs", "--tail", "150", &self.name]);
+        let logs = self.h.outer(&["logs", "--tail", "80", &self.name]);
         panic!(
-            "{msg}\n=== log of box {} (last 150 lines):\n{}{}",
-            self.name, logs.stdout, logs.stderr
+            "{msg}\n=== log of box {} (last 80 lines):\n{}{}",
+            self.name,
+            strip_ansi(&logs.stdout),
+            strip_ansi(&logs.stderr)
         );
     }
 }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Every check, in the order CI runs them (`.ci/run` calls exactly this):
+# formatting, clippy, unit + integration tests, then the e2e suite on a
+# private outer dockerd. As root it installs what is missing (apt).
+#
+#   DINDBOX_KEEP_OUTER=1    leave the private outer dockerd running afterwards
+#                           (it is stopped at the end only if this run started it)
+#   DINDBOX_E2E_SKIP_BUILD=1, DINDBOX_IMAGE: see tests/e2e.rs
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib.sh
+
+started=$(date +%s)
+steps=()
+log=$(mktemp -t dindbox-test.XXXXXX)
+started_outer=
+
+finish() {
+    local rc=$? passed failed ignored
+    if [ -n "$started_outer" ] && [ "${DINDBOX_KEEP_OUTER:-}" != 1 ]; then outer_docker_down || true; fi
+    # Totals over every `cargo test` run above.
+    read -r passed failed ignored < <(awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i) ~ /^passed/) p += $(i - 1); if ($(i) ~ /^failed/) f += $(i - 1); if ($(i) ~ /^ignored/) s += $(i - 1)
+        }} END {print p + 0, f + 0, s + 0}' "$log")
+    rm -f "$log"
+    echo
+    echo "== scripts/test.sh summary ($(($(date +%s) - started)) s)"
+    printf '  %s\n' "${steps[@]}"
+    [ "$rc" = 0 ] || echo "  FAILED (exit $rc) in the step after the last one listed"
+    echo "total: $passed passed, $failed failed, $ignored skipped"
+    exit "$rc"
+}
+trap finish EXIT
+
+step() { # NAME COMMAND...
+    local name=$1 t0
+    shift
+    t0=$(date +%s)
+    say "== $name"
+    "$@"
+    steps+=("$(printf '%-34s ok %5d s' "$name" $(($(date +%s) - t0)))")
+}
+
+# cargo test, with its output also kept for the totals.
+cargo_test() { cargo test --locked "$@" 2>&1 | tee -a "$log"; }
+
+if [ "$(id -u)" = 0 ]; then step "install missing packages" ensure_packages; fi
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy -D warnings" cargo clippy --all-targets --locked -- -D warnings
+
+# Every integration test target but e2e (which needs root and Docker).
+targets=()
+for f in tests/*.rs; do
+    t=$(basename "$f" .rs)
+    [ "$t" = e2e ] || targets+=(--test "$t")
+done
+step "unit + integration tests" cargo_test --lib --bins "${targets[@]}"
+step "doc tests" cargo_test --doc
+
+if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
+# Release: the image gets the same optimised binary users get. Two threads:
+# each test runs its own box on its own port and volume.
+step "e2e (real outer dockerd)" cargo_test --release --test e2e -- --test-threads=2
