@@ -64,16 +64,13 @@ fn setup() -> Result<Harness, String> {
     cmd.current_dir(repo())
         .args(["-c", script])
         .env_remove("DOCKER_HOST");
-    let out = run(cmd, None, Duration::from_secs(600));
-    if !out.ok() {
-        return Err(format!("outer dockerd / busybox setup failed:\n{out}"));
-    }
+    let stdout = run_setup(cmd, "outer dockerd / busybox setup (scripts/lib.sh)")?;
     let value = |key: &str| {
-        out.stdout
+        stdout
             .lines()
             .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
             .map(str::to_owned)
-            .ok_or_else(|| format!("setup printed no {key}=:\n{out}"))
+            .ok_or_else(|| format!("setup printed no {key}=:\n{stdout}"))
     };
     let outer = value("DOCKER_HOST")?;
     let busybox_tar = PathBuf::from(value("BUSYBOX_TAR")?);
@@ -89,10 +86,7 @@ fn setup() -> Result<Harness, String> {
             .env("DOCKER_HOST", &outer)
             .env("DINDBOX_IMAGE", &image)
             .env("DINDBOX_BINARY", env!("CARGO_BIN_EXE_dindbox"));
-        let out = run(cmd, None, Duration::from_secs(900));
-        if !out.ok() {
-            return Err(format!("scripts/build-image.sh failed:\n{out}"));
-        }
+        run_setup(cmd, "scripts/build-image.sh")?;
     }
     let h = Harness {
         outer,
@@ -111,6 +105,24 @@ fn setup() -> Result<Harness, String> {
         h.image
     );
     Ok(h)
+}
+
+/// Runs a setup script with its progress and errors going straight to our
+/// stderr (debootstrap takes a minute); returns its stdout.
+fn run_setup(mut cmd: Command, what: &str) -> Result<String, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}); its messages are above.\n--- stdout:\n{stdout}",
+            out.status
+        ));
+    }
+    Ok(stdout)
 }
 
 impl Harness {
