@@ -45,7 +45,7 @@ ensure_packages() {
         return 1
     fi
     say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
+    export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
     apt-get update -qq || die "apt-get update failed" || return 1
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
         die "apt-get install ${missing[*]} failed" || return 1
