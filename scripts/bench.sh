@@ -27,6 +27,7 @@ volume=dindbox-bench-data
 if [ "$(id -u)" = 0 ]; then ensure_packages; fi
 docker_up_any
 outer=$DOCKER_HOST
+export DINDBOX_DOCKER_HOST=$outer # for build-image.sh
 if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then bash "$DINDBOX_REPO/scripts/build-image.sh"; fi
 
 cleanup() { docker rm -f -v "$name" >/dev/null 2>&1 || true; docker volume rm "$volume" >/dev/null 2>&1 || true; }

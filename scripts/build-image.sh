@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the dindbox image (default tag dindbox:dev) into the daemon in DOCKER_HOST
-# (or the host's, or the private outer one).
+# Builds the dindbox image (default tag dindbox:dev) into the daemon in
+# DINDBOX_DOCKER_HOST (else the host's Docker, else the private outer one).
 #
 #   DINDBOX_IMAGE=tag        image tag (default dindbox:dev)
 #   DINDBOX_BASE=image       base image; default: a debootstrapped bookworm

@@ -136,7 +136,8 @@ outer_docker_up() {
         rm -f "$dir/pid"
         for pid in $(pgrep -x dockerd || true); do
             die "another dockerd (pid $pid: $(tr '\0' ' ' </proc/"$pid"/cmdline)) is running;" \
-                "two outer daemons fight over docker0. Stop it, or use it via DOCKER_HOST" || return 1
+                "two outer daemons fight over docker0. Stop it, or use it:" \
+                "DINDBOX_DOCKER_HOST=unix:///var/run/docker.sock" || return 1
         done
         mapfile -t missing < <(caps_missing_from_bounding_set)
         if [ ${#missing[@]} -gt 0 ]; then
@@ -269,12 +270,18 @@ wait_docker_api() {
     done
 }
 
-# Makes DOCKER_HOST point at a daemon: the one already in DOCKER_HOST if it
-# answers, else the host's, else the private outer one (started if needed).
+# Makes DOCKER_HOST point at the daemon that runs boxes: $DINDBOX_DOCKER_HOST
+# if set, else the host's, else the private outer one (started if needed).
+# A DOCKER_HOST already in the environment is ignored on purpose: after
+# `eval "$(scripts/run.sh)"` it points at a box, which refuses --privileged.
 docker_up_any() {
-    if [ -n "${DOCKER_HOST:-}" ] && timeout 10 docker version >/dev/null 2>&1; then
-        say "using DOCKER_HOST=$DOCKER_HOST"
+    if [ -n "${DINDBOX_DOCKER_HOST:-}" ]; then
+        export DOCKER_HOST=$DINDBOX_DOCKER_HOST
+        timeout 10 docker version >/dev/null 2>&1 ||
+            die "DINDBOX_DOCKER_HOST=$DINDBOX_DOCKER_HOST does not answer \`docker version\`" || return 1
+        say "using DINDBOX_DOCKER_HOST=$DOCKER_HOST"
         return 0
     fi
+    unset DOCKER_HOST
     use_host_docker_if_any || outer_docker_up
 }

@@ -7,6 +7,8 @@
 #
 #   DINDBOX_PORT=2375      host port to publish the box's API on (127.0.0.1 only)
 #   DINDBOX_NAME=dindbox   container name; its volume is $DINDBOX_NAME-data
+#   DINDBOX_DOCKER_HOST    the Docker that runs the box (default: the host's if
+#                          /var/run/docker.sock answers, else a private one)
 #   DINDBOX_IMAGE, DINDBOX_BASE, DINDBOX_BINARY: see build-image.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,6 +21,7 @@ api=tcp://127.0.0.1:$port
 if [ "$(id -u)" = 0 ]; then ensure_packages; fi
 docker_up_any
 outer=$DOCKER_HOST
+export DINDBOX_DOCKER_HOST=$outer # for build-image.sh
 bash "$DINDBOX_REPO/scripts/build-image.sh"
 ensure_busybox_image # busybox.tar to load into the box (there is no registry)
 

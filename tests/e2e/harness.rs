@@ -58,7 +58,9 @@ fn repo() -> PathBuf {
 
 fn setup() -> Result<Harness, String> {
     let started = Instant::now();
-    let script = "set -euo pipefail; source scripts/lib.sh; ensure_packages; outer_docker_up; \
+    // The private outer dockerd, unless DINDBOX_DOCKER_HOST names another daemon.
+    let script = "set -euo pipefail; source scripts/lib.sh; ensure_packages; \
+                  if [ -n \"${DINDBOX_DOCKER_HOST:-}\" ]; then docker_up_any; else outer_docker_up; fi; \
                   ensure_busybox_image; echo \"DOCKER_HOST=$DOCKER_HOST\"; echo \"BUSYBOX_TAR=$BUSYBOX_TAR\"";
     let mut cmd = Command::new("bash");
     cmd.current_dir(repo())
@@ -83,7 +85,7 @@ fn setup() -> Result<Harness, String> {
         let mut cmd = Command::new("bash");
         cmd.current_dir(repo())
             .arg("scripts/build-image.sh")
-            .env("DOCKER_HOST", &outer)
+            .env("DINDBOX_DOCKER_HOST", &outer)
             .env("DINDBOX_IMAGE", &image)
             .env("DINDBOX_BINARY", env!("CARGO_BIN_EXE_dindbox"));
         run_setup(cmd, "scripts/build-image.sh")?;
