@@ -285,6 +285,35 @@ fn docker_stop_exits_zero_within_10s() {
     }
 }
 
+/// An inner container whose PID 1 ignores SIGTERM (`sleep`, most shells) makes
+/// dockerd wait its full per-container stop timeout (10 s) before SIGKILL, so
+/// the outer `docker stop` (also 10 s) kills the box: exit 137, unclean.
+#[test]
+#[ignore = "known gap in init's shutdown: inner containers get dockerd's own 10 s stop timeout"]
+fn docker_stop_with_a_sigterm_ignoring_inner_container_exits_zero_within_10s() {
+    let h = need_harness!();
+    let vol = Volume::new(h, "stop-stubborn");
+    let b = DindBox::start(h, "stop-stubborn", &vol);
+    b.load_busybox();
+    b.docker_ok(&["run", "-d", "busybox", "sleep", "1000"]);
+    let started = Instant::now();
+    let out = run(
+        h.outer_cmd(&["stop", &b.name]),
+        None,
+        Duration::from_secs(30),
+    );
+    let took = started.elapsed();
+    b.expect_ok(&out);
+    let code = b.state("{{.State.ExitCode}}");
+    if code != "0" || took > Duration::from_secs(10) {
+        b.fail(&format!(
+            "`docker stop` must stop the box cleanly (exit code 0) within 10 s even when an \
+             inner container ignores SIGTERM; it took {:.1} s and the exit code is {code}",
+            took.as_secs_f64()
+        ));
+    }
+}
+
 #[test]
 fn second_start_on_the_same_volume_keeps_images() {
     let h = need_harness!();
