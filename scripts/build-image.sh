@@ -36,8 +36,12 @@ cp -p "$binary" "$context/dindbox"
 
 say "docker build -t $DINDBOX_IMAGE (BASE=$base)"
 t0=$(date +%s)
+previous=$(docker image inspect -f '{{.Id}}' "$DINDBOX_IMAGE" 2>/dev/null || true)
 if ! docker build --build-arg "BASE=$base" -t "$DINDBOX_IMAGE" "$context" >"$DINDBOX_CACHE/build.log" 2>&1; then
     tail -n 40 "$DINDBOX_CACHE/build.log" >&2
     die "docker build failed (log: $DINDBOX_CACHE/build.log)"
 fi
+# The image this tag named before is garbage now (unless a box still uses it).
+current=$(docker image inspect -f '{{.Id}}' "$DINDBOX_IMAGE")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then docker rmi "$previous" >/dev/null 2>&1 || true; fi
 say "image $DINDBOX_IMAGE built in $(($(date +%s) - t0)) s"
