@@ -32,7 +32,7 @@ die() {
 ensure_packages() {
     local missing=() cmd pkg
     for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap \
-        iptables:iptables jq:jq script:bsdutils curl:curl; do
+        iptables:iptables jq:jq pgrep:procps setsid:util-linux; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done
