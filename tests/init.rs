@@ -5,7 +5,9 @@
 //! the target dir holding sockets, the ready file and the fake's records.
 //!
 //! The namespace gets its own tmpfs on /run before init starts, so init's
-//! stale pid/socket cleanup cannot touch the host's /run.
+//! stale pid/socket cleanup cannot touch the host's /run; and /tmp is bound
+//! onto itself, so init (which mounts a tmpfs on a /tmp that is no mount
+//! point) cannot hide a checkout that lives under /tmp.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -16,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+/// Run inside the new mount namespace before init.
+const NAMESPACE_SETUP: &str = "mount -t tmpfs tmpfs /run && mount --bind /tmp /tmp";
 
 const DINDBOX: &str = env!("CARGO_BIN_EXE_dindbox");
 const FAKE_DOCKERD: &str = env!("CARGO_BIN_EXE_fake-dockerd");
@@ -83,10 +88,7 @@ impl InitBox {
             "sh",
             "-c",
         ])
-        .arg(format!(
-            "mount -t tmpfs tmpfs /run && {} exec \"$@\"",
-            opts.pre
-        ))
+        .arg(format!("{NAMESPACE_SETUP} && {} exec \"$@\"", opts.pre))
         .args(["sh", DINDBOX, "init"])
         .args(&opts.command)
         .env("DINDBOX_DOCKERD", FAKE_DOCKERD)
@@ -551,7 +553,7 @@ fn shell_mode_owns_the_terminal_and_its_exit_code_is_init_exit_code() {
         std::fs::write(p.join("cgroup").join(f), v).unwrap();
     }
     let inner = format!(
-        "unshare --pid --fork --mount --mount-proc -- sh -c 'mount -t tmpfs tmpfs /run && exec \"$@\"' sh {DINDBOX} init"
+        "unshare --pid --fork --mount --mount-proc -- sh -c '{NAMESPACE_SETUP} && exec \"$@\"' sh {DINDBOX} init"
     );
     let mut child = Command::new("script")
         .args(["-qec", &inner, "/dev/null"])
