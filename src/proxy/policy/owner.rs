@@ -326,6 +326,39 @@ pub fn reference_name(name: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
+/// dockerd answers that the proxy reads before passing them on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Passed on as it is.
+    Plain,
+    /// `POST /volumes/create`: dockerd answers with the existing volume when
+    /// the name is taken, which may be another owner's.
+    VolumeCreated,
+    /// `GET /system/df`: every owner's containers and volumes.
+    DiskUsage,
+    /// `GET /networks/bridge` (a built-in network): its `Containers` are
+    /// every owner's.
+    BuiltinNetwork,
+}
+
+pub fn answer(method: &Method, route: &Route) -> Answer {
+    match (method, route.pattern) {
+        (&Method::POST, "/volumes/create") => Answer::VolumeCreated,
+        (&Method::GET, "/system/df") => Answer::DiskUsage,
+        (&Method::GET, "/networks/{}") if route.param().is_some_and(is_builtin_network) => {
+            Answer::BuiltinNetwork
+        }
+        _ => Answer::Plain,
+    }
+}
+
+/// A built-in network's answer without the endpoints of the containers on it.
+pub fn hide_endpoints(network: &mut serde_json::Value) {
+    if let Some(containers) = network.get_mut("Containers") {
+        *containers = serde_json::Value::Object(serde_json::Map::new());
+    }
+}
+
 /// The lists inside `GET /system/df`'s answer that hold other owners'
 /// objects, cut down to owned ones (images and build cache stay shared).
 pub fn filter_disk_usage(owner: &Owner, usage: &mut serde_json::Value) {
@@ -640,6 +673,28 @@ mod tests {
         for bad in ["", "/", "..", "a/b", "a\n"] {
             assert_eq!(reference_name(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn answers_read_before_passing_on() {
+        for (method, path, expected) in [
+            (Method::POST, "/volumes/create", Answer::VolumeCreated),
+            (Method::GET, "/system/df", Answer::DiskUsage),
+            (Method::GET, "/networks/bridge", Answer::BuiltinNetwork),
+            (Method::GET, "/networks/mine", Answer::Plain),
+            (Method::DELETE, "/networks/bridge", Answer::Plain),
+            (Method::GET, "/containers/json", Answer::Plain),
+        ] {
+            let route = route(&method, &path.parse().unwrap()).unwrap();
+            assert_eq!(answer(&method, &route), expected, "{method} {path}");
+        }
+        let mut bridge =
+            json(r#"{"Name":"bridge","Containers":{"c1":{"Name":"theirs"}},"IPAM":{}}"#);
+        hide_endpoints(&mut bridge);
+        assert_eq!(
+            bridge,
+            json(r#"{"Name":"bridge","Containers":{},"IPAM":{}}"#)
+        );
     }
 
     #[test]
