@@ -156,7 +156,10 @@ impl Upstream<'_> {
 
     async fn volume(&self, name: &str) -> Result<Volume, Reject> {
         let Some(name) = owner::reference_name(name) else {
-            return Ok(Volume::Foreign);
+            return Err(Reject::bad_request(
+                "owner",
+                format!("{name:?} is not a valid volume name"),
+            ));
         };
         let path = format!("/volumes/{}", encode_param(name));
         Ok(match self.inspect(&path, "volume", name).await? {

@@ -1165,6 +1165,41 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_label_is_injected_and_wins_and_reaches_mounted_volumes() {
+        let policy = Policy {
+            labels: vec![
+                ("ci.owner".into(), "configured".into()),
+                ("team".into(), "a".into()),
+            ],
+            owner: Some(("ci.owner".into(), "job-1".into())),
+            ..Policy::default()
+        };
+        let forwarded = create_with(
+            &policy,
+            r#"{"Labels":{"ci.owner":"job-2"},"HostConfig":{"Mounts":[{"Type":"volume","Target":"/a"},{"type":"volume","source":"v","target":"/v","volumeoptions":{"labels":{"ci.owner":"job-2","k":"v"}}},{"Type":"tmpfs","Target":"/t"}]}}"#,
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&forwarded).unwrap();
+        let owned = serde_json::json!({"team":"a","ci.owner":"job-1"});
+        assert_eq!(json["Labels"], owned, "{forwarded}");
+        let mounts = &json["HostConfig"]["Mounts"];
+        assert_eq!(mounts[0]["VolumeOptions"]["Labels"], owned, "{forwarded}");
+        assert_eq!(
+            mounts[1]["VolumeOptions"]["Labels"],
+            serde_json::json!({"ci.owner":"job-1","k":"v","team":"a"}),
+            "{forwarded}"
+        );
+        assert_eq!(mounts[2].get("VolumeOptions"), None, "{forwarded}");
+        // Box mode (no owner): mounts are forwarded as they are.
+        let plain = create_with(
+            &injecting(),
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/a"}]}}"#,
+        )
+        .unwrap();
+        assert!(!plain.contains("VolumeOptions"), "{plain}");
+    }
+
+    #[test]
     fn a_tenant_may_lower_the_budget_but_not_raise_it() {
         let lower = create_with(
             &injecting(),
