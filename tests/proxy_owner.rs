@@ -63,11 +63,51 @@ impl Daemon {
                 ("myvol".into(), json!({ KEY: MINE })),
                 ("theirvol".into(), json!({ KEY: THEIRS })),
                 ("plainvol".into(), Value::Null),
+                ("anon-mine".into(), json!({})),
+                ("anon-theirs".into(), Value::Null),
             ],
         }
     }
 
-    fn answer(&mut self, method: &str, path: &str, body: &str) -> (u16, Value) {
+    /// Anonymous volumes (no labels) and the container mounting each.
+    fn mounts(&self) -> [(&'static str, &'static str); 2] {
+        [("anon-mine", "aaaa1111"), ("anon-theirs", "bbbb2222")]
+    }
+
+    /// `GET /containers/json`, filtered by `label` and `volume` as dockerd does.
+    fn list(&self, query: &str) -> Value {
+        let filters: Value = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "filters")
+            .and_then(|(_, v)| serde_json::from_str(&v).ok())
+            .unwrap_or_default();
+        let wanted = |key: &str| -> Vec<String> {
+            filters[key]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let list: Vec<Value> = self
+            .containers
+            .iter()
+            .filter(|(_, _, owner)| {
+                wanted("label")
+                    .iter()
+                    .all(|l| Some(l.as_str()) == owner.map(|o| format!("{KEY}={o}")).as_deref())
+            })
+            .filter(|(id, _, _)| {
+                wanted("volume")
+                    .iter()
+                    .all(|v| self.mounts().iter().any(|(n, c)| n == v && c == id))
+            })
+            .map(|(id, _, _)| json!({ "Id": id }))
+            .collect();
+        Value::Array(list)
+    }
+
+    fn answer(&mut self, method: &str, path: &str, query: &str, body: &str) -> (u16, Value) {
+        if (method, path) == ("GET", "/containers/json") {
+            return (200, self.list(query));
+        }
         let labels = |owner: Option<&str>| owner.map_or(Value::Null, |o| json!({ KEY: o }));
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
@@ -175,7 +215,9 @@ impl Harness {
 fn is_ownership_question(s: &Seen) -> bool {
     let path = s.target.split('?').next().unwrap();
     s.method == "GET"
-        && (path.ends_with("/json") && (path.contains("/containers/") || path.contains("/exec/"))
+        && (path.ends_with("/containers/json") && s.target.contains("volume%22")
+            || path.ends_with("/json")
+                && (path.contains("/containers/") || path.contains("/exec/"))
             || path.contains("/networks/")
             || path.contains("/volumes/"))
 }
@@ -253,7 +295,8 @@ async fn fake_response(
     });
     let path = parts.uri.path();
     let path = path.strip_prefix("/v1.41").unwrap_or(path);
-    let (status, answer) = daemon.answer(parts.method.as_str(), path, &body);
+    let query = parts.uri.query().unwrap_or("");
+    let (status, answer) = daemon.answer(parts.method.as_str(), path, query, &body);
     Response::builder()
         .status(status)
         .header("Content-Type", "application/json")
@@ -642,6 +685,45 @@ async fn creating_a_volume_whose_name_another_owner_holds_is_a_conflict() {
         created["Labels"]["ci.owner"], "job-1",
         "the owner label cannot be overridden"
     );
+}
+
+#[tokio::test]
+async fn anonymous_volumes_belong_to_the_owner_of_the_containers_mounting_them() {
+    let h = start().await;
+    let (status, body) = call(&h.mine, "GET", "/volumes/anon-mine", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(&h.mine, "GET", "/volumes/anon-theirs", None).await;
+    assert_eq!(status, 404, "{body}");
+    // What compose sends when it recreates a service: the old container's
+    // anonymous volume, by name.
+    let recreate = |volume: &str| {
+        format!(
+            r#"{{"Image":"postgres","HostConfig":{{"Mounts":[{{"Type":"volume","Source":"{volume}","Target":"/var/lib/postgresql/data"}}]}}}}"#
+        )
+    };
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/containers/create",
+        Some(&recreate("anon-mine")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/containers/create",
+        Some(&recreate("anon-theirs")),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let creates: Vec<Seen> = h
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .collect();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    assert!(creates[0].body.contains("anon-mine"), "{creates:?}");
 }
 
 #[tokio::test]

@@ -19,11 +19,12 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyperlocal::UnixConnector;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 use tracing::warn;
 
 use super::gojson::Json;
-use super::policy::owner::{self, Kind, Owner, Reference};
+use super::policy::owner::{self, Kind, Label, Owner, Reference};
 use super::policy::{self, Policy, Reject};
 use super::route::{encode_param, ApiVersion, Route};
 use super::{empty, full, Body, BODY_LIMIT};
@@ -162,11 +163,32 @@ impl Upstream<'_> {
             ));
         };
         let path = format!("/volumes/{}", encode_param(name));
-        Ok(match self.inspect(&path, "volume", name).await? {
-            None => Volume::Absent,
-            Some(volume) if owner::owns(self.owner, volume.get("Labels")) => Volume::Owned,
-            Some(_) => Volume::Foreign,
-        })
+        let Some(volume) = self.inspect(&path, "volume", name).await? else {
+            return Ok(Volume::Absent);
+        };
+        match owner::label(self.owner, volume.get("Labels")) {
+            Label::Mine => Ok(Volume::Owned),
+            Label::Other => Ok(Volume::Foreign),
+            // Anonymous volumes have no labels: the owner's are the ones its
+            // containers mount (compose re-mounts them when it recreates a
+            // service, `docker volume inspect` looks at them).
+            Label::Missing => {
+                let filters = owner::used_by_owned_containers(self.owner, name);
+                let path = format!(
+                    "/containers/json?all=1&filters={}",
+                    utf8_percent_encode(&filters, NON_ALPHANUMERIC)
+                );
+                let (status, body) = self.call(Method::GET, &path, None, "volume", name).await?;
+                if !status.is_success() {
+                    return Err(upstream_error(status, &body, "volume", name));
+                }
+                let used = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|list| list.as_array().map(|l| !l.is_empty()))
+                    .unwrap_or(false);
+                Ok(if used { Volume::Owned } else { Volume::Foreign })
+            }
+        }
     }
 
     /// Creates a named volume with the labels a mount asked for and the

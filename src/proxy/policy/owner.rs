@@ -62,6 +62,34 @@ pub fn owns(owner: &Owner, labels: Option<&serde_json::Value>) -> bool {
         .is_some_and(|value| value == owner.1)
 }
 
+/// Whether labels carry the owner label, another owner's, or none at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    Mine,
+    Other,
+    Missing,
+}
+
+pub fn label(owner: &Owner, labels: Option<&serde_json::Value>) -> Label {
+    match labels.and_then(|labels| labels.get(&owner.0)) {
+        None | Some(serde_json::Value::Null) => Label::Missing,
+        Some(value) if value.as_str() == Some(owner.1.as_str()) => Label::Mine,
+        Some(_) => Label::Other,
+    }
+}
+
+/// The `filters` that list the owner's containers using a volume: how an
+/// anonymous volume (dockerd creates those without labels, for an image's
+/// `VOLUME` or a `-v /path`) is known to be the owner's. Every volume an
+/// owned container mounts passed the owner check or was made for it.
+pub fn used_by_owned_containers(owner: &Owner, volume: &str) -> String {
+    serde_json::json!({
+        "label": { format!("{}={}", owner.0, owner.1): true },
+        "volume": { volume: true },
+    })
+    .to_string()
+}
+
 /// The networks every container may use: they belong to the daemon, not to
 /// a tenant (`host` and `container:` modes are refused by the policy).
 pub fn is_builtin_network(name: &str) -> bool {
@@ -395,6 +423,39 @@ mod tests {
         assert!(!owns(&owner(), Some(&json(r#"{}"#))));
         assert!(!owns(&owner(), Some(&serde_json::Value::Null)));
         assert!(!owns(&owner(), None));
+    }
+
+    #[test]
+    fn label_tells_mine_from_others_and_from_none() {
+        assert_eq!(
+            label(&owner(), Some(&json(r#"{"ci.owner":"job-1"}"#))),
+            Label::Mine
+        );
+        assert_eq!(
+            label(&owner(), Some(&json(r#"{"ci.owner":"job-2"}"#))),
+            Label::Other
+        );
+        assert_eq!(
+            label(&owner(), Some(&json(r#"{"ci.owner":""}"#))),
+            Label::Other
+        );
+        assert_eq!(
+            label(&owner(), Some(&json(r#"{"ci.owner":null}"#))),
+            Label::Missing
+        );
+        assert_eq!(
+            label(&owner(), Some(&json(r#"{"other":"x"}"#))),
+            Label::Missing
+        );
+        assert_eq!(
+            label(&owner(), Some(&serde_json::Value::Null)),
+            Label::Missing
+        );
+        assert_eq!(label(&owner(), None), Label::Missing);
+        assert_eq!(
+            json(&used_by_owned_containers(&owner(), "4f2a")),
+            json(r#"{"label":{"ci.owner=job-1":true},"volume":{"4f2a":true}}"#)
+        );
     }
 
     #[test]
