@@ -588,6 +588,11 @@ async fn a_create_naming_another_owners_objects_is_refused_and_never_forwarded()
             "No such container: theirs",
         ),
         (
+            r#"{"Image":"b","HostConfig":{"Binds":["fresh:/data"]},"NetworkingConfig":{"EndpointsConfig":{"theirnet":{}}}}"#,
+            404,
+            "network theirnet not found",
+        ),
+        (
             r#"{"Image":"b","HostConfig":{"Binds":["theirvol:/data"]}}"#,
             409,
             "dindbox: the volume name \"theirvol\" is taken by another owner on this daemon; choose another name",

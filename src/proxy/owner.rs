@@ -88,7 +88,11 @@ impl Upstream<'_> {
     /// exist yet is created now, with the owner label, so that the job owns
     /// it (dockerd would create it without labels).
     pub async fn verify_references(&self, references: &[Reference]) -> Result<(), Reject> {
-        for reference in references {
+        // Volumes last: a volume is only created once nothing else can refuse.
+        let (volumes, others): (Vec<&Reference>, Vec<&Reference>) = references
+            .iter()
+            .partition(|r| matches!(r, Reference::Volume { .. }));
+        for reference in others.into_iter().chain(volumes) {
             match reference {
                 Reference::Container(name) => {
                     if self.owned_container(name).await?.is_none() {
