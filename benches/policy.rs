@@ -15,6 +15,7 @@ fn decision(c: &mut Criterion) {
         memory: Some(1 << 30),
         pids: Some(512),
         allow_buildkit: false,
+        owner: None,
     };
     c.bench_function("create decision (docker run body)", |b| {
         b.iter(|| {

@@ -131,6 +131,7 @@ fn policy() -> Policy {
         memory: Some(1 << 30),
         pids: Some(512),
         allow_buildkit: false,
+        owner: None,
     }
 }
 

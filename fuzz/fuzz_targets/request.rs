@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         memory: Some(1 << 30),
         pids: Some(512),
         allow_buildkit: false,
+        owner: Some(("ci.owner".into(), "fuzz".into())),
     };
     let Ok(route) = admit(&policy, method, &uri, &headers) else { return };
     // The forwarded target must route to the same endpoint.

@@ -8,7 +8,7 @@ use http::header::{self, HeaderMap};
 use http::{Method, Uri};
 
 use super::gojson::Json;
-use super::policy::{self, Policy, Reject};
+use super::policy::{self, owner, Policy, Reject};
 use super::route::{self, Endpoint, Route};
 
 /// Routes a request and checks everything but its body: the endpoint is on
@@ -34,6 +34,12 @@ pub fn admit(
         Endpoint::ImageCreate => policy::image_create(&route.query)?,
         _ => {}
     }
+    if let Some(owner) = &policy.owner {
+        if owner::is_filtered(method, &route) {
+            let filters = owner::with_owner_filter(owner, route.query.first("filters"))?;
+            route.query.set("filters", &filters);
+        }
+    }
     Ok(route)
 }
 
@@ -47,6 +53,7 @@ pub fn inspects_body(endpoint: Endpoint) -> bool {
             | Endpoint::VolumeCreate
             | Endpoint::NetworkCreate
             | Endpoint::NetworkConnect
+            | Endpoint::NetworkDisconnect
     )
 }
 
@@ -57,8 +64,21 @@ pub fn rewrite_body(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Vec<u8>, Reject> {
+    Ok(check_body(policy, endpoint, headers, body)?
+        .map(|json| json.to_vec())
+        .unwrap_or_default())
+}
+
+/// Checks a whole JSON body and returns the canonical body to forward in its
+/// place (`None` for an empty body, which is forwarded empty).
+pub fn check_body(
+    policy: &Policy,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Json>, Reject> {
     if body.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     if media_type(headers) != "application/json" {
         return Err(Reject::bad_request(
@@ -79,9 +99,10 @@ pub fn rewrite_body(
         Endpoint::VolumeCreate => policy::volume_create(policy, &json)?,
         Endpoint::NetworkCreate => policy::network_create(policy, &json)?,
         Endpoint::NetworkConnect => policy::network_connect(&json)?,
+        Endpoint::NetworkDisconnect => policy::network_disconnect(&json)?,
         other => unreachable!("{other:?} bodies are streamed, not inspected"),
     };
-    Ok(checked.to_vec())
+    Ok(Some(checked))
 }
 
 /// dockerd's `ParseForm` reads form-encoded bodies into the same values as the

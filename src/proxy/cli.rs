@@ -29,6 +29,12 @@ pub struct PolicyOptions {
     /// Let BuildKit sessions through (only where the daemon itself is confined).
     #[arg(long)]
     pub allow_buildkit: bool,
+    /// Standalone mode: only containers, networks and volumes carrying this
+    /// label (`key=value`, also set on everything created) are visible, so
+    /// two CI jobs behind two proxies on one daemon cannot touch each other's.
+    /// Env: DINDBOX_OWNER_LABEL.
+    #[arg(long, value_parser = config::parse_owner_label)]
+    pub owner_label: Option<(String, String)>,
 }
 
 impl PolicyOptions {
@@ -47,6 +53,9 @@ impl PolicyOptions {
             policy.cgroup_parent = Some(parent.clone());
         }
         policy.allow_buildkit |= self.allow_buildkit;
+        if let Some(owner) = &self.owner_label {
+            policy.owner = Some(owner.clone());
+        }
         Ok(policy)
     }
 }

@@ -26,6 +26,8 @@ pub struct PolicyFile {
     pub memory: Option<String>,
     pub pids: Option<i64>,
     pub allow_buildkit: Option<bool>,
+    /// Standalone mode's owner label, `key=value`.
+    pub owner_label: Option<String>,
 }
 
 /// A source of settings by name: the process environment in production, a map in tests.
@@ -56,6 +58,7 @@ pub const ENV_CGROUP_PARENT: &str = "DINDBOX_CGROUP_PARENT";
 pub const ENV_MEMORY: &str = "DINDBOX_MEMORY_LIMIT";
 pub const ENV_PIDS: &str = "DINDBOX_PIDS_LIMIT";
 pub const ENV_BUILDKIT: &str = "DINDBOX_ALLOW_BUILDKIT";
+pub const ENV_OWNER_LABEL: &str = "DINDBOX_OWNER_LABEL";
 
 /// Reads and validates a policy file.
 pub fn read_file(path: &Path) -> anyhow::Result<PolicyFile> {
@@ -88,6 +91,9 @@ pub fn apply_file(mut policy: Policy, file: &PolicyFile) -> anyhow::Result<Polic
     if let Some(allow) = file.allow_buildkit {
         policy.allow_buildkit = allow;
     }
+    if let Some(owner) = &file.owner_label {
+        policy.owner = Some(parse_owner_label(owner).context("owner-label")?);
+    }
     Ok(policy)
 }
 
@@ -111,6 +117,9 @@ pub fn apply_env(mut policy: Policy, env: &impl Source) -> anyhow::Result<Policy
     if let Some(allow) = env.get(ENV_BUILDKIT) {
         policy.allow_buildkit = parse_bool(&allow).context(ENV_BUILDKIT)?;
     }
+    if let Some(owner) = env.get(ENV_OWNER_LABEL) {
+        policy.owner = Some(parse_owner_label(&owner).context(ENV_OWNER_LABEL)?);
+    }
     Ok(policy)
 }
 
@@ -127,6 +136,16 @@ pub fn parse_label(text: &str) -> anyhow::Result<(String, String)> {
         bail!("label {text:?} must be key=value");
     };
     Ok((parse_label_key(key)?, value.to_string()))
+}
+
+/// The owner label: `key=value` with a non-empty value, since an empty value
+/// is what an unlabelled object would be compared against by mistake.
+pub fn parse_owner_label(text: &str) -> anyhow::Result<(String, String)> {
+    let (key, value) = parse_label(text)?;
+    if value.is_empty() {
+        bail!("owner label {text:?} needs a value (key=value), e.g. ci.job=build-42");
+    }
+    Ok((key, value))
 }
 
 fn parse_label_key(key: &str) -> anyhow::Result<String> {
@@ -208,6 +227,13 @@ pub fn explain(policy: &Policy) -> String {
         }
     ));
     out.push_str(&format!(
+        "  owner label (also injected; only objects carrying it are visible): {}\n",
+        policy
+            .owner
+            .as_ref()
+            .map_or("none".into(), |(k, v)| format!("{k}={v}"))
+    ));
+    out.push_str(&format!(
         "  cgroup parent (containers, classic builds): {}\n",
         policy.cgroup_parent.as_deref().unwrap_or("none")
     ));
@@ -245,6 +271,18 @@ pub fn explain(policy: &Policy) -> String {
         "form-encoded and multipart bodies; API versions above 1.41",
     ] {
         out.push_str(&format!("  - {rule}\n"));
+    }
+    if policy.owner.is_some() {
+        out.push_str("Ownership (owner label set):\n");
+        for rule in [
+            "containers, execs, networks and volumes without the owner label look absent (404) on every {id} endpoint",
+            "container create: VolumesFrom, Links, NetworkMode and EndpointsConfig must name owned containers and networks (bridge, default and none are shared)",
+            "a named volume in Binds or Mounts must be owned; one that does not exist yet is created first, with the owner label",
+            "lists, prunes and events are filtered by the owner label; system df lists owned containers and volumes only",
+            "images and the build cache are shared: pulled images carry no labels",
+        ] {
+            out.push_str(&format!("  - {rule}\n"));
+        }
     }
     out.push_str(&format!(
         "BuildKit sessions (/session, /grpc): {}\n",
@@ -333,6 +371,29 @@ mod tests {
         );
         assert_eq!(policy.memory, Some(256 << 20));
         assert!(!policy.allow_buildkit);
+    }
+
+    #[test]
+    fn parse_owner_label_needs_a_key_and_a_value() {
+        assert_eq!(
+            parse_owner_label("ci.job=42").unwrap(),
+            ("ci.job".into(), "42".into())
+        );
+        assert!(parse_owner_label("ci.job=").is_err());
+        assert!(parse_owner_label("=42").is_err());
+        assert!(parse_owner_label("ci.job").is_err());
+    }
+
+    #[test]
+    fn owner_label_comes_from_the_file_and_the_environment() {
+        let file = parse_file("owner-label = \"ci.job=a\"").unwrap();
+        let policy = apply_file(Policy::default(), &file).unwrap();
+        assert_eq!(policy.owner, Some(("ci.job".into(), "a".into())));
+        let env = HashMap::from([(ENV_OWNER_LABEL, "ci.job=b")]);
+        let policy = apply_env(policy, &env).unwrap();
+        assert_eq!(policy.owner, Some(("ci.job".into(), "b".into())));
+        assert!(parse_file("owner-label = \"nokey\"").is_err());
+        assert_eq!(Policy::default().owner, None, "box mode has no owner");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod cli;
 pub mod config;
 pub mod gojson;
 mod hijack;
+mod owner;
 pub mod policy;
 pub mod query;
 pub mod route;
@@ -225,18 +226,34 @@ impl Proxy {
     }
 
     async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, Reject> {
-        let route = check::admit(&self.policy, req.method(), req.uri(), req.headers())?;
+        let mut route = check::admit(&self.policy, req.method(), req.uri(), req.headers())?;
+        // Standalone mode with an owner label: ask dockerd who owns what the
+        // request names. Without one, no request costs an extra round trip.
+        let ownership = self.policy.owner.as_ref().map(|owner| owner::Upstream {
+            client: &self.client,
+            socket: &self.upstream,
+            version: route.version,
+            policy: &self.policy,
+            owner,
+        });
+        if let Some(ownership) = &ownership {
+            ownership.verify_target(&mut route).await?;
+        }
+        let answer = match &self.policy.owner {
+            Some(_) => policy::owner::answer(req.method(), &route),
+            None => policy::owner::Answer::Plain,
+        };
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
         let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let body = if check::inspects_body(route.endpoint) {
             let bytes = read_bounded(body).await?;
-            full(check::rewrite_body(
-                &self.policy,
-                route.endpoint,
-                &parts.headers,
-                &bytes,
-            )?)
+            let checked = check::check_body(&self.policy, route.endpoint, &parts.headers, &bytes)?;
+            if let (Some(ownership), Some(checked)) = (&ownership, &checked) {
+                let references = policy::owner::references(route.endpoint, checked);
+                ownership.verify_references(&references).await?;
+            }
+            full(checked.map(|json| json.to_vec()).unwrap_or_default())
         } else {
             stream(body)
         };
@@ -266,6 +283,34 @@ impl Proxy {
         if route.endpoint == Endpoint::Version && parts.status.is_success() {
             parts.headers.remove(header::CONTENT_LENGTH);
             return Ok(Response::from_parts(parts, cap_version_body(body).await));
+        }
+        if let (Some(owner), true) = (&self.policy.owner, parts.status.is_success()) {
+            use policy::owner::Answer;
+            match answer {
+                Answer::Plain => {}
+                Answer::VolumeCreated => {
+                    let bytes = read_answer(body).await?;
+                    owner::check_created_volume(owner, "", &bytes)?;
+                    return Ok(Response::from_parts(parts, full(bytes.to_vec())));
+                }
+                Answer::DiskUsage | Answer::BuiltinNetwork => {
+                    let mut json: serde_json::Value =
+                        serde_json::from_slice(&read_answer(body).await?).map_err(|_| Reject {
+                            status: StatusCode::BAD_GATEWAY,
+                            rule: "owner-check",
+                            message: "dindbox: dockerd's answer is not JSON".into(),
+                        })?;
+                    match answer {
+                        Answer::DiskUsage => policy::owner::filter_disk_usage(owner, &mut json),
+                        _ => policy::owner::hide_endpoints(&mut json),
+                    }
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    return Ok(Response::from_parts(
+                        parts,
+                        full(json.to_string().into_bytes()),
+                    ));
+                }
+            }
         }
         Ok(Response::from_parts(parts, stream(body)))
     }
@@ -350,6 +395,22 @@ async fn read_bounded(body: Incoming) -> Result<Bytes, Reject> {
             format!("failed to read the request body: {err}"),
         )),
     }
+}
+
+/// Reads a dockerd answer the proxy must look at before passing it on.
+async fn read_answer(body: Incoming) -> Result<Bytes, Reject> {
+    Limited::new(body, BODY_LIMIT)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|err| {
+            warn!(error = %err, "failed to read dockerd's answer");
+            Reject {
+                status: StatusCode::BAD_GATEWAY,
+                rule: "owner-check",
+                message: "dindbox: failed to read the daemon's answer".into(),
+            }
+        })
 }
 
 /// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1).

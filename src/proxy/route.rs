@@ -75,6 +75,7 @@ pub enum Endpoint {
     VolumeCreate,
     NetworkCreate,
     NetworkConnect,
+    NetworkDisconnect,
 }
 
 /// A request's target, parsed and re-encoded.
@@ -84,10 +85,29 @@ pub struct Route {
     pub version: ApiVersion,
     /// The decoded path without the version prefix, e.g. `/containers/create`.
     pub path: String,
+    /// The allow-list pattern the path matched, e.g. `/containers/{}/json`.
+    pub pattern: &'static str,
     pub query: Query,
 }
 
 impl Route {
+    /// What the pattern's `{}` matched (a container, exec, network or volume
+    /// id or name), if the pattern has one.
+    pub fn param(&self) -> Option<&str> {
+        let (prefix, suffix) = self.pattern.split_once("{}")?;
+        self.path
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+    }
+
+    /// Points the request at `param` in place of what the client named (the
+    /// full id the proxy resolved, so dockerd acts on the object it checked).
+    pub fn set_param(&mut self, param: &str) {
+        if self.pattern.contains("{}") {
+            self.path = self.pattern.replacen("{}", param, 1);
+        }
+    }
+
     /// The target to forward: `/v<version><path>?<query>`, encoded by the proxy.
     pub fn target(&self) -> String {
         let path = utf8_percent_encode(&self.path, PATH);
@@ -96,6 +116,11 @@ impl Route {
             false => format!("/v{}{path}?{}", self.version, self.query.encode()),
         }
     }
+}
+
+/// A path parameter as the proxy writes it into a target it builds itself.
+pub fn encode_param(param: &str) -> String {
+    utf8_percent_encode(param, PATH).to_string()
 }
 
 /// Characters re-encoded in a forwarded path: what a path segment may not hold.
@@ -180,7 +205,7 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/networks/{}", Plain),
     (Method::DELETE, "/networks/{}", Plain),
     (Method::POST, "/networks/{}/connect", NetworkConnect),
-    (Method::POST, "/networks/{}/disconnect", Plain),
+    (Method::POST, "/networks/{}/disconnect", NetworkDisconnect),
     // volumes
     (Method::GET, "/volumes", Plain),
     (Method::POST, "/volumes/create", VolumeCreate),
@@ -192,10 +217,9 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
 pub fn route(method: &Method, uri: &Uri) -> Result<Route, Reject> {
     let path = clean_path(uri)?;
     let (version, path) = split_version(&path)?;
-    let Some(endpoint) = ROUTES
+    let Some(&(_, pattern, endpoint)) = ROUTES
         .iter()
         .find(|(m, pattern, _)| m == method && matches(pattern, path))
-        .map(|r| r.2)
     else {
         return Err(Reject::forbidden(
             "endpoint",
@@ -208,6 +232,7 @@ pub fn route(method: &Method, uri: &Uri) -> Result<Route, Reject> {
         endpoint,
         version,
         path: path.to_string(),
+        pattern,
         query,
     })
 }

@@ -278,6 +278,9 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
     set_default(&mut host_config, "CgroupnsMode", "private");
     set_default(&mut host_config, "IpcMode", "private");
     apply_budget(policy, &mut host_config, Budget::Create)?;
+    if policy.owner.is_some() {
+        label_mounted_volumes(&mut host_config, &policy.injected_labels());
+    }
     if let Some(parent) = &policy.cgroup_parent {
         set(
             &mut host_config,
@@ -286,8 +289,30 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
         );
     }
     set(&mut request, "HostConfig", Json::Object(host_config));
-    inject_labels(&mut request, &policy.labels);
+    inject_labels(&mut request, &policy.injected_labels());
     Ok(Json::Object(request))
+}
+
+/// dockerd creates the volume of a `Mounts` entry of type volume when it does
+/// not exist (a fresh anonymous one when it has no `Source`) with the labels
+/// in `VolumeOptions.Labels`: those get the injected labels, so with an owner
+/// label set, the volumes a container creates for itself are owned too.
+fn label_mounted_volumes(host_config: &mut [(String, Json)], labels: &[(String, String)]) {
+    let Some((_, Json::Array(mounts))) = host_config.iter_mut().find(|(k, _)| k == "Mounts") else {
+        return;
+    };
+    for mount in mounts {
+        let Json::Object(mount) = mount else { continue };
+        if !matches!(get(mount, "Type"), Some(Json::String(t)) if t == "volume") {
+            continue;
+        }
+        let mut options = match get(mount, "VolumeOptions") {
+            Some(Json::Object(options)) => options.clone(),
+            _ => Vec::new(),
+        };
+        inject_labels(&mut options, labels);
+        set(mount, "VolumeOptions", Json::Object(options));
+    }
 }
 
 /// Checks a container-update body: the same resource rules as create.
@@ -1112,6 +1137,7 @@ mod tests {
             memory: Some(512 << 20),
             pids: Some(256),
             allow_buildkit: false,
+            owner: None,
         }
     }
 
@@ -1136,6 +1162,41 @@ mod tests {
             1,
             "one Labels key only: {forwarded}"
         );
+    }
+
+    #[test]
+    fn the_owner_label_is_injected_and_wins_and_reaches_mounted_volumes() {
+        let policy = Policy {
+            labels: vec![
+                ("ci.owner".into(), "configured".into()),
+                ("team".into(), "a".into()),
+            ],
+            owner: Some(("ci.owner".into(), "job-1".into())),
+            ..Policy::default()
+        };
+        let forwarded = create_with(
+            &policy,
+            r#"{"Labels":{"ci.owner":"job-2"},"HostConfig":{"Mounts":[{"Type":"volume","Target":"/a"},{"type":"volume","source":"v","target":"/v","volumeoptions":{"labels":{"ci.owner":"job-2","k":"v"}}},{"Type":"tmpfs","Target":"/t"}]}}"#,
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&forwarded).unwrap();
+        let owned = serde_json::json!({"team":"a","ci.owner":"job-1"});
+        assert_eq!(json["Labels"], owned, "{forwarded}");
+        let mounts = &json["HostConfig"]["Mounts"];
+        assert_eq!(mounts[0]["VolumeOptions"]["Labels"], owned, "{forwarded}");
+        assert_eq!(
+            mounts[1]["VolumeOptions"]["Labels"],
+            serde_json::json!({"ci.owner":"job-1","k":"v","team":"a"}),
+            "{forwarded}"
+        );
+        assert_eq!(mounts[2].get("VolumeOptions"), None, "{forwarded}");
+        // Box mode (no owner): mounts are forwarded as they are.
+        let plain = create_with(
+            &injecting(),
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/a"}]}}"#,
+        )
+        .unwrap();
+        assert!(!plain.contains("VolumeOptions"), "{plain}");
     }
 
     #[test]

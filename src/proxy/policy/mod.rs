@@ -11,12 +11,17 @@
 
 mod container;
 mod objects;
+pub mod owner;
 mod value;
+
+use std::borrow::Cow;
 
 use http::StatusCode;
 
 pub use self::container::{container_create, container_update, exec_create};
-pub use self::objects::{build, image_create, network_connect, network_create, volume_create};
+pub use self::objects::{
+    build, image_create, network_connect, network_create, network_disconnect, volume_create,
+};
 
 /// The policy's settings: what it injects into what tenants create, and which
 /// optional features it lets through. The rules themselves are not settings.
@@ -35,6 +40,30 @@ pub struct Policy {
     /// inspected, so this is only safe where the daemon itself is confined
     /// (a dind box: no insecure entitlements, the box's own cgroup).
     pub allow_buildkit: bool,
+    /// Standalone mode's owner label (`--owner-label key=value`): injected like
+    /// the other labels, and every object a request names or lists must carry
+    /// it (see [`owner`]). `None` in box mode, where the box is the tenant.
+    pub owner: Option<(String, String)>,
+}
+
+impl Policy {
+    /// The labels set on what tenants create: the configured ones, then the
+    /// owner label, which wins over a configured label with the same key.
+    pub fn injected_labels(&self) -> Cow<'_, [(String, String)]> {
+        match &self.owner {
+            None => Cow::Borrowed(&self.labels),
+            Some((key, value)) => {
+                let mut labels: Vec<_> = self
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k != key)
+                    .cloned()
+                    .collect();
+                labels.push((key.clone(), value.clone()));
+                Cow::Owned(labels)
+            }
+        }
+    }
 }
 
 /// A refused request: the HTTP status, the rule that refused it (for logs),

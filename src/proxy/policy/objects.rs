@@ -74,7 +74,7 @@ pub fn build(policy: &Policy, query: &Query) -> Result<Query, Reject> {
     if let Some(parent) = &policy.cgroup_parent {
         query.set("cgroupparent", parent);
     }
-    if !policy.labels.is_empty() {
+    if !policy.labels.is_empty() || policy.owner.is_some() {
         query.set("labels", &build_labels(policy, query.first("labels"))?);
     }
     Ok(query)
@@ -91,7 +91,7 @@ fn build_labels(policy: &Policy, given: Option<&str>) -> Result<String, Reject> 
             )
         })?,
     };
-    for (key, value) in &policy.labels {
+    for (key, value) in policy.injected_labels().iter() {
         labels.insert(key.clone(), value.clone().into());
     }
     Ok(serde_json::Value::Object(labels).to_string())
@@ -144,7 +144,7 @@ pub fn volume_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
             "swarm is not available to tenants",
         ));
     }
-    inject_labels(&mut request, &policy.labels);
+    inject_labels(&mut request, &policy.injected_labels());
     Ok(Json::Object(request))
 }
 
@@ -230,7 +230,7 @@ pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
             ));
         }
     }
-    inject_labels(&mut request, &policy.labels);
+    inject_labels(&mut request, &policy.injected_labels());
     Ok(Json::Object(request))
 }
 
@@ -252,6 +252,14 @@ pub fn network_connect(body: &Json) -> Result<Json, Reject> {
         }
     }
     Ok(Json::Object(request))
+}
+
+const NETWORK_DISCONNECT: &[Field] = &[field("Container", Scalar), field("Force", Scalar)];
+
+/// Canonicalises `POST /networks/{id}/disconnect`, so the `Container` the
+/// owner check reads is the one dockerd reads.
+pub fn network_disconnect(body: &Json) -> Result<Json, Reject> {
+    Ok(Json::Object(decode(body, NETWORK_DISCONNECT)?.fields))
 }
 
 /// dockerd reads the first value of a parameter; a second one is refused so

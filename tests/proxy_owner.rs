@@ -1,0 +1,768 @@
+//! Owner isolation (`dindbox proxy --owner-label`) through real sockets: a
+//! fake dockerd that knows a few labelled containers, execs, networks and
+//! volumes, and two proxies with different owners in front of it, as two CI
+//! jobs on one host would have.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dindbox::proxy::policy::Policy;
+use dindbox::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "ci.owner";
+const MINE: &str = "job-1";
+const THEIRS: &str = "job-2";
+
+/// A request as the fake dockerd received it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    body: String,
+}
+
+/// What the fake dockerd knows: objects with labels.
+struct Daemon {
+    seen: Vec<Seen>,
+    /// (id, name, owner)
+    containers: Vec<(&'static str, &'static str, Option<&'static str>)>,
+    /// (exec id, container id)
+    execs: Vec<(&'static str, &'static str)>,
+    /// (id, name, owner)
+    networks: Vec<(&'static str, &'static str, Option<&'static str>)>,
+    /// (name, labels)
+    volumes: Vec<(String, Value)>,
+}
+
+impl Daemon {
+    fn new() -> Daemon {
+        Daemon {
+            seen: Vec::new(),
+            containers: vec![
+                ("aaaa1111", "mine", Some(MINE)),
+                ("bbbb2222", "theirs", Some(THEIRS)),
+                ("cccc3333", "nobodys", None),
+            ],
+            execs: vec![("e-mine", "aaaa1111"), ("e-theirs", "bbbb2222")],
+            networks: vec![
+                ("n1111", "mynet", Some(MINE)),
+                ("n2222", "theirnet", Some(THEIRS)),
+                ("n0000", "bridge", None),
+            ],
+            volumes: vec![
+                ("myvol".into(), json!({ KEY: MINE })),
+                ("theirvol".into(), json!({ KEY: THEIRS })),
+                ("plainvol".into(), Value::Null),
+                ("anon-mine".into(), json!({})),
+                ("anon-theirs".into(), Value::Null),
+            ],
+        }
+    }
+
+    /// Anonymous volumes (no labels) and the container mounting each.
+    fn mounts(&self) -> [(&'static str, &'static str); 2] {
+        [("anon-mine", "aaaa1111"), ("anon-theirs", "bbbb2222")]
+    }
+
+    /// `GET /containers/json`, filtered by `label` and `volume` as dockerd does.
+    fn list(&self, query: &str) -> Value {
+        let filters: Value = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "filters")
+            .and_then(|(_, v)| serde_json::from_str(&v).ok())
+            .unwrap_or_default();
+        let wanted = |key: &str| -> Vec<String> {
+            filters[key]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let list: Vec<Value> = self
+            .containers
+            .iter()
+            .filter(|(_, _, owner)| {
+                wanted("label")
+                    .iter()
+                    .all(|l| Some(l.as_str()) == owner.map(|o| format!("{KEY}={o}")).as_deref())
+            })
+            .filter(|(id, _, _)| {
+                wanted("volume")
+                    .iter()
+                    .all(|v| self.mounts().iter().any(|(n, c)| n == v && c == id))
+            })
+            .map(|(id, _, _)| json!({ "Id": id }))
+            .collect();
+        Value::Array(list)
+    }
+
+    fn answer(&mut self, method: &str, path: &str, query: &str, body: &str) -> (u16, Value) {
+        if (method, path) == ("GET", "/containers/json") {
+            return (200, self.list(query));
+        }
+        let labels = |owner: Option<&str>| owner.map_or(Value::Null, |o| json!({ KEY: o }));
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            ("GET", ["containers", name, "json"]) => {
+                match self
+                    .containers
+                    .iter()
+                    .find(|(id, n, _)| id.starts_with(name) || n == name)
+                {
+                    Some((id, n, owner)) => (
+                        200,
+                        json!({"Id": id, "Name": format!("/{n}"), "Config": {"Labels": labels(*owner)}}),
+                    ),
+                    None => (
+                        404,
+                        json!({"message": format!("No such container: {name}")}),
+                    ),
+                }
+            }
+            ("GET", ["exec", id, "json"]) => match self.execs.iter().find(|(e, _)| e == id) {
+                Some((e, c)) => (200, json!({"ID": e, "ContainerID": c})),
+                None => (
+                    404,
+                    json!({"message": format!("No such exec instance: {id}")}),
+                ),
+            },
+            ("GET", ["networks", name]) => {
+                match self
+                    .networks
+                    .iter()
+                    .find(|(id, n, _)| id == name || n == name)
+                {
+                    Some((id, n, owner)) => (
+                        200,
+                        json!({"Id": id, "Name": n, "Labels": labels(*owner),
+                               "Containers": {"bbbb2222": {"Name": "theirs"}}}),
+                    ),
+                    None => (404, json!({"message": format!("network {name} not found")})),
+                }
+            }
+            ("GET", ["volumes", name]) => match self.volumes.iter().find(|(n, _)| n == name) {
+                Some((n, l)) => (200, json!({"Name": n, "Labels": l})),
+                None => (
+                    404,
+                    json!({"message": format!("get {name}: no such volume")}),
+                ),
+            },
+            ("POST", ["volumes", "create"]) => {
+                let request: Value = serde_json::from_str(body).unwrap_or_default();
+                let name = request["Name"].as_str().unwrap_or("anon").to_string();
+                // Like dockerd: an existing name answers with the existing volume.
+                if let Some((n, l)) = self.volumes.iter().find(|(n, _)| *n == name) {
+                    return (201, json!({"Name": n, "Labels": l}));
+                }
+                self.volumes.push((name.clone(), request["Labels"].clone()));
+                (201, json!({"Name": name, "Labels": request["Labels"]}))
+            }
+            ("GET", ["system", "df"]) => (
+                200,
+                json!({"Images": [{"Id": "sha256:i"}],
+                       "Containers": [{"Id": "aaaa1111", "Labels": {KEY: MINE}},
+                                      {"Id": "bbbb2222", "Labels": {KEY: THEIRS}}],
+                       "Volumes": [{"Name": "myvol", "Labels": {KEY: MINE}},
+                                   {"Name": "theirvol", "Labels": {KEY: THEIRS}}]}),
+            ),
+            _ => (200, json!({"Id": "c0ffee", "Warnings": []})),
+        }
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    /// The proxy of job-1 (`ci.owner=job-1`).
+    mine: PathBuf,
+    /// A proxy without an owner label (box mode).
+    plain: PathBuf,
+    daemon: Arc<Mutex<Daemon>>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Harness {
+    fn seen(&self) -> Vec<Seen> {
+        self.daemon.lock().unwrap().seen.clone()
+    }
+
+    fn forget(&self) {
+        self.daemon.lock().unwrap().seen.clear();
+    }
+
+    /// The requests that were not the proxy's own ownership questions.
+    fn forwarded(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| !is_ownership_question(s))
+            .collect()
+    }
+}
+
+fn is_ownership_question(s: &Seen) -> bool {
+    let path = s.target.split('?').next().unwrap();
+    s.method == "GET"
+        && (path.ends_with("/containers/json") && s.target.contains("volume%22")
+            || path.ends_with("/json")
+                && (path.contains("/containers/") || path.contains("/exec/"))
+            || path.contains("/networks/")
+            || path.contains("/volumes/"))
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("dockerd.sock");
+    let daemon = Arc::new(Mutex::new(Daemon::new()));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(fake_dockerd(
+        UnixListener::bind(&upstream).unwrap(),
+        daemon.clone(),
+    ));
+    let mine = dir.path().join("mine.sock");
+    let plain = dir.path().join("plain.sock");
+    let owned = Policy {
+        labels: vec![("team".into(), "a".into())],
+        owner: Some((KEY.into(), MINE.into())),
+        ..Policy::default()
+    };
+    start_proxy(&upstream, &mine, owned, &shutdown).await;
+    start_proxy(&upstream, &plain, Policy::default(), &shutdown).await;
+    Harness {
+        _dir: dir,
+        mine,
+        plain,
+        daemon,
+        shutdown,
+    }
+}
+
+async fn start_proxy(upstream: &Path, listen: &Path, policy: Policy, shutdown: &CancellationToken) {
+    let proxy = Proxy::new(ProxyConfig {
+        upstream: upstream.to_path_buf(),
+        policy,
+    });
+    let listener = Listener::bind(&ListenAddr::Unix(listen.to_path_buf()))
+        .await
+        .unwrap();
+    tokio::spawn(proxy.serve(listener, shutdown.clone()));
+}
+
+async fn fake_dockerd(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let daemon = daemon.clone();
+                async move { Ok::<_, std::convert::Infallible>(fake_response(req, daemon).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn fake_response(
+    req: Request<Incoming>,
+    daemon: Arc<Mutex<Daemon>>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let mut daemon = daemon.lock().unwrap();
+    daemon.seen.push(Seen {
+        method: parts.method.to_string(),
+        target: parts.uri.to_string(),
+        body: body.clone(),
+    });
+    let path = parts.uri.path();
+    let path = path.strip_prefix("/v1.41").unwrap_or(path);
+    let query = parts.uri.query().unwrap_or("");
+    let (status, answer) = daemon.answer(parts.method.as_str(), path, query, &body);
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json")
+        .body(Full::new(Bytes::from(answer.to_string())))
+        .unwrap()
+}
+
+/// Sends one request and returns (status, body).
+async fn call(socket: &Path, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        raw.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    raw.push_str("\r\n");
+    raw.push_str(body.unwrap_or(""));
+    let mut stream = UnixStream::connect(socket).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("proxy answered in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out).into_owned();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn message(body: &str) -> String {
+    serde_json::from_str::<Value>(body).unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The `filters` parameter of a forwarded target, parsed.
+fn filters(target: &str) -> Value {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let value = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "filters")
+        .map(|(_, v)| v.into_owned())
+        .expect("a filters parameter");
+    serde_json::from_str(&value).unwrap()
+}
+
+#[tokio::test]
+async fn another_owners_container_looks_absent_on_every_id_endpoint() {
+    let h = start().await;
+    for (method, target) in [
+        ("GET", "/v1.41/containers/theirs/json"),
+        ("GET", "/containers/theirs/logs?stdout=1"),
+        ("GET", "/containers/bbbb2222/archive?path=/etc"),
+        ("GET", "/containers/bbbb/export"),
+        ("POST", "/containers/theirs/kill"),
+        ("POST", "/containers/theirs/attach?stream=1"),
+        ("DELETE", "/containers/theirs?force=1"),
+        ("GET", "/containers/nobodys/json"),
+        ("GET", "/containers/ghost/json"),
+    ] {
+        let (status, body) = call(&h.mine, method, target, None).await;
+        assert_eq!(status, 404, "{method} {target}: {body}");
+        assert!(
+            message(&body).starts_with("No such container: "),
+            "{method} {target}: {body}"
+        );
+    }
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/containers/theirs/exec",
+        Some(r#"{"Cmd":["sh"]}"#),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(message(&body), "No such container: theirs");
+    assert!(
+        h.forwarded().is_empty(),
+        "only ownership questions reached the daemon: {:?}",
+        h.forwarded()
+    );
+}
+
+#[tokio::test]
+async fn ones_own_container_passes_pinned_to_its_full_id() {
+    let h = start().await;
+    let (status, _) = call(&h.mine, "GET", "/containers/mine/logs?stdout=1", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&h.mine, "DELETE", "/containers/aaaa?force=1", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &h.mine,
+        "POST",
+        "/containers/mine/exec",
+        Some(r#"{"Cmd":["sh"]}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let targets: Vec<String> = h
+        .forwarded()
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.target))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "GET /v1.41/containers/aaaa1111/logs?stdout=1",
+            "DELETE /v1.41/containers/aaaa1111?force=1",
+            "POST /v1.41/containers/aaaa1111/exec",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn execs_are_owned_through_their_container() {
+    let h = start().await;
+    for target in ["/exec/e-theirs/json", "/exec/nope/json"] {
+        let (status, body) = call(&h.mine, "GET", target, None).await;
+        assert_eq!(status, 404, "{target}: {body}");
+        assert!(
+            message(&body).starts_with("No such exec instance: "),
+            "{body}"
+        );
+    }
+    let (status, body) = call(&h.mine, "POST", "/exec/e-theirs/start", Some("{}")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
+    let (status, _) = call(&h.mine, "POST", "/exec/e-mine/resize?h=10&w=10", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.forwarded().len(), 1, "{:?}", h.forwarded());
+}
+
+#[tokio::test]
+async fn networks_and_volumes_of_another_owner_look_absent() {
+    let h = start().await;
+    for (method, target, expected) in [
+        ("GET", "/networks/theirnet", "network theirnet not found"),
+        ("DELETE", "/networks/n2222", "network n2222 not found"),
+        ("GET", "/volumes/theirvol", "get theirvol: no such volume"),
+        (
+            "DELETE",
+            "/volumes/plainvol",
+            "get plainvol: no such volume",
+        ),
+    ] {
+        let (status, body) = call(&h.mine, method, target, None).await;
+        assert_eq!(status, 404, "{method} {target}: {body}");
+        assert_eq!(message(&body), expected);
+    }
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/networks/theirnet/connect",
+        Some(r#"{"Container":"mine"}"#),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    // One's own network, another owner's container (in the body, any case).
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/networks/mynet/disconnect",
+        Some(r#"{"container":"theirs","Force":true}"#),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(message(&body), "No such container: theirs");
+    assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
+
+    let (status, _) = call(
+        &h.mine,
+        "POST",
+        "/networks/mynet/connect",
+        Some(r#"{"Container":"mine"}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&h.mine, "GET", "/volumes/myvol", None).await;
+    assert_eq!(status, 200);
+    let forwarded = h.forwarded();
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    assert_eq!(forwarded[0].target, "/v1.41/networks/n1111/connect");
+    assert_eq!(forwarded[0].body, r#"{"Container":"mine"}"#);
+}
+
+#[tokio::test]
+async fn the_bridge_network_is_shared_without_its_endpoints() {
+    let h = start().await;
+    let (status, body) = call(&h.mine, "GET", "/networks/bridge", None).await;
+    assert_eq!(status, 200, "{body}");
+    let network: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(network["Name"], "bridge");
+    assert_eq!(network["Containers"], json!({}), "{body}");
+}
+
+#[tokio::test]
+async fn lists_prunes_and_events_get_the_owner_filter() {
+    let h = start().await;
+    let status_filter = "%7B%22status%22%3A%5B%22running%22%5D%7D"; // {"status":["running"]}
+    for (method, target) in [
+        (
+            "GET",
+            format!("/containers/json?all=1&filters={status_filter}"),
+        ),
+        ("GET", "/networks".to_string()),
+        (
+            "GET",
+            "/volumes?filters=%7B%22label%22%3A%7B%22a%3Db%22%3Atrue%7D%7D".to_string(),
+        ),
+        ("GET", "/events?since=1".to_string()),
+        ("POST", "/containers/prune".to_string()),
+        ("POST", "/networks/prune".to_string()),
+        ("POST", "/volumes/prune".to_string()),
+    ] {
+        h.forget();
+        let (status, body) = call(&h.mine, method, &target, None).await;
+        assert_eq!(status, 200, "{target}: {body}");
+        let seen = h.seen();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let filters = filters(&seen[0].target);
+        assert_eq!(
+            filters["label"]["ci.owner=job-1"],
+            json!(true),
+            "{target}: {filters}"
+        );
+        if target.contains("status") {
+            assert_eq!(filters["status"], json!({"running": true}));
+        }
+        if target.contains("a%3Db") {
+            assert_eq!(filters["label"]["a=b"], json!(true));
+        }
+    }
+    let (status, body) = call(&h.mine, "GET", "/containers/json?filters=%5B%5D", None).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn images_and_disk_usage() {
+    let h = start().await;
+    let (status, _) = call(&h.mine, "GET", "/images/json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        h.seen()[0].target,
+        "/v1.41/images/json",
+        "images are shared"
+    );
+    let (status, body) = call(&h.mine, "GET", "/system/df", None).await;
+    assert_eq!(status, 200);
+    let usage: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(usage["Containers"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(usage["Containers"][0]["Id"], "aaaa1111");
+    assert_eq!(usage["Volumes"][0]["Name"], "myvol");
+    assert_eq!(usage["Volumes"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(usage["Images"].as_array().unwrap().len(), 1, "{body}");
+}
+
+#[tokio::test]
+async fn a_create_naming_another_owners_objects_is_refused_and_never_forwarded() {
+    let h = start().await;
+    for (body, status, expected) in [
+        (
+            r#"{"Image":"b","HostConfig":{"VolumesFrom":["theirs:ro"]}}"#,
+            404,
+            "No such container: theirs",
+        ),
+        (
+            r#"{"Image":"b","HostConfig":{"Links":["/theirs:db"]}}"#,
+            404,
+            "No such container: /theirs",
+        ),
+        (
+            r#"{"Image":"b","HostConfig":{"NetworkMode":"theirnet"}}"#,
+            404,
+            "network theirnet not found",
+        ),
+        (
+            r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"mynet":{},"n2222":{}}}}"#,
+            404,
+            "network n2222 not found",
+        ),
+        (
+            r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"mynet":{"Links":["theirs"]}}}}"#,
+            404,
+            "No such container: theirs",
+        ),
+        (
+            r#"{"Image":"b","HostConfig":{"Binds":["fresh:/data"]},"NetworkingConfig":{"EndpointsConfig":{"theirnet":{}}}}"#,
+            404,
+            "network theirnet not found",
+        ),
+        (
+            r#"{"Image":"b","HostConfig":{"Binds":["theirvol:/data"]}}"#,
+            409,
+            "dindbox: the volume name \"theirvol\" is taken by another owner on this daemon; choose another name",
+        ),
+        (
+            r#"{"Image":"b","HostConfig":{"Mounts":[{"Type":"volume","Source":"plainvol","Target":"/d"}]}}"#,
+            409,
+            "dindbox: the volume name \"plainvol\" is taken by another owner on this daemon; choose another name",
+        ),
+    ] {
+        let (got, answer) = call(&h.mine, "POST", "/containers/create", Some(body)).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert_eq!(message(&answer), expected, "{body}");
+    }
+    let creates: Vec<Seen> = h
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .collect();
+    assert!(creates.is_empty(), "the daemon saw {creates:?}");
+}
+
+#[tokio::test]
+async fn a_create_naming_ones_own_objects_is_forwarded_with_the_owner_label() {
+    let h = start().await;
+    let body = r#"{"Image":"b","Labels":{"ci.owner":"job-2"},"HostConfig":{"VolumesFrom":["mine"],"Links":["mine:m"],"NetworkMode":"mynet","Binds":["myvol:/data"],
+        "Mounts":[{"Type":"volume","Target":"/anon"}]},
+        "NetworkingConfig":{"EndpointsConfig":{"mynet":{},"bridge":{}}}}"#;
+    let (status, answer) = call(&h.mine, "POST", "/containers/create?name=x", Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let forwarded = h.forwarded();
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    let create: Value = serde_json::from_str(&forwarded[0].body).unwrap();
+    assert_eq!(create["Labels"], json!({"ci.owner": "job-1", "team": "a"}));
+    assert_eq!(
+        create["HostConfig"]["Mounts"][0]["VolumeOptions"]["Labels"],
+        json!({"ci.owner": "job-1", "team": "a"}),
+        "an anonymous volume dockerd creates is owned"
+    );
+}
+
+#[tokio::test]
+async fn a_new_named_volume_is_created_owned_before_the_container() {
+    let h = start().await;
+    let body = r#"{"Image":"b","HostConfig":{"Binds":["fresh:/data"],"Mounts":[{"Type":"volume","Source":"cache","Target":"/c","VolumeOptions":{"Labels":{"kind":"cache"}}}]}}"#;
+    let (status, answer) = call(&h.mine, "POST", "/containers/create", Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let posts: Vec<(String, Value)> = h
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| (s.target, serde_json::from_str(&s.body).unwrap()))
+        .collect();
+    assert_eq!(posts.len(), 3, "{posts:?}");
+    assert_eq!(posts[0].0, "/v1.41/volumes/create");
+    assert_eq!(
+        posts[0].1,
+        json!({"Name": "fresh", "Labels": {"team": "a", "ci.owner": "job-1"}})
+    );
+    assert_eq!(
+        posts[1].1,
+        json!({"Name": "cache", "Labels": {"kind": "cache", "team": "a", "ci.owner": "job-1"}})
+    );
+    assert_eq!(posts[2].0, "/v1.41/containers/create");
+    // The job owns them now.
+    let (status, _) = call(&h.mine, "GET", "/volumes/fresh", None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn creating_a_volume_whose_name_another_owner_holds_is_a_conflict() {
+    let h = start().await;
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/volumes/create",
+        Some(r#"{"Name":"theirvol"}"#),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        !body.contains("job-2"),
+        "their labels are not shown: {body}"
+    );
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/volumes/create",
+        Some(r#"{"Name":"newvol","Labels":{"ci.owner":"job-2"}}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        created["Labels"]["ci.owner"], "job-1",
+        "the owner label cannot be overridden"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_volumes_belong_to_the_owner_of_the_containers_mounting_them() {
+    let h = start().await;
+    let (status, body) = call(&h.mine, "GET", "/volumes/anon-mine", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(&h.mine, "GET", "/volumes/anon-theirs", None).await;
+    assert_eq!(status, 404, "{body}");
+    // What compose sends when it recreates a service: the old container's
+    // anonymous volume, by name.
+    let recreate = |volume: &str| {
+        format!(
+            r#"{{"Image":"postgres","HostConfig":{{"Mounts":[{{"Type":"volume","Source":"{volume}","Target":"/var/lib/postgresql/data"}}]}}}}"#
+        )
+    };
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/containers/create",
+        Some(&recreate("anon-mine")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/containers/create",
+        Some(&recreate("anon-theirs")),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let creates: Vec<Seen> = h
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .collect();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    assert!(creates[0].body.contains("anon-mine"), "{creates:?}");
+}
+
+#[tokio::test]
+async fn commit_needs_an_owned_container() {
+    let h = start().await;
+    let (status, body) = call(&h.mine, "POST", "/commit?container=theirs&repo=x", None).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = call(&h.mine, "POST", "/commit?container=mine&repo=x", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        h.forwarded()[0].target,
+        "/v1.41/commit?container=aaaa1111&repo=x"
+    );
+}
+
+#[tokio::test]
+async fn without_an_owner_label_no_request_costs_an_extra_round_trip() {
+    let h = start().await;
+    for (method, target, body) in [
+        ("GET", "/containers/theirs/json", None),
+        ("GET", "/containers/json", None),
+        ("POST", "/exec/e-theirs/resize", None),
+        (
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image":"b","HostConfig":{"VolumesFrom":["theirs"],"Binds":["fresh:/d"]}}"#),
+        ),
+    ] {
+        h.forget();
+        let (status, answer) = call(&h.plain, method, target, body).await;
+        assert_eq!(status, 200, "{target}: {answer}");
+        let seen = h.seen();
+        assert_eq!(seen.len(), 1, "{target}: {seen:?}");
+        assert!(!seen[0].target.contains("filters"), "{seen:?}");
+        assert!(!seen[0].body.contains("ci.owner"), "{seen:?}");
+    }
+}
