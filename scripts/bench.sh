@@ -10,7 +10,10 @@
 #      summary also shows the baseline without that second).
 #      Median of N runs, and the ratio (a)/(b).
 #   2. Idle RSS of the dindbox process (PID 1 of the box).
-#   3. Proxy latency: (to come) see the section at the end.
+#   3. Proxy overhead: GET /_ping and GET /containers/json through the proxy's
+#      unix socket against dockerd's private socket directly, from inside a
+#      box (examples/loadgen.rs): p50/p99 latency and req/s with 1 and 64
+#      concurrent clients, BENCH_SECONDS each (default 5), and the ratios.
 #
 #   BENCH_RUNS=5            N
 #   BENCH_PORT=23790        host port used by the bench boxes
@@ -73,13 +76,31 @@ sleep 5
 pid1=$(docker exec "$name" cat /proc/1/comm)
 rss_kb=$(docker exec "$name" awk '/^VmRSS:/ {print $2}' /proc/1/status)
 dockerd_kb=$(docker exec "$name" sh -c 'awk "/^VmRSS:/ {print \$2}" /proc/$(pidof dockerd)/status' || echo "?")
-cleanup
 
-# ---------------------------------------------------------------- proxy latency
-# TO COME (lead): GET /_ping and GET /containers/json through the proxy vs the
-# private socket directly: p50/p99 latency and req/s with 1 and 64 concurrent
-# clients. Run a box as above, then drive both endpoints from inside it (the
-# private socket is /run/dindbox/docker.sock) with a bounded request loop.
+# ---------------------------------------------------------------- proxy overhead
+# The same box: loadgen inside it, against the proxy (public socket) and
+# against dockerd's private socket, one after the other.
+seconds=${BENCH_SECONDS:-5}
+(cd "$DINDBOX_REPO" && cargo build --release --quiet --example loadgen)
+docker cp "$DINDBOX_REPO/target/release/examples/loadgen" "$name:/usr/local/bin/loadgen" >/dev/null
+# A few containers, so /containers/json has something to list.
+ensure_busybox_image
+docker exec -i "$name" docker load -q <"$BUSYBOX_TAR" >/dev/null
+for i in 1 2 3; do docker exec "$name" docker run -d --name "idle$i" busybox sleep 600 >/dev/null; done
+overhead=()
+for path in /_ping /containers/json; do
+    for clients in 1 64; do
+        direct=$(docker exec "$name" loadgen /run/dindbox/docker.sock "$path" "$clients" "$seconds")
+        proxied=$(docker exec "$name" loadgen /var/run/docker.sock "$path" "$clients" "$seconds")
+        say "$path c=$clients direct:  $direct"
+        say "$path c=$clients proxied: $proxied"
+        overhead+=("$(awk -v p="$path" -v c="$clients" -v d="$direct" -v x="$proxied" 'BEGIN {
+            split(d, a, /[ =]/); split(x, b, /[ =]/)   # requests N rps R p50_us A p99_us B errors E
+            printf "%-17s c=%-3d direct %7.0f req/s p50 %5d us p99 %6d us | proxied %7.0f req/s p50 %5d us p99 %6d us | req/s ratio %.2f", p, c, a[4], a[6], a[8], b[4], b[6], b[8], b[4] / a[4]
+        }')")
+    done
+done
+cleanup
 
 echo
 echo "== dindbox bench ($(date -u +%FT%TZ), $(nproc) cores, outer $outer, N=$runs)"
@@ -91,3 +112,5 @@ awk -v a="${results[dindbox]}" -v b="${results[bare]}" 'BEGIN {
 }'
 printf 'idle RSS of PID 1 (%s):              %6s KiB\n' "$pid1" "$rss_kb"
 printf 'idle RSS of the inner dockerd:            %6s KiB\n' "$dockerd_kb"
+echo "proxy overhead (inside one box, ${seconds}s per run, loadgen on the same 2 cores):"
+printf '  %s\n' "${overhead[@]}"

@@ -6,6 +6,7 @@
 #   DINDBOX_KEEP_OUTER=1    leave the private outer dockerd running afterwards
 #                           (it is stopped at the end only if this run started it)
 #   DINDBOX_E2E_SKIP_BUILD=1, DINDBOX_IMAGE: see tests/e2e.rs
+#   FUZZ_SECONDS=60         how long the fuzz step runs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
@@ -57,6 +58,8 @@ for f in tests/*.rs; do
 done
 step "unit + integration tests" cargo_test --lib --bins "${targets[@]}"
 step "doc tests" cargo_test --doc
+# The request-path fuzz target, bounded (FUZZ_SECONDS, default 60 s here).
+step "fuzz the request path" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash scripts/fuzz.sh
 
 if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # Release: the image gets the same optimised binary users get. Two threads:
