@@ -539,7 +539,9 @@ fn configured_labels_land_on_everything_created() {
 // ---------------------------------------------------------------- memory budget
 
 /// `sh -c` that builds a shell string of `size` (busybox `head -c` sizes):
-/// busybox ash peaks at about twice that in anonymous memory and holds it.
+/// busybox ash peaks at about twice that in anonymous memory and then holds
+/// it as long as the shell runs. `then` must not end in an external command,
+/// which ash would exec in place of itself, freeing the string.
 fn allocate(size: &str, then: &str) -> String {
     format!("x=$(head -c {size} /dev/zero | tr '\\0' a); echo allocated ${{#x}}; {then}")
 }
@@ -668,7 +670,7 @@ fn memory_budget_parent_holds_every_container_and_oom_kills_past_it() {
         "busybox",
         "sh",
         "-c",
-        &allocate("36m", "sleep 600"),
+        &allocate("36m", "sleep 600; echo done"),
     ]);
     let held = poll(Duration::from_secs(30), || {
         let logs = b.docker(&["logs", "holder"]);
@@ -677,6 +679,12 @@ fn memory_budget_parent_holds_every_container_and_oom_kills_past_it() {
     assert!(
         held.is_some(),
         "the holder container never finished allocating"
+    );
+    let usage = b.exec_ok(&format!("cat {memcg}/memory.usage_in_bytes"));
+    let usage: u64 = usage.trim().parse().unwrap_or(0);
+    assert!(
+        usage >= 36 << 20,
+        "the parent's memory.usage_in_bytes must count the holder's 36 MiB; it is {usage}"
     );
     let second = run(
         b.docker_cmd(&[
@@ -698,6 +706,10 @@ fn memory_budget_parent_holds_every_container_and_oom_kills_past_it() {
         "holder",
         "second",
     ]);
+    eprintln!(
+        "shared budget, after the second allocation:\n{}",
+        states.stdout.trim()
+    );
     let killed = states
         .stdout
         .lines()
