@@ -209,9 +209,11 @@ fn every_refused_flag_prints_the_dindbox_reason_and_creates_nothing() {
 
 // ---------------------------------------------------------------- benign work
 
-/// A docker command through the box's API with the classic builder: the
-/// Debian 20.10 daemon has no BuildKit session support through the proxy by
-/// default, and no buildx plugin is installed.
+/// `docker build ...` through the box's API with the classic builder. The
+/// host CLI (28.x) has no buildx plugin here: unset, it falls back to the
+/// classic builder with a deprecation note; `DOCKER_BUILDKIT=1` would fail.
+/// `DOCKER_BUILDKIT=0` pins the classic builder, whose build body the proxy
+/// checks (BuildKit's session tunnel is off by default).
 fn classic_build(b: &DindBox, args: &[&str]) -> Out {
     let mut cmd = b.docker_cmd(args);
     cmd.env("DOCKER_BUILDKIT", "0");
