@@ -50,11 +50,11 @@ if [ "$(id -u)" = 0 ]; then step "install missing packages" ensure_packages; fi
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --all-targets --locked -- -D warnings
 
-# Every integration test target but e2e (which needs root and Docker).
+# Every integration test target but the e2e ones (which need root and Docker).
 targets=()
 for f in tests/*.rs; do
     t=$(basename "$f" .rs)
-    [ "$t" = e2e ] || targets+=(--test "$t")
+    case "$t" in e2e | e2e_*) ;; *) targets+=(--test "$t") ;; esac
 done
 step "unit + integration tests" cargo_test --lib --bins "${targets[@]}"
 step "doc tests" cargo_test --doc
@@ -64,4 +64,5 @@ step "fuzz the request path" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash scripts
 if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # Release: the image gets the same optimised binary users get. Two threads:
 # each test runs its own box on its own port and volume.
-step "e2e (real outer dockerd)" cargo_test --release --test e2e -- --test-threads=2
+# tests/e2e_policy.rs: the proxy's rules through the real CLI (issue 4).
+step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy -- --test-threads=2

@@ -3,6 +3,11 @@
 //!
 //! Set up once per test process. As root a failing setup fails every test
 //! loudly; without root every test is skipped with a loud message.
+//!
+//! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs); each
+//! uses a part of it.
+
+#![allow(dead_code)]
 
 use std::fmt;
 use std::fs::File;
@@ -381,8 +386,22 @@ impl<'h> DindBox<'h> {
         b
     }
 
+    /// Starts a box with extra `docker run` arguments (`-e KEY=VALUE`, ...)
+    /// before the image, and waits until its API answers through PORT.
+    pub fn start_with(h: &'h Harness, tag: &str, volume: &Volume, extra: &[&str]) -> Self {
+        let b = Self::launch_with(h, tag, volume, extra);
+        let took = b.wait_ready();
+        eprintln!("{}: ready in {} ms", b.name, took.as_millis());
+        b
+    }
+
     /// Starts a box without waiting.
     pub fn launch(h: &'h Harness, tag: &str, volume: &Volume) -> Self {
+        Self::launch_with(h, tag, volume, &[])
+    }
+
+    /// Starts a box with extra `docker run` arguments, without waiting.
+    pub fn launch_with(h: &'h Harness, tag: &str, volume: &Volume, extra: &[&str]) -> Self {
         let name = unique(tag);
         let port = free_port();
         let b = DindBox {
@@ -392,7 +411,7 @@ impl<'h> DindBox<'h> {
         };
         let publish = format!("127.0.0.1:{port}:2375");
         let mount = format!("{}:/var/lib/docker", volume.name);
-        let out = h.outer(&[
+        let mut args = vec![
             "run",
             "-d",
             "--privileged",
@@ -404,8 +423,10 @@ impl<'h> DindBox<'h> {
             &publish,
             "-v",
             &mount,
-            &h.image,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        args.push(&h.image);
+        let out = h.outer(&args);
         if !out.ok() {
             b.fail(&format!("could not start the box:\n{out}"));
         }
