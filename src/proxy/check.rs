@@ -32,6 +32,16 @@ pub fn admit(
         }
         Endpoint::Build => route.query = policy::build(policy, &route.query)?,
         Endpoint::ImageCreate => policy::image_create(&route.query)?,
+        Endpoint::NoSuchPlugin => {
+            return Err(Reject {
+                status: http::StatusCode::NOT_FOUND,
+                rule: "plugins",
+                message: format!(
+                    "dindbox: plugins are not available, so there is no plugin {:?}",
+                    route.param().unwrap_or_default()
+                ),
+            })
+        }
         _ => {}
     }
     if let Some(owner) = &policy.owner {
@@ -132,4 +142,61 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admit_get(target: &str) -> Result<Route, Reject> {
+        admit(
+            &Policy::default(),
+            &Method::GET,
+            &target.parse().unwrap(),
+            &HeaderMap::new(),
+        )
+    }
+
+    #[test]
+    fn plugin_inspect_is_a_404_so_generic_inspect_says_no_such_object() {
+        let reject = admit_get("/v1.41/plugins/busybox/json").unwrap_err();
+        assert_eq!(reject.status, http::StatusCode::NOT_FOUND);
+        assert!(
+            reject.message.contains(r#"no plugin "busybox""#),
+            "{}",
+            reject.message
+        );
+        assert_eq!(
+            admit_get("/v1.41/plugins").unwrap_err().status,
+            http::StatusCode::FORBIDDEN
+        );
+    }
+
+    #[test]
+    fn form_bodies_are_refused_on_every_endpoint() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let reject = admit(
+            &Policy::default(),
+            &Method::GET,
+            &"/_ping".parse().unwrap(),
+            &headers,
+        )
+        .unwrap_err();
+        assert_eq!(reject.rule, "content-type");
+        headers.insert(
+            header::CONTENT_TYPE,
+            "Multipart/Form-Data; boundary=x".parse().unwrap(),
+        );
+        assert!(admit(
+            &Policy::default(),
+            &Method::POST,
+            &"/build".parse().unwrap(),
+            &headers
+        )
+        .is_err());
+    }
 }

@@ -76,6 +76,10 @@ pub enum Endpoint {
     NetworkCreate,
     NetworkConnect,
     NetworkDisconnect,
+    /// `GET /plugins/{name}/json`: answered 404 by the proxy itself. Plugins
+    /// are refused, but `docker inspect NAME` asks for a plugin after the
+    /// other object types and must hear "no such object", not a refusal.
+    NoSuchPlugin,
 }
 
 /// A request's target, parsed and re-encoded.
@@ -196,6 +200,7 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::POST, "/build", Build),
     (Method::POST, "/build/prune", Plain),
     (Method::POST, "/build/cancel", Plain),
+    (Method::GET, "/plugins/{}/json", NoSuchPlugin),
     (Method::POST, "/session", BuildKit),
     (Method::POST, "/grpc", BuildKit),
     // networks

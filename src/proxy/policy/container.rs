@@ -278,9 +278,7 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
     set_default(&mut host_config, "CgroupnsMode", "private");
     set_default(&mut host_config, "IpcMode", "private");
     apply_budget(policy, &mut host_config, Budget::Create)?;
-    if policy.owner.is_some() {
-        label_mounted_volumes(&mut host_config, &policy.injected_labels());
-    }
+    label_mounted_volumes(&mut host_config, &policy.injected_labels());
     if let Some(parent) = &policy.cgroup_parent {
         set(
             &mut host_config,
@@ -295,9 +293,13 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
 
 /// dockerd creates the volume of a `Mounts` entry of type volume when it does
 /// not exist (a fresh anonymous one when it has no `Source`) with the labels
-/// in `VolumeOptions.Labels`: those get the injected labels, so with an owner
-/// label set, the volumes a container creates for itself are owned too.
+/// in `VolumeOptions.Labels`: those get the injected labels, so the volumes a
+/// container creates for itself are labelled (and, with an owner label, owned)
+/// like the ones created through `/volumes/create`.
 fn label_mounted_volumes(host_config: &mut [(String, Json)], labels: &[(String, String)]) {
+    if labels.is_empty() {
+        return;
+    }
     let Some((_, Json::Array(mounts))) = host_config.iter_mut().find(|(k, _)| k == "Mounts") else {
         return;
     };
@@ -1190,12 +1192,15 @@ mod tests {
             "{forwarded}"
         );
         assert_eq!(mounts[2].get("VolumeOptions"), None, "{forwarded}");
-        // Box mode (no owner): mounts are forwarded as they are.
-        let plain = create_with(
-            &injecting(),
-            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/a"}]}}"#,
-        )
-        .unwrap();
+        // Box mode (no owner): mounted volumes get the configured labels...
+        let mount = r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/a"}]}}"#;
+        let labelled = create_with(&injecting(), mount).unwrap();
+        assert!(
+            labelled.contains(r#""VolumeOptions":{"Labels":{"dindbox.tenant":"t1"}}"#),
+            "{labelled}"
+        );
+        // ... and without labels to inject, mounts are forwarded as they are.
+        let plain = create_with(&Policy::default(), mount).unwrap();
         assert!(!plain.contains("VolumeOptions"), "{plain}");
     }
 
