@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         // init sets up logging itself, after it has sanitised its environment.
         Command::Init(args) => init::main(args),
         Command::Proxy(args) => {
-            logging::init();
+            logging::init_with_debug(args.debug);
             report(proxy::main(args))
         }
         Command::Health(args) => report(health::main(args)),

@@ -183,7 +183,12 @@ impl Config {
         };
         let policy = o
             .policy
-            .resolve(Policy::default())
+            // BuildKit is on in a box: its dockerd runs with no insecure
+            // entitlements and under the box's own cgroup (DINDBOX_ALLOW_BUILDKIT=0 turns it off).
+            .resolve(Policy {
+                allow_buildkit: true,
+                ..Policy::default()
+            })
             .map_err(|err| InitError::Config(format!("{err:#}")))?;
         let dockerd_args =
             dockerd::build_args(&o.dockerd_socket, o.dockerd_args.as_deref(), &extra);
@@ -724,7 +729,10 @@ mod tests {
         assert_eq!(cfg.stop_grace, Duration::from_millis(1500));
         assert_eq!(cfg.socket, Path::new("/x.sock"));
         assert_eq!(cfg.dockerd_args[1..], ["--debug"]);
-        assert!(!cfg.policy.allow_buildkit);
+        assert!(
+            cfg.policy.allow_buildkit,
+            "BuildKit is on in a box by default"
+        );
         let cfg = config(&["init", "--allow-buildkit", "--mtu", "1"], false);
         assert!(cfg.policy.allow_buildkit);
         assert_eq!(cfg.dockerd_args[1..], ["--mtu", "1"]);

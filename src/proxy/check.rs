@@ -22,6 +22,9 @@ pub fn admit(
 ) -> Result<Route, Reject> {
     let mut route = route::route(method, uri)?;
     refuse_form_bodies(headers)?;
+    if takes_tar(method, route.pattern) {
+        refuse_non_tar_bodies(headers)?;
+    }
     match route.endpoint {
         Endpoint::BuildKit if !policy.allow_buildkit => {
             return Err(Reject::forbidden(
@@ -115,6 +118,28 @@ pub fn check_body(
     Ok(Some(checked))
 }
 
+/// The endpoints whose body is a tar stream (a build context, an image, files
+/// to copy in, an image to import).
+fn takes_tar(method: &Method, pattern: &str) -> bool {
+    matches!(
+        (method, pattern),
+        (&Method::POST, "/build" | "/images/load" | "/images/create")
+            | (&Method::PUT, "/containers/{}/archive")
+    )
+}
+
+/// A tar endpoint takes a tar body, or one without a declared type (the Docker
+/// client sends `docker cp` and `docker import` bodies without one).
+fn refuse_non_tar_bodies(headers: &HeaderMap) -> Result<(), Reject> {
+    match media_type(headers).as_str() {
+        "" | "application/x-tar" | "application/tar" => Ok(()),
+        media => Err(Reject::bad_request(
+            "content-type",
+            format!("this endpoint takes a tar body, not {media}"),
+        )),
+    }
+}
+
 /// dockerd's `ParseForm` reads form-encoded bodies into the same values as the
 /// query string (and lets them win): a body of that kind could override the
 /// parameters the proxy checked, so none is accepted anywhere.
@@ -170,6 +195,32 @@ mod tests {
             admit_get("/v1.41/plugins").unwrap_err().status,
             http::StatusCode::FORBIDDEN
         );
+    }
+
+    #[test]
+    fn tar_endpoints_take_only_tar_or_untyped_bodies() {
+        let with = |method: Method, target: &str, media: &str| {
+            let mut headers = HeaderMap::new();
+            if !media.is_empty() {
+                headers.insert(header::CONTENT_TYPE, media.parse().unwrap());
+            }
+            admit(
+                &Policy::default(),
+                &method,
+                &target.parse().unwrap(),
+                &headers,
+            )
+        };
+        assert!(with(Method::POST, "/v1.41/build?t=x", "application/x-tar").is_ok());
+        assert!(with(Method::PUT, "/v1.41/containers/c/archive?path=/", "").is_ok());
+        assert!(with(Method::POST, "/v1.41/images/load", "application/json").is_err());
+        assert!(with(
+            Method::PUT,
+            "/v1.41/containers/c/archive?path=/",
+            "text/plain"
+        )
+        .is_err());
+        assert!(with(Method::POST, "/v1.41/containers/c/start", "text/plain").is_ok());
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct ProxyArgs {
     /// Also listen on this TCP address (e.g. 127.0.0.1:2375).
     #[arg(long, env = "DINDBOX_LISTEN_TCP")]
     pub listen_tcp: Option<SocketAddr>,
+    /// Log every request (debug level).
+    #[arg(long)]
+    pub debug: bool,
     #[command(flatten)]
     pub policy: PolicyOptions,
 }

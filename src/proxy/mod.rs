@@ -219,7 +219,12 @@ impl Proxy {
                 response
             }
             Err(reject) => {
-                warn!(rule = reject.rule, %method, %path, status = reject.status.as_u16(), remote = %peer, reason = %reject.message, "refused");
+                let tenant = self
+                    .policy
+                    .owner
+                    .as_ref()
+                    .map_or("box", |(_, value)| value.as_str());
+                warn!(rule = reject.rule, %method, %path, status = reject.status.as_u16(), tenant, remote = %peer, reason = %reject.message, "refused");
                 error_response(&reject)
             }
         }
