@@ -12,6 +12,9 @@ use http::{HeaderMap, HeaderValue, Method};
 /// `Ok(())`: forwarded. `Err(rule)`: refused by that rule.
 type Expect = Result<(), &'static str>;
 
+/// Method, target, content type, body.
+type Request = (Method, &'static str, &'static str, String);
+
 const OK: Expect = Ok(());
 const JSON: &str = "application/json";
 
@@ -38,7 +41,7 @@ fn decide(method: &Method, target: &str, content_type: &str, body: &str) -> Expe
     Ok(())
 }
 
-fn create(body: &str) -> (Method, &'static str, &'static str, String) {
+fn create(body: &str) -> Request {
     (
         Method::POST,
         "/v1.41/containers/create",
@@ -47,13 +50,13 @@ fn create(body: &str) -> (Method, &'static str, &'static str, String) {
     )
 }
 
-fn host_config(fields: &str) -> (Method, &'static str, &'static str, String) {
+fn host_config(fields: &str) -> Request {
     create(&format!(
         r#"{{"Image":"busybox","HostConfig":{{{fields}}}}}"#
     ))
 }
 
-fn table() -> Vec<((Method, &'static str, &'static str, String), Expect)> {
+fn table() -> Vec<(Request, Expect)> {
     let post = |target: &'static str, body: &str| (Method::POST, target, JSON, body.to_string());
     let get = |target: &'static str| (Method::GET, target, "", String::new());
     vec![
