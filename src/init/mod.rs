@@ -11,6 +11,7 @@ mod dockerd;
 mod drain;
 mod fds;
 mod mounts;
+mod network;
 mod reaper;
 mod shell;
 #[allow(unsafe_code)]
@@ -151,6 +152,8 @@ pub struct Config {
     pub ready_file: PathBuf,
     pub cgroup_root: PathBuf,
     pub policy: Policy,
+    /// A directory put first in dockerd's PATH (the iptables backend links).
+    pub dockerd_path_prefix: Option<PathBuf>,
     /// The command to run once ready; `None`: serve until signalled.
     pub command: Option<Vec<String>>,
     /// stdin is a terminal: the command gets its foreground.
@@ -216,6 +219,7 @@ impl Config {
             log,
             ready_file: o.ready_file,
             cgroup_root: o.cgroup_root,
+            dockerd_path_prefix: None,
             policy,
             foreground: command.is_some() && stdin_tty,
             command,
@@ -355,6 +359,9 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
         cfg.use_cgroup_parent(&parent.path);
     }
 
+    // MTU and iptables backend: fixed before dockerd sets up its bridge and rules.
+    prepare_network(&mut cfg);
+
     // overlay-on-overlay makes dockerd fall back to vfs: slow and huge.
     if mounts::on_overlayfs(Path::new("/var/lib/docker")) {
         tracing::warn!(
@@ -413,6 +420,40 @@ fn log_budget(parent: &cgroup::Parent, budget: &cgroup::Budget) {
             "budget: containers go under the cgroup {}, which init leaves alone because {why}; \
              the memory limit ({memory}) and pids limit ({pids}) apply per container only",
             parent.path
+        ),
+    }
+}
+
+/// dockerd's MTU and iptables backend (see [`network`]). Failures here only
+/// cost the fix, never the boot: each is logged with what to do instead.
+fn prepare_network(cfg: &mut Config) {
+    match network::read_link_mtu(Path::new("/proc/net/route"), Path::new("/sys/class/net")) {
+        Some((iface, mtu)) if !network::has_mtu_flag(&cfg.dockerd_args) => {
+            if let Some(mtu) = network::mtu_for_dockerd(mtu) {
+                cfg.dockerd_args.push(format!("--mtu={mtu}"));
+                cfg.policy.network_mtu = Some(mtu);
+                tracing::info!("MTU: {iface} has MTU {mtu}; dockerd and the networks tenants create get --mtu={mtu}");
+            }
+        }
+        Some(_) => tracing::info!("MTU: --mtu given in the dockerd arguments; left as it is"),
+        None => tracing::debug!("MTU: no default route found; dockerd keeps its default"),
+    }
+    let env = std::env::var("DOCKER_IPTABLES_LEGACY").ok();
+    let (backend, why) = network::choose_backend(
+        env.as_deref(),
+        network::legacy_tables_in_use(Path::new("/proc/net")),
+    );
+    let Some(backend) = backend else {
+        tracing::info!("iptables: the image's default backend ({why})");
+        return;
+    };
+    match network::backend_shim(Path::new("/run/dindbox/iptables"), Path::new("/usr/sbin"), backend) {
+        Ok(dir) => {
+            tracing::info!("iptables: {backend:?} backend for dockerd ({why})");
+            cfg.dockerd_path_prefix = Some(dir);
+        }
+        Err(err) => tracing::warn!(
+            "iptables: could not select the {backend:?} backend ({why}): {err}; dockerd uses the image's default"
         ),
     }
 }
