@@ -8,4 +8,5 @@
 pub mod health;
 pub mod init;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;

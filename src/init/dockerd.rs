@@ -357,6 +357,7 @@ pub async fn supervise(
             }
         };
         tracing::info!(pid = %dockerd.pid, "dockerd restarted");
+        crate::metrics::global().dockerd_restarted();
     }
 }
 

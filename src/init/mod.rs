@@ -60,6 +60,9 @@ pub struct InitOptions {
     /// TCP port for the proxy on 0.0.0.0 (unset: only the unix socket).
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
+    /// TCP port for Prometheus metrics on 0.0.0.0 (unset: none).
+    #[arg(long, env = "METRICS_PORT")]
+    pub metrics_port: Option<u16>,
     /// The private socket of the inner dockerd.
     #[arg(
         long,
@@ -141,6 +144,7 @@ pub enum InitError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: Option<u16>,
+    pub metrics_port: Option<u16>,
     pub dockerd_socket: PathBuf,
     pub socket: PathBuf,
     pub ready_timeout: Duration,
@@ -211,6 +215,7 @@ impl Config {
         Ok(Config {
             dockerd_args,
             port: o.port,
+            metrics_port: o.metrics_port,
             dockerd_socket: o.dockerd_socket,
             socket: o.socket,
             ready_timeout: o.ready_timeout,
@@ -356,6 +361,9 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     if let Some(budget) = cfg.budget() {
         let parent = cgroups.budget(&cfg.cgroup_root, &budget)?;
         log_budget(&parent, &budget);
+        if let cgroup::Placement::Limited(dirs) = &parent.placement {
+            crate::metrics::global().set_budget_dirs(dirs.clone());
+        }
         cfg.use_cgroup_parent(&parent.path);
     }
 
@@ -523,6 +531,15 @@ async fn serve(
         addrs.push(ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], port))));
     }
     let mut listeners = Vec::new();
+    if let Some(port) = cfg.metrics_port {
+        let addr = SocketAddr::from(([0, 0, 0, 0], port));
+        let shutdown = shutdown.clone();
+        listeners.push(tokio::spawn(async move {
+            if let Err(err) = crate::metrics::serve(addr, shutdown).await {
+                tracing::error!("metrics on {addr} failed: {err}");
+            }
+        }));
+    }
     for addr in &addrs {
         let listener = Listener::bind(addr)
             .await

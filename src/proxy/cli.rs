@@ -77,6 +77,9 @@ pub struct ProxyArgs {
     /// Also listen on this TCP address (e.g. 127.0.0.1:2375).
     #[arg(long, env = "DINDBOX_LISTEN_TCP")]
     pub listen_tcp: Option<SocketAddr>,
+    /// Serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9323).
+    #[arg(long, env = "DINDBOX_METRICS_ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Log every request (debug level).
     #[arg(long)]
     pub debug: bool,
@@ -109,6 +112,16 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<()> {
             tasks.push(tokio::spawn(
                 proxy.clone().serve(listener, shutdown.clone()),
             ));
+        }
+        if let Some(addr) = args.metrics {
+            tasks.push(tokio::spawn({
+                let shutdown = shutdown.clone();
+                async move {
+                    if let Err(err) = crate::metrics::serve(addr, shutdown).await {
+                        tracing::error!("metrics on {addr} failed: {err}");
+                    }
+                }
+            }));
         }
         let listen: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         info!(?listen, upstream = %args.docker_socket.display(), "ready");

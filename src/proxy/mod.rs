@@ -46,6 +46,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::metrics;
+
 use self::policy::{Policy, Reject};
 use self::route::{ApiVersion, Endpoint, MAX_API};
 
@@ -185,6 +187,7 @@ impl Proxy {
         peer: String,
         shutdown: CancellationToken,
     ) {
+        metrics::global().connection_opened();
         let service = service_fn(|req| {
             let proxy = self.clone();
             let peer = peer.clone();
@@ -208,12 +211,24 @@ impl Proxy {
         if let Err(err) = result {
             debug!(error = %err, remote = %peer, "connection ended with an error");
         }
+        metrics::global().connection_closed();
     }
 
     async fn handle(&self, req: Request<Incoming>, peer: &str) -> Response<Body> {
+        let started = std::time::Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        match self.forward(req).await {
+        let mut endpoint = "refused";
+        let result = self.forward(req, &mut endpoint).await;
+        let outcome = match &result {
+            Ok(_) => metrics::Outcome::Forwarded,
+            Err(reject) if reject.status == StatusCode::SERVICE_UNAVAILABLE => {
+                metrics::Outcome::DockerdUnavailable
+            }
+            Err(reject) => metrics::Outcome::Refused(reject.rule),
+        };
+        metrics::global().request(endpoint, outcome, started.elapsed());
+        match result {
             Ok(response) => {
                 debug!(%method, %path, status = response.status().as_u16(), remote = %peer, "proxied");
                 response
@@ -230,8 +245,15 @@ impl Proxy {
         }
     }
 
-    async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, Reject> {
+    /// Checks, rewrites and forwards one request; `endpoint` is set to the
+    /// allow-list pattern it matched (for the metrics).
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        endpoint: &mut &'static str,
+    ) -> Result<Response<Body>, Reject> {
         let mut route = check::admit(&self.policy, req.method(), req.uri(), req.headers())?;
+        *endpoint = route.pattern;
         // Standalone mode with an owner label: ask dockerd who owns what the
         // request names. Without one, no request costs an extra round trip.
         let ownership = self.policy.owner.as_ref().map(|owner| owner::Upstream {
