@@ -214,6 +214,9 @@ fn pid1_is_dindbox_and_dockerd_is_not_on_the_public_socket() {
     let vol = Volume::new(h, "inside");
     let b = DindBox::start(h, "inside", &vol);
 
+    // The image's HEALTHCHECK command: the proxy answers and dockerd behind it.
+    b.exec_ok("dindbox health");
+
     let cmdline = b.exec_ok("tr '\\0' ' ' </proc/1/cmdline");
     let argv0 = cmdline.split_whitespace().next().unwrap_or("");
     assert!(
