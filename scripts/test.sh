@@ -58,6 +58,7 @@ for f in tests/*.rs; do
 done
 step "unit + integration tests" cargo_test --lib --bins "${targets[@]}"
 step "doc tests" cargo_test --doc
+step "kubernetes manifests (strict schema)" bash scripts/check-manifests.sh
 # The request-path fuzz target, bounded (FUZZ_SECONDS, default 60 s here).
 step "fuzz the request path" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash scripts/fuzz.sh
 
