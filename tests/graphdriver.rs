@@ -103,7 +103,10 @@ impl Server {
         let rel = Path::new(container_path)
             .strip_prefix("/var/lib/docker")
             .expect("a path below the container prefix");
-        let host = std::fs::canonicalize(self.root()).unwrap().join("box").join(rel);
+        let host = std::fs::canonicalize(self.root())
+            .unwrap()
+            .join("box")
+            .join(rel);
         PathBuf::from(format!("/proc/{}/root", self.child.id()))
             .join(host.strip_prefix("/").unwrap())
     }
@@ -121,9 +124,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         // SIGTERM, so the server logs its summary; then make sure.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -239,21 +241,31 @@ const HOME: &str = "/var/lib/docker/dindbox";
 
 async fn lifecycle(driver: &str) {
     if !is_root() {
-        eprintln!("SKIP graphdriver {driver} lifecycle: needs root (whiteout devices, chown, mounts)");
+        eprintln!(
+            "SKIP graphdriver {driver} lifecycle: needs root (whiteout devices, chown, mounts)"
+        );
         return;
     }
     let server = Server::start(driver, &[]);
     let mut c = server.client().await;
 
     // Activation, with an empty body as the daemon sends it.
-    let (status, body) = c.send("/Plugin.Activate", Full::new(Bytes::new()).boxed()).await;
+    let (status, body) = c
+        .send("/Plugin.Activate", Full::new(Bytes::new()).boxed())
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), json!({"Implements": ["GraphDriver"]}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"Implements": ["GraphDriver"]})
+    );
 
     // Calls before Init say what to do.
     let (status, reply) = c.call("/GraphDriver.Get", json!({"ID": BASE})).await;
     assert_eq!(status, 500);
-    assert!(reply["Err"].as_str().unwrap().contains("Init first"), "{reply}");
+    assert!(
+        reply["Err"].as_str().unwrap().contains("Init first"),
+        "{reply}"
+    );
 
     let init = json!({"Home": HOME, "Opts": null, "UIDMaps": null, "GIDMaps": null});
     let (status, reply) = c.call("/GraphDriver.Init", init.clone()).await;
@@ -266,7 +278,10 @@ async fn lifecycle(driver: &str) {
     }
     assert_eq!((status, &reply), (200, &json!({})), "{}", server.log());
     let caps = c.ok("/GraphDriver.Capabilities", json!({})).await;
-    assert_eq!(caps, json!({"Capabilities": {"ReproducesExactDiffs": false}}));
+    assert_eq!(
+        caps,
+        json!({"Capabilities": {"ReproducesExactDiffs": false}})
+    );
     let status_reply = c.ok("/GraphDriver.Status", json!({})).await;
     assert!(status_reply["Status"].is_array(), "{status_reply}");
 
@@ -285,49 +300,94 @@ async fn lifecycle(driver: &str) {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply, json!({"Size": 30 + 20 + 16 + 4}));
 
-    c.ok("/GraphDriver.Create", json!({"ID": L2, "Parent": BASE})).await;
-    let l2 = layer_tar(&[E::Dir("etc"), E::File("etc/.wh.motd", b""), E::File("etc/l2", b"layer two\n")]);
+    c.ok("/GraphDriver.Create", json!({"ID": L2, "Parent": BASE}))
+        .await;
+    let l2 = layer_tar(&[
+        E::Dir("etc"),
+        E::File("etc/.wh.motd", b""),
+        E::File("etc/l2", b"layer two\n"),
+    ]);
     let (status, reply) = c.apply_diff(L2, BASE, l2).await;
     assert_eq!(status, 200, "{reply}");
 
     // A container: its init layer, then its own.
     let init_layer = format!("{CTR}-init");
-    c.ok("/GraphDriver.CreateReadWrite", json!({"ID": init_layer, "Parent": L2})).await;
-    c.ok("/GraphDriver.CreateReadWrite", json!({"ID": CTR, "Parent": init_layer})).await;
+    c.ok(
+        "/GraphDriver.CreateReadWrite",
+        json!({"ID": init_layer, "Parent": L2}),
+    )
+    .await;
+    c.ok(
+        "/GraphDriver.CreateReadWrite",
+        json!({"ID": CTR, "Parent": init_layer}),
+    )
+    .await;
     let exists = c.ok("/GraphDriver.Exists", json!({"ID": CTR})).await;
     assert_eq!(exists, json!({"Exists": true}));
 
     let got = c.ok("/GraphDriver.Get", json!({"ID": CTR})).await;
     let dir = got["Dir"].as_str().unwrap().to_string();
-    assert!(dir.starts_with(&format!("{HOME}/")), "Dir in the container's view: {dir}");
+    assert!(
+        dir.starts_with(&format!("{HOME}/")),
+        "Dir in the container's view: {dir}"
+    );
     let again = c.ok("/GraphDriver.Get", json!({"ID": CTR})).await;
     assert_eq!(again["Dir"], dir.as_str(), "Get is stable");
     let rootfs = server.host_view(&dir);
-    assert_eq!(std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap(), "root:x:0:0:root:/root:/bin/sh\n");
-    assert_eq!(std::fs::read_to_string(rootfs.join("etc/l2")).unwrap(), "layer two\n");
-    assert!(!rootfs.join("etc/motd").exists(), "the second layer's whiteout hides etc/motd");
-    assert_eq!(std::fs::read_link(rootfs.join("bin/sh")).unwrap(), Path::new("busybox"));
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/l2")).unwrap(),
+        "layer two\n"
+    );
+    assert!(
+        !rootfs.join("etc/motd").exists(),
+        "the second layer's whiteout hides etc/motd"
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
 
     // What a process in the container does.
     std::fs::write(rootfs.join("hello"), "world").unwrap();
     std::fs::remove_file(rootfs.join("etc/hosts")).unwrap();
 
-    let changes = c.ok("/GraphDriver.Changes", json!({"ID": CTR, "Parent": init_layer})).await;
+    let changes = c
+        .ok(
+            "/GraphDriver.Changes",
+            json!({"ID": CTR, "Parent": init_layer}),
+        )
+        .await;
     let changes: Vec<(String, u64)> = changes["Changes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|ch| (ch["Path"].as_str().unwrap().to_string(), ch["Kind"].as_u64().unwrap()))
+        .map(|ch| {
+            (
+                ch["Path"].as_str().unwrap().to_string(),
+                ch["Kind"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         changes,
-        vec![("/etc".to_string(), 0), ("/etc/hosts".to_string(), 2), ("/hello".to_string(), 1)]
+        vec![
+            ("/etc".to_string(), 0),
+            ("/etc/hosts".to_string(), 2),
+            ("/hello".to_string(), 1)
+        ]
     );
 
     let (status, tar_bytes) = c
         .send(
             "/GraphDriver.Diff",
-            Full::new(Bytes::from(json!({"ID": CTR, "Parent": init_layer}).to_string())).boxed(),
+            Full::new(Bytes::from(
+                json!({"ID": CTR, "Parent": init_layer}).to_string(),
+            ))
+            .boxed(),
         )
         .await;
     assert_eq!(status, 200);
@@ -343,19 +403,31 @@ async fn lifecycle(driver: &str) {
     hello.read_to_string(&mut text).unwrap();
     assert_eq!(text, "world");
 
-    let size = c.ok("/GraphDriver.DiffSize", json!({"ID": CTR, "Parent": init_layer})).await;
+    let size = c
+        .ok(
+            "/GraphDriver.DiffSize",
+            json!({"ID": CTR, "Parent": init_layer}),
+        )
+        .await;
     assert_eq!(size, json!({"Size": 5}));
 
     let meta = c.ok("/GraphDriver.GetMetadata", json!({"ID": CTR})).await;
     for value in meta["Metadata"].as_object().unwrap().values() {
         for path in value.as_str().unwrap().split(':') {
-            assert!(path.starts_with(&format!("{HOME}/")), "metadata in the container's view: {meta}");
+            assert!(
+                path.starts_with(&format!("{HOME}/")),
+                "metadata in the container's view: {meta}"
+            );
         }
     }
 
     // A commit of the container: its diff becomes a new image layer.
     let committed = "d000000000000000000000000000000000000000000000000000000000000004";
-    c.ok("/GraphDriver.Create", json!({"ID": committed, "Parent": L2})).await;
+    c.ok(
+        "/GraphDriver.Create",
+        json!({"ID": committed, "Parent": L2}),
+    )
+    .await;
     let (status, reply) = c.apply_diff(committed, L2, tar_bytes.to_vec()).await;
     assert_eq!(status, 200, "{reply}");
 
@@ -369,12 +441,24 @@ async fn lifecycle(driver: &str) {
     // Errors a user can act on; Diff errors are non-200.
     let (status, reply) = c.call("/GraphDriver.Get", json!({"ID": "../../etc"})).await;
     assert_eq!(status, 500);
-    assert!(reply["Err"].as_str().unwrap().contains("single path component"), "{reply}");
+    assert!(
+        reply["Err"]
+            .as_str()
+            .unwrap()
+            .contains("single path component"),
+        "{reply}"
+    );
     let (status, reply) = c.call("/GraphDriver.Get", json!({"ID": "nope"})).await;
     assert_eq!(status, 500);
-    assert!(reply["Err"].as_str().unwrap().contains("does not exist"), "{reply}");
+    assert!(
+        reply["Err"].as_str().unwrap().contains("does not exist"),
+        "{reply}"
+    );
     let (status, _) = c
-        .send("/GraphDriver.Diff", Full::new(Bytes::from(r#"{"ID":"nope"}"#)).boxed())
+        .send(
+            "/GraphDriver.Diff",
+            Full::new(Bytes::from(r#"{"ID":"nope"}"#)).boxed(),
+        )
         .await;
     assert_eq!(status, 500);
 
@@ -388,7 +472,10 @@ async fn lifecycle(driver: &str) {
     // Everything lived under <root>/box.
     let store = server.root().join("box/dindbox");
     assert!(store.is_dir());
-    assert_eq!(std::fs::read_to_string(store.join(".dindbox-driver")).unwrap(), driver);
+    assert_eq!(
+        std::fs::read_to_string(store.join(".dindbox-driver")).unwrap(),
+        driver
+    );
 }
 
 #[tokio::test]
@@ -427,7 +514,10 @@ async fn hostile_init_and_apply_diff_are_refused() {
         let err = reply["Err"].as_str().unwrap();
         assert!(err.contains(why), "{home}: {err}");
     }
-    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "Init wrote outside");
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "Init wrote outside"
+    );
 
     c.ok("/GraphDriver.Init", json!({"Home": HOME})).await;
     c.ok("/GraphDriver.Create", json!({"ID": "evil"})).await;
@@ -438,27 +528,54 @@ async fn hostile_init_and_apply_diff_are_refused() {
     let (status, reply) = c.apply_diff("evil", "", hostile).await;
     assert_eq!(status, 500);
     let err = reply["Err"].as_str().unwrap();
-    assert!(err.contains("\"esc/pwned\" is refused") && err.contains("symlink"), "{err}");
-    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "ApplyDiff wrote outside");
+    assert!(
+        err.contains("\"esc/pwned\" is refused") && err.contains("symlink"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "ApplyDiff wrote outside"
+    );
 
     // A bad ID in the query; the body is still read to its end.
-    let (status, reply) = c.apply_diff("..", "", layer_tar(&[E::File("x", b"x")])).await;
+    let (status, reply) = c
+        .apply_diff("..", "", layer_tar(&[E::File("x", b"x")]))
+        .await;
     assert_eq!(status, 500);
-    assert!(reply["Err"].as_str().unwrap().contains("single path component"), "{reply}");
+    assert!(
+        reply["Err"]
+            .as_str()
+            .unwrap()
+            .contains("single path component"),
+        "{reply}"
+    );
 
     // --max-bytes 4K: a 5000-byte layer does not fit.
     c.ok("/GraphDriver.Create", json!({"ID": "big"})).await;
     let big = vec![7u8; 5000];
-    let (status, reply) = c.apply_diff("big", "", layer_tar(&[E::File("blob", &big)])).await;
+    let (status, reply) = c
+        .apply_diff("big", "", layer_tar(&[E::File("blob", &big)]))
+        .await;
     assert_eq!(status, 500);
-    assert!(reply["Err"].as_str().unwrap().contains("--max-bytes"), "{reply}");
+    assert!(
+        reply["Err"].as_str().unwrap().contains("--max-bytes"),
+        "{reply}"
+    );
     // The connection is still usable after the refusals (keep-alive).
     c.ok("/GraphDriver.Remove", json!({"ID": "big"})).await;
     c.ok("/GraphDriver.Create", json!({"ID": "small"})).await;
-    let (status, reply) = c.apply_diff("small", "", layer_tar(&[E::File("f", &[1; 1000])])).await;
+    let (status, reply) = c
+        .apply_diff("small", "", layer_tar(&[E::File("f", &[1; 1000])]))
+        .await;
     assert_eq!((status, reply), (200, json!({"Size": 1000})));
 
     let (status, reply) = c.call("/GraphDriver.Frobnicate", json!({})).await;
     assert_eq!(status, 500);
-    assert!(reply["Err"].as_str().unwrap().contains("not a graphdriver call"), "{reply}");
+    assert!(
+        reply["Err"]
+            .as_str()
+            .unwrap()
+            .contains("not a graphdriver call"),
+        "{reply}"
+    );
 }

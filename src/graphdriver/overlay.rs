@@ -252,6 +252,12 @@ impl Overlay {
     }
 
     fn layer(&self, id: &LayerId) -> Result<Dir, DriverError> {
+        if id.as_str() == "l" {
+            return Err(DriverError::Invalid(
+                "layer ID \"l\" is reserved by the overlay layout (its short-link directory)"
+                    .into(),
+            ));
+        }
         match self.home.open_dir(OsStr::new(id.as_str())) {
             Ok(dir) => Ok(dir),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -563,7 +569,7 @@ impl Driver for Overlay {
 
     fn status(&self) -> Vec<(String, String)> {
         let fs_name = nix::sys::statfs::statfs(&self.home.path())
-            .map(|s| fs_type_name(s.filesystem_type().0 as i64))
+            .map(|s| fs_type_name(s.filesystem_type()))
             .unwrap_or("unknown");
         vec![
             ("Backing Filesystem".into(), fs_name.into()),
@@ -764,15 +770,20 @@ fn in_lowers(lowers: &[Dir], rel: &Path) -> bool {
     false
 }
 
-fn fs_type_name(magic: i64) -> &'static str {
-    match magic {
-        0xEF53 => "extfs",
-        0x5846_5342 => "xfs",
-        0x9123_683E => "btrfs",
-        0x0102_1994 => "tmpfs",
-        0x794C_7630 => "overlayfs",
-        _ => "unknown",
-    }
+fn fs_type_name(kind: nix::sys::statfs::FsType) -> &'static str {
+    use nix::sys::statfs::{
+        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC,
+    };
+    [
+        (EXT4_SUPER_MAGIC, "extfs"),
+        (XFS_SUPER_MAGIC, "xfs"),
+        (BTRFS_SUPER_MAGIC, "btrfs"),
+        (TMPFS_MAGIC, "tmpfs"),
+        (OVERLAYFS_SUPER_MAGIC, "overlayfs"),
+    ]
+    .into_iter()
+    .find(|(magic, _)| *magic == kind)
+    .map_or("unknown", |(_, name)| name)
 }
 
 #[cfg(test)]
@@ -964,6 +975,11 @@ mod tests {
 
         f.driver.remove(&id("top")).unwrap();
         assert!(!f.path.join("top").exists());
+        assert!(
+            f.driver.remove(&id("l")).is_err(),
+            "the short-link directory is not a layer"
+        );
+        assert!(f.path.join("l").is_dir());
         assert_eq!(fs::read_dir(f.path.join("l")).unwrap().count(), 2);
     }
 
