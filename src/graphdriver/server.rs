@@ -178,6 +178,54 @@ pub fn open_home(root: &Path, container: &str, rel: &Path) -> anyhow::Result<(Pa
     Ok((home_path, home))
 }
 
+/// The mount holding `path` (the longest mount point above it in
+/// `/proc/self/mountinfo` text) and whether it propagates mounts as a
+/// shared peer group member. Pure.
+pub fn shared_propagation(mountinfo: &str, path: &Path) -> Option<(String, bool)> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let mount_point = unescape_mountinfo(fields.get(4)?);
+            let separator = fields.iter().position(|f| *f == "-")?;
+            let shared = fields[6..separator]
+                .iter()
+                .any(|f| f.starts_with("shared:"));
+            path.starts_with(&mount_point)
+                .then_some((mount_point, shared))
+        })
+        // The last of equal mount points is the one on top.
+        .fold(None, |best: Option<(String, bool)>, cur| match &best {
+            Some((b, _)) if b.len() > cur.0.len() => best,
+            _ => Some(cur),
+        })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value = bytes[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            out.push(u8::try_from(value).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// One initialised home and its driver.
 struct Session {
     host_home: PathBuf,
@@ -503,6 +551,18 @@ impl Server {
             }
         }
         let driver = self.open_driver(&host_home, &home)?;
+        if driver.name() == "overlay" {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            if let Some((mount_point, false)) = shared_propagation(&mountinfo, &host_home) {
+                warn!(
+                    home = %host_home.display(),
+                    mount = %mount_point,
+                    "the storage is not on a shared mount, so overlay mounts made here will not reach the box; \
+                     on the host run `mount --bind ROOT/CONTAINER ROOT/CONTAINER && mount --make-shared ROOT/CONTAINER` \
+                     and bind it into the box with rslave propagation"
+                );
+            }
+        }
         let mut usage = HashMap::new();
         for id in driver.layers()? {
             let size = driver.size(&id).unwrap_or(0);
@@ -1010,6 +1070,27 @@ mod tests {
             path,
             std::fs::canonicalize(root.join("box/ok/home")).unwrap()
         );
+    }
+
+    #[test]
+    fn the_mount_under_a_home_and_its_propagation() {
+        let info = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 8:1 /protected /protected rw,relatime - ext4 /dev/vda rw
+31 30 8:1 /protected/box /protected/box rw,relatime shared:7 - ext4 /dev/vda rw
+32 22 0:5 / /with\\040space rw master:3 - tmpfs tmpfs rw
+";
+        let table = [
+            ("/protected/box/dindbox", Some(("/protected/box", true))),
+            ("/protected/other/dindbox", Some(("/protected", false))),
+            ("/var/lib", Some(("/", true))),
+            ("/with space/x", Some(("/with space", false))),
+        ];
+        for (path, want) in table {
+            let got = shared_propagation(info, Path::new(path));
+            assert_eq!(got, want.map(|(m, s)| (m.to_string(), s)), "{path}");
+        }
+        assert_eq!(shared_propagation("", Path::new("/x")), None);
     }
 
     #[test]
