@@ -144,17 +144,20 @@ impl Harness {
         run(self.outer_cmd(args), None, CMD_TIMEOUT)
     }
 
-    /// Boxes and volumes left by an earlier run that was killed.
+    /// Boxes and volumes left by an earlier run that was killed. Only those
+    /// whose test process is gone: another suite may be running right now.
     fn remove_leftovers(&self) {
         let filter = format!("name={PREFIX}");
-        let ids = self.outer(&["ps", "-aq", "--filter", &filter]).stdout;
-        for id in ids.split_whitespace() {
-            self.outer(&["rm", "-f", "-v", id]);
+        let names = self
+            .outer(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"])
+            .stdout;
+        for name in names.split_whitespace().filter(|n| left_by_a_dead_run(n)) {
+            self.outer(&["rm", "-f", "-v", name]);
         }
         let vols = self
             .outer(&["volume", "ls", "-q", "--filter", &filter])
             .stdout;
-        for v in vols.split_whitespace() {
+        for v in vols.split_whitespace().filter(|v| left_by_a_dead_run(v)) {
             self.outer(&["volume", "rm", "-f", v]);
         }
     }
@@ -332,6 +335,16 @@ pub fn free_port() -> u16 {
             used.push(port);
             return port;
         }
+    }
+}
+
+/// Whether a name made by [`unique`] belongs to a test process that is gone.
+fn left_by_a_dead_run(name: &str) -> bool {
+    let mut parts = name.rsplitn(3, '-');
+    let (_n, pid) = (parts.next(), parts.next());
+    match pid.and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        None => true,
     }
 }
 
