@@ -111,6 +111,14 @@ impl Listener {
             ListenAddr::Unix(path) => Ok(Listener::Unix(bind_unix(path).await?)),
         }
     }
+
+    /// The bound TCP address (the port chosen for `:0`); `None` for unix sockets.
+    pub fn local_tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Unix(_) => None,
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.local_addr().ok(),
+        }
+    }
 }
 
 async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
