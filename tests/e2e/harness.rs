@@ -4,8 +4,8 @@
 //! Set up once per test process. As root a failing setup fails every test
 //! loudly; without root every test is skipped with a loud message.
 //!
-//! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs); each
-//! uses a part of it.
+//! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
+//! tests/e2e_tls.rs); each uses a part of it.
 
 #![allow(dead_code)]
 
@@ -159,6 +159,12 @@ impl Harness {
             .stdout;
         for v in vols.split_whitespace().filter(|v| left_by_a_dead_run(v)) {
             self.outer(&["volume", "rm", "-f", v]);
+        }
+        let nets = self
+            .outer(&["network", "ls", "-q", "--filter", &filter])
+            .stdout;
+        for n in nets.split_whitespace() {
+            self.outer(&["network", "rm", n]);
         }
     }
 }
@@ -388,6 +394,8 @@ pub struct DindBox<'h> {
     pub name: String,
     /// DOCKER_HOST for the box's published API (through the proxy).
     pub api: String,
+    /// More environment for the CLI talking to it (DOCKER_TLS_VERIFY, ...).
+    pub client_env: Vec<(String, String)>,
 }
 
 impl<'h> DindBox<'h> {
@@ -415,14 +423,31 @@ impl<'h> DindBox<'h> {
 
     /// Starts a box with extra `docker run` arguments, without waiting.
     pub fn launch_with(h: &'h Harness, tag: &str, volume: &Volume, extra: &[&str]) -> Self {
+        let mut args = vec!["-e", "PORT=2375"];
+        args.extend_from_slice(extra);
+        Self::launch_published(h, tag, volume, 2375, &args, Vec::new())
+    }
+
+    /// Starts a box whose `container_port` is published on a free loopback
+    /// port, with `extra` `docker run` arguments and `client_env` for the
+    /// CLI; does not wait.
+    pub fn launch_published(
+        h: &'h Harness,
+        tag: &str,
+        volume: &Volume,
+        container_port: u16,
+        extra: &[&str],
+        client_env: Vec<(String, String)>,
+    ) -> Self {
         let name = unique(tag);
         let port = free_port();
         let b = DindBox {
             h,
             api: format!("tcp://127.0.0.1:{port}"),
             name,
+            client_env,
         };
-        let publish = format!("127.0.0.1:{port}:2375");
+        let publish = format!("127.0.0.1:{port}:{container_port}");
         let mount = format!("{}:/var/lib/docker", volume.name);
         let mut args = vec![
             "run",
@@ -430,8 +455,6 @@ impl<'h> DindBox<'h> {
             "--privileged",
             "--name",
             &b.name,
-            "-e",
-            "PORT=2375",
             "-p",
             &publish,
             "-v",
@@ -478,7 +501,9 @@ impl<'h> DindBox<'h> {
     /// A docker command against the box's published API.
     pub fn docker_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("docker");
-        cmd.env("DOCKER_HOST", &self.api).args(args);
+        cmd.env("DOCKER_HOST", &self.api)
+            .envs(self.client_env.iter().map(|(k, v)| (k, v)))
+            .args(args);
         cmd
     }
 
