@@ -369,7 +369,13 @@ impl fmt::Display for Plan {
                     .into_iter()
                     .filter_map(|(on, what)| on.then_some(what))
                     .collect();
-                write!(f, "generated a new {} certificate", made.join(", "))?;
+                let made = match made.as_slice() {
+                    [.., last] if made.len() > 1 => {
+                        format!("{} and {last}", made[..made.len() - 1].join(", "))
+                    }
+                    _ => made.join(""),
+                };
+                write!(f, "generated a new {made} certificate")?;
                 if !ca {
                     write!(f, " (kept the CA)")?;
                 }
@@ -1066,6 +1072,22 @@ mod tests {
 
     fn gen(ca: bool, server: bool, client: bool) -> Plan {
         Plan::Generate { ca, server, client }
+    }
+
+    #[test]
+    fn plans_say_what_they_did() {
+        assert_eq!(
+            Plan::ALL.to_string(),
+            "generated a new CA, server and client certificate"
+        );
+        assert_eq!(
+            gen(false, true, false).to_string(),
+            "generated a new server certificate (kept the CA)"
+        );
+        assert_eq!(
+            gen(false, true, true).to_string(),
+            "generated a new server and client certificate (kept the CA)"
+        );
     }
 
     #[test]

@@ -435,7 +435,20 @@ impl Accepted {
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(err)) => {
-                info!(remote = %peer, error = %err, "TLS handshake refused");
+                let hint = match err
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<rustls::Error>())
+                {
+                    Some(rustls::Error::InvalidMessage(_)) => {
+                        " (not TLS: a plain HTTP client? Give it DOCKER_TLS_VERIFY=1 and \
+                         DOCKER_CERT_PATH)"
+                    }
+                    Some(rustls::Error::NoCertificatesPresented) => {
+                        " (no client certificate: DOCKER_CERT_PATH must hold cert.pem and key.pem)"
+                    }
+                    _ => "",
+                };
+                info!(remote = %peer, "TLS handshake refused: {err}{hint}");
                 None
             }
             Err(_) => {
