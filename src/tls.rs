@@ -471,7 +471,9 @@ pub fn inspect(dir: &Path) -> Result<Inventory, TlsError> {
             }
         }
     }
-    if !inv.present.contains(&Pem::CaCert) {
+    // Without the CA's key there is nothing to check against (bring your
+    // own, or an incomplete set): what is present is all `plan` needs.
+    if !(inv.present.contains(&Pem::CaCert) && inv.present.contains(&Pem::CaKey)) {
         return Ok(inv);
     }
     let ca_pem = read(dir, Pem::CaCert)?;
@@ -480,9 +482,7 @@ pub fn inspect(dir: &Path) -> Result<Inventory, TlsError> {
     let ca_facts = |key: Option<Pem>, copy: Option<Pem>, der: &CertificateDer<'_>, eku| {
         facts(dir, &ca, &ca_pem, key, copy, der, eku)
     };
-    if inv.present.contains(&Pem::CaKey) {
-        inv.ca = Some(ca_facts(Some(Pem::CaKey), None, &ca_der, Eku::Ca)?);
-    }
+    inv.ca = Some(ca_facts(Some(Pem::CaKey), None, &ca_der, Eku::Ca)?);
     for (cert, key, copy, eku, slot) in [
         (
             Pem::ServerCert,
