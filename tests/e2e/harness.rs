@@ -161,9 +161,16 @@ impl Harness {
             self.outer(&["volume", "rm", "-f", v]);
         }
         let nets = self
-            .outer(&["network", "ls", "-q", "--filter", &filter])
+            .outer(&[
+                "network",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Name}}",
+            ])
             .stdout;
-        for n in nets.split_whitespace() {
+        for n in nets.split_whitespace().filter(|n| left_by_a_dead_run(n)) {
             self.outer(&["network", "rm", n]);
         }
     }
