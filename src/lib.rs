@@ -5,6 +5,7 @@
 //! - [`proxy`]: the validating Docker Engine API proxy in front of the inner dockerd;
 //! - [`health`]: the health probe used by the image's HEALTHCHECK;
 //! - [`graphdriver`]: the host-side graphdriver plugin server (`graphdriver-server`);
+//! - [`tenant`]: host-side tenant lifecycle (`dindbox tenant create|list|rm|logs`);
 //! - [`tls`]: `DOCKER_TLS_CERTDIR` certificates and the proxy's rustls configuration.
 
 pub mod graphdriver;
@@ -13,4 +14,5 @@ pub mod init;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod tenant;
 pub mod tls;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dindbox::{graphdriver, health, init, logging, proxy};
+use dindbox::{graphdriver, health, init, logging, proxy, tenant};
 
 #[derive(Parser)]
 #[command(
@@ -30,12 +30,16 @@ enum Command {
     /// Check a policy file or explain the effective rules.
     #[command(subcommand)]
     Policy(proxy::PolicyArgs),
+    /// Tenant boxes on this host (create, list, rm, logs) through the host's Docker API.
+    Tenant(tenant::TenantArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(args_with_default_command(std::env::args_os().collect()));
     let Some(command) = cli.command else {
-        eprintln!("dindbox: name a command (init, proxy, health, policy); see `dindbox --help`");
+        eprintln!(
+            "dindbox: name a command (init, proxy, health, policy, tenant); see `dindbox --help`"
+        );
         return ExitCode::from(2);
     };
     match command {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         }
         Command::Health(args) => report(health::main(args)),
         Command::Policy(args) => report(proxy::policy_main(args)),
+        Command::Tenant(args) => report(tenant::main(args)),
     }
 }
 
@@ -67,8 +72,9 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 /// As PID 1 (an image whose ENTRYPOINT is just `dindbox`), `init` is the default
 /// command: `dindbox --mtu 1400` means `dindbox init --mtu 1400`.
 fn args_with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 8] = [
+    const COMMANDS: [&str; 9] = [
         "init",
+        "tenant",
         "proxy",
         "graphdriver-server",
         "health",
