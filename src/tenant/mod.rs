@@ -173,6 +173,28 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
     let version = docker.get("/version").await?;
     let api_version = version["ApiVersion"].as_str().unwrap_or("1.41").to_string();
 
+    // Nothing is made before these checks pass.
+    match docker.get(&format!("/containers/{object}/json")).await {
+        Ok(_) => bail!(
+            "tenant {name} already exists (container {object}); `dindbox tenant rm {name}` first"
+        ),
+        Err(e) if is_status(&e, StatusCode::NOT_FOUND) => {}
+        Err(e) => return Err(e),
+    }
+    let image_path = format!(
+        "/images/{}/json",
+        percent_encoding::utf8_percent_encode(&args.image, percent_encoding::NON_ALPHANUMERIC)
+    );
+    if let Err(e) = docker.get(&image_path).await {
+        if is_status(&e, StatusCode::NOT_FOUND) {
+            return Err(e.context(format!(
+                "image {} is not on the host daemon (build or pull it first, or pass --image)",
+                args.image
+            )));
+        }
+        return Err(e);
+    }
+
     let tenant_dir = absolute(state_dir)?.join(name);
     let certs_dir = tenant_dir.join("certs");
     std::fs::create_dir_all(&certs_dir)
