@@ -67,4 +67,5 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # each test runs its own box on its own port and volume.
 # tests/e2e_policy.rs: the proxy's rules through the real CLI (issue 4).
 # tests/e2e_tls.rs: DOCKER_TLS_CERTDIR boxes and the CLI's client certificates (issue 6).
-step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls -- --test-threads=2
+# tests/e2e_tenant.rs: `dindbox tenant` against the outer daemon as the host (issue 6).
+step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls --test e2e_tenant -- --test-threads=2
