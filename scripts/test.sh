@@ -66,4 +66,6 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # Release: the image gets the same optimised binary users get. Two threads:
 # each test runs its own box on its own port and volume.
 # tests/e2e_policy.rs: the proxy's rules through the real CLI (issue 4).
-step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy -- --test-threads=2
+# tests/e2e_graphdriver.rs: boxes on a host graphdriver-server (issue 5).
+step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy \
+    --test e2e_graphdriver -- --test-threads=2

@@ -4,8 +4,8 @@
 //! Set up once per test process. As root a failing setup fails every test
 //! loudly; without root every test is skipped with a loud message.
 //!
-//! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs); each
-//! uses a part of it.
+//! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
+//! tests/e2e_graphdriver.rs); each uses a part of it.
 
 #![allow(dead_code)]
 
@@ -339,7 +339,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Whether a name made by [`unique`] belongs to a test process that is gone.
-fn left_by_a_dead_run(name: &str) -> bool {
+pub fn left_by_a_dead_run(name: &str) -> bool {
     let mut parts = name.rsplitn(3, '-');
     let (_n, pid) = (parts.next(), parts.next());
     match pid.and_then(|p| p.parse::<u32>().ok()) {
@@ -415,6 +415,21 @@ impl<'h> DindBox<'h> {
 
     /// Starts a box with extra `docker run` arguments, without waiting.
     pub fn launch_with(h: &'h Harness, tag: &str, volume: &Volume, extra: &[&str]) -> Self {
+        let mount = format!("{}:/var/lib/docker", volume.name);
+        Self::launch_storage(h, tag, &["-v", &mount], extra)
+    }
+
+    /// Starts a box whose /var/lib/docker comes from `storage` (`docker run`
+    /// arguments such as `--mount type=bind,...`), and waits until it is ready.
+    pub fn start_storage(h: &'h Harness, tag: &str, storage: &[&str], extra: &[&str]) -> Self {
+        let b = Self::launch_storage(h, tag, storage, extra);
+        let took = b.wait_ready();
+        eprintln!("{}: ready in {} ms", b.name, took.as_millis());
+        b
+    }
+
+    /// Starts a box with `storage` and `extra` `docker run` arguments, without waiting.
+    pub fn launch_storage(h: &'h Harness, tag: &str, storage: &[&str], extra: &[&str]) -> Self {
         let name = unique(tag);
         let port = free_port();
         let b = DindBox {
@@ -423,7 +438,6 @@ impl<'h> DindBox<'h> {
             name,
         };
         let publish = format!("127.0.0.1:{port}:2375");
-        let mount = format!("{}:/var/lib/docker", volume.name);
         let mut args = vec![
             "run",
             "-d",
@@ -434,9 +448,8 @@ impl<'h> DindBox<'h> {
             "PORT=2375",
             "-p",
             &publish,
-            "-v",
-            &mount,
         ];
+        args.extend_from_slice(storage);
         args.extend_from_slice(extra);
         args.push(&h.image);
         let out = h.outer(&args);
