@@ -28,9 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{
-    harness, left_by_a_dead_run, poll, run, unique, DindBox, Harness, Out, Volume, PREFIX,
-};
+use harness::{harness, left_by_a_dead_run, poll, run, unique, DindBox, Harness, Out, PREFIX};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Where the e2e graphdriver areas live on the host.
@@ -759,13 +757,20 @@ fn boxes_are_isolated_and_survive_server_and_box_restarts() {
 #[test]
 fn a_box_without_mount_propagation_refuses_to_start_and_says_how() {
     let h = need_harness!();
-    // A plain volume is a private mount: overlay mounts would never arrive.
-    let vol = Volume::new(h, "gd-private");
-    let b = DindBox::launch_with(
+    // The area bound without `bind-propagation=rslave`: Docker's default
+    // (rprivate) would keep the server's overlay mounts out of the box.
+    let area = Area::new("gd-private");
+    let mount = format!(
+        "type=bind,src={},dst=/var/lib/docker",
+        area.storage.display()
+    );
+    let sockets = format!("{}:/dindbox/graphdriver", area.sockets.display());
+    let env = format!("DINDBOX_GRAPHDRIVER=unix://{SOCKET_IN_BOX}");
+    let b = DindBox::launch_storage(
         h,
         "gd-private",
-        &vol,
-        &["-e", &format!("DINDBOX_GRAPHDRIVER=unix://{SOCKET_IN_BOX}")],
+        &["--mount", &mount, "-v", &sockets, "-e", &env],
+        &[],
     );
     let exited = poll(Duration::from_secs(60), || {
         (b.state("{{.State.Running}}") == "false").then_some(())
@@ -776,6 +781,7 @@ fn a_box_without_mount_propagation_refuses_to_start_and_says_how() {
     let text = harness::strip_ansi(&format!("{}{}", logs.stdout, logs.stderr));
     for needle in [
         "/var/lib/docker is a private mount",
+        path_str(&area.storage),
         "mount --make-shared",
         "bind-propagation=rslave",
     ] {
