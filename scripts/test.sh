@@ -66,6 +66,7 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # Release: the image gets the same optimised binary users get. Two threads:
 # each test runs its own box on its own port and volume.
 # tests/e2e_policy.rs: the proxy's rules through the real CLI (issue 4).
+# tests/e2e_tls.rs: DOCKER_TLS_CERTDIR boxes and the CLI's client certificates (issue 6).
 # tests/e2e_graphdriver.rs: boxes on a host graphdriver-server (issue 5).
-step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy \
+step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls \
     --test e2e_graphdriver -- --test-threads=2

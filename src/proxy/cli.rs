@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::config::{self, Env};
 use super::policy::Policy;
@@ -97,6 +97,12 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<()> {
     addrs.extend(args.listen_tcp.map(ListenAddr::Tcp));
     if addrs.is_empty() {
         anyhow::bail!("nothing to listen on: give --listensocket PATH and/or --listen-tcp ADDR");
+    }
+    if let Some(addr) = args.listen_tcp.filter(|a| !a.ip().is_loopback()) {
+        warn!(
+            "--listen-tcp {addr}: plain TCP without authentication beyond loopback; anyone who \
+             reaches this address can use the Docker API the policy allows"
+        );
     }
     let policy = args.policy.resolve(Policy::default())?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;

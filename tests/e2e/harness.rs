@@ -5,7 +5,7 @@
 //! loudly; without root every test is skipped with a loud message.
 //!
 //! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
-//! tests/e2e_graphdriver.rs); each uses a part of it.
+//! tests/e2e_tls.rs, tests/e2e_graphdriver.rs); each uses a part of it.
 
 #![allow(dead_code)]
 
@@ -159,6 +159,19 @@ impl Harness {
             .stdout;
         for v in vols.split_whitespace().filter(|v| left_by_a_dead_run(v)) {
             self.outer(&["volume", "rm", "-f", v]);
+        }
+        let nets = self
+            .outer(&[
+                "network",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Name}}",
+            ])
+            .stdout;
+        for n in nets.split_whitespace().filter(|n| left_by_a_dead_run(n)) {
+            self.outer(&["network", "rm", n]);
         }
     }
 }
@@ -388,6 +401,8 @@ pub struct DindBox<'h> {
     pub name: String,
     /// DOCKER_HOST for the box's published API (through the proxy).
     pub api: String,
+    /// More environment for the CLI talking to it (DOCKER_TLS_VERIFY, ...).
+    pub client_env: Vec<(String, String)>,
 }
 
 impl<'h> DindBox<'h> {
@@ -415,12 +430,29 @@ impl<'h> DindBox<'h> {
 
     /// Starts a box with extra `docker run` arguments, without waiting.
     pub fn launch_with(h: &'h Harness, tag: &str, volume: &Volume, extra: &[&str]) -> Self {
+        let mut args = vec!["-e", "PORT=2375"];
+        args.extend_from_slice(extra);
+        Self::launch_published(h, tag, volume, 2375, &args, Vec::new())
+    }
+
+    /// Starts a box whose `container_port` is published on a free loopback
+    /// port, with `extra` `docker run` arguments and `client_env` for the
+    /// CLI; does not wait.
+    pub fn launch_published(
+        h: &'h Harness,
+        tag: &str,
+        volume: &Volume,
+        container_port: u16,
+        extra: &[&str],
+        client_env: Vec<(String, String)>,
+    ) -> Self {
         let mount = format!("{}:/var/lib/docker", volume.name);
-        Self::launch_storage(h, tag, &["-v", &mount], extra)
+        Self::launch_raw(h, tag, &["-v", &mount], container_port, extra, client_env)
     }
 
     /// Starts a box whose /var/lib/docker comes from `storage` (`docker run`
-    /// arguments such as `--mount type=bind,...`), and waits until it is ready.
+    /// arguments such as `--mount type=bind,...`) with the API on PORT, and
+    /// waits until it is ready.
     pub fn start_storage(h: &'h Harness, tag: &str, storage: &[&str], extra: &[&str]) -> Self {
         let b = Self::launch_storage(h, tag, storage, extra);
         let took = b.wait_ready();
@@ -428,24 +460,36 @@ impl<'h> DindBox<'h> {
         b
     }
 
-    /// Starts a box with `storage` and `extra` `docker run` arguments, without waiting.
+    /// Like [`DindBox::launch_with`], with `storage` instead of a volume.
     pub fn launch_storage(h: &'h Harness, tag: &str, storage: &[&str], extra: &[&str]) -> Self {
+        let mut args = vec!["-e", "PORT=2375"];
+        args.extend_from_slice(extra);
+        Self::launch_raw(h, tag, storage, 2375, &args, Vec::new())
+    }
+
+    fn launch_raw(
+        h: &'h Harness,
+        tag: &str,
+        storage: &[&str],
+        container_port: u16,
+        extra: &[&str],
+        client_env: Vec<(String, String)>,
+    ) -> Self {
         let name = unique(tag);
         let port = free_port();
         let b = DindBox {
             h,
             api: format!("tcp://127.0.0.1:{port}"),
             name,
+            client_env,
         };
-        let publish = format!("127.0.0.1:{port}:2375");
+        let publish = format!("127.0.0.1:{port}:{container_port}");
         let mut args = vec![
             "run",
             "-d",
             "--privileged",
             "--name",
             &b.name,
-            "-e",
-            "PORT=2375",
             "-p",
             &publish,
         ];
@@ -491,7 +535,9 @@ impl<'h> DindBox<'h> {
     /// A docker command against the box's published API.
     pub fn docker_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("docker");
-        cmd.env("DOCKER_HOST", &self.api).args(args);
+        cmd.env("DOCKER_HOST", &self.api)
+            .envs(self.client_env.iter().map(|(k, v)| (k, v)))
+            .args(args);
         cmd
     }
 
