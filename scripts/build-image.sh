@@ -29,7 +29,7 @@ if [ "$base" = "$DINDBOX_BASE_IMAGE" ]; then ensure_base_image; fi
 
 # A small context: the Dockerfile and the binary only. `cp -p` keeps the mtime,
 # so an unchanged binary hits the build cache.
-context=$DINDBOX_CACHE/context
+context=$DINDBOX_CACHE/context-$(printf %s "$DINDBOX_IMAGE" | tr -c "A-Za-z0-9._-" _)
 mkdir -p "$context"
 cp -p image/Dockerfile "$context/Dockerfile"
 cp -p "$binary" "$context/dindbox"

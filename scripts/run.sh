@@ -10,13 +10,30 @@
 #   DINDBOX_DOCKER_HOST    the Docker that runs the box (default: the host's if
 #                          /var/run/docker.sock answers, else a private one)
 #   DINDBOX_IMAGE, DINDBOX_BASE, DINDBOX_BINARY: see build-image.sh
+#
+# `scripts/run.sh --graphdriver` (root): the box's images and containers live
+# on the host instead, in $DINDBOX_GD_ROOT/$DINDBOX_NAME (default
+# /var/lib/dindbox-gd/dindbox, made a shared mount), served by a host-side
+# `dindbox graphdriver-server` (socket and log in /run/dindbox/gd/$DINDBOX_NAME)
+# that this script starts (or restarts) first; the box gets the area at
+# /var/lib/docker (rslave) and the socket directory at /dindbox/graphdriver.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+graphdriver=
+for arg in "$@"; do
+    case "$arg" in
+    --graphdriver) graphdriver=1 ;;
+    *) die "unknown argument $arg (only --graphdriver)" ;;
+    esac
+done
 
 port=${DINDBOX_PORT:-2375}
 name=${DINDBOX_NAME:-dindbox}
 volume=$name-data
 api=tcp://127.0.0.1:$port
+gd_root=${DINDBOX_GD_ROOT:-/var/lib/dindbox-gd}
+gd_run=/run/dindbox/gd/$name
 
 if [ "$(id -u)" = 0 ]; then ensure_packages; fi
 docker_up_any
@@ -26,13 +43,41 @@ bash "$DINDBOX_REPO/scripts/build-image.sh"
 ensure_busybox_image # busybox.tar to load into the box (there is no registry)
 
 if docker container inspect "$name" >/dev/null 2>&1; then
-    say "replacing the existing box $name (its volume $volume and images stay)"
+    say "replacing the existing box $name (its storage and images stay)"
     docker rm -f "$name" >/dev/null
 fi
+
+storage=(-v "$volume:/var/lib/docker")
+if [ -n "$graphdriver" ]; then
+    [ "$(id -u)" = 0 ] || die "--graphdriver needs root (it makes a shared bind mount on the host)"
+    binary=${DINDBOX_BINARY:-$(cd "$DINDBOX_REPO" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/dindbox}
+    area=$gd_root/$name
+    mkdir -p "$area" "$gd_run"
+    # The server's overlay mounts reach the box only through propagation.
+    if ! mountpoint -q "$area"; then mount --bind "$area" "$area"; fi
+    mount --make-shared "$area"
+    if [ -s "$gd_run/server.pid" ] && kill -0 "$(cat "$gd_run/server.pid")" 2>/dev/null; then
+        say "stopping the previous graphdriver server $(cat "$gd_run/server.pid")"
+        kill -TERM "$(cat "$gd_run/server.pid")"
+        for _ in $(seq 100); do kill -0 "$(cat "$gd_run/server.pid")" 2>/dev/null || break; sleep 0.1; done
+    fi
+    say "starting dindbox graphdriver-server for $name (area $area, log $gd_run/server.log)"
+    setsid "$binary" graphdriver-server -R "$gd_root" -C "$name" \
+        -S "unix://$gd_run/dindbox.sock" >>"$gd_run/server.log" 2>&1 </dev/null &
+    echo $! >"$gd_run/server.pid"
+    for _ in $(seq 100); do [ -S "$gd_run/dindbox.sock" ] && break; sleep 0.1; done
+    [ -S "$gd_run/dindbox.sock" ] || {
+        tail -n 20 "$gd_run/server.log" >&2
+        die "the graphdriver server did not create $gd_run/dindbox.sock; its log is above"
+    }
+    storage=(--mount "type=bind,src=$area,dst=/var/lib/docker,bind-propagation=rslave"
+        -v "$gd_run:/dindbox/graphdriver" -e DINDBOX_GRAPHDRIVER=unix:///dindbox/graphdriver/dindbox.sock)
+fi
+
 say "starting box $name on $api"
 t0=$(date +%s%N)
 docker run -d --privileged --name "$name" -e PORT=2375 -p "127.0.0.1:$port:2375" \
-    -v "$volume:/var/lib/docker" "$DINDBOX_IMAGE" >/dev/null
+    "${storage[@]}" "$DINDBOX_IMAGE" >/dev/null
 
 # Ready = the API answers through the proxy on the published port.
 while ! DOCKER_HOST=$api timeout 5 docker version >/dev/null 2>&1; do
@@ -59,5 +104,9 @@ out=$(docker run --rm busybox echo hi) || die "smoke container failed"
 say "smoke test passed"
 
 say "the box: DOCKER_HOST=$outer docker logs $name  (stop: docker stop $name)"
+if [ -n "$graphdriver" ]; then
+    say "its layers: $gd_root/$name on the host; server log $gd_run/server.log" \
+        "(stop it after the box: kill \$(cat $gd_run/server.pid); then umount $gd_root/$name)"
+fi
 say "use it with:"
 echo "export DOCKER_HOST=$api"

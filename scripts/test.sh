@@ -68,4 +68,6 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # tests/e2e_policy.rs: the proxy's rules through the real CLI (issue 4).
 # tests/e2e_tls.rs: DOCKER_TLS_CERTDIR boxes and the CLI's client certificates (issue 6).
 # tests/e2e_tenant.rs: `dindbox tenant` against the outer daemon as the host (issue 6).
-step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls --test e2e_tenant -- --test-threads=2
+# tests/e2e_graphdriver.rs: boxes on a host graphdriver-server (issue 5).
+step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls \
+    --test e2e_tenant --test e2e_graphdriver -- --test-threads=2

@@ -57,35 +57,56 @@ impl Server {
         std::fs::create_dir(tmp.path().join("root")).unwrap();
         let socket = tmp.path().join("gd.sock");
         let log = tmp.path().join("server.log");
-        let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
-            .arg(env!("CARGO_BIN_EXE_dindbox"))
-            .arg("graphdriver-server")
-            .arg("-R")
-            .arg(tmp.path().join("root"))
-            .args(["-C", "box", "-S"])
-            .arg(format!("unix://{}", socket.display()))
-            .args(["--driver", driver, "--debug"])
-            .args(extra)
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("spawn unshare + dindbox graphdriver-server");
+        let child = Self::spawn(tmp.path(), &socket, &log, driver, extra);
         let server = Server {
             child,
             tmp,
             log,
             socket,
         };
+        server.wait_for_socket();
+        server
+    }
+
+    fn spawn(tmp: &Path, socket: &Path, log: &Path, driver: &str, extra: &[&str]) -> Child {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .arg(env!("CARGO_BIN_EXE_dindbox"))
+            .arg("graphdriver-server")
+            .arg("-R")
+            .arg(tmp.join("root"))
+            .args(["-C", "box", "-S"])
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--driver", driver, "--debug"])
+            .args(extra)
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn unshare + dindbox graphdriver-server")
+    }
+
+    fn wait_for_socket(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&server.socket).is_err() {
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "the server did not come up: {}",
-                server.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
+    }
+
+    /// SIGKILL (a crash: the socket file stays), then the same command again.
+    fn crash_and_restart(&mut self, driver: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.tmp.path(), &self.socket, &self.log, driver, &[]);
+        self.wait_for_socket();
     }
 
     fn log(&self) -> String {
@@ -578,4 +599,75 @@ async fn hostile_init_and_apply_diff_are_refused() {
             .contains("not a graphdriver call"),
         "{reply}"
     );
+}
+
+/// The daemon calls Init once, when it starts: a server restarted under a
+/// running daemon must serve its next calls from the Home recorded by the
+/// previous process (regression: every call failed with "Init first").
+#[tokio::test]
+async fn a_restarted_server_serves_without_a_new_init() {
+    if !is_root() {
+        eprintln!("SKIP graphdriver restart: needs root");
+        return;
+    }
+    let mut server = Server::start("vfs", &[]);
+    let mut c = server.client().await;
+    c.ok("/GraphDriver.Init", json!({"Home": HOME})).await;
+    c.ok("/GraphDriver.Create", json!({"ID": BASE})).await;
+    let (status, reply) = c
+        .apply_diff(BASE, "", layer_tar(&[E::File("kept", b"still here\n")]))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    drop(c);
+
+    server.crash_and_restart("vfs");
+    let mut c = server.client().await;
+    let dir = c.ok("/GraphDriver.Get", json!({"ID": BASE})).await;
+    let dir = dir["Dir"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_to_string(server.host_view(&dir).join("kept")).unwrap(),
+        "still here\n"
+    );
+    c.ok("/GraphDriver.Put", json!({"ID": BASE})).await;
+    let top = "c000000000000000000000000000000000000000000000000000000000000002";
+    c.ok("/GraphDriver.Create", json!({"ID": top, "Parent": BASE}))
+        .await;
+    assert!(
+        server
+            .log()
+            .contains("re-opened the Home of the previous run"),
+        "{}",
+        server.log()
+    );
+    drop(c);
+
+    // The record sits in the box's own area, so the box can rewrite it: it
+    // is validated like any Init, and a bad one only means waiting for Init.
+    let record = server.root().join("box/.dindbox-init-home");
+    std::fs::write(&record, "/var/lib/docker/../../../etc").unwrap();
+    server.crash_and_restart("vfs");
+    let mut c = server.client().await;
+    let (status, reply) = c.call("/GraphDriver.Get", json!({"ID": BASE})).await;
+    assert_eq!(status, 500);
+    assert!(
+        reply["Err"].as_str().unwrap().contains("Init first"),
+        "{reply}"
+    );
+    assert!(
+        server.log().contains("could not re-open the Home"),
+        "{}",
+        server.log()
+    );
+    // A symlink planted there is not followed.
+    std::fs::remove_file(&record).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", &record).unwrap();
+    server.crash_and_restart("vfs");
+    let mut c2 = server.client().await;
+    let (status, _) = c2.call("/GraphDriver.Get", json!({"ID": BASE})).await;
+    assert_eq!(status, 500);
+    // The daemon's Init still works and records the Home again.
+    drop(c);
+    c2.ok("/GraphDriver.Init", json!({"Home": HOME})).await;
+    c2.ok("/GraphDriver.Get", json!({"ID": BASE})).await;
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), HOME);
 }

@@ -51,6 +51,11 @@ const MAX_JSON_BODY: usize = 1 << 20;
 const SUMMARY_EVERY: u64 = 1000;
 /// The file in a home that records which driver made it (IDs cannot start with `.`).
 const DRIVER_MARKER: &str = ".dindbox-driver";
+/// The file in `<root>/<container>` that records the last Init's Home, so a
+/// restarted server serves the daemon's next call without a new Init (the
+/// daemon calls Init only when it starts). Written by the box too: read
+/// without following symlinks and validated like any Init.
+const INIT_RECORD: &str = ".dindbox-init-home";
 
 /// `dindbox graphdriver-server` options (the seed's `proxydaemon` flags).
 #[derive(clap::Args, Debug, Clone)]
@@ -585,7 +590,46 @@ impl Server {
             _home: home,
         };
         *self.session.write().expect("session lock") = Some(Arc::new(session));
+        if let Err(err) = self.record_home(&init.home) {
+            warn!(error = %err, "cannot record the Home; a restarted server will wait for the daemon's next Init");
+        }
         Ok(Reply::default())
+    }
+
+    fn area(&self) -> io::Result<Dir> {
+        Dir::open(&self.config.root)?.open_rel(Path::new(&self.config.container))
+    }
+
+    fn record_home(&self, home: &str) -> io::Result<()> {
+        let area = self.area()?;
+        let name = std::ffi::OsStr::new(INIT_RECORD);
+        area.remove(name)?;
+        area.create_file(name, 0o600)?.write_all(home.as_bytes())
+    }
+
+    /// Re-opens the Home the previous server process was given (see
+    /// [`INIT_RECORD`]). `Ok(None)`: no record, the daemon's Init will come.
+    pub fn resume(&self) -> anyhow::Result<Option<String>> {
+        let file = match self
+            .area()
+            .and_then(|area| area.open_file(std::ffi::OsStr::new(INIT_RECORD)))
+        {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err).context("reading the Home of the previous run"),
+        };
+        let mut home = String::new();
+        file.take(4096)
+            .read_to_string(&mut home)
+            .context("reading the Home of the previous run")?;
+        self.init(InitRequest {
+            home: home.clone(),
+            opts: Vec::new(),
+            uidmaps: Vec::new(),
+            gidmaps: Vec::new(),
+        })
+        .map_err(|CallError(message)| anyhow::anyhow!("{message}"))?;
+        Ok(Some(home))
     }
 
     fn open_driver(&self, host_home: &Path, home: &Dir) -> Result<Arc<dyn Driver>, CallError> {
@@ -977,6 +1021,13 @@ pub fn main(args: GraphdriverArgs) -> anyhow::Result<()> {
             "graphdriver server ready"
         );
         let server = Server::new(config, Arc::new(SysMounter));
+        // A restart (crash, upgrade) while the box's dockerd runs on: that
+        // daemon will not call Init again.
+        match server.resume() {
+            Ok(Some(home)) => info!(%home, "re-opened the Home of the previous run"),
+            Ok(None) => {}
+            Err(err) => warn!(error = %format!("{err:#}"), "could not re-open the Home of the previous run; waiting for the daemon's Init"),
+        }
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.clone().serve(listener, shutdown.clone()));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -125,6 +125,7 @@ impl Dockerd {
         if std::env::var_os("container").is_none() {
             cmd.env("container", "docker");
         }
+        cmd.envs(cfg.dockerd_env.iter().map(|(k, v)| (k, v)));
         if let Some(prefix) = &cfg.dockerd_path_prefix {
             let path =
                 std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());

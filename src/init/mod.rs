@@ -10,6 +10,7 @@ mod cgroup;
 mod dockerd;
 mod drain;
 mod fds;
+mod graphdriver;
 mod mounts;
 mod network;
 mod reaper;
@@ -109,6 +110,11 @@ pub struct InitOptions {
     /// The cgroup mount to prepare.
     #[arg(long, env = "DINDBOX_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
+    /// Keep the inner dockerd's layers on the host through `dindbox
+    /// graphdriver-server` listening on this socket (unix:///PATH.sock, as the
+    /// box sees it); /var/lib/docker must be the server's area, bound rslave.
+    #[arg(long, env = "DINDBOX_GRAPHDRIVER")]
+    pub graphdriver: Option<String>,
     /// What the proxy lets through and injects (`--policy`, `--label`, ...).
     #[command(flatten)]
     pub policy: PolicyOptions,
@@ -145,6 +151,8 @@ pub enum InitError {
         path: PathBuf,
         err: std::io::Error,
     },
+    #[error("proxy graphdriver: {0}")]
+    Graphdriver(String),
     #[error("failed to set up {what}: {err}")]
     Setup {
         what: &'static str,
@@ -217,6 +225,10 @@ pub struct Config {
     pub policy: Policy,
     /// A directory put first in dockerd's PATH (the iptables backend links).
     pub dockerd_path_prefix: Option<PathBuf>,
+    /// Extra environment for dockerd.
+    pub dockerd_env: Vec<(String, String)>,
+    /// The proxy graphdriver's socket (`DINDBOX_GRAPHDRIVER`).
+    pub graphdriver: Option<graphdriver::Graphdriver>,
     /// The command to run once ready; `None`: serve until signalled.
     pub command: Option<Vec<String>>,
     /// stdin is a terminal: the command gets its foreground.
@@ -256,8 +268,16 @@ impl Config {
                 ..Policy::default()
             })
             .map_err(|err| InitError::Config(format!("{err:#}")))?;
-        let dockerd_args =
+        let mut dockerd_args =
             dockerd::build_args(&o.dockerd_socket, o.dockerd_args.as_deref(), &extra);
+        let graphdriver = match o.graphdriver.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(value) => {
+                let gd = graphdriver::Graphdriver::parse(value).map_err(InitError::Config)?;
+                graphdriver::add_dockerd_args(&mut dockerd_args).map_err(InitError::Config)?;
+                Some(gd)
+            }
+        };
         // With a budget, init gives dockerd the parent itself: a second one
         // from the user would silently win or lose.
         if policy.memory.is_some() || policy.pids.is_some() {
@@ -287,6 +307,8 @@ impl Config {
             ready_file: o.ready_file,
             cgroup_root: o.cgroup_root,
             dockerd_path_prefix: None,
+            dockerd_env: Vec::new(),
+            graphdriver,
             policy,
             foreground: command.is_some() && stdin_tty,
             command,
@@ -402,6 +424,12 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
         tracing::info!("not PID 1: became a child subreaper");
     }
 
+    // The proxy graphdriver's checks come before `/` is made rshared below,
+    // which would make every mount look like it propagates.
+    if let Some(gd) = cfg.graphdriver.clone() {
+        prepare_graphdriver(&mut cfg, &gd)?;
+    }
+
     // Mounts before dockerd: securityfs for AppArmor detection, a tmpfs /run so
     // no state of a previous run survives, rshared / for mount propagation.
     for warning in mounts::prepare()? {
@@ -474,6 +502,44 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
             err,
         })?;
     runtime.block_on(run(Arc::new(cfg)))
+}
+
+/// `DINDBOX_GRAPHDRIVER`: the data root must receive the host's mounts, the
+/// inner dockerd must still have graphdriver plugins, and the spec file tells
+/// it where the server listens (see [`graphdriver`]).
+fn prepare_graphdriver(cfg: &mut Config, gd: &graphdriver::Graphdriver) -> Result<(), InitError> {
+    let data_root = graphdriver::data_root(&cfg.dockerd_args);
+    graphdriver::check_propagation(&mounts::read_mountinfo()?, &data_root)
+        .map_err(InitError::Graphdriver)?;
+    let version = graphdriver::dockerd_version(&cfg.dockerd).map_err(InitError::Graphdriver)?;
+    if graphdriver::version_gate(version).map_err(InitError::Graphdriver)? {
+        cfg.dockerd_env
+            .push((graphdriver::DEPRECATED_ENV.into(), "1".into()));
+    }
+    let spec = gd
+        .write_spec(Path::new(graphdriver::SPEC_DIR))
+        .map_err(|err| InitError::File {
+            what: "write the graphdriver plugin spec in",
+            path: graphdriver::SPEC_DIR.into(),
+            err,
+        })?;
+    tracing::info!(
+        socket = %gd.socket.display(),
+        spec = %spec.display(),
+        data_root = %data_root.display(),
+        dockerd = %format!("{}.{}", version.0, version.1),
+        "proxy graphdriver: dockerd keeps its layers on the host through the graphdriver server \
+         (storage driver {})",
+        graphdriver::PLUGIN_NAME
+    );
+    if !gd.socket.exists() {
+        tracing::warn!(
+            "proxy graphdriver: no socket at {} yet; dockerd waits about 30 s for the host's \
+             `dindbox graphdriver-server` (bind its socket directory there)",
+            gd.socket.display()
+        );
+    }
+    Ok(())
 }
 
 /// Generates or reuses the certificates in the cert dir; one log line says which.
@@ -1044,6 +1110,43 @@ mod tests {
             ["--debug", "--cgroup-parent=/dindbox"]
         );
         assert_eq!(cfg.policy.cgroup_parent.as_deref(), Some("/dindbox"));
+    }
+
+    #[test]
+    fn graphdriver_adds_the_plugin_to_the_dockerd_args() {
+        let cfg = config(
+            &[
+                "init",
+                "--graphdriver",
+                "unix:///dindbox/graphdriver/dindbox.sock",
+                "--debug",
+            ],
+            false,
+        );
+        assert_eq!(
+            cfg.graphdriver.as_ref().unwrap().socket,
+            Path::new("/dindbox/graphdriver/dindbox.sock")
+        );
+        assert_eq!(
+            cfg.dockerd_args[1..],
+            ["--debug", "--experimental", "--storage-driver=dindbox"]
+        );
+        assert!(
+            cfg.dockerd_env.is_empty(),
+            "set at boot from dockerd --version"
+        );
+        // Unset or empty: nothing changes.
+        let cfg = config(&["init", "--graphdriver", " "], false);
+        assert_eq!(cfg.graphdriver, None);
+        assert_eq!(cfg.dockerd_args.len(), 1);
+        // A storage driver of the user's own, or a bad URL, is a config error.
+        for argv in [
+            &["init", "--graphdriver", "/g.sock", "--", "-s", "overlay2"][..],
+            &["init", "--graphdriver", "tcp://1.2.3.4:5"],
+        ] {
+            let err = Config::new(parse(argv), false, None).unwrap_err();
+            assert!(matches!(err, InitError::Config(_)), "{argv:?}: {err}");
+        }
     }
 
     #[test]

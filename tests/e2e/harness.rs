@@ -5,7 +5,7 @@
 //! loudly; without root every test is skipped with a loud message.
 //!
 //! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
-//! tests/e2e_tls.rs, tests/e2e_tenant.rs); each uses a part of it.
+//! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs); each uses a part of it.
 
 #![allow(dead_code)]
 
@@ -352,7 +352,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Whether a name made by [`unique`] belongs to a test process that is gone.
-fn left_by_a_dead_run(name: &str) -> bool {
+pub fn left_by_a_dead_run(name: &str) -> bool {
     let mut parts = name.rsplitn(3, '-');
     let (_n, pid) = (parts.next(), parts.next());
     match pid.and_then(|p| p.parse::<u32>().ok()) {
@@ -446,6 +446,35 @@ impl<'h> DindBox<'h> {
         extra: &[&str],
         client_env: Vec<(String, String)>,
     ) -> Self {
+        let mount = format!("{}:/var/lib/docker", volume.name);
+        Self::launch_raw(h, tag, &["-v", &mount], container_port, extra, client_env)
+    }
+
+    /// Starts a box whose /var/lib/docker comes from `storage` (`docker run`
+    /// arguments such as `--mount type=bind,...`) with the API on PORT, and
+    /// waits until it is ready.
+    pub fn start_storage(h: &'h Harness, tag: &str, storage: &[&str], extra: &[&str]) -> Self {
+        let b = Self::launch_storage(h, tag, storage, extra);
+        let took = b.wait_ready();
+        eprintln!("{}: ready in {} ms", b.name, took.as_millis());
+        b
+    }
+
+    /// Like [`DindBox::launch_with`], with `storage` instead of a volume.
+    pub fn launch_storage(h: &'h Harness, tag: &str, storage: &[&str], extra: &[&str]) -> Self {
+        let mut args = vec!["-e", "PORT=2375"];
+        args.extend_from_slice(extra);
+        Self::launch_raw(h, tag, storage, 2375, &args, Vec::new())
+    }
+
+    fn launch_raw(
+        h: &'h Harness,
+        tag: &str,
+        storage: &[&str],
+        container_port: u16,
+        extra: &[&str],
+        client_env: Vec<(String, String)>,
+    ) -> Self {
         let name = unique(tag);
         let port = free_port();
         let b = DindBox {
@@ -455,7 +484,6 @@ impl<'h> DindBox<'h> {
             client_env,
         };
         let publish = format!("127.0.0.1:{port}:{container_port}");
-        let mount = format!("{}:/var/lib/docker", volume.name);
         let mut args = vec![
             "run",
             "-d",
@@ -464,9 +492,8 @@ impl<'h> DindBox<'h> {
             &b.name,
             "-p",
             &publish,
-            "-v",
-            &mount,
         ];
+        args.extend_from_slice(storage);
         args.extend_from_slice(extra);
         args.push(&h.image);
         let out = h.outer(&args);
