@@ -163,6 +163,9 @@ cp "$binary" "$run/share/dindbox"
 cp "$HERE/guest-test.sh" "$run/share/guest-test.sh"
 printf 'BENCH=%s\nBENCH_ROUNDS=%s\n' "${BENCH:-0}" "${BENCH_ROUNDS:-1}" >"$run/share/env"
 
+# apparmor=0: the guest has no apparmor_parser, so its dockerd cannot load the
+# docker-default profile, and a box's inner dockerd (which sees AppArmor through
+# the securityfs init mounts) would refuse every container for want of it.
 say "booting the guest (TCG, ${V2_SMP} vCPUs, ${V2_MEM} MB, limit ${V2_LIMIT} s); serial: $run/serial.log"
 t0=$(date +%s)
 set +e
@@ -170,7 +173,7 @@ timeout --kill-after=10 "$V2_LIMIT" qemu-system-x86_64 \
     -accel tcg,thread=multi,tb-size=512 -cpu qemu64 -m "$V2_MEM" -smp "$V2_SMP" -machine q35 \
     -nographic -no-reboot -nic none -snapshot \
     -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 quiet loglevel=3" \
+    -append "root=/dev/vda rw console=ttyS0 panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 apparmor=0 quiet loglevel=3" \
     -drive "file=$guest/guest.img,format=raw,if=virtio,cache=unsafe" \
     -virtfs "local,path=$run/share,mount_tag=share,security_model=none,id=share" \
     </dev/null 2>&1 | tee "$run/serial.log" | grep --line-buffered -E '^V2 (CHECK|TIME|BENCH|LOG|FATAL)' >&2
