@@ -117,8 +117,6 @@ cp /bin/busybox $bb/bin/busybox
 for a in sh cat sleep true echo; do ln -s busybox $bb/bin/$a; done
 # `docker load` (not import) through the proxy: the 20.10 CLI sends import
 # bodies as text/plain, which the proxy refuses for tar endpoints.
-# (--tls=false below: Debian's 20.10.24 sleeps 15 s at start-up on a plain
-# TCP listener without it.)
 tar -C $bb -c . | docker import --change 'CMD ["sh"]' - busybox:latest >/dev/null &&
     docker save busybox:latest -o /tmp/busybox.tar || check busybox_image FAIL "import/save failed"
 wait
@@ -248,6 +246,8 @@ docker rm -f box >/dev/null 2>&1
 # ------------------------------------------------------------------ negative control
 # The same image and flags, but dockerd as the entrypoint: no cgroup step. The
 # limited run must fail ("cannot enter cgroupv2 ... invalid state").
+# --tls=false: without it Debian's 20.10.24 sleeps 15 s at start-up on a plain
+# TCP listener (the bench compares start-up times).
 say "negative control: the same box without dindbox init"
 t=$(now)
 docker run -d --name neg --privileged --cgroupns=private -v neg-var:/var/lib/docker -v /usr:/usr:ro \
