@@ -13,7 +13,8 @@
 #   BENCH=1            also time start-to-ready of a bare dockerd box vs a dindbox box
 #   BENCH_ROUNDS=N     rounds of that (default 1)
 #   DINDBOX_BINARY=P   test this binary instead of `cargo build --release`
-#   V2_LIMIT=S         hard limit on the qemu run (default 420 s; killed 10 s later)
+#   V2_LIMIT=S         hard limit on the qemu run (default 420 s, +150 s per BENCH round;
+#                      SIGTERM at the limit, SIGKILL 10 s later)
 #   V2_MEM=MB, V2_SMP=N   guest memory (1536) and vCPUs (2)
 #   DINDBOX_V2_CACHE=D the guest cache (default /var/cache/dindbox/v2guest)
 #
@@ -28,7 +29,9 @@ cd "$DINDBOX_REPO"
 
 V2_CACHE=${DINDBOX_V2_CACHE:-$DINDBOX_CACHE/v2guest}
 V2_PACKAGES=linux-image-amd64,docker.io,iptables,ca-certificates,procps,kmod,busybox-static,e2fsprogs,iproute2
-V2_LIMIT=${V2_LIMIT:-420}
+BENCH=${BENCH:-0}
+BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+V2_LIMIT=${V2_LIMIT:-$((420 + (BENCH == 1 ? 150 * BENCH_ROUNDS : 0)))}
 V2_MEM=${V2_MEM:-1536}
 V2_SMP=${V2_SMP:-2}
 FORCE=${FORCE:-}
@@ -161,7 +164,7 @@ mkdir -p "$run/share"
 ls -1d "$runs"/*/ 2>/dev/null | sort | head -n -5 | xargs -r rm -rf
 cp "$binary" "$run/share/dindbox"
 cp "$HERE/guest-test.sh" "$run/share/guest-test.sh"
-printf 'BENCH=%s\nBENCH_ROUNDS=%s\n' "${BENCH:-0}" "${BENCH_ROUNDS:-1}" >"$run/share/env"
+printf 'BENCH=%s\nBENCH_ROUNDS=%s\n' "$BENCH" "$BENCH_ROUNDS" >"$run/share/env"
 
 # apparmor=0: the guest has no apparmor_parser, so its dockerd cannot load the
 # docker-default profile, and a box's inner dockerd (which sees AppArmor through

@@ -110,6 +110,7 @@ for d in bin sbin lib lib64; do [ -L /$d ] && ln -s "$(readlink /$d)" $slim/$d; 
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         - $IMAGE >/dev/null || check box_image FAIL "docker import failed"
 } &
+slim_import=$!
 # The inner containers' image: static busybox.
 bb=/tmp/bb
 mkdir -p $bb/bin $bb/tmp
@@ -119,7 +120,7 @@ for a in sh cat sleep true echo; do ln -s busybox $bb/bin/$a; done
 # bodies as text/plain, which the proxy refuses for tar endpoints.
 tar -C $bb -c . | docker import --change 'CMD ["sh"]' - busybox:latest >/dev/null &&
     docker save busybox:latest -o /tmp/busybox.tar || check busybox_image FAIL "import/save failed"
-wait
+wait $slim_import
 timing images "$t"
 
 # ------------------------------------------------------------------ racing processes
