@@ -286,11 +286,13 @@ if [ "$BENCH" = 1 ]; then
             --entrypoint dockerd $IMAGE -H unix:///var/run/docker.sock -H tcp://0.0.0.0:$PORT --tls=false >/dev/null
         ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' bare$r)
         ready=$(wait_ping "$ip" 180) && emit "V2 BENCH name=bare_ready seconds=$(from_start bare$r "$ready") round=$r"
+        docker logs bare$r >$S/bench-bare$r.log 2>&1
         docker rm -f bare$r >/dev/null
         docker run -d --name quiet$r --privileged --cgroupns=private -e PORT=$PORT -e DINDBOX_MEMORY_LIMIT=256m \
             -v quiet$r:/var/lib/docker -v /usr:/usr:ro $IMAGE >/dev/null
         ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' quiet$r)
         ready=$(wait_ping "$ip" 180) && emit "V2 BENCH name=box_ready seconds=$(from_start quiet$r "$ready") round=$r"
+        docker logs quiet$r >$S/bench-box$r.log 2>&1
         docker rm -f quiet$r >/dev/null
     done
 fi
