@@ -14,6 +14,7 @@ fn decision(c: &mut Criterion) {
         cgroup_parent: Some("/dindbox".into()),
         memory: Some(1 << 30),
         pids: Some(512),
+        network_mtu: None,
         allow_buildkit: false,
         owner: None,
     };

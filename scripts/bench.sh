@@ -13,7 +13,9 @@
 #   3. Proxy overhead: GET /_ping and GET /containers/json through the proxy's
 #      unix socket against dockerd's private socket directly, from inside a
 #      box (examples/loadgen.rs): p50/p99 latency and req/s with 1 and 64
-#      concurrent clients, BENCH_SECONDS each (default 5), and the ratios.
+#      concurrent clients, BENCH_SECONDS each (default 5), and the ratios;
+#      and streaming: 1 GiB of `docker exec` stdout and `docker load` of a
+#      500 MiB image, with the docker CLI inside the box, proxied vs direct.
 #
 #   BENCH_RUNS=5            N
 #   BENCH_PORT=23790        host port used by the bench boxes
@@ -100,6 +102,26 @@ for path in /_ping /containers/json; do
         }')")
     done
 done
+
+# Streaming through the proxy against the private socket, with the docker CLI
+# inside the box: 1 GiB of exec stdout, and `docker load` of a 500 MiB image.
+direct_cli="docker -H unix:///run/dindbox/docker.sock"
+proxied_cli="docker -H unix:///var/run/docker.sock"
+timed() { # shell command run in the box -> milliseconds
+    local t0
+    t0=$(date +%s%N)
+    docker exec "$name" sh -c "$*" >/dev/null
+    echo $((($(date +%s%N) - t0) / 1000000))
+}
+gib="head -c 1073741824 /dev/zero"
+exec_direct=$(timed "$direct_cli exec idle1 $gib | wc -c")
+exec_proxied=$(timed "$proxied_cli exec idle1 $gib | wc -c")
+# A 500 MiB single-layer image, saved once inside the box.
+docker exec "$name" sh -c "mkdir -p /tmp/big && head -c 524288000 /dev/urandom >/tmp/big/blob &&
+    tar -C /tmp/big -c . | $direct_cli import - big:bench >/dev/null && $direct_cli save big:bench >/tmp/big.tar &&
+    $direct_cli rmi big:bench >/dev/null"
+load_direct=$(timed "$direct_cli load -q </tmp/big.tar && $direct_cli rmi big:bench")
+load_proxied=$(timed "$proxied_cli load -q </tmp/big.tar && $proxied_cli rmi big:bench")
 cleanup
 
 echo
@@ -114,3 +136,7 @@ printf 'idle RSS of PID 1 (%s):              %6s KiB\n' "$pid1" "$rss_kb"
 printf 'idle RSS of the inner dockerd:            %6s KiB\n' "$dockerd_kb"
 echo "proxy overhead (inside one box, ${seconds}s per run, loadgen on the same 2 cores):"
 printf '  %s\n' "${overhead[@]}"
+awk -v d="$exec_direct" -v p="$exec_proxied" 'BEGIN {
+    printf "  1 GiB of exec stdout: direct %d ms, proxied %d ms, proxied throughput %.2f of direct\n", d, p, d / p }'
+awk -v d="$load_direct" -v p="$load_proxied" 'BEGIN {
+    printf "  docker load of 500 MiB: direct %d ms, proxied %d ms, proxied throughput %.2f of direct\n", d, p, d / p }'

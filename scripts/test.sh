@@ -59,6 +59,7 @@ for f in tests/*.rs; do
 done
 step "unit + integration tests" cargo_test --lib --bins "${targets[@]}"
 step "doc tests" cargo_test --doc
+step "kubernetes manifests (strict schema)" bash scripts/check-manifests.sh
 # The request-path fuzz target, bounded (FUZZ_SECONDS, default 60 s here).
 step "fuzz the request path" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash scripts/fuzz.sh
 
@@ -66,9 +67,11 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # Release: the image gets the same optimised binary users get. Two threads:
 # each test runs its own box on its own port and volume.
 # tests/e2e_policy.rs: the proxy's rules through the real CLI (issue 4).
-step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy -- --test-threads=2
+# tests/e2e_tls.rs: DOCKER_TLS_CERTDIR boxes and the CLI's client certificates (issue 6).
+step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls -- --test-threads=2
 # cgroup v2 for real (issue 7): a pure-v2 qemu guest runs a box and checks the
-# delegation; ~2 min warm, ~6 min the first time (guest cached outside the repo).
+# delegation; ~3-4 min warm, ~7-10 min the first time on this busy 2-core machine
+# (the guest is cached outside the repo; see scripts/test-cgroupv2.sh).
 if [ "$(id -u)" = 0 ]; then
     step "cgroup v2 (qemu guest)" bash scripts/test-cgroupv2.sh
 else

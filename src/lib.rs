@@ -3,9 +3,14 @@
 //! One binary, several roles:
 //! - [`init`]: PID 1 of a privileged dind image (mounts, cgroups, supervised inner dockerd, reaping);
 //! - [`proxy`]: the validating Docker Engine API proxy in front of the inner dockerd;
-//! - [`health`]: the health probe used by the image's HEALTHCHECK.
+//! - [`health`]: the health probe used by the image's HEALTHCHECK;
+//! - [`graphdriver`]: the host-side graphdriver plugin server (`graphdriver-server`);
+//! - [`tls`]: `DOCKER_TLS_CERTDIR` certificates and the proxy's rustls configuration.
 
+pub mod graphdriver;
 pub mod health;
 pub mod init;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
+pub mod tls;

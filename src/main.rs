@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dindbox::{health, init, logging, proxy};
+use dindbox::{graphdriver, health, init, logging, proxy};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +22,9 @@ enum Command {
     Init(init::InitArgs),
     /// The validating, label-injecting proxy between two sockets.
     Proxy(proxy::ProxyArgs),
+    /// Host side of the proxy graphdriver: serves one container's inner dockerd
+    /// (`dockerd --experimental -s NAME`) its layers from ROOT/CONTAINER.
+    GraphdriverServer(graphdriver::GraphdriverArgs),
     /// Exit 0 only when the proxy answers and dockerd answers through it.
     Health(health::HealthArgs),
     /// Check a policy file or explain the effective rules.
@@ -42,6 +45,10 @@ fn main() -> ExitCode {
             logging::init_with_debug(args.debug);
             report(proxy::main(args))
         }
+        Command::GraphdriverServer(args) => {
+            logging::init_with_debug(args.debug);
+            report(graphdriver::main(args))
+        }
         Command::Health(args) => report(health::main(args)),
         Command::Policy(args) => report(proxy::policy_main(args)),
     }
@@ -60,9 +67,10 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 /// As PID 1 (an image whose ENTRYPOINT is just `dindbox`), `init` is the default
 /// command: `dindbox --mtu 1400` means `dindbox init --mtu 1400`.
 fn args_with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 7] = [
+    const COMMANDS: [&str; 8] = [
         "init",
         "proxy",
+        "graphdriver-server",
         "health",
         "policy",
         "help",

@@ -130,6 +130,7 @@ fn policy() -> Policy {
         cgroup_parent: Some("/dindbox".into()),
         memory: Some(1 << 30),
         pids: Some(512),
+        network_mtu: None,
         allow_buildkit: false,
         owner: None,
     }

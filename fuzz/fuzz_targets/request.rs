@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         cgroup_parent: Some("/dindbox".into()),
         memory: Some(1 << 30),
         pids: Some(512),
+        network_mtu: None,
         allow_buildkit: false,
         owner: Some(("ci.owner".into(), "fuzz".into())),
     };

@@ -125,6 +125,11 @@ impl Dockerd {
         if std::env::var_os("container").is_none() {
             cmd.env("container", "docker");
         }
+        if let Some(prefix) = &cfg.dockerd_path_prefix {
+            let path =
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+            cmd.env("PATH", format!("{}:{path}", prefix.display()));
+        }
         match &cfg.log {
             LogTarget::Ours => {
                 cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -352,6 +357,7 @@ pub async fn supervise(
             }
         };
         tracing::info!(pid = %dockerd.pid, "dockerd restarted");
+        crate::metrics::global().dockerd_restarted();
     }
 }
 

@@ -11,6 +11,7 @@ mod dockerd;
 mod drain;
 mod fds;
 mod mounts;
+mod network;
 mod reaper;
 mod shell;
 #[allow(unsafe_code)]
@@ -33,6 +34,7 @@ pub use self::reaper::exit_code;
 use crate::proxy::config::{ENV_CGROUP_PARENT, ENV_MEMORY, ENV_PIDS};
 use crate::proxy::policy::Policy;
 use crate::proxy::{ListenAddr, Listener, PolicyOptions, Proxy, ProxyConfig};
+use crate::tls;
 
 /// `dindbox init` options; every one also comes from the environment.
 ///
@@ -56,9 +58,21 @@ pub struct InitArgs {
 /// The named options of `dindbox init`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct InitOptions {
-    /// TCP port for the proxy on 0.0.0.0 (unset: only the unix socket).
+    /// TCP port for the proxy on 0.0.0.0 (unset: only the unix socket, or
+    /// 2376 with TLS).
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
+    /// TCP port for Prometheus metrics on 0.0.0.0 (unset: none).
+    #[arg(long, env = "METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// docker:dind's certificate directory: when set (and not empty), the
+    /// proxy serves TLS and requires client certificates; the CA, server and
+    /// client certificates are generated there, or reused.
+    #[arg(long, env = "DOCKER_TLS_CERTDIR", value_name = "DIR")]
+    pub tls_certdir: Option<String>,
+    /// Extra SANs of the server certificate: `DNS:foo,IP:1.2.3.4`.
+    #[arg(long, env = "DOCKER_TLS_SAN", value_name = "SANS")]
+    pub tls_san: Option<String>,
     /// The private socket of the inner dockerd.
     #[arg(
         long,
@@ -121,6 +135,8 @@ pub enum InitError {
     Cgroup(#[from] cgroup::CgroupError),
     #[error(transparent)]
     Dockerd(#[from] dockerd::DockerdError),
+    #[error("TLS (DOCKER_TLS_CERTDIR): {0}")]
+    Tls(#[from] tls::TlsError),
     #[error("failed to listen on {addr}: {err:#}")]
     Listen { addr: String, err: anyhow::Error },
     #[error("failed to {what} {path}: {err}")]
@@ -136,10 +152,58 @@ pub enum InitError {
     },
 }
 
+/// `DOCKER_TLS_CERTDIR` and `DOCKER_TLS_SAN`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub dir: PathBuf,
+    pub extra_sans: Vec<tls::San>,
+}
+
+impl TlsOptions {
+    /// `None` when TLS is off: the directory is unset or empty (docker:dind's
+    /// `-e DOCKER_TLS_CERTDIR=`).
+    fn parse(dir: Option<&str>, sans: Option<&str>) -> Result<Option<TlsOptions>, InitError> {
+        let Some(dir) = dir.map(str::trim).filter(|d| !d.is_empty()) else {
+            return Ok(None);
+        };
+        if !dir.starts_with('/') {
+            return Err(InitError::Config(format!(
+                "DOCKER_TLS_CERTDIR={dir} must be an absolute path (e.g. /certs)"
+            )));
+        }
+        Ok(Some(TlsOptions {
+            dir: PathBuf::from(dir),
+            extra_sans: tls::parse_sans(sans.unwrap_or(""))?,
+        }))
+    }
+}
+
+/// The proxy's TCP listener: TLS on `PORT` or 2376 when TLS is on, plain TCP
+/// on `PORT` when it is off, none without either.
+fn tcp_listener(
+    port: Option<u16>,
+    server_tls: Option<&Arc<rustls::ServerConfig>>,
+) -> Option<ListenAddr> {
+    let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+    match (server_tls, port) {
+        (Some(config), port) => Some(ListenAddr::Tls(
+            any(port.unwrap_or(tls::TLS_PORT)),
+            config.clone(),
+        )),
+        (None, Some(port)) => Some(ListenAddr::Tcp(any(port))),
+        (None, None) => None,
+    }
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: Option<u16>,
+    pub metrics_port: Option<u16>,
+    /// TLS on: the cert dir and the extra SANs.
+    pub tls: Option<TlsOptions>,
+    /// The proxy's TLS configuration, once [`boot`] has prepared the certificates.
+    pub server_tls: Option<Arc<rustls::ServerConfig>>,
     pub dockerd_socket: PathBuf,
     pub socket: PathBuf,
     pub ready_timeout: Duration,
@@ -151,6 +215,8 @@ pub struct Config {
     pub ready_file: PathBuf,
     pub cgroup_root: PathBuf,
     pub policy: Policy,
+    /// A directory put first in dockerd's PATH (the iptables backend links).
+    pub dockerd_path_prefix: Option<PathBuf>,
     /// The command to run once ready; `None`: serve until signalled.
     pub command: Option<Vec<String>>,
     /// stdin is a terminal: the command gets its foreground.
@@ -205,9 +271,13 @@ impl Config {
                 )));
             }
         }
+        let tls = TlsOptions::parse(o.tls_certdir.as_deref(), o.tls_san.as_deref())?;
         Ok(Config {
             dockerd_args,
             port: o.port,
+            metrics_port: o.metrics_port,
+            tls,
+            server_tls: None,
             dockerd_socket: o.dockerd_socket,
             socket: o.socket,
             ready_timeout: o.ready_timeout,
@@ -216,6 +286,7 @@ impl Config {
             log,
             ready_file: o.ready_file,
             cgroup_root: o.cgroup_root,
+            dockerd_path_prefix: None,
             policy,
             foreground: command.is_some() && stdin_tty,
             command,
@@ -352,8 +423,14 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     if let Some(budget) = cfg.budget() {
         let parent = cgroups.budget(&cfg.cgroup_root, &budget)?;
         log_budget(&parent, &budget);
+        if let cgroup::Placement::Limited(dirs) = &parent.placement {
+            crate::metrics::global().set_budget_dirs(dirs.clone());
+        }
         cfg.use_cgroup_parent(&parent.path);
     }
+
+    // MTU and iptables backend: fixed before dockerd sets up its bridge and rules.
+    prepare_network(&mut cfg);
 
     // overlay-on-overlay makes dockerd fall back to vfs: slow and huge.
     if mounts::on_overlayfs(Path::new("/var/lib/docker")) {
@@ -361,6 +438,14 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
             "/var/lib/docker is on overlayfs: the inner dockerd cannot use overlay2 and will fall \
              back to the slow vfs driver. Give it a volume: docker run -v NAME:/var/lib/docker ..."
         );
+    }
+
+    // Certificates before dockerd: its bridge (docker0) must not be among
+    // the addresses the server certificate is made for, or every boot would
+    // see a different set. A broken cert dir fails the boot here, before
+    // anything is served.
+    if let Some(opts) = &cfg.tls {
+        cfg.server_tls = Some(prepare_tls(opts)?);
     }
 
     let log_file = match &cfg.log {
@@ -391,6 +476,28 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     runtime.block_on(run(Arc::new(cfg)))
 }
 
+/// Generates or reuses the certificates in the cert dir; one log line says which.
+fn prepare_tls(opts: &TlsOptions) -> Result<Arc<rustls::ServerConfig>, InitError> {
+    let wanted = tls::local_sans(&opts.extra_sans)?;
+    let prepared = tls::prepare(&opts.dir, &wanted, std::time::SystemTime::now())?;
+    let sans: Vec<String> = prepared.sans.iter().map(ToString::to_string).collect();
+    match prepared.plan {
+        tls::Plan::BringYourOwn => tracing::info!(
+            dir = %opts.dir.display(),
+            "TLS: {}; clients need a certificate signed by server/ca.pem",
+            prepared.plan
+        ),
+        _ => tracing::info!(
+            dir = %opts.dir.display(),
+            sans = %sans.join(","),
+            "TLS: {}; clients: DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={}",
+            prepared.plan,
+            opts.dir.join("client").display()
+        ),
+    }
+    Ok(prepared.config)
+}
+
 /// One line: where the box's containers go and what limits them.
 fn log_budget(parent: &cgroup::Parent, budget: &cgroup::Budget) {
     let memory = budget
@@ -413,6 +520,40 @@ fn log_budget(parent: &cgroup::Parent, budget: &cgroup::Budget) {
             "budget: containers go under the cgroup {}, which init leaves alone because {why}; \
              the memory limit ({memory}) and pids limit ({pids}) apply per container only",
             parent.path
+        ),
+    }
+}
+
+/// dockerd's MTU and iptables backend (see [`network`]). Failures here only
+/// cost the fix, never the boot: each is logged with what to do instead.
+fn prepare_network(cfg: &mut Config) {
+    match network::read_link_mtu(Path::new("/proc/net/route"), Path::new("/sys/class/net")) {
+        Some((iface, mtu)) if !network::has_mtu_flag(&cfg.dockerd_args) => {
+            if let Some(mtu) = network::mtu_for_dockerd(mtu) {
+                cfg.dockerd_args.push(format!("--mtu={mtu}"));
+                cfg.policy.network_mtu = Some(mtu);
+                tracing::info!("MTU: {iface} has MTU {mtu}; dockerd and the networks tenants create get --mtu={mtu}");
+            }
+        }
+        Some(_) => tracing::info!("MTU: --mtu given in the dockerd arguments; left as it is"),
+        None => tracing::debug!("MTU: no default route found; dockerd keeps its default"),
+    }
+    let env = std::env::var("DOCKER_IPTABLES_LEGACY").ok();
+    let (backend, why) = network::choose_backend(
+        env.as_deref(),
+        network::legacy_tables_in_use(Path::new("/proc/net")),
+    );
+    let Some(backend) = backend else {
+        tracing::info!("iptables: the image's default backend ({why})");
+        return;
+    };
+    match network::backend_shim(Path::new("/run/dindbox/iptables"), Path::new("/usr/sbin"), backend) {
+        Ok(dir) => {
+            tracing::info!("iptables: {backend:?} backend for dockerd ({why})");
+            cfg.dockerd_path_prefix = Some(dir);
+        }
+        Err(err) => tracing::warn!(
+            "iptables: could not select the {backend:?} backend ({why}): {err}; dockerd uses the image's default"
         ),
     }
 }
@@ -478,10 +619,30 @@ async fn serve(
         policy: cfg.policy.clone(),
     });
     let mut addrs = vec![ListenAddr::Unix(cfg.socket.clone())];
-    if let Some(port) = cfg.port {
-        addrs.push(ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], port))));
+    let tcp = tcp_listener(cfg.port, cfg.server_tls.as_ref());
+    if let Some(ListenAddr::Tcp(addr)) = &tcp {
+        // 0.0.0.0 in a box: beyond loopback whatever `-p` publishes.
+        tracing::warn!(
+            "PORT={}: the Docker API is served over plain TCP on {addr} WITHOUT AUTHENTICATION: \
+             anyone who reaches this port controls the box. Publish it on loopback only \
+             (-p 127.0.0.1:{}:{}) or turn on TLS with client certificates \
+             (-e DOCKER_TLS_CERTDIR=/certs)",
+            addr.port(),
+            addr.port(),
+            addr.port()
+        );
     }
+    addrs.extend(tcp.clone());
     let mut listeners = Vec::new();
+    if let Some(port) = cfg.metrics_port {
+        let addr = SocketAddr::from(([0, 0, 0, 0], port));
+        let shutdown = shutdown.clone();
+        listeners.push(tokio::spawn(async move {
+            if let Err(err) = crate::metrics::serve(addr, shutdown).await {
+                tracing::error!("metrics on {addr} failed: {err}");
+            }
+        }));
+    }
     for addr in &addrs {
         let listener = Listener::bind(addr)
             .await
@@ -502,7 +663,7 @@ async fn serve(
     })?;
     tracing::info!(
         socket = %cfg.socket.display(),
-        tcp = %cfg.port.map_or("none".into(), |p| format!("0.0.0.0:{p}")),
+        tcp = %tcp.map_or("none".into(), |a| a.to_string()),
         dockerd = %cfg.dockerd_socket.display(),
         "ready"
     );
@@ -748,6 +909,71 @@ mod tests {
         assert!(cfg.foreground);
         assert_eq!(config(&["init"], false).command, None);
         assert_eq!(config(&["init", "--port", "2375"], true).command, None);
+    }
+
+    #[test]
+    fn tls_is_on_only_with_a_non_empty_cert_dir() {
+        assert_eq!(config(&["init"], false).tls, None);
+        assert_eq!(config(&["init", "--tls-certdir", ""], false).tls, None);
+        assert_eq!(config(&["init", "--tls-certdir", "  "], false).tls, None);
+        let cfg = config(
+            &[
+                "init",
+                "--tls-certdir",
+                "/certs",
+                "--tls-san",
+                "DNS:foo,IP:1.2.3.4",
+            ],
+            false,
+        );
+        assert_eq!(
+            cfg.tls,
+            Some(TlsOptions {
+                dir: PathBuf::from("/certs"),
+                extra_sans: tls::parse_sans("DNS:foo,IP:1.2.3.4").unwrap(),
+            })
+        );
+        // SANs without a cert dir are ignored, as docker:dind ignores them.
+        assert_eq!(config(&["init", "--tls-san", "DNS:x"], false).tls, None);
+    }
+
+    #[test]
+    fn bad_tls_settings_are_config_errors() {
+        let err = Config::new(
+            parse(&["init", "--tls-certdir", "/certs", "--tls-san", "URI:x"]),
+            false,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("DOCKER_TLS_SAN"), "{err}");
+        let err = Config::new(parse(&["init", "--tls-certdir", "certs"]), false, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absolute"), "{err}");
+    }
+
+    #[test]
+    fn tls_serves_on_port_or_2376_and_plain_tcp_only_without_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sans = tls::wanted_sans("box", [], &[]);
+        let config = tls::prepare(tmp.path(), &sans, std::time::SystemTime::now())
+            .unwrap()
+            .config;
+        let addr = |a: Option<ListenAddr>| a.map(|a| a.to_string());
+        assert_eq!(addr(tcp_listener(None, None)), None);
+        assert_eq!(
+            addr(tcp_listener(Some(2375), None)).as_deref(),
+            Some("tcp://0.0.0.0:2375")
+        );
+        assert!(matches!(
+            tcp_listener(None, Some(&config)),
+            Some(ListenAddr::Tls(a, _)) if a.port() == 2376
+        ));
+        assert!(matches!(
+            tcp_listener(Some(1234), Some(&config)),
+            Some(ListenAddr::Tls(a, _)) if a.port() == 1234
+        ));
     }
 
     #[test]

@@ -128,11 +128,12 @@ fn takes_tar(method: &Method, pattern: &str) -> bool {
     )
 }
 
-/// A tar endpoint takes a tar body, or one without a declared type (the Docker
-/// client sends `docker cp` and `docker import` bodies without one).
+/// A tar endpoint takes a tar body, or one typed the way the Docker client
+/// types raw bodies it does not label (`text/plain`, for `docker cp` and
+/// `docker import`), or untyped; never JSON, a form or multipart.
 fn refuse_non_tar_bodies(headers: &HeaderMap) -> Result<(), Reject> {
     match media_type(headers).as_str() {
-        "" | "application/x-tar" | "application/tar" => Ok(()),
+        "" | "application/x-tar" | "application/tar" | "text/plain" => Ok(()),
         media => Err(Reject::bad_request(
             "content-type",
             format!("this endpoint takes a tar body, not {media}"),
@@ -198,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn tar_endpoints_take_only_tar_or_untyped_bodies() {
+    fn tar_endpoints_take_tar_or_raw_bodies_only() {
         let with = |method: Method, target: &str, media: &str| {
             let mut headers = HeaderMap::new();
             if !media.is_empty() {
@@ -214,12 +215,12 @@ mod tests {
         assert!(with(Method::POST, "/v1.41/build?t=x", "application/x-tar").is_ok());
         assert!(with(Method::PUT, "/v1.41/containers/c/archive?path=/", "").is_ok());
         assert!(with(Method::POST, "/v1.41/images/load", "application/json").is_err());
-        assert!(with(
-            Method::PUT,
-            "/v1.41/containers/c/archive?path=/",
-            "text/plain"
-        )
-        .is_err());
+        let archive = "/v1.41/containers/c/archive?path=/";
+        assert!(
+            with(Method::PUT, archive, "text/plain").is_ok(),
+            "what `docker cp` sends"
+        );
+        assert!(with(Method::PUT, archive, "application/json").is_err());
         assert!(with(Method::POST, "/v1.41/containers/c/start", "text/plain").is_ok());
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::config::{self, Env};
 use super::policy::Policy;
@@ -77,6 +77,9 @@ pub struct ProxyArgs {
     /// Also listen on this TCP address (e.g. 127.0.0.1:2375).
     #[arg(long, env = "DINDBOX_LISTEN_TCP")]
     pub listen_tcp: Option<SocketAddr>,
+    /// Serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9323).
+    #[arg(long, env = "DINDBOX_METRICS_ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Log every request (debug level).
     #[arg(long)]
     pub debug: bool,
@@ -95,6 +98,12 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<()> {
     if addrs.is_empty() {
         anyhow::bail!("nothing to listen on: give --listensocket PATH and/or --listen-tcp ADDR");
     }
+    if let Some(addr) = args.listen_tcp.filter(|a| !a.ip().is_loopback()) {
+        warn!(
+            "--listen-tcp {addr}: plain TCP without authentication beyond loopback; anyone who \
+             reaches this address can use the Docker API the policy allows"
+        );
+    }
     let policy = args.policy.resolve(Policy::default())?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     runtime.block_on(async {
@@ -109,6 +118,16 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<()> {
             tasks.push(tokio::spawn(
                 proxy.clone().serve(listener, shutdown.clone()),
             ));
+        }
+        if let Some(addr) = args.metrics {
+            tasks.push(tokio::spawn({
+                let shutdown = shutdown.clone();
+                async move {
+                    if let Err(err) = crate::metrics::serve(addr, shutdown).await {
+                        tracing::error!("metrics on {addr} failed: {err}");
+                    }
+                }
+            }));
         }
         let listen: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         info!(?listen, upstream = %args.docker_socket.display(), "ready");

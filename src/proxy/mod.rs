@@ -41,10 +41,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyperlocal::UnixConnector;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
+
+use crate::metrics;
 
 use self::policy::{Policy, Reject};
 use self::route::{ApiVersion, Endpoint, MAX_API};
@@ -58,12 +61,17 @@ const BODY_LIMIT: usize = 8 << 20;
 const MAX_CONNECTIONS: usize = 4096;
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a proxy listens.
 #[derive(Debug, Clone)]
 pub enum ListenAddr {
     Unix(PathBuf),
     Tcp(SocketAddr),
+    /// TCP with TLS; the config decides whether client certificates are
+    /// required (the ones from [`crate::tls::server_config`] are).
+    Tls(SocketAddr, Arc<rustls::ServerConfig>),
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -71,6 +79,7 @@ impl std::fmt::Display for ListenAddr {
         match self {
             ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
             ListenAddr::Tcp(addr) => write!(f, "tcp://{addr}"),
+            ListenAddr::Tls(addr, _) => write!(f, "tcp://{addr} (TLS)"),
         }
     }
 }
@@ -79,6 +88,7 @@ impl std::fmt::Display for ListenAddr {
 pub enum Listener {
     Unix(UnixListener),
     Tcp(TcpListener),
+    Tls(TcpListener, TlsAcceptor),
 }
 
 impl Listener {
@@ -92,7 +102,21 @@ impl Listener {
                     .with_context(|| format!("failed to listen on tcp://{addr}"))?;
                 Ok(Listener::Tcp(listener))
             }
+            ListenAddr::Tls(addr, config) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("failed to listen on tcp://{addr} (TLS)"))?;
+                Ok(Listener::Tls(listener, TlsAcceptor::from(config.clone())))
+            }
             ListenAddr::Unix(path) => Ok(Listener::Unix(bind_unix(path).await?)),
+        }
+    }
+
+    /// The bound TCP address (the port chosen for `:0`); `None` for unix sockets.
+    pub fn local_tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Unix(_) => None,
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.local_addr().ok(),
         }
     }
 }
@@ -162,11 +186,15 @@ impl Proxy {
                 accepted = accept(&listener) => accepted,
             };
             match accepted {
-                Ok((io, peer)) => {
+                Ok((accepted, peer)) => {
                     let proxy = self.clone();
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        proxy.serve_connection(io, peer, shutdown).await;
+                        // The handshake runs here, not in the accept loop: a
+                        // slow or silent client delays only itself.
+                        if let Some(io) = accepted.into_io(&peer).await {
+                            proxy.serve_connection(io, peer, shutdown).await;
+                        }
                         drop(permit);
                     });
                 }
@@ -185,6 +213,7 @@ impl Proxy {
         peer: String,
         shutdown: CancellationToken,
     ) {
+        metrics::global().connection_opened();
         let service = service_fn(|req| {
             let proxy = self.clone();
             let peer = peer.clone();
@@ -208,12 +237,24 @@ impl Proxy {
         if let Err(err) = result {
             debug!(error = %err, remote = %peer, "connection ended with an error");
         }
+        metrics::global().connection_closed();
     }
 
     async fn handle(&self, req: Request<Incoming>, peer: &str) -> Response<Body> {
+        let started = std::time::Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        match self.forward(req).await {
+        let mut endpoint = "refused";
+        let result = self.forward(req, &mut endpoint).await;
+        let outcome = match &result {
+            Ok(_) => metrics::Outcome::Forwarded,
+            Err(reject) if reject.status == StatusCode::SERVICE_UNAVAILABLE => {
+                metrics::Outcome::DockerdUnavailable
+            }
+            Err(reject) => metrics::Outcome::Refused(reject.rule),
+        };
+        metrics::global().request(endpoint, outcome, started.elapsed());
+        match result {
             Ok(response) => {
                 debug!(%method, %path, status = response.status().as_u16(), remote = %peer, "proxied");
                 response
@@ -230,8 +271,15 @@ impl Proxy {
         }
     }
 
-    async fn forward(&self, mut req: Request<Incoming>) -> Result<Response<Body>, Reject> {
+    /// Checks, rewrites and forwards one request; `endpoint` is set to the
+    /// allow-list pattern it matched (for the metrics).
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        endpoint: &mut &'static str,
+    ) -> Result<Response<Body>, Reject> {
         let mut route = check::admit(&self.policy, req.method(), req.uri(), req.headers())?;
+        *endpoint = route.pattern;
         // Standalone mode with an owner label: ask dockerd who owns what the
         // request names. Without one, no request costs an extra round trip.
         let ownership = self.policy.owner.as_ref().map(|owner| owner::Upstream {
@@ -369,16 +417,63 @@ fn stream(body: Incoming) -> Body {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-async fn accept(listener: &Listener) -> io::Result<(Box<dyn Io>, String)> {
+/// An accepted connection: ready to serve, or a TLS handshake away from it.
+enum Accepted {
+    Ready(Box<dyn Io>),
+    Tls(TcpStream, TlsAcceptor),
+}
+
+impl Accepted {
+    /// The connection to serve HTTP on; `None` (logged) when the TLS
+    /// handshake failed: no client certificate, one the CA did not sign, an
+    /// expired one, or no handshake within [`HANDSHAKE_TIMEOUT`].
+    async fn into_io(self, peer: &str) -> Option<Box<dyn Io>> {
+        let (stream, acceptor) = match self {
+            Accepted::Ready(io) => return Some(io),
+            Accepted::Tls(stream, acceptor) => (stream, acceptor),
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(err)) => {
+                let hint = match err
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<rustls::Error>())
+                {
+                    Some(rustls::Error::InvalidMessage(_)) => {
+                        " (not TLS: a plain HTTP client? Give it DOCKER_TLS_VERIFY=1 and \
+                         DOCKER_CERT_PATH)"
+                    }
+                    Some(rustls::Error::NoCertificatesPresented) => {
+                        " (no client certificate: DOCKER_CERT_PATH must hold cert.pem and key.pem)"
+                    }
+                    _ => "",
+                };
+                info!(remote = %peer, "TLS handshake refused: {err}{hint}");
+                None
+            }
+            Err(_) => {
+                info!(remote = %peer, "TLS handshake not finished within {} s", HANDSHAKE_TIMEOUT.as_secs());
+                None
+            }
+        }
+    }
+}
+
+async fn accept(listener: &Listener) -> io::Result<(Accepted, String)> {
     match listener {
         Listener::Unix(l) => {
             let (stream, _) = l.accept().await?;
-            Ok((Box::new(stream), "unix".to_string()))
+            Ok((Accepted::Ready(Box::new(stream)), "unix".to_string()))
         }
         Listener::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
             stream.set_nodelay(true)?;
-            Ok((Box::new(stream), peer.to_string()))
+            Ok((Accepted::Ready(Box::new(stream)), peer.to_string()))
+        }
+        Listener::Tls(l, acceptor) => {
+            let (stream, peer) = l.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok((Accepted::Tls(stream, acceptor.clone()), peer.to_string()))
         }
     }
 }

@@ -4,8 +4,8 @@
 //! Set up once per test process. As root a failing setup fails every test
 //! loudly; without root every test is skipped with a loud message.
 //!
-//! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs); each
-//! uses a part of it.
+//! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
+//! tests/e2e_tls.rs); each uses a part of it.
 
 #![allow(dead_code)]
 
@@ -144,18 +144,34 @@ impl Harness {
         run(self.outer_cmd(args), None, CMD_TIMEOUT)
     }
 
-    /// Boxes and volumes left by an earlier run that was killed.
+    /// Boxes and volumes left by an earlier run that was killed. Only those
+    /// whose test process is gone: another suite may be running right now.
     fn remove_leftovers(&self) {
         let filter = format!("name={PREFIX}");
-        let ids = self.outer(&["ps", "-aq", "--filter", &filter]).stdout;
-        for id in ids.split_whitespace() {
-            self.outer(&["rm", "-f", "-v", id]);
+        let names = self
+            .outer(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"])
+            .stdout;
+        for name in names.split_whitespace().filter(|n| left_by_a_dead_run(n)) {
+            self.outer(&["rm", "-f", "-v", name]);
         }
         let vols = self
             .outer(&["volume", "ls", "-q", "--filter", &filter])
             .stdout;
-        for v in vols.split_whitespace() {
+        for v in vols.split_whitespace().filter(|v| left_by_a_dead_run(v)) {
             self.outer(&["volume", "rm", "-f", v]);
+        }
+        let nets = self
+            .outer(&[
+                "network",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Name}}",
+            ])
+            .stdout;
+        for n in nets.split_whitespace().filter(|n| left_by_a_dead_run(n)) {
+            self.outer(&["network", "rm", n]);
         }
     }
 }
@@ -335,6 +351,16 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Whether a name made by [`unique`] belongs to a test process that is gone.
+fn left_by_a_dead_run(name: &str) -> bool {
+    let mut parts = name.rsplitn(3, '-');
+    let (_n, pid) = (parts.next(), parts.next());
+    match pid.and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        None => true,
+    }
+}
+
 /// A unique name for a container or volume of the test `tag`.
 pub fn unique(tag: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -375,6 +401,8 @@ pub struct DindBox<'h> {
     pub name: String,
     /// DOCKER_HOST for the box's published API (through the proxy).
     pub api: String,
+    /// More environment for the CLI talking to it (DOCKER_TLS_VERIFY, ...).
+    pub client_env: Vec<(String, String)>,
 }
 
 impl<'h> DindBox<'h> {
@@ -402,14 +430,31 @@ impl<'h> DindBox<'h> {
 
     /// Starts a box with extra `docker run` arguments, without waiting.
     pub fn launch_with(h: &'h Harness, tag: &str, volume: &Volume, extra: &[&str]) -> Self {
+        let mut args = vec!["-e", "PORT=2375"];
+        args.extend_from_slice(extra);
+        Self::launch_published(h, tag, volume, 2375, &args, Vec::new())
+    }
+
+    /// Starts a box whose `container_port` is published on a free loopback
+    /// port, with `extra` `docker run` arguments and `client_env` for the
+    /// CLI; does not wait.
+    pub fn launch_published(
+        h: &'h Harness,
+        tag: &str,
+        volume: &Volume,
+        container_port: u16,
+        extra: &[&str],
+        client_env: Vec<(String, String)>,
+    ) -> Self {
         let name = unique(tag);
         let port = free_port();
         let b = DindBox {
             h,
             api: format!("tcp://127.0.0.1:{port}"),
             name,
+            client_env,
         };
-        let publish = format!("127.0.0.1:{port}:2375");
+        let publish = format!("127.0.0.1:{port}:{container_port}");
         let mount = format!("{}:/var/lib/docker", volume.name);
         let mut args = vec![
             "run",
@@ -417,8 +462,6 @@ impl<'h> DindBox<'h> {
             "--privileged",
             "--name",
             &b.name,
-            "-e",
-            "PORT=2375",
             "-p",
             &publish,
             "-v",
@@ -465,7 +508,9 @@ impl<'h> DindBox<'h> {
     /// A docker command against the box's published API.
     pub fn docker_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("docker");
-        cmd.env("DOCKER_HOST", &self.api).args(args);
+        cmd.env("DOCKER_HOST", &self.api)
+            .envs(self.client_env.iter().map(|(k, v)| (k, v)))
+            .args(args);
         cmd
     }
 

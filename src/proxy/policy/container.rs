@@ -1138,6 +1138,7 @@ mod tests {
             cgroup_parent: Some("/dindbox".into()),
             memory: Some(512 << 20),
             pids: Some(256),
+            network_mtu: None,
             allow_buildkit: false,
             owner: None,
         }

@@ -36,6 +36,9 @@ pub struct Policy {
     pub memory: Option<i64>,
     /// Pids limit for containers that ask for none, and the most one may ask for.
     pub pids: Option<i64>,
+    /// The MTU put on the networks tenants create (when they choose none):
+    /// the box's link MTU, found by init.
+    pub network_mtu: Option<u32>,
     /// Let BuildKit's `/session` and `/grpc` tunnels through. They cannot be
     /// inspected, so this is only safe where the daemon itself is confined
     /// (a dind box: no insecure entitlements, the box's own cgroup).

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::container::ENDPOINT_SETTINGS;
-use super::value::{boolean, decode, inject_labels, non_empty, string};
+use super::value::{boolean, decode, inject_labels, non_empty, set, string};
 use super::{Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
 use crate::proxy::query::Query;
@@ -178,11 +178,22 @@ const NETWORK_CREATE: &[Field] = &[
     field("Labels", Map),
 ];
 
+const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
+/// Sets a driver option unless the tenant chose one.
+fn set_default_option(request: &mut Vec<(String, Json)>, key: &str, value: &str) {
+    let mut options = match get(request, "Options") {
+        Some(Json::Object(entries)) => entries.clone(),
+        _ => Vec::new(),
+    };
+    if !options.iter().any(|(k, _)| k == key) {
+        options.push((key.to_string(), Json::String(value.to_string())));
+        set(request, "Options", Json::Object(options));
+    }
+}
+
 /// Bridge driver options that only shape the tenant's own network.
-const NETWORK_OPTIONS: &[&str] = &[
-    "com.docker.network.driver.mtu",
-    "com.docker.network.bridge.enable_icc",
-];
+const NETWORK_OPTIONS: &[&str] = &[MTU_OPTION, "com.docker.network.bridge.enable_icc"];
 
 /// Checks `POST /networks/create`: bridge networks with the default IPAM and
 /// no options that name or reconfigure host interfaces.
@@ -231,6 +242,9 @@ pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
         }
     }
     inject_labels(&mut request, &policy.injected_labels());
+    if let Some(mtu) = policy.network_mtu {
+        set_default_option(&mut request, MTU_OPTION, &mtu.to_string());
+    }
     Ok(Json::Object(request))
 }
 
@@ -452,5 +466,26 @@ mod tests {
             String::from_utf8(network.to_vec()).unwrap(),
             r#"{"Name":"n","Labels":{"owner":"ci-42"}}"#
         );
+    }
+
+    #[test]
+    fn networks_get_the_boxs_mtu_unless_they_choose_one() {
+        let policy = Policy {
+            network_mtu: Some(1400),
+            ..Policy::default()
+        };
+        let forwarded = network_create(&policy, &body(r#"{"Name":"n"}"#)).unwrap();
+        assert_eq!(
+            String::from_utf8(forwarded.to_vec()).unwrap(),
+            r#"{"Name":"n","Options":{"com.docker.network.driver.mtu":"1400"}}"#
+        );
+        let chosen = network_create(
+            &policy,
+            &body(r#"{"Name":"n","Options":{"com.docker.network.driver.mtu":"1300"}}"#),
+        )
+        .unwrap();
+        assert!(String::from_utf8(chosen.to_vec())
+            .unwrap()
+            .contains(r#""1300""#));
     }
 }

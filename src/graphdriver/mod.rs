@@ -1,0 +1,143 @@
+//! `dindbox graphdriver-server`: the host side of the proxy graphdriver.
+//!
+//! An inner dockerd started with `--experimental -s <name>` talks Docker's
+//! graphdriver plugin protocol (HTTP/1.1 over a unix socket, moby
+//! `daemon/graphdriver/proxy.go` at v20.10.24) to this server. The server
+//! keeps the container's layers in its own protected directory on the host
+//! (`<root>/<container>/…`, re-rooted from the Home the daemon sends in
+//! `Init`) and does the storage work there: overlay mounts, copies, tar
+//! apply and diff. Everything it receives is treated as hostile.
+//!
+//! - [`protocol`]: wire types and ID validation;
+//! - [`server`]: the socket, dispatch, Init re-rooting, path translation;
+//! - [`overlay`] and [`vfs`]: the two drivers behind [`Driver`];
+//! - [`archive`], [`changes`]: tar apply/produce with whiteouts, tree diffs;
+//! - [`beneath`]: file access that cannot be steered out of the tree.
+
+#![forbid(unsafe_code)]
+
+pub mod archive;
+pub mod beneath;
+pub mod changes;
+pub mod overlay;
+pub mod protocol;
+pub mod server;
+pub mod vfs;
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use self::archive::{ArchiveError, DiffItem, Quota, QuotaError};
+use self::beneath::Dir;
+use self::protocol::{Change, IdError, LayerId};
+
+pub use self::server::{main, GraphdriverArgs};
+
+/// The storage operations behind the protocol. Paths are host paths; the
+/// server translates them to the container's view. Calls block (they are
+/// run off the async threads).
+pub trait Driver: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Creates an empty layer on `parent` (`rw`: a container layer).
+    fn create(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        rw: bool,
+        quota: &mut Quota,
+    ) -> Result<(), DriverError>;
+    fn remove(&self, id: &LayerId) -> Result<(), DriverError>;
+    /// The layer's assembled file system (mounting it if needed).
+    fn get(&self, id: &LayerId) -> Result<PathBuf, DriverError>;
+    fn put(&self, id: &LayerId) -> Result<(), DriverError>;
+    fn exists(&self, id: &LayerId) -> bool;
+    fn status(&self) -> Vec<(String, String)>;
+    /// Path-valued metadata (several paths are joined with `:`).
+    fn metadata(&self, id: &LayerId) -> Result<BTreeMap<String, Vec<PathBuf>>, DriverError>;
+    fn cleanup(&self) -> Result<(), DriverError>;
+    fn changes(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<Vec<Change>, DriverError>;
+    /// What `Diff` will stream; errors here still become a non-200 answer.
+    fn diff(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<DiffSource, DriverError>;
+    fn apply_diff(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        tar: &mut dyn Read,
+        quota: &mut Quota,
+    ) -> Result<u64, DriverError>;
+    fn diff_size(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<u64, DriverError>;
+    /// Every layer on disk.
+    fn layers(&self) -> Result<Vec<LayerId>, DriverError>;
+    /// The bytes a layer takes on disk (for `--max-bytes`).
+    fn size(&self, id: &LayerId) -> Result<u64, DriverError>;
+}
+
+/// A layer diff ready to be written as a tar.
+pub struct DiffSource {
+    pub root: Dir,
+    pub items: Vec<DiffItem>,
+}
+
+impl DiffSource {
+    pub fn write_tar(&self, out: impl Write) -> io::Result<()> {
+        archive::write_tar(&self.root, &self.items, out)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("layer {0} does not exist")]
+    NotFound(LayerId),
+    #[error("layer {0} already exists")]
+    Exists(LayerId),
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
+    #[error("failed to mount the overlay for layer {id} at {target}: {source}{hint}")]
+    Mount {
+        id: LayerId,
+        target: String,
+        source: io::Error,
+        hint: &'static str,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DriverError {
+    pub fn io(
+        op: &'static str,
+        path: impl std::fmt::Display,
+    ) -> impl FnOnce(io::Error) -> DriverError {
+        let path = path.to_string();
+        move |source| DriverError::Io { op, path, source }
+    }
+}
+
+/// Which driver to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriverKind {
+    /// overlayfs layers, mounted on Get (needs a shared/rslave mount into the box).
+    Overlay,
+    /// Full copies, no mounts (always available, slower, bigger).
+    Vfs,
+}
+
+impl DriverKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Overlay => "overlay",
+            DriverKind::Vfs => "vfs",
+        }
+    }
+}

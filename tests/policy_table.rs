@@ -1,0 +1,966 @@
+//! The request path as a table: method, target, content type and body in,
+//! "forwarded" or "refused by rule R" out, through the same pure functions the
+//! proxy serves with (`check::admit`, `check::rewrite_body`). Every dangerous
+//! field in several spellings, every path and header trick; benign requests
+//! must pass. (Field-level tables with the exact forwarded bodies live next to
+//! the rules, in src/proxy/policy/*.rs.)
+
+use dindbox::proxy::check::{admit, inspects_body, rewrite_body};
+use dindbox::proxy::policy::Policy;
+use http::{HeaderMap, HeaderValue, Method};
+
+/// `Ok(())`: forwarded. `Err(rule)`: refused by that rule.
+type Expect = Result<(), &'static str>;
+
+/// Method, target, content type, body.
+type Request = (Method, &'static str, &'static str, String);
+
+const OK: Expect = Ok(());
+const JSON: &str = "application/json";
+
+fn decide(method: &Method, target: &str, content_type: &str, body: &str) -> Expect {
+    let policy = Policy {
+        labels: vec![("dindbox.tenant".into(), "t1".into())],
+        cgroup_parent: Some("/dindbox".into()),
+        memory: Some(1 << 30),
+        pids: Some(1024),
+        ..Policy::default()
+    };
+    let mut headers = HeaderMap::new();
+    if !content_type.is_empty() {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
+    }
+    let uri = target.parse().map_err(|_| "unparsable-target")?;
+    let route = admit(&policy, method, &uri, &headers).map_err(|r| r.rule)?;
+    if inspects_body(route.endpoint) {
+        rewrite_body(&policy, route.endpoint, &headers, body.as_bytes()).map_err(|r| r.rule)?;
+    }
+    Ok(())
+}
+
+fn create(body: &str) -> Request {
+    (
+        Method::POST,
+        "/v1.41/containers/create",
+        JSON,
+        body.to_string(),
+    )
+}
+
+fn host_config(fields: &str) -> Request {
+    create(&format!(
+        r#"{{"Image":"busybox","HostConfig":{{{fields}}}}}"#
+    ))
+}
+
+fn table() -> Vec<(Request, Expect)> {
+    let post = |target: &'static str, body: &str| (Method::POST, target, JSON, body.to_string());
+    let get = |target: &'static str| (Method::GET, target, "", String::new());
+    vec![
+        // ---- benign calls the Docker CLI makes
+        (get("/_ping"), OK),
+        ((Method::HEAD, "/_ping", "", String::new()), OK),
+        (get("/v1.41/version"), OK),
+        (get("/v1.41/info"), OK),
+        (get("/v1.41/containers/json?all=1"), OK),
+        (get("/v1.41/containers/abc/json"), OK),
+        (get("/v1.41/containers/abc/logs?follow=1&stdout=1"), OK),
+        (get("/v1.41/containers/abc/stats?stream=0"), OK),
+        (get("/v1.41/containers/abc/archive?path=%2Fetc"), OK),
+        (
+            (
+                Method::PUT,
+                "/v1.41/containers/abc/archive?path=/tmp",
+                "",
+                String::new(),
+            ),
+            OK,
+        ),
+        (
+            (
+                Method::PUT,
+                "/v1.41/containers/abc/archive?path=/tmp",
+                "application/x-tar",
+                String::new(),
+            ),
+            OK,
+        ),
+        (post("/v1.41/containers/abc/start", ""), OK),
+        (
+            post("/v1.41/containers/abc/wait?condition=next-exit", ""),
+            OK,
+        ),
+        (
+            post("/v1.41/containers/abc/attach?stream=1&stdout=1", ""),
+            OK,
+        ),
+        (
+            (
+                Method::DELETE,
+                "/v1.41/containers/abc?force=1",
+                "",
+                String::new(),
+            ),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/exec",
+                r#"{"Cmd":["sh"],"AttachStdout":true}"#,
+            ),
+            OK,
+        ),
+        (
+            post("/v1.41/exec/123/start", r#"{"Detach":false,"Tty":false}"#),
+            OK,
+        ),
+        (get("/v1.41/images/json"), OK),
+        (get("/v1.41/images/library/busybox:latest/json"), OK),
+        (
+            (
+                Method::POST,
+                "/v1.41/images/create?fromImage=busybox&tag=latest",
+                "",
+                String::new(),
+            ),
+            OK,
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/images/create?fromSrc=-&repo=imported",
+                "",
+                String::new(),
+            ),
+            OK,
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/images/load?quiet=1",
+                "application/x-tar",
+                String::new(),
+            ),
+            OK,
+        ),
+        (get("/v1.41/images/get?names=busybox"), OK),
+        (
+            (
+                Method::POST,
+                "/v1.41/build?t=app&dockerfile=Dockerfile",
+                "application/x-tar",
+                String::new(),
+            ),
+            OK,
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build?t=app&networkmode=none",
+                "application/x-tar",
+                String::new(),
+            ),
+            OK,
+        ),
+        (post("/v1.41/volumes/create", r#"{"Name":"data"}"#), OK),
+        (
+            post(
+                "/v1.41/volumes/create",
+                r#"{"Name":"data","Driver":"local","DriverOpts":{}}"#,
+            ),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","Driver":"bridge","CheckDuplicate":true}"#,
+            ),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","Options":{"com.docker.network.driver.mtu":"1400"}}"#,
+            ),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/networks/n/connect",
+                r#"{"Container":"abc","EndpointConfig":{"Aliases":["a"]}}"#,
+            ),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/update",
+                r#"{"Memory":268435456,"RestartPolicy":{"Name":"always"}}"#,
+            ),
+            OK,
+        ),
+        (post("/v1.41/containers/prune", ""), OK),
+        (create(r#"{"Image":"busybox","Cmd":["echo","hi"]}"#), OK),
+        (
+            create(r#"{"Image":"busybox","Cmd":"echo hi","Entrypoint":null}"#),
+            OK,
+        ),
+        (
+            create(r#"{"Image":"busybox","WorkingDir":"/work","User":"1000"}"#),
+            OK,
+        ),
+        (
+            host_config(r#""Binds":["data:/data:ro"],"Mounts":[{"Type":"tmpfs","Target":"/t"}]"#),
+            OK,
+        ),
+        (
+            host_config(r#""CapDrop":["ALL"],"SecurityOpt":["no-new-privileges"]"#),
+            OK,
+        ),
+        (
+            host_config(
+                r#""NetworkMode":"bridge","PortBindings":{"80/tcp":[{"HostPort":"8080"}]}"#,
+            ),
+            OK,
+        ),
+        (
+            host_config(r#""IpcMode":"none","PidMode":"","UTSMode":"","CgroupnsMode":"private""#),
+            OK,
+        ),
+        (
+            host_config(r#""Memory":536870912,"PidsLimit":100,"CpuShares":512"#),
+            OK,
+        ),
+        (
+            host_config(r#""Sysctls":{"net.ipv4.ping_group_range":"0 0"}"#),
+            OK,
+        ),
+        (
+            host_config(r#""Privileged":false,"CapAdd":[],"Devices":[],"MaskedPaths":null"#),
+            OK,
+        ),
+        (host_config(r#""CgroupParent":"/dindbox""#), OK),
+        (
+            host_config(r#""Init":true,"ReadonlyRootfs":true,"AutoRemove":true"#),
+            OK,
+        ),
+        (
+            host_config(r#""LogConfig":{"Type":"local","Config":{"max-size":"5m"}}"#),
+            OK,
+        ),
+        (
+            host_config(r#""StorageOpt":{"size":"1G"},"Tmpfs":{"/run":"rw"}"#),
+            OK,
+        ),
+        (host_config(r#""Runtime":"""#), OK),
+        (create(r#"{"Image":"b","Unknown":{"Privileged":true}}"#), OK),
+        (create(r#"{"Image":"b","HostConfig":null}"#), OK),
+        (create(""), OK),
+        // ---- privileged, in every spelling
+        (host_config(r#""Privileged":true"#), Err("privileged")),
+        (host_config(r#""privileged":true"#), Err("privileged")),
+        (host_config(r#""PRIVILEGED":true"#), Err("privileged")),
+        (host_config(r#""PrivilegeD":true"#), Err("privileged")),
+        (
+            host_config(r#""Privileged":false,"privileged":true"#),
+            Err("privileged"),
+        ),
+        (
+            host_config(r#""Privileged":true,"Privileged":null"#),
+            Err("privileged"),
+        ),
+        (
+            create(r#"{"hostconfig":{"Privileged":true},"HostConfig":{"Memory":1}}"#),
+            Err("privileged"),
+        ),
+        (
+            create(r#"{"HOSTCONFIG":{"privileged":true}}"#),
+            Err("privileged"),
+        ),
+        (
+            create("{\"Ho\u{017F}tConfig\":{\"Privileged\":true}}"),
+            Err("privileged"),
+        ),
+        (host_config(r#""Privileged":"true""#), Err("body-type")),
+        (
+            post(
+                "/v1.41/containers/abc/exec",
+                r#"{"Cmd":["sh"],"Privileged":true}"#,
+            ),
+            Err("privileged"),
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/exec",
+                r#"{"Cmd":["sh"],"PRIVILEGED":true}"#,
+            ),
+            Err("privileged"),
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/exec",
+                r#"{"Cmd":["sh"],"privileged":false,"Privileged":true}"#,
+            ),
+            Err("privileged"),
+        ),
+        // ---- capabilities
+        (host_config(r#""CapAdd":["SYS_ADMIN"]"#), Err("cap-add")),
+        (host_config(r#""CapAdd":["sys_admin"]"#), Err("cap-add")),
+        (host_config(r#""CapAdd":["CAP_SYS_ADMIN"]"#), Err("cap-add")),
+        (host_config(r#""CapAdd":["ALL"]"#), Err("cap-add")),
+        (host_config(r#""CapAdd":"NET_ADMIN""#), Err("cap-add")),
+        (host_config(r#""capadd":["SYS_PTRACE"]"#), Err("cap-add")),
+        (host_config(r#""CAPADD":["BPF"]"#), Err("cap-add")),
+        (
+            host_config(r#""CapAdd":[],"capAdd":["SYS_MODULE"]"#),
+            Err("cap-add"),
+        ),
+        (
+            host_config("\"CapAdd\":[\"\u{017F}ys_admin\"]"),
+            Err("cap-add"),
+        ),
+        (
+            host_config(r#""Capabilities":["ALL"]"#),
+            Err("unknown-field"),
+        ),
+        // ---- host mounts
+        (host_config(r#""Binds":["/:/host"]"#), Err("host-bind")),
+        (host_config(r#""Binds":["/etc:/etc:ro"]"#), Err("host-bind")),
+        (
+            host_config(r#""Binds":["/var/run/docker.sock:/var/run/docker.sock"]"#),
+            Err("host-bind"),
+        ),
+        (
+            host_config(r#""Binds":["data:/d","/proc:/p"]"#),
+            Err("host-bind"),
+        ),
+        (host_config(r#""binds":["/:/h"]"#), Err("host-bind")),
+        (host_config("\"Bind\u{017F}\":[\"/:/h\"]"), Err("host-bind")),
+        (host_config(r#""Binds":["../x:/x"]"#), Err("host-bind")),
+        (host_config(r#""Binds":[":/x"]"#), Err("host-bind")),
+        (
+            host_config(r#""Mounts":[{"Type":"bind","Source":"/","Target":"/h"}]"#),
+            Err("host-bind"),
+        ),
+        (
+            host_config(r#""mounts":[{"type":"bind","source":"/etc","target":"/h"}]"#),
+            Err("host-bind"),
+        ),
+        (
+            host_config(r#""Mounts":[{"Type":"Bind","Source":"/"}]"#),
+            Err("host-bind"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"volume","Target":"/v"},{"Type":"bind","Source":"/"}]"#,
+            ),
+            Err("host-bind"),
+        ),
+        (
+            host_config("\"Mount\u{017F}\":[{\"Type\":\"bind\",\"Source\":\"/\"}]"),
+            Err("host-bind"),
+        ),
+        (
+            host_config(r#""Mounts":[{"Type":"npipe","Source":"x"}]"#),
+            Err("mount-type"),
+        ),
+        (
+            host_config(r#""Mounts":[{"Type":"cluster","Source":"x"}]"#),
+            Err("mount-type"),
+        ),
+        (
+            host_config(r#""Mounts":[{"Type":"image","Source":"busybox"}]"#),
+            Err("mount-type"),
+        ),
+        (
+            host_config(r#""Mounts":[{"Source":"x","Target":"/x"}]"#),
+            Err("mount-type"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"volume","Source":"v","VolumeOptions":{"DriverConfig":{"Options":{"o":"bind","device":"/","type":"none"}}}}]"#,
+            ),
+            Err("volume-options"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"volume","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"device":"/dev/sda1","type":"ext4"}}}}]"#,
+            ),
+            Err("volume-options"),
+        ),
+        (
+            host_config(r#""VolumeDriver":"sshfs""#),
+            Err("volume-driver"),
+        ),
+        (
+            post(
+                "/v1.41/volumes/create",
+                r#"{"Name":"v","DriverOpts":{"type":"none","o":"bind","device":"/"}}"#,
+            ),
+            Err("volume-options"),
+        ),
+        (
+            post(
+                "/v1.41/volumes/create",
+                "{\"Name\":\"v\",\"DriverOpt\u{017F}\":{\"device\":\"/\"}}",
+            ),
+            Err("volume-options"),
+        ),
+        (
+            post("/v1.41/volumes/create", r#"{"Name":"v","Driver":"rexray"}"#),
+            Err("volume-driver"),
+        ),
+        (
+            post(
+                "/v1.41/volumes/create",
+                r#"{"Name":"v","ClusterVolumeSpec":{"Group":"x"}}"#,
+            ),
+            Err("swarm"),
+        ),
+        // ---- devices
+        (
+            host_config(
+                r#""Devices":[{"PathOnHost":"/dev/sda","PathInContainer":"/dev/sda","CgroupPermissions":"rwm"}]"#,
+            ),
+            Err("devices"),
+        ),
+        (
+            host_config(r#""devices":[{"PathOnHost":"/dev/mem"}]"#),
+            Err("devices"),
+        ),
+        (
+            host_config(r#""DeviceCgroupRules":["a *:* rwm"]"#),
+            Err("devices"),
+        ),
+        (
+            host_config(r#""DeviceRequests":[{"Driver":"cdi","DeviceIDs":["x"]}]"#),
+            Err("devices"),
+        ),
+        (
+            host_config(r#""BlkioWeightDevice":[{"Path":"/dev/sda","Weight":10}]"#),
+            Err("devices"),
+        ),
+        (
+            host_config(r#""BlkioDeviceWriteIOps":[{"Path":"/dev/sda","Rate":1}]"#),
+            Err("devices"),
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/update",
+                r#"{"Devices":[{"PathOnHost":"/dev/sda"}]}"#,
+            ),
+            Err("devices"),
+        ),
+        // ---- namespaces
+        (host_config(r#""PidMode":"host""#), Err("namespace")),
+        (
+            host_config(r#""pidmode":"container:other""#),
+            Err("namespace"),
+        ),
+        (host_config(r#""IpcMode":"host""#), Err("namespace")),
+        (
+            host_config(r#""IpcMode":"container:other""#),
+            Err("namespace"),
+        ),
+        (host_config(r#""NetworkMode":"host""#), Err("namespace")),
+        (
+            host_config(r#""NetworkMode":"container:other""#),
+            Err("namespace"),
+        ),
+        (host_config(r#""UTSMode":"host""#), Err("namespace")),
+        (host_config(r#""UsernsMode":"host""#), Err("namespace")),
+        (host_config(r#""CgroupnsMode":"host""#), Err("namespace")),
+        (host_config(r#""Cgroup":"container:other""#), Err("runtime")),
+        (
+            create(r#"{"NetworkingConfig":{"EndpointsConfig":{"host":{}}}}"#),
+            Err("namespace"),
+        ),
+        // ---- security profiles and system paths
+        (
+            host_config(r#""SecurityOpt":["seccomp=unconfined"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""SecurityOpt":["seccomp:unconfined"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""SecurityOpt":["apparmor=unconfined"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""SecurityOpt":["apparmor:unconfined"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""SecurityOpt":["label=disable"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""SecurityOpt":["label:disable"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""SecurityOpt":["label=type:spc_t"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""SecurityOpt":["systempaths=unconfined"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""SecurityOpt":["writable-cgroups=true"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""SecurityOpt":["no-new-privileges=false"]"#),
+            Err("security-opt"),
+        ),
+        (
+            host_config(r#""securityopt":["seccomp=unconfined"]"#),
+            Err("security-opt"),
+        ),
+        (host_config(r#""MaskedPaths":[]"#), Err("system-paths")),
+        (host_config(r#""ReadonlyPaths":[]"#), Err("system-paths")),
+        (
+            host_config(r#""maskedpaths":["/proc/kcore"]"#),
+            Err("system-paths"),
+        ),
+        // ---- sysctls, runtimes, cgroups, misc
+        (
+            host_config(r#""Sysctls":{"kernel.core_pattern":"|/evil"}"#),
+            Err("sysctl"),
+        ),
+        (
+            host_config(r#""Sysctls":{"kernel.shmmax":"1"}"#),
+            Err("sysctl"),
+        ),
+        (
+            host_config(r#""Sysctls":{"net.ipv4.conf.all.forwarding":"1"}"#),
+            Err("sysctl"),
+        ),
+        (host_config(r#""Runtime":"runc""#), Err("runtime")),
+        (
+            host_config(r#""Runtime":"io.containerd.kata.v2""#),
+            Err("runtime"),
+        ),
+        (host_config(r#""CgroupParent":"/""#), Err("cgroup-parent")),
+        (
+            host_config(r#""CgroupParent":"system.slice""#),
+            Err("cgroup-parent"),
+        ),
+        (
+            post("/v1.41/containers/abc/update", r#"{"CgroupParent":"/"}"#),
+            Err("cgroup-parent"),
+        ),
+        (
+            host_config(r#""OomKillDisable":true"#),
+            Err("oom-kill-disable"),
+        ),
+        (host_config(r#""OomScoreAdj":-500"#), Err("oom-score-adj")),
+        (
+            host_config(r#""CpuRealtimePeriod":1000000"#),
+            Err("realtime"),
+        ),
+        (
+            host_config(
+                r#""LogConfig":{"Type":"gelf","Config":{"gelf-address":"udp://10.0.0.1:12201"}}"#,
+            ),
+            Err("log-driver"),
+        ),
+        (
+            host_config(r#""LogConfig":{"Type":"journald"}"#),
+            Err("log-driver"),
+        ),
+        (
+            host_config(r#""Annotations":{"io.kubernetes.cri.x":"y"}"#),
+            Err("annotations"),
+        ),
+        (
+            host_config(r#""StorageOpt":{"dm.basesize":"1T"}"#),
+            Err("storage-opt"),
+        ),
+        (host_config(r#""Isolation":"process""#), Err("isolation")),
+        (
+            host_config(r#""Resources":{"Devices":[]}"#),
+            Err("unknown-field"),
+        ),
+        (host_config(r#""SomethingNew":1"#), Err("unknown-field")),
+        (
+            create(r#"{"WorkingDir":"/proc/self/fd/8"}"#),
+            Err("working-dir"),
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/exec",
+                r#"{"Cmd":["sh"],"WorkingDir":"/proc/1/cwd"}"#,
+            ),
+            Err("working-dir"),
+        ),
+        // ---- the budget
+        (host_config(r#""Memory":4294967296"#), Err("budget")),
+        (host_config(r#""PidsLimit":100000"#), Err("budget")),
+        (
+            post("/v1.41/containers/abc/update", r#"{"Memory":4294967296}"#),
+            Err("budget"),
+        ),
+        (
+            post("/v1.41/containers/abc/update", r#"{"PidsLimit":-1}"#),
+            Err("budget"),
+        ),
+        // ---- networks
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","Driver":"macvlan","Options":{"parent":"eth0"}}"#,
+            ),
+            Err("network-driver"),
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","Driver":"ipvlan"}"#,
+            ),
+            Err("network-driver"),
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"docker0"}}"#,
+            ),
+            Err("network-options"),
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","IPAM":{"Driver":"custom"}}"#,
+            ),
+            Err("network-ipam"),
+        ),
+        (
+            post("/v1.41/networks/create", r#"{"Name":"n","Ingress":true}"#),
+            Err("swarm"),
+        ),
+        (
+            post("/v1.41/networks/create", r#"{"Name":"n","Scope":"swarm"}"#),
+            Err("swarm"),
+        ),
+        (
+            post(
+                "/v1.41/networks/n/connect",
+                r#"{"Container":"c","EndpointConfig":{"DriverOpts":{"x":"y"}}}"#,
+            ),
+            Err("endpoint-driver-opts"),
+        ),
+        // ---- builds and imports (query parameters)
+        (
+            (
+                Method::POST,
+                "/v1.41/build?networkmode=host",
+                "application/x-tar",
+                String::new(),
+            ),
+            Err("build-network"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build?networkmode=%68ost",
+                "application/x-tar",
+                String::new(),
+            ),
+            Err("build-network"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build?networkmode=container:x",
+                "",
+                String::new(),
+            ),
+            Err("build-network"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build?networkmode=none&networkmode=host",
+                "",
+                String::new(),
+            ),
+            Err("query"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build?remote=https://example.invalid/repo.git",
+                "",
+                String::new(),
+            ),
+            Err("build-remote"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build?cgroupparent=/",
+                "",
+                String::new(),
+            ),
+            Err("cgroup-parent"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build?t=a;networkmode=host",
+                "",
+                String::new(),
+            ),
+            Err("query"),
+        ),
+        (
+            (Method::POST, "/v1.41/build?t=%zz", "", String::new()),
+            Err("query"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/images/create?fromSrc=http://169.254.169.254/",
+                "",
+                String::new(),
+            ),
+            Err("import-url"),
+        ),
+        // ---- headers
+        (
+            (
+                Method::POST,
+                "/v1.41/containers/create",
+                "application/x-www-form-urlencoded",
+                "a=b".into(),
+            ),
+            Err("content-type"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build?networkmode=none",
+                "application/x-www-form-urlencoded",
+                "networkmode=host".into(),
+            ),
+            Err("content-type"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build",
+                "multipart/form-data; boundary=x",
+                String::new(),
+            ),
+            Err("content-type"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/containers/create",
+                "text/plain",
+                r#"{"Image":"b"}"#.into(),
+            ),
+            Err("content-type"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/containers/create",
+                "Application/JSON; charset=utf-8",
+                r#"{"Image":"b"}"#.into(),
+            ),
+            OK,
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/images/load",
+                "application/json",
+                String::new(),
+            ),
+            Err("content-type"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/containers/create",
+                JSON,
+                r#"{"Image":"b"} {"HostConfig":{"Privileged":true}}"#.into(),
+            ),
+            Err("body-json"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/containers/create",
+                JSON,
+                r#"{"Image":"b""#.into(),
+            ),
+            Err("body-json"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/containers/create",
+                JSON,
+                r#"{"Image":"\ud800"}"#.into(),
+            ),
+            Err("body-json"),
+        ),
+        // ---- paths and versions
+        (
+            (
+                Method::POST,
+                "/v1.41/containers/%63reate",
+                JSON,
+                r#"{"HostConfig":{"Privileged":true}}"#.into(),
+            ),
+            Err("privileged"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41./containers/create",
+                JSON,
+                r#"{"HostConfig":{"Privileged":true}}"#.into(),
+            ),
+            Err("privileged"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v01.041/containers/create",
+                JSON,
+                r#"{"HostConfig":{"Privileged":true}}"#.into(),
+            ),
+            Err("privileged"),
+        ),
+        (
+            (
+                Method::POST,
+                "/containers/create",
+                JSON,
+                r#"{"HostConfig":{"Privileged":true}}"#.into(),
+            ),
+            Err("privileged"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/containers%2Fcreate",
+                JSON,
+                String::new(),
+            ),
+            Err("path"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41//containers/create",
+                JSON,
+                String::new(),
+            ),
+            Err("path"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/containers/./create",
+                JSON,
+                String::new(),
+            ),
+            Err("path"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/images/../containers/create",
+                JSON,
+                String::new(),
+            ),
+            Err("path"),
+        ),
+        (
+            (
+                Method::POST,
+                "http://docker/v1.41/containers/create",
+                JSON,
+                String::new(),
+            ),
+            Err("path"),
+        ),
+        (get("/v1.99/_ping"), Err("api-version")),
+        (get("/v1.41.3/_ping"), Err("api-version")),
+        (get("/v1.2/_ping"), Err("api-version")),
+        // ---- endpoints off the allow-list
+        (
+            post("/v1.41/plugins/pull?remote=evil", "[]"),
+            Err("endpoint"),
+        ),
+        (post("/v1.41/plugins/create", ""), Err("endpoint")),
+        (post("/v1.41/swarm/init", "{}"), Err("endpoint")),
+        (
+            post("/v1.41/swarm/join", r#"{"RemoteAddrs":["10.0.0.1"]}"#),
+            Err("endpoint"),
+        ),
+        (post("/v1.41/services/create", "{}"), Err("endpoint")),
+        (get("/v1.41/nodes"), Err("endpoint")),
+        (post("/v1.41/secrets/create", "{}"), Err("endpoint")),
+        (post("/v1.41/configs/create", "{}"), Err("endpoint")),
+        (get("/v1.41/distribution/busybox/json"), Err("endpoint")),
+        (
+            post("/v1.41/containers/abc/checkpoints", "{}"),
+            Err("endpoint"),
+        ),
+        (get("/debug/pprof/profile"), Err("endpoint")),
+        (get("/v1.41/containers/abc/attach/ws"), Err("endpoint")),
+        (
+            (Method::PUT, "/v1.41/containers/create", JSON, String::new()),
+            Err("endpoint"),
+        ),
+        (
+            (Method::OPTIONS, "/v1.41/containers/json", "", String::new()),
+            Err("endpoint"),
+        ),
+        (
+            (
+                Method::PATCH,
+                "/v1.41/containers/abc/update",
+                JSON,
+                "{}".into(),
+            ),
+            Err("endpoint"),
+        ),
+        (
+            (Method::POST, "/v1.41/session", "", String::new()),
+            Err("buildkit"),
+        ),
+        (get("/v1.41/plugins/x/json"), Err("plugins")),
+    ]
+}
+
+#[test]
+fn every_request_in_the_table_gets_its_expected_decision() {
+    let table = table();
+    assert!(table.len() >= 150, "the table has {} requests", table.len());
+    let mut wrong = Vec::new();
+    for ((method, target, content_type, body), expected) in &table {
+        let actual = decide(method, target, content_type, body);
+        if actual != *expected {
+            wrong.push(format!("{method} {target} [{content_type}] {body}\n    expected {expected:?}, got {actual:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} requests decided wrongly:\n{}",
+        wrong.len(),
+        table.len(),
+        wrong.join("\n")
+    );
+}
