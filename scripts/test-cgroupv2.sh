@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# dindbox on a pure cgroup-v2 kernel, for real: a qemu guest (TCG; KVM cannot
+# boot a stock kernel on this kind of machine) booted with cgroup_no_v1=all runs
+# dockerd, then a privileged dindbox box built from the guest's own /usr with the
+# freshly built release binary, and checks through the box's proxy that limited
+# containers work, that init evacuated the box's root cgroup (also while
+# processes race in) and that the memory budget parent carries its limit. A
+# negative control (the same box with `--entrypoint dockerd`, no cgroup step)
+# must fail the limited run. See README.md, "cgroup v2".
+#
+#   FORCE=1            rebuild the cached guest from scratch (debootstrap included)
+#   FORCE=image        rebuild only the disk image and initramfs from the cached rootfs
+#   BENCH=1            also time start-to-ready of a bare dockerd box vs a dindbox box
+#   BENCH_ROUNDS=N     rounds of that (default 1)
+#   DINDBOX_BINARY=P   test this binary instead of `cargo build --release`
+#   V2_LIMIT=S         hard limit on the qemu run (default 420 s, +150 s per BENCH round;
+#                      SIGTERM at the limit, SIGKILL 10 s later)
+#   V2_MEM=MB, V2_SMP=N   guest memory (1536) and vCPUs (2)
+#   DINDBOX_V2_CACHE=D the guest cache (default /var/cache/dindbox/v2guest)
+#
+# Cache: $DINDBOX_V2_CACHE/rootfs-<key>/ (debootstrap, ~1.1 GB), debs/ (the
+# downloaded .debs), guest-<key>/{vmlinuz,initrd.img,guest.img}; <key> hashes
+# the package list and the baked boot scripts. qemu runs with -snapshot: the
+# image is never modified. Runs: $DINDBOX_TEST_DIR/v2runs/<stamp>/ (serial.log,
+# share/: results.log, guest.log, dockerd.log, box.log); the last 5 are kept.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$DINDBOX_REPO"
+
+V2_CACHE=${DINDBOX_V2_CACHE:-$DINDBOX_CACHE/v2guest}
+V2_PACKAGES=linux-image-amd64,docker.io,iptables,ca-certificates,procps,kmod,busybox-static,e2fsprogs,iproute2
+BENCH=${BENCH:-0}
+BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+V2_LIMIT=${V2_LIMIT:-$((420 + (BENCH == 1 ? 150 * BENCH_ROUNDS : 0)))}
+V2_MEM=${V2_MEM:-1536}
+V2_SMP=${V2_SMP:-2}
+FORCE=${FORCE:-}
+HERE=scripts/cgroupv2
+# What every guest-test.sh run must report; a missing one counts as a failure.
+EXPECTED="guest_pure_v2 outer_dockerd_v2 box_proxy_ready exec_storm evacuation_under_race
+box_init_cgroup box_root_procs_empty box_init_populated box_subtree_control budget_memory_max
+limited_runs limited_memory_max limited_pids_max limited_under_budget negative_control_fails"
+
+t_start=$(date +%s)
+elapsed() { echo $(($(date +%s) - t_start)); }
+
+# ------------------------------------------------------------------ packages
+ensure_v2_packages() {
+    local missing=()
+    command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
+    command -v cpio >/dev/null || missing+=(cpio)
+    dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]} (apt-get install them as root)" || return 1
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    } || die "apt-get install ${missing[*]} failed"
+}
+
+# ------------------------------------------------------------------ the guest
+rootfs_key() { printf '%s\n' "bookworm minbase $V2_PACKAGES" | md5sum | cut -c1-12; }
+guest_key() {
+    { rootfs_key; cat "$HERE/initrd-init.sh" "$HERE/guest-boot.sh"; declare -f build_guest; } |
+        md5sum | cut -c1-12
+}
+
+ensure_rootfs() { # prints the rootfs directory
+    local key root log t0
+    key=$(rootfs_key)
+    root=$V2_CACHE/rootfs-$key
+    if [ "$FORCE" = 1 ]; then rm -rf "$root"; fi
+    if [ ! -d "$root" ]; then
+        mkdir -p "$V2_CACHE/debs"
+        rm -rf "$root.tmp"
+        log=$V2_CACHE/debootstrap-$key.log
+        say "debootstrap bookworm with $V2_PACKAGES (3-4 min; log $log)"
+        t0=$(date +%s)
+        debootstrap --variant=minbase --cache-dir="$V2_CACHE/debs" --include="$V2_PACKAGES" \
+            bookworm "$root.tmp" "$DINDBOX_DEBIAN_MIRROR" >"$log" 2>&1 || {
+            tail -n 20 "$log" >&2
+            die "debootstrap failed (log: $log)" || return 1
+        }
+        rm -rf "$root.tmp"/var/lib/apt/lists/* "$root.tmp"/var/cache/apt/archives/*.deb
+        mv "$root.tmp" "$root"
+        say "debootstrap took $(($(date +%s) - t0)) s"
+    fi
+    echo "$root"
+}
+
+# Kernel, mini initramfs (static busybox + the virtio-blk/ext4 modules), and
+# an ext4 image of the rootfs (mkfs.ext4 -d: no loop mount) with the boot script.
+build_guest() { # ROOTFS OUT
+    local root=$1 out=$2 kver work m
+    kver=$(ls "$root/lib/modules" | sort -V | tail -n 1)
+    rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+    work=$out.tmp/initrd
+    mkdir -p "$work/bin" "$work/modules"
+    cp "$root/boot/vmlinuz-$kver" "$out.tmp/vmlinuz"
+    cp /bin/busybox "$work/bin/busybox"
+    cp "$HERE/initrd-init.sh" "$work/init"
+    chmod 755 "$work/init"
+    # modprobe resolves the dependencies against the guest's modules, in load order.
+    # (The guest's own modprobe, chrooted, so the host needs no kmod.)
+    chroot "$root" modprobe -a -S "$kver" --show-depends virtio_pci virtio_blk crc32c_generic ext4 |
+        awk '$1 == "insmod" {print $2}' | awk '!seen[$0]++' >"$out.tmp/modules.txt" || return 1
+    [ -s "$out.tmp/modules.txt" ] || die "no modules found for the initramfs" || return 1
+    : >"$work/modules.list"
+    while read -r m; do
+        m=${m#"$root"}
+        cp "$root$m" "$work/modules/" || return 1
+        basename "$m" >>"$work/modules.list"
+    done <"$out.tmp/modules.txt"
+    (cd "$work" && find . | cpio -o -H newc --quiet | gzip -1) >"$out.tmp/initrd.img"
+    install -m 755 "$HERE/guest-boot.sh" "$root/sbin/dindbox-v2boot"
+    mkdir -p "$root/mnt/share"
+    mkfs.ext4 -q -F -L v2root -E root_owner=0:0 -d "$root" "$out.tmp/guest.img" 6G >&2 || return 1
+    rm -rf "$work"
+    rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+ensure_guest() { # prints the guest directory
+    local key out root t0
+    key=$(guest_key)
+    out=$V2_CACHE/guest-$key
+    if [ -n "$FORCE" ]; then rm -rf "$out"; fi
+    if [ ! -s "$out/guest.img" ]; then
+        root=$(ensure_rootfs) || return 1
+        t0=$(date +%s)
+        say "building the guest image $out"
+        build_guest "$root" "$out" >&2 || die "guest image build failed" || return 1
+        say "guest image built in $(($(date +%s) - t0)) s"
+        # Older keys are garbage now.
+        find "$V2_CACHE" -maxdepth 1 -name 'guest-*' ! -name "guest-$key" -exec rm -rf {} + || true
+    else
+        say "reusing the cached guest $out"
+    fi
+    echo "$out"
+}
+
+# ------------------------------------------------------------------ main
+ensure_v2_packages
+
+if [ -n "${DINDBOX_BINARY:-}" ]; then
+    binary=$DINDBOX_BINARY
+else
+    say "cargo build --release"
+    cargo build --release --locked --bin dindbox
+    binary=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/dindbox
+fi
+[ -x "$binary" ] || die "no dindbox binary at $binary"
+t_build=$(elapsed)
+
+guest=$(ensure_guest)
+t_guest=$(elapsed)
+
+runs=$DINDBOX_TEST_DIR/v2runs
+run=$runs/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$run/share"
+# shellcheck disable=SC2012
+ls -1d "$runs"/*/ 2>/dev/null | sort | head -n -5 | xargs -r rm -rf
+cp "$binary" "$run/share/dindbox"
+cp "$HERE/guest-test.sh" "$run/share/guest-test.sh"
+printf 'BENCH=%s\nBENCH_ROUNDS=%s\n' "$BENCH" "$BENCH_ROUNDS" >"$run/share/env"
+
+# apparmor=0: the guest has no apparmor_parser, so its dockerd cannot load the
+# docker-default profile, and a box's inner dockerd (which sees AppArmor through
+# the securityfs init mounts) would refuse every container for want of it.
+say "booting the guest (TCG, ${V2_SMP} vCPUs, ${V2_MEM} MB, limit ${V2_LIMIT} s); serial: $run/serial.log"
+t0=$(date +%s)
+set +e
+timeout --kill-after=10 "$V2_LIMIT" qemu-system-x86_64 \
+    -accel tcg,thread=multi,tb-size=512 -cpu qemu64 -m "$V2_MEM" -smp "$V2_SMP" -machine q35 \
+    -nographic -no-reboot -nic none -snapshot \
+    -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" \
+    -append "root=/dev/vda rw console=ttyS0 panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 apparmor=0 quiet loglevel=3" \
+    -drive "file=$guest/guest.img,format=raw,if=virtio,cache=unsafe" \
+    -virtfs "local,path=$run/share,mount_tag=share,security_model=none,id=share" \
+    </dev/null 2>&1 | tee "$run/serial.log" | grep --line-buffered -E '^V2 (CHECK|TIME|BENCH|LOG|FATAL)' >&2
+qemu_rc=${PIPESTATUS[0]}
+set -e
+t_qemu=$(($(date +%s) - t0))
+
+results=$run/share/results.log
+[ -f "$results" ] || results=/dev/null
+pass=0 fail=0 lines=()
+for name in $EXPECTED; do
+    line=$(grep -m1 "^V2 CHECK name=$name " "$results" || true)
+    case "$line" in
+    *" result=PASS "*) pass=$((pass + 1)) lines+=("PASS  $name: ${line#*detail=}") ;;
+    *" result=FAIL "*) fail=$((fail + 1)) lines+=("FAIL  $name: ${line#*detail=}") ;;
+    *) fail=$((fail + 1)) lines+=("FAIL  $name: not reported") ;;
+    esac
+done
+# Any other failing check (box_image, box_import) fails the run too.
+while read -r line; do
+    name=${line#V2 CHECK name=}
+    name=${name%% *}
+    fail=$((fail + 1)) lines+=("FAIL  $name: ${line#*detail=}")
+done < <(grep '^V2 CHECK .* result=FAIL ' "$results" | grep -vE "name=($(echo $EXPECTED | tr ' ' '|')) ")
+done_seen=$(grep -c '^V2 DONE' "$results" || true)
+
+echo
+echo "== cgroup v2 (qemu guest, cgroup_no_v1=all): $pass passed, $fail failed"
+printf '  %s\n' "${lines[@]}"
+bench() { awk -v n="$1" '$1 == "V2" && $2 == "BENCH" && $3 == "name=" n { split($4, a, "="); s += a[2]; c++ } END { if (c) printf "%.2f", s / c }' "$results"; }
+box=$(bench box_ready) bare=$(bench bare_ready) storm=$(bench box_ready_under_storm)
+if [ -n "$bare" ]; then
+    [ -z "$box" ] || echo "  bench: start to ready, dindbox box ${box}s vs bare dockerd ${bare}s: ratio $(awk -v a="$box" -v b="$bare" 'BEGIN { printf "%.2f", a / b }')"
+    [ -z "$storm" ] || echo "  bench: dindbox box under the exec storm ${storm}s vs bare dockerd ${bare}s: ratio $(awk -v a="$storm" -v b="$bare" 'BEGIN { printf "%.2f", a / b }') (BENCH=1 for the quiet figure)"
+fi
+grep '^V2 TIME' "$results" | sed 's/^V2 TIME name=/  guest time: /; s/ seconds=/ /; s/$/ s/' || true
+echo "  host: build ${t_build}s, guest ready at ${t_guest}s, qemu ${t_qemu}s (rc $qemu_rc), total $(elapsed)s; run dir $run"
+if [ "$done_seen" = 0 ]; then
+    echo "  FAIL: the guest did not finish (qemu rc $qemu_rc$([ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ] && echo ": killed at the ${V2_LIMIT} s limit")); tail of $run/serial.log:"
+    tail -n 15 "$run/serial.log" | sed 's/^/    /'
+    fail=$((fail + 1))
+fi
+[ "$fail" = 0 ] && echo "cgroup v2: PASS" || echo "cgroup v2: FAIL"
+[ "$fail" = 0 ]
