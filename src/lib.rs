@@ -13,6 +13,7 @@ pub mod health;
 pub mod init;
 pub mod logging;
 pub mod metrics;
+pub mod mountinfo;
 pub mod proxy;
 pub mod tenant;
 pub mod tls;

@@ -191,7 +191,7 @@ pub fn shared_propagation(mountinfo: &str, path: &Path) -> Option<(String, bool)
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
-            let mount_point = unescape_mountinfo(fields.get(4)?);
+            let mount_point = crate::mountinfo::unescape(fields.get(4)?);
             let separator = fields.iter().position(|f| *f == "-")?;
             let shared = fields[6..separator]
                 .iter()
@@ -204,31 +204,6 @@ pub fn shared_propagation(mountinfo: &str, path: &Path) -> Option<(String, bool)
             Some((b, _)) if b.len() > cur.0.len() => best,
             _ => Some(cur),
         })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let value = bytes[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-            out.push(u8::try_from(value).unwrap_or(b'?'));
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One initialised home and its driver.

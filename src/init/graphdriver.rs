@@ -175,8 +175,8 @@ pub fn check_propagation(mountinfo: &str, data_root: &Path) -> Result<(), String
         .filter_map(|line| {
             let (left, _) = line.split_once(" - ")?;
             let fields: Vec<&str> = left.split(' ').collect();
-            let mount_point = PathBuf::from(super::mounts::unescape(fields.get(4)?));
-            let root = super::mounts::unescape(fields.get(3)?);
+            let mount_point = PathBuf::from(crate::mountinfo::unescape(fields.get(4)?));
+            let root = crate::mountinfo::unescape(fields.get(3)?);
             let propagates = fields
                 .get(6..)
                 .unwrap_or_default()

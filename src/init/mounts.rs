@@ -60,28 +60,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
         .collect()
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-pub(crate) fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let s = std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("0");
-            out.push(u8::from_str_radix(s, 8).unwrap_or(b'?'));
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use crate::mountinfo::unescape;
 
 /// Mount points strictly below `dir`.
 pub fn mounts_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
