@@ -7,6 +7,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::mountinfo::unescape;
+
 use nix::mount::MsFlags;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +61,6 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
         })
         .collect()
 }
-
-use crate::mountinfo::unescape;
 
 /// Mount points strictly below `dir`.
 pub fn mounts_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
