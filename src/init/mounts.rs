@@ -7,9 +7,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::mountinfo::unescape;
-
 use nix::mount::MsFlags;
+
+use crate::mountinfo::unescape;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
