@@ -217,6 +217,11 @@ echo "  host: build ${t_build}s, guest ready at ${t_guest}s, qemu ${t_qemu}s (rc
 if [ "$done_seen" = 0 ]; then
     echo "  FAIL: the guest did not finish (qemu rc $qemu_rc$([ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ] && echo ": killed at the ${V2_LIMIT} s limit")); tail of $run/serial.log:"
     tail -n 15 "$run/serial.log" | sed 's/^/    /'
+    if [ "$fail" = 0 ]; then
+        # No check failed: the emulated guest hung (TCG soft lockups seen on a loaded host).
+        echo "cgroup v2: HUNG (no check failed; exit 75 so the caller may retry)"
+        exit 75
+    fi
     fail=$((fail + 1))
 fi
 [ "$fail" = 0 ] && echo "cgroup v2: PASS" || echo "cgroup v2: FAIL"

@@ -75,8 +75,20 @@ step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_polic
 # cgroup v2 for real (issue 7): a pure-v2 qemu guest runs a box and checks the
 # delegation; ~3-4 min warm, ~7-10 min the first time on this busy 2-core machine
 # (the guest is cached outside the repo; see scripts/test-cgroupv2.sh).
+# A failed check fails CI. A guest that hangs under emulation (exit 75, no check
+# failed) is retried once; hanging twice is reported loudly as inconclusive.
+cgroup_v2_with_one_retry() {
+    local rc
+    for attempt in 1 2; do
+        rc=0
+        bash scripts/test-cgroupv2.sh || rc=$?
+        [ "$rc" = 75 ] || return "$rc"
+        say "cgroup v2: the emulated guest hung (attempt $attempt)"
+    done
+    say "!!!!! cgroup v2: INCONCLUSIVE - the qemu guest hung twice; no check failed, none proved !!!!!"
+}
 if [ "$(id -u)" = 0 ]; then
-    step "cgroup v2 (qemu guest)" bash scripts/test-cgroupv2.sh
+    step "cgroup v2 (qemu guest)" cgroup_v2_with_one_retry
 else
     say "skipping the cgroup v2 step: it needs root (debootstrap, mkfs.ext4 -d)"
 fi
