@@ -314,7 +314,8 @@ fn two_tenants_each_reach_only_their_own_daemon() {
         &format!("dindbox-tenant-{a}"),
     ]);
     assert!(
-        env_line.stdout.contains("DINDBOX_MEMORY_LIMIT=768m"),
+        env_line.stdout.contains("DINDBOX_MEMORY_LIMIT=768m")
+            && env_line.stdout.contains("DINDBOX_PIDS_LIMIT=1488"),
         "{env_line}"
     );
 

@@ -82,6 +82,10 @@ pub struct CreateArgs {
     /// default: --memory minus 256m when --memory is set.
     #[arg(long)]
     pub budget: Option<String>,
+    /// The inner containers' shared pids budget (DINDBOX_PIDS_LIMIT);
+    /// default: --pids-limit minus 512 when --pids-limit is set.
+    #[arg(long)]
+    pub pids_budget: Option<String>,
     /// The dindbox image.
     #[arg(long, default_value = "dindbox:dev")]
     pub image: String,
@@ -166,6 +170,13 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
         .transpose()
         .context("--budget")?;
     let budget = spec::derive_budget(memory, budget)?;
+    let pids_budget = args
+        .pids_budget
+        .as_deref()
+        .map(parse_positive)
+        .transpose()
+        .context("--pids-budget")?;
+    let pids_budget = spec::derive_pids_budget(pids_limit, pids_budget)?;
     let sans = args.sans.join(",");
     crate::tls::parse_sans(&sans).context("--san")?;
     let object = object_name(name);
@@ -233,6 +244,7 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
         memory,
         pids_limit,
         budget,
+        pids_budget,
         certs_dir: certs_dir.clone(),
         extra_sans: args.sans.clone(),
         health: HealthTiming::for_api(&api_version),
@@ -282,13 +294,16 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
 
 fn limits_text(t: &TenantSpec) -> String {
     let show = |v: Option<i64>| v.map(spec::human).unwrap_or_else(|| "unlimited".into());
+    let show_count = |v: Option<i64>| {
+        v.map(|n| n.to_string())
+            .unwrap_or_else(|| "unlimited".into())
+    };
     format!(
-        "memory {}, pids {}, inner budget {}",
+        "memory {}, pids {}, inner budget {} and {} pids",
         show(t.memory),
-        t.pids_limit
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "unlimited".into()),
-        show(t.budget)
+        show_count(t.pids_limit),
+        show(t.budget),
+        show_count(t.pids_budget)
     )
 }
 
@@ -430,9 +445,12 @@ async fn rm(docker: &Docker, state_dir: &Path, args: &RmArgs) -> anyhow::Result<
     let name = args.name.as_str();
     validate_name(name)?;
     let object = object_name(name);
-    let tenant_dir = absolute(state_dir)?.join(name);
+    let mut tenant_dir = absolute(state_dir)?.join(name);
     match docker.get(&format!("/containers/{object}/json")).await {
         Ok(inspect) => {
+            if let Some(dir) = spec::tenant_dir_of(&inspect, name) {
+                tenant_dir = dir;
+            }
             if inspect["Config"]["Labels"][LABEL].as_str() != Some(name) {
                 bail!(
                     "container {object} is not labelled {LABEL}={name}: not a tenant, left alone"

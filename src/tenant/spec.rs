@@ -21,6 +21,11 @@ pub const CERTS_MOUNT: &str = "/certs";
 pub const BOX_RESERVE: i64 = 256 << 20;
 /// The smallest derived inner budget worth running containers in.
 pub const MIN_BUDGET: i64 = 64 << 20;
+/// Pids the box keeps for itself (the threads of dockerd, containerd, their
+/// shims and dindbox) when the inner pids budget is derived from `--pids-limit`.
+pub const BOX_PIDS_RESERVE: i64 = 512;
+/// The smallest derived inner pids budget worth running containers in.
+pub const MIN_PIDS_BUDGET: i64 = 64;
 /// The box's own grace period for a graceful stop (DINDBOX_STOP_GRACE), and
 /// the stop timeout the outer daemon gives it (a margin above).
 pub const STOP_GRACE_SECS: u64 = 25;
@@ -83,6 +88,45 @@ pub fn derive_budget(memory: Option<i64>, budget: Option<i64>) -> anyhow::Result
     }
 }
 
+/// The inner pids budget (`DINDBOX_PIDS_LIMIT`): `--pids-budget` as given
+/// (never above `--pids-limit`), else `--pids-limit` minus
+/// [`BOX_PIDS_RESERVE`], else none.
+pub fn derive_pids_budget(
+    pids_limit: Option<i64>,
+    pids_budget: Option<i64>,
+) -> anyhow::Result<Option<i64>> {
+    match (pids_limit, pids_budget) {
+        (Some(l), Some(b)) if b > l => bail!(
+            "--pids-budget {b} is above --pids-limit {l}: the containers' budget must fit in the box"
+        ),
+        (_, Some(b)) => Ok(Some(b)),
+        (Some(l), None) => {
+            let b = l - BOX_PIDS_RESERVE;
+            if b < MIN_PIDS_BUDGET {
+                bail!(
+                    "--pids-limit {l} leaves less than {MIN_PIDS_BUDGET} pids for containers once \
+                     the box keeps {BOX_PIDS_RESERVE}; give a higher limit or set --pids-budget"
+                );
+            }
+            Ok(Some(b))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The tenant's state directory as the box was created with it: the parent
+/// of the host directory mounted at [`CERTS_MOUNT`], when that parent is named
+/// after the tenant (what `create` makes). `rm --purge` then removes the right
+/// certificates even when it is given another `--state-dir`.
+pub fn tenant_dir_of(inspect: &Value, name: &str) -> Option<PathBuf> {
+    let certs = inspect["Mounts"]
+        .as_array()?
+        .iter()
+        .find(|m| m["Destination"] == CERTS_MOUNT && m["Type"] == "bind")?;
+    let dir = Path::new(certs["Source"].as_str()?).parent()?;
+    (dir.is_absolute() && dir.file_name()? == name).then(|| dir.to_path_buf())
+}
+
 /// Bytes in the largest unit that divides them: `1792m`, `2g`, `1000`.
 pub fn human(bytes: i64) -> String {
     for (shift, unit) in [(40, "t"), (30, "g"), (20, "m"), (10, "k")] {
@@ -139,6 +183,7 @@ pub struct TenantSpec {
     pub memory: Option<i64>,
     pub pids_limit: Option<i64>,
     pub budget: Option<i64>,
+    pub pids_budget: Option<i64>,
     /// The host directory mounted at /certs (absolute).
     pub certs_dir: PathBuf,
     /// More `DOCKER_TLS_SAN` entries (`DNS:x`, `IP:y`).
@@ -191,6 +236,9 @@ pub fn create_body(spec: &TenantSpec) -> Value {
             crate::proxy::config::ENV_MEMORY,
             human(budget)
         ));
+    }
+    if let Some(pids) = spec.pids_budget {
+        env.push(format!("{}={pids}", crate::proxy::config::ENV_PIDS));
     }
     let mut health = json!({
         "Test": ["CMD", "/usr/local/bin/dindbox", "health"],
@@ -354,6 +402,46 @@ mod tests {
     }
 
     #[test]
+    fn pids_budget_is_the_limit_minus_the_box_reserve_unless_given() {
+        assert_eq!(derive_pids_budget(None, None).unwrap(), None);
+        assert_eq!(derive_pids_budget(Some(2000), None).unwrap(), Some(1488));
+        assert_eq!(
+            derive_pids_budget(Some(2000), Some(100)).unwrap(),
+            Some(100),
+            "an explicit budget wins"
+        );
+        assert_eq!(derive_pids_budget(None, Some(100)).unwrap(), Some(100));
+        assert!(derive_pids_budget(Some(100), Some(200))
+            .unwrap_err()
+            .to_string()
+            .contains("above --pids-limit"));
+        assert!(derive_pids_budget(Some(500), None)
+            .unwrap_err()
+            .to_string()
+            .contains("--pids-budget"));
+    }
+
+    #[test]
+    fn the_tenant_dir_comes_from_the_certs_mount() {
+        let inspect = json!({ "Mounts": [
+            { "Type": "volume", "Source": "/var/lib/docker/volumes/x/_data", "Destination": "/var/lib/docker" },
+            { "Type": "bind", "Source": "/srv/tenants/team-a/certs", "Destination": "/certs" },
+        ]});
+        assert_eq!(
+            tenant_dir_of(&inspect, "team-a"),
+            Some(PathBuf::from("/srv/tenants/team-a"))
+        );
+        assert_eq!(
+            tenant_dir_of(&inspect, "team-b"),
+            None,
+            "not this tenant's dir"
+        );
+        assert_eq!(tenant_dir_of(&json!({}), "team-a"), None);
+        let relative = json!({ "Mounts": [{ "Type": "bind", "Source": "team-a/certs", "Destination": "/certs" }] });
+        assert_eq!(tenant_dir_of(&relative, "team-a"), None);
+    }
+
+    #[test]
     fn api_versions_compare_numerically() {
         assert!(api_at_least("1.44", 1, 44));
         assert!(api_at_least("1.47", 1, 44));
@@ -380,6 +468,7 @@ mod tests {
             memory: Some(2 << 30),
             pids_limit: Some(4096),
             budget: derive_budget(Some(2 << 30), None).unwrap(),
+            pids_budget: derive_pids_budget(Some(4096), None).unwrap(),
             certs_dir: "/var/lib/dindbox/tenants/team-a/certs".into(),
             extra_sans: vec![],
             health: HealthTiming::for_api("1.41"),
@@ -399,6 +488,7 @@ mod tests {
                 "DOCKER_TLS_SAN=DNS:localhost,IP:127.0.0.1",
                 "DINDBOX_STOP_GRACE=25",
                 "DINDBOX_MEMORY_LIMIT=1792m",
+                "DINDBOX_PIDS_LIMIT=3584",
             ])
         );
         let hc = &body["HostConfig"];
@@ -431,6 +521,7 @@ mod tests {
         s.memory = None;
         s.pids_limit = None;
         s.budget = None;
+        s.pids_budget = None;
         s.port = Some(12376);
         s.bind_ip = "0.0.0.0".parse().unwrap();
         s.extra_sans = vec!["DNS:docker.example.com".into(), "IP:127.0.0.1".into()];
