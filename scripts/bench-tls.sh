@@ -33,7 +33,7 @@ trap cleanup EXIT
 cleanup
 certs=$(mktemp -d -t dindbox-bench-certs.XXXXXX)
 
-docker run -d --privileged --name dindbox-bench-plain -e PORT=2375 -p "127.0.0.1:$plain_port:2375" \
+docker run -d --privileged --name dindbox-bench-plain -e PORT=2375 -e DOCKER_TLS_CERTDIR= -p "127.0.0.1:$plain_port:2375" \
     -v dindbox-bench-plain:/var/lib/docker "$DINDBOX_IMAGE" >/dev/null
 docker run -d --privileged --name dindbox-bench-tls -e DOCKER_TLS_CERTDIR=/certs -v "$certs:/certs" \
     -p "127.0.0.1:$tls_port:2376" -v dindbox-bench-tls:/var/lib/docker "$DINDBOX_IMAGE" >/dev/null

@@ -43,7 +43,7 @@ time_to_ready() { # extra docker-run args...
     local t0 now
     cleanup
     t0=$(date +%s%N)
-    docker run -d --privileged --name "$name" -e PORT=2375 -p "127.0.0.1:$port:2375" \
+    docker run -d --privileged --name "$name" -e PORT=2375 -e DOCKER_TLS_CERTDIR= -p "127.0.0.1:$port:2375" \
         -v "$volume:/var/lib/docker" "$@" >/dev/null
     until DOCKER_HOST=$api timeout 5 docker version >/dev/null 2>&1; do
         now=$(date +%s%N)

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The main job: on a fresh machine, installs what is missing, uses the host's
 # Docker (or starts a private one), builds the dindbox image, runs one box with
-# its proxied Docker API on 127.0.0.1:$DINDBOX_PORT, smoke-tests it, and prints
-#   export DOCKER_HOST=tcp://127.0.0.1:$DINDBOX_PORT
+# its proxied Docker API on 127.0.0.1:$DINDBOX_PORT (TLS with client
+# certificates, as docker:dind does), smoke-tests it, and prints
+#   export DOCKER_HOST=tcp://127.0.0.1:2376 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=...
 # on stdout (everything else goes to stderr), so `eval "$(scripts/run.sh)"` works.
 #
-#   DINDBOX_PORT=2375      host port to publish the box's API on (127.0.0.1 only)
+#   DINDBOX_TLS=1          0: plain TCP instead (no authentication: loopback only)
+#   DINDBOX_PORT           host port to publish the box's API on (127.0.0.1 only;
+#                          default 2376 with TLS, 2375 plain); the box serves it on
+#                          the same PORT inside
+#   DINDBOX_CERTS          host dir mounted at /certs with TLS (docker:dind layout;
+#                          generated once, reused): /var/lib/dindbox/run/$DINDBOX_NAME/certs
 #   DINDBOX_NAME=dindbox   container name; its volume is $DINDBOX_NAME-data
 #   DINDBOX_DOCKER_HOST    the Docker that runs the box (default: the host's if
 #                          /var/run/docker.sock answers, else a private one)
@@ -28,9 +34,19 @@ for arg in "$@"; do
     esac
 done
 
-port=${DINDBOX_PORT:-2375}
 name=${DINDBOX_NAME:-dindbox}
 volume=$name-data
+if [ "${DINDBOX_TLS:-1}" = 0 ]; then
+    port=${DINDBOX_PORT:-2375}
+    tls_args=(-e DOCKER_TLS_CERTDIR=)
+    client_env=()
+else
+    port=${DINDBOX_PORT:-2376}
+    certs=${DINDBOX_CERTS:-/var/lib/dindbox/run/$name/certs}
+    mkdir -p "$certs"
+    tls_args=(-v "$certs:/certs")
+    client_env=(DOCKER_TLS_VERIFY=1 "DOCKER_CERT_PATH=$certs/client")
+fi
 api=tcp://127.0.0.1:$port
 gd_root=${DINDBOX_GD_ROOT:-/var/lib/dindbox-gd}
 gd_run=/run/dindbox/gd/$name
@@ -76,11 +92,11 @@ fi
 
 say "starting box $name on $api"
 t0=$(date +%s%N)
-docker run -d --privileged --name "$name" -e PORT=2375 -p "127.0.0.1:$port:2375" \
-    "${storage[@]}" "$DINDBOX_IMAGE" >/dev/null
+docker run -d --privileged --name "$name" -e "PORT=$port" -p "127.0.0.1:$port:$port" \
+    "${tls_args[@]}" "${storage[@]}" "$DINDBOX_IMAGE" >/dev/null
 
 # Ready = the API answers through the proxy on the published port.
-while ! DOCKER_HOST=$api timeout 5 docker version >/dev/null 2>&1; do
+while ! env "${client_env[@]}" DOCKER_HOST=$api timeout 5 docker version >/dev/null 2>&1; do
     if [ "$(docker inspect -f '{{.State.Running}}' "$name")" != true ]; then
         docker logs --tail 50 "$name" >&2 || true
         die "box $name exited (code $(docker inspect -f '{{.State.ExitCode}}' "$name")) before it was ready; its log is above"
@@ -94,6 +110,7 @@ done
 say "box ready in $((($(date +%s%N) - t0) / 1000000)) ms"
 
 export DOCKER_HOST=$api
+for kv in "${client_env[@]}"; do export "${kv?}"; done
 if ! docker image inspect busybox:latest >/dev/null 2>&1; then
     say "loading busybox into the box through the proxy"
     docker load -q -i "$BUSYBOX_TAR" >&2
@@ -109,4 +126,8 @@ if [ -n "$graphdriver" ]; then
         "(stop it after the box: kill \$(cat $gd_run/server.pid); then umount $gd_root/$name)"
 fi
 say "use it with:"
-echo "export DOCKER_HOST=$api"
+if [ ${#client_env[@]} -gt 0 ]; then
+    echo "export DOCKER_HOST=$api ${client_env[*]}"
+else
+    echo "export DOCKER_HOST=$api; unset DOCKER_TLS_VERIFY DOCKER_CERT_PATH"
+fi

@@ -1,5 +1,6 @@
-//! End to end for TLS (issue 6, "TLS"): a box with
-//! `-e DOCKER_TLS_CERTDIR=/certs -v HOSTDIR:/certs -p 127.0.0.1:P:2376` and
+//! End to end for TLS (issue 6, "TLS"): a box as the image runs by default
+//! (TLS on, `DOCKER_TLS_CERTDIR=/certs`, as docker:dind), with
+//! `-v HOSTDIR:/certs -p 127.0.0.1:P:2376`, and
 //! the real Docker CLI with `DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=HOSTDIR/client`.
 //!
 //! - the CLI with the generated client certificate works (version, and a
@@ -74,7 +75,8 @@ fn launch_tls<'h>(
     extra: &[&str],
 ) -> DindBox<'h> {
     let mount = format!("{}:/certs", certs.display());
-    let mut args = vec!["-e", "DOCKER_TLS_CERTDIR=/certs", "-v", &mount];
+    // No DOCKER_TLS_CERTDIR: TLS on /certs is the image's default.
+    let mut args = vec!["-v", &mount];
     args.extend_from_slice(extra);
     DindBox::launch_published(h, tag, vol, 2376, &args, tls_env(&certs.join("client")))
 }

@@ -394,8 +394,9 @@ impl Drop for Volume<'_> {
     }
 }
 
-/// One dind box: `docker run -d --privileged -e PORT=2375 -p 127.0.0.1:P:2375
-/// -v VOLUME:/var/lib/docker IMAGE`, force-removed on drop (even on panic).
+/// One dind box: `docker run -d --privileged -e PORT=2375 -e DOCKER_TLS_CERTDIR=
+/// -p 127.0.0.1:P:2375 -v VOLUME:/var/lib/docker IMAGE` (plain TCP: these tests
+/// are about the proxy; tests/e2e_tls.rs covers the TLS default)`, force-removed on drop (even on panic).
 pub struct DindBox<'h> {
     pub h: &'h Harness,
     pub name: String,
@@ -430,7 +431,7 @@ impl<'h> DindBox<'h> {
 
     /// Starts a box with extra `docker run` arguments, without waiting.
     pub fn launch_with(h: &'h Harness, tag: &str, volume: &Volume, extra: &[&str]) -> Self {
-        let mut args = vec!["-e", "PORT=2375"];
+        let mut args = vec!["-e", "PORT=2375", "-e", "DOCKER_TLS_CERTDIR="];
         args.extend_from_slice(extra);
         Self::launch_published(h, tag, volume, 2375, &args, Vec::new())
     }
@@ -462,7 +463,7 @@ impl<'h> DindBox<'h> {
 
     /// Like [`DindBox::launch_with`], with `storage` instead of a volume.
     pub fn launch_storage(h: &'h Harness, tag: &str, storage: &[&str], extra: &[&str]) -> Self {
-        let mut args = vec!["-e", "PORT=2375"];
+        let mut args = vec!["-e", "PORT=2375", "-e", "DOCKER_TLS_CERTDIR="];
         args.extend_from_slice(extra);
         Self::launch_raw(h, tag, storage, 2375, &args, Vec::new())
     }
