@@ -446,6 +446,14 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     // before the box accepts `docker exec` load (which races the v2 move).
     let cgroups = cgroup::detect(&cfg.cgroup_root)?;
     tracing::info!("{}", cgroups.setup(&cfg.cgroup_root)?);
+    match cgroups.controllers(&cfg.cgroup_root) {
+        Ok(available) => {
+            if let Some(warning) = cgroup::missing_controllers_warning(&available) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(err) => tracing::warn!("cannot list the box's cgroup controllers: {err}"),
+    }
     // The budget after setup (on v2 the root hands controllers down only once
     // init has left it) and before dockerd, which gets the parent as a flag.
     if let Some(budget) = cfg.budget() {

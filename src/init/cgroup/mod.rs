@@ -161,6 +161,44 @@ pub trait Cgroups {
     /// After [`Cgroups::setup`]: creates the parent cgroup for the box's
     /// containers and writes the budget's limits into it.
     fn budget(&self, root: &Path, budget: &Budget) -> Result<Parent, CgroupError>;
+
+    /// After [`Cgroups::setup`]: the controllers the box can use.
+    fn controllers(&self, root: &Path) -> Result<Vec<String>, CgroupError>;
+}
+
+/// The controllers behind dockerd's resource flags, with the flags that fail
+/// without them.
+const WANTED_CONTROLLERS: [(&str, &str); 4] = [
+    ("memory", "--memory"),
+    ("pids", "--pids-limit"),
+    ("cpu", "--cpus/--cpu-shares"),
+    ("cpuset", "--cpuset-cpus"),
+];
+
+/// One log line naming the wanted controllers missing from `available`, and
+/// the `docker run` flags that will fail because of it; None when all are there.
+pub fn missing_controllers_warning(available: &[String]) -> Option<String> {
+    let missing: Vec<(&str, &str)> = WANTED_CONTROLLERS
+        .into_iter()
+        .filter(|(c, _)| !available.iter().any(|a| a == c))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = missing.iter().map(|(c, _)| *c).collect();
+    let flags: Vec<&str> = missing.iter().map(|(_, f)| *f).collect();
+    Some(format!(
+        "cgroup controllers missing in this box: {} (available: {}); inner `docker run {}` \
+         will fail. The host must hand them down: on cgroup v2 enable them in the parent's \
+         cgroup.subtree_control (systemd: Delegate=yes) and run the box with --cgroupns=private",
+        names.join(", "),
+        if available.is_empty() {
+            "none".to_string()
+        } else {
+            available.join(" ")
+        },
+        flags.join(", ")
+    ))
 }
 
 pub enum AnyCgroups {
@@ -180,6 +218,13 @@ impl Cgroups for AnyCgroups {
         match self {
             AnyCgroups::V1(v1) => v1.budget(root, budget),
             AnyCgroups::V2(v2) => v2.budget(root, budget),
+        }
+    }
+
+    fn controllers(&self, root: &Path) -> Result<Vec<String>, CgroupError> {
+        match self {
+            AnyCgroups::V1(v1) => v1.controllers(root),
+            AnyCgroups::V2(v2) => v2.controllers(root),
         }
     }
 }

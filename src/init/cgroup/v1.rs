@@ -52,6 +52,16 @@ fn v1_lines(proc_cgroup: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
+/// The controllers of the v1 hierarchies in a `/proc/PID/cgroup` (named
+/// hierarchies have none).
+fn controllers(proc_cgroup: &str) -> Vec<String> {
+    v1_lines(proc_cgroup)
+        .filter(|(subsys, _)| !subsys.starts_with("name="))
+        .flat_map(|(subsys, _)| subsys.split(','))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The directory of a hierarchy under the root: the controller list, or the
 /// name of a named hierarchy (`name=systemd` is `systemd`).
 fn dir_name(subsys: &str) -> &str {
@@ -370,6 +380,11 @@ impl Cgroups for V1 {
         let mountinfo = super::read("/proc/self/mountinfo")?;
         create_parent(&RealFs, root, &self.self_cgroup, &mountinfo, budget)
     }
+
+    /// The controllers of PID 1's hierarchies (setup mounted every one).
+    fn controllers(&self, _root: &Path) -> Result<Vec<String>, CgroupError> {
+        Ok(controllers(&self.proc1_cgroup))
+    }
 }
 
 fn run(step: &Step) -> Result<(), CgroupError> {
@@ -424,7 +439,9 @@ fn run(step: &Step) -> Result<(), CgroupError> {
 mod tests {
     use std::path::Path;
 
-    use super::{create_parent, hierarchies, memberships, plan, Hierarchy, Membership, Step};
+    use super::{
+        controllers, create_parent, hierarchies, memberships, plan, Hierarchy, Membership, Step,
+    };
     use crate::init::cgroup::test_util::FakeCgroupFs;
     use crate::init::cgroup::{Budget, CgroupError, CgroupFs, Parent, Placement};
 
@@ -441,6 +458,22 @@ mod tests {
             dir: dir.into(),
             links: links.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn controllers_come_from_the_hierarchies_not_the_named_ones() {
+        assert_eq!(
+            controllers(PROC1),
+            ["cpu", "cpuacct", "net_cls", "net_prio", "memory", "cpuacct", "cpu"]
+        );
+        let warning = crate::init::cgroup::missing_controllers_warning(&controllers(PROC1))
+            .expect("pids and cpuset are missing");
+        assert!(warning.contains("pids, cpuset"), "{warning}");
+        let full = "3:cpuset:/\n2:pids:/\n1:memory:/\n4:cpu,cpuacct:/\n";
+        assert_eq!(
+            crate::init::cgroup::missing_controllers_warning(&controllers(full)),
+            None
+        );
     }
 
     #[test]

@@ -223,6 +223,16 @@ impl<F: CgroupFs> Cgroups for V2<F> {
     /// controllers to its children, so nothing under `/init` (where init and
     /// dockerd live) or, without a private cgroup namespace, under init's own
     /// cgroup can carry limits for the containers.
+    /// What the box's root hands down: its `cgroup.controllers`.
+    fn controllers(&self, root: &Path) -> Result<Vec<String>, CgroupError> {
+        let path = root.join("cgroup.controllers");
+        let text = self
+            .fs
+            .read(&path)
+            .map_err(|err| CgroupError::Read { path, err })?;
+        Ok(text.split_whitespace().map(str::to_string).collect())
+    }
+
     fn budget(&self, root: &Path, budget: &Budget) -> Result<Parent, CgroupError> {
         let own = self.own_path.as_deref().unwrap_or("/");
         let path = match &budget.parent {
@@ -310,6 +320,21 @@ mod tests {
         v2.attempts = 5;
         v2.pause = Duration::ZERO;
         v2
+    }
+
+    #[test]
+    fn controllers_are_what_the_root_hands_down() {
+        let fake = FakeCgroupFs::new("1\n", "cpu io pids\n");
+        let v2 = v2(&fake);
+        v2.setup(fake.root()).unwrap();
+        let available = v2.controllers(fake.root()).unwrap();
+        assert_eq!(available, ["cpu", "io", "pids"]);
+        let warning = crate::init::cgroup::missing_controllers_warning(&available).unwrap();
+        assert!(
+            warning.contains("missing in this box: memory, cpuset")
+                && warning.contains("--memory, --cpuset-cpus"),
+            "{warning}"
+        );
     }
 
     #[test]
