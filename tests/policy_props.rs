@@ -133,6 +133,7 @@ fn policy() -> Policy {
         network_mtu: None,
         allow_buildkit: false,
         owner: None,
+        allow: Default::default(),
     }
 }
 

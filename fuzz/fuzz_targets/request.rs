@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         network_mtu: None,
         allow_buildkit: false,
         owner: Some(("ci.owner".into(), "fuzz".into())),
+        allow: Default::default(),
     };
     let Ok(route) = admit(&policy, method, &uri, &headers) else { return };
     // The forwarded target must route to the same endpoint.

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::config::{self, Env};
-use super::policy::Policy;
+use super::policy::{Family, Policy};
 use super::{ListenAddr, Listener, Proxy, ProxyConfig};
 
 /// The policy options shared by `dindbox proxy` and `dindbox policy explain`.
@@ -35,6 +35,11 @@ pub struct PolicyOptions {
     /// Env: DINDBOX_OWNER_LABEL.
     #[arg(long, value_parser = config::parse_owner_label)]
     pub owner_label: Option<(String, String)>,
+    /// Enable a family of endpoints refused by default (repeatable): plugins,
+    /// swarm, checkpoints, distribution, import-url, build-remote. See
+    /// `dindbox policy explain` for what each one costs. Env: DINDBOX_ALLOW.
+    #[arg(long = "allow", value_name = "FAMILY", value_parser = config::parse_family)]
+    pub allow: Vec<Family>,
 }
 
 impl PolicyOptions {
@@ -56,6 +61,8 @@ impl PolicyOptions {
         if let Some(owner) = &self.owner_label {
             policy.owner = Some(owner.clone());
         }
+        policy.allow.extend(self.allow.iter().copied());
+        config::validate(&policy)?;
         Ok(policy)
     }
 }

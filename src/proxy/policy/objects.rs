@@ -5,7 +5,7 @@
 
 use super::container::ENDPOINT_SETTINGS;
 use super::value::{boolean, decode, inject_labels, non_empty, set, string};
-use super::{Policy, Reject};
+use super::{Family, Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
 use crate::proxy::query::Query;
 
@@ -37,11 +37,12 @@ pub fn build(policy: &Policy, query: &Query) -> Result<Query, Reject> {
             ),
         ));
     }
-    if query.first("remote").is_some_and(|r| !r.is_empty()) {
+    if query.first("remote").is_some_and(|r| !r.is_empty()) && !policy.allows(Family::BuildRemote) {
         return Err(Reject::forbidden(
             "build-remote",
             "a remote build context",
-            "the daemon would fetch it itself; send the context with the request instead",
+            "the daemon would fetch it itself; send the context with the request instead \
+             (the policy setting allow-build-remote enables it)",
         ));
     }
     // The box's own parent is what the proxy injects; asking for it changes nothing.
@@ -98,15 +99,16 @@ fn build_labels(policy: &Policy, given: Option<&str>) -> Result<String, Reject> 
 }
 
 /// Checks `POST /images/create`: a pull, or an import of the request's body;
-/// never an import the daemon fetches from a URL.
-pub fn image_create(query: &Query) -> Result<(), Reject> {
+/// an import the daemon fetches from a URL only with [`Family::ImportUrl`].
+pub fn image_create(policy: &Policy, query: &Query) -> Result<(), Reject> {
     single_valued(query, &["fromSrc"])?;
     match query.first("fromSrc") {
         None | Some("" | "-") => Ok(()),
+        Some(_) if policy.allows(Family::ImportUrl) => Ok(()),
         Some(url) => Err(Reject::forbidden(
             "import-url",
             "importing an image from a URL",
-            format!("fromSrc={url:?} would be fetched by the daemon; send the tarball with the request instead"),
+            format!("fromSrc={url:?} would be fetched by the daemon; send the tarball with the request instead (the policy setting allow-import-url enables it)"),
         )),
     }
 }
@@ -278,7 +280,7 @@ pub fn network_disconnect(body: &Json) -> Result<Json, Reject> {
 
 /// dockerd reads the first value of a parameter; a second one is refused so
 /// nobody has to remember which one counts.
-fn single_valued(query: &Query, names: &[&str]) -> Result<(), Reject> {
+pub(super) fn single_valued(query: &Query, names: &[&str]) -> Result<(), Reject> {
     match names.iter().find(|n| query.count(n) > 1) {
         Some(name) => Err(Reject::bad_request(
             "query",
@@ -352,10 +354,11 @@ mod tests {
 
     #[test]
     fn imports_from_urls_are_refused() {
-        assert!(image_create(&query("fromImage=busybox&tag=latest")).is_ok());
-        assert!(image_create(&query("fromSrc=-&repo=x")).is_ok());
+        let policy = Policy::default();
+        assert!(image_create(&policy, &query("fromImage=busybox&tag=latest")).is_ok());
+        assert!(image_create(&policy, &query("fromSrc=-&repo=x")).is_ok());
         assert_eq!(
-            image_create(&query("fromSrc=http://169.254.169.254/"))
+            image_create(&policy, &query("fromSrc=http://169.254.169.254/"))
                 .unwrap_err()
                 .rule,
             "import-url"
