@@ -323,7 +323,9 @@ fn check_container_spec(spec: &[(String, Json)]) -> Result<(), Reject> {
             }
         }
         if let Some(Json::Object(credential)) = get(privileges, "CredentialSpec") {
-            if credential.iter().any(|(_, v)| !matches!(v, Json::Null)) {
+            let empty =
+                |v: &Json| matches!(v, Json::Null) || matches!(v, Json::String(s) if s.is_empty());
+            if !credential.iter().all(|(_, v)| empty(v)) {
                 return Err(Reject::forbidden(
                     "security-opt",
                     "a credential spec",
@@ -605,6 +607,10 @@ mod tests {
             ),
             (r#""Privileged":true"#, "unknown-field"),
             (r#""Isolation":"hyperv""#, "isolation"),
+            (
+                r#""Privileges":{"CredentialSpec":{"File":"spec.json"}}"#,
+                "security-opt",
+            ),
             (r#""Dir":"/proc/self/fd/7""#, "working-dir"),
         ] {
             assert_eq!(
@@ -633,6 +639,12 @@ mod tests {
         ] {
             assert_eq!(service(spec).unwrap_err().rule, rule, "{spec}");
         }
+    }
+
+    #[test]
+    fn what_the_cli_sends_for_a_plain_service_passes() {
+        let spec = r#"{"Name":"web","Labels":{},"TaskTemplate":{"ContainerSpec":{"Image":"busybox:latest","Args":["sleep","600"],"Init":false,"StopGracePeriod":10000000000,"DNSConfig":{},"Privileges":{"CredentialSpec":null,"SELinuxContext":null},"Isolation":"default"},"Resources":{"Limits":{},"Reservations":{}},"RestartPolicy":{"Condition":"any","MaxAttempts":0},"Placement":{},"ForceUpdate":0,"Runtime":"container"},"Mode":{"Replicated":{"Replicas":1}},"UpdateConfig":{"Parallelism":1,"FailureAction":"pause"},"EndpointSpec":{"Mode":"vip","Ports":[{"Protocol":"tcp","TargetPort":80,"PublishedPort":8080,"PublishMode":"ingress"}]}}"#;
+        assert!(service(spec).is_ok(), "{:?}", service(spec));
     }
 
     #[test]
