@@ -1173,6 +1173,23 @@ fn family_table() -> Vec<(Request, Expect, Expect)> {
             endpoint,
             OK,
         ),
+        // overlay networks for services
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"o","Driver":"overlay","Scope":"swarm","Attachable":true}"#,
+            ),
+            Err("network-driver"),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"o","Driver":"overlay","Ingress":true}"#,
+            ),
+            Err("network-driver"),
+            Err("swarm"),
+        ),
         // secrets and configs
         (
             post("/v1.41/secrets/create", r#"{"Name":"s","Data":"eA=="}"#),

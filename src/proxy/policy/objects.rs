@@ -197,19 +197,27 @@ fn set_default_option(request: &mut Vec<(String, Json)>, key: &str, value: &str)
 /// Bridge driver options that only shape the tenant's own network.
 const NETWORK_OPTIONS: &[&str] = &[MTU_OPTION, "com.docker.network.bridge.enable_icc"];
 
-/// Checks `POST /networks/create`: bridge networks with the default IPAM and
-/// no options that name or reconfigure host interfaces.
+/// Checks `POST /networks/create`: bridge networks (and overlay networks when
+/// swarm is enabled) with the default IPAM and no options that name or
+/// reconfigure host interfaces.
 pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
     let mut request = decode(body, NETWORK_CREATE)?.fields;
+    let swarm = policy.allows(Family::Swarm);
     let driver = string(&request, "Driver", "Driver")?;
-    if !matches!(driver, "" | "bridge") {
+    let overlay = swarm && driver == "overlay";
+    if !matches!(driver, "" | "bridge") && !overlay {
         return Err(Reject::forbidden(
             "network-driver",
             &format!("the {driver:?} network driver"),
-            "only bridge networks are allowed (macvlan, ipvlan and plugins reach the host's interfaces)",
+            if swarm {
+                "only bridge and overlay networks are allowed (macvlan, ipvlan and plugins reach the host's interfaces)"
+            } else {
+                "only bridge networks are allowed (macvlan, ipvlan and plugins reach the host's interfaces)"
+            },
         ));
     }
-    if !matches!(string(&request, "Scope", "Scope")?, "" | "local")
+    let scope = string(&request, "Scope", "Scope")?;
+    if !(matches!(scope, "" | "local") || (swarm && scope == "swarm"))
         || boolean(&request, "Ingress", "Ingress")?
         || boolean(&request, "ConfigOnly", "ConfigOnly")?
         || !matches!(get(&request, "ConfigFrom"), None | Some(Json::Null))
@@ -217,14 +225,17 @@ pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
         return Err(Reject::forbidden(
             "swarm",
             "swarm network settings",
-            "swarm is not available to tenants",
+            if swarm {
+                "ingress and config-only networks are not available to tenants"
+            } else {
+                "swarm is not available to tenants"
+            },
         ));
     }
     if let Some(Json::Object(options)) = get(&request, "Options") {
-        if let Some((key, _)) = options
-            .iter()
-            .find(|(k, _)| !NETWORK_OPTIONS.contains(&k.as_str()))
-        {
+        // An overlay may be encrypted (IPsec between the swarm's nodes).
+        let allowed = |key: &str| NETWORK_OPTIONS.contains(&key) || (overlay && key == "encrypted");
+        if let Some((key, _)) = options.iter().find(|(k, _)| !allowed(k)) {
             return Err(Reject::forbidden(
                 "network-options",
                 &format!("network option {key:?}"),
@@ -469,6 +480,40 @@ mod tests {
             String::from_utf8(network.to_vec()).unwrap(),
             r#"{"Name":"n","Labels":{"owner":"ci-42"}}"#
         );
+    }
+
+    #[test]
+    fn overlay_networks_only_when_swarm_is_enabled() {
+        let overlay = r#"{"Name":"o","Driver":"overlay","Scope":"swarm","Attachable":true,"Options":{"encrypted":""}}"#;
+        assert_eq!(
+            network_create(&Policy::default(), &body(overlay))
+                .unwrap_err()
+                .rule,
+            "network-driver"
+        );
+        let swarm = Policy {
+            allow: [Family::Swarm].into(),
+            ..Policy::default()
+        };
+        assert!(network_create(&swarm, &body(overlay)).is_ok());
+        for (hostile, rule) in [
+            (r#"{"Name":"o","Driver":"macvlan"}"#, "network-driver"),
+            (r#"{"Name":"o","Driver":"overlay","Ingress":true}"#, "swarm"),
+            (
+                r#"{"Name":"o","Driver":"overlay","Options":{"com.docker.network.driver.overlay.vxlanid_list":"4097"}}"#,
+                "network-options",
+            ),
+            (
+                r#"{"Name":"o","Options":{"encrypted":""}}"#,
+                "network-options",
+            ),
+        ] {
+            assert_eq!(
+                network_create(&swarm, &body(hostile)).unwrap_err().rule,
+                rule,
+                "{hostile}"
+            );
+        }
     }
 
     #[test]
