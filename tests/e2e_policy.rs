@@ -785,12 +785,31 @@ fn swarm_when_allowed_checks_service_specs_and_labels_services() {
         "refused services must not exist:\n{services}"
     );
 
+    // An overlay network for the service (allowed with swarm); its label too.
+    b.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--attachable",
+        "e2e-overlay",
+    ]);
+    let label = b.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        r#"{{index .Labels "com.example.tenant"}}"#,
+        "e2e-overlay",
+    ]);
+    assert_eq!(label.stdout.trim(), "t1", "the overlay network:\n{label}");
     b.docker_ok(&[
         "service",
         "create",
         "--detach",
         "--name",
         "web",
+        "--network",
+        "e2e-overlay",
         "--label",
         "com.example.tenant=mine",
         "--container-label",
