@@ -17,6 +17,7 @@ fn decision(c: &mut Criterion) {
         network_mtu: None,
         allow_buildkit: false,
         owner: None,
+        allow: Default::default(),
     };
     c.bench_function("create decision (docker run body)", |b| {
         b.iter(|| {

@@ -31,8 +31,11 @@ die() {
 # Installs what the scripts need when it is missing (apt, root only).
 ensure_packages() {
     local missing=() cmd pkg
+    # docker-compose: Debian's compose v1 (python); bookworm has no compose v2
+    # plugin, and the e2e compose test talks to boxes with it.
     for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap \
-        iptables:iptables jq:jq pgrep:procps setsid:util-linux; do
+        iptables:iptables jq:jq pgrep:procps setsid:util-linux \
+        docker-compose:docker-compose; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done

@@ -601,28 +601,39 @@ fn to_system_time(unix: i64) -> SystemTime {
 }
 
 fn read(dir: &Path, file: Pem) -> Result<Vec<u8>, TlsError> {
-    let path = dir.join(file.rel());
-    fs::read(&path).map_err(|err| TlsError::Io {
+    read_path(&dir.join(file.rel()))
+}
+
+fn read_path(path: &Path) -> Result<Vec<u8>, TlsError> {
+    fs::read(path).map_err(|err| TlsError::Io {
         what: "read",
-        path,
+        path: path.to_path_buf(),
         err,
     })
 }
 
 fn bad(dir: &Path, file: Pem, why: impl fmt::Display) -> TlsError {
+    bad_path(&dir.join(file.rel()), why)
+}
+
+fn bad_path(path: &Path, why: impl fmt::Display) -> TlsError {
     TlsError::Bad {
-        path: dir.join(file.rel()),
+        path: path.to_path_buf(),
         why: why.to_string(),
     }
 }
 
 /// Every certificate of a PEM file (a chain, or several CAs), at least one.
 fn cert_chain(dir: &Path, file: Pem, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    chain_at(&dir.join(file.rel()), pem)
+}
+
+fn chain_at(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| bad(dir, file, format!("not a PEM certificate: {err}")))?;
+        .map_err(|err| bad_path(path, format!("not a PEM certificate: {err}")))?;
     if certs.is_empty() {
-        return Err(bad(dir, file, "holds no PEM CERTIFICATE block"));
+        return Err(bad_path(path, "holds no PEM CERTIFICATE block"));
     }
     Ok(certs)
 }
@@ -926,22 +937,38 @@ fn write_atomic(dir: &Path, file: Pem, contents: &[u8]) -> Result<(), TlsError> 
 /// chain after it) and `server/key.pem`, and client certificates required
 /// and verified against `server/ca.pem` (`dockerd --tlsverify`).
 pub fn server_config(dir: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_from_files(
+        &dir.join(Pem::ServerCa.rel()),
+        &dir.join(Pem::ServerCert.rel()),
+        &dir.join(Pem::ServerKey.rel()),
+    )
+}
+
+/// The same configuration from three files anywhere, as dockerd names them:
+/// `--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY`. Client
+/// certificates are required and verified against `ca` (one or more CAs).
+pub fn server_config_from_files(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let rustls_err = |err| TlsError::Rustls {
-        dir: dir.to_path_buf(),
+        dir: cert.parent().unwrap_or(cert).to_path_buf(),
         err,
     };
-    let chain = cert_chain(dir, Pem::ServerCert, &read(dir, Pem::ServerCert)?)?;
-    let key = private_key(dir, Pem::ServerKey)?;
+    let chain = chain_at(cert, &read_path(cert)?)?;
+    let key = PrivateKeyDer::from_pem_slice(&read_path(key)?)
+        .map_err(|err| bad_path(key, format!("not a PEM private key: {err}")))?;
     let mut roots = RootCertStore::empty();
-    for ca in cert_chain(dir, Pem::ServerCa, &read(dir, Pem::ServerCa)?)? {
+    for der in chain_at(ca, &read_path(ca)?)? {
         roots
-            .add(ca)
-            .map_err(|err| bad(dir, Pem::ServerCa, format!("not a usable CA: {err}")))?;
+            .add(der)
+            .map_err(|err| bad_path(ca, format!("not a usable CA: {err}")))?;
     }
     let provider = provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|err| bad(dir, Pem::ServerCa, format!("not a usable CA: {err}")))?;
+        .map_err(|err| bad_path(ca, format!("not a usable CA: {err}")))?;
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(rustls_err)?

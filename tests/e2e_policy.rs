@@ -9,7 +9,11 @@
 //!   cgroup, which carries the limit, and a container past it is OOM-killed
 //!   while the box lives on;
 //! - two standalone `dindbox proxy` processes with different owner labels on
-//!   the outer daemon cannot see each other's containers.
+//!   the outer daemon cannot see each other's containers;
+//! - `compose up -d` / `down -v` (the v2 plugin, or Debian's compose v1) of
+//!   two services with a network and a named volume, all labelled;
+//! - `DINDBOX_ALLOW=swarm`: hostile service specs refused, services, their
+//!   task containers and secrets labelled, `swarm join` still refused.
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs). Every test
 //! runs its own box(es) on its own volume and port, removed even on failure.
@@ -536,6 +540,335 @@ fn configured_labels_land_on_everything_created() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+// ---------------------------------------------------------------- compose
+
+/// How this host runs compose: the v2 plugin (`docker compose`) when the
+/// CLI has it, else Debian's compose v1 (`docker-compose`, which
+/// scripts/lib.sh installs: bookworm has no v2 plugin), or why neither.
+fn compose_program() -> Result<&'static [&'static str], String> {
+    let v2 = run(
+        {
+            let mut cmd = Command::new("docker");
+            cmd.args(["compose", "version"]);
+            cmd
+        },
+        None,
+        Duration::from_secs(30),
+    );
+    if v2.ok() {
+        return Ok(&["docker", "compose"]);
+    }
+    let v1 = run(
+        {
+            let mut cmd = Command::new("docker-compose");
+            cmd.arg("version");
+            cmd
+        },
+        None,
+        Duration::from_secs(30),
+    );
+    if v1.ok() {
+        return Ok(&["docker-compose"]);
+    }
+    Err(format!(
+        "neither `docker compose` ({}) nor `docker-compose` ({}) runs here",
+        v2.stderr.trim(),
+        v1.stderr.trim()
+    ))
+}
+
+/// A compose command against the box's published API.
+fn compose_cmd(
+    b: &DindBox,
+    program: &[&str],
+    file: &Path,
+    project: &str,
+    args: &[&str],
+) -> Command {
+    let mut cmd = Command::new(program[0]);
+    cmd.env("DOCKER_HOST", &b.api)
+        .envs(b.client_env.iter().map(|(k, v)| (k, v)))
+        .args(&program[1..])
+        .arg("-f")
+        .arg(file)
+        .args(["-p", project])
+        .args(args);
+    cmd
+}
+
+/// Issue 4, E2E: "compose up/down if the plugin is available". Two services
+/// on a named network, one with a named volume, through the proxy; the
+/// configured label lands on both containers, the network and the volume
+/// (next to compose's own labels), and `down -v` removes them all.
+#[test]
+fn compose_up_and_down_through_the_proxy_labels_everything() {
+    let h = need_harness!();
+    let program = match compose_program() {
+        Ok(program) => program,
+        Err(why) => {
+            eprintln!("\n!!! compose e2e SKIPPED: {why}\n");
+            return;
+        }
+    };
+    let vol = Volume::new(h, "compose");
+    let b = DindBox::start_with(
+        h,
+        "compose",
+        &vol,
+        &["-e", "DINDBOX_LABELS=com.example.tenant=t1"],
+    );
+    b.load_busybox();
+    let tmp = tempdir();
+    let file = tmp.path().join("compose.yaml");
+    std::fs::write(
+        &file,
+        "version: \"3.8\"\n\
+         services:\n\
+         \x20 web:\n\
+         \x20   image: busybox\n\
+         \x20   command: sleep 600\n\
+         \x20   volumes:\n\
+         \x20     - data:/data\n\
+         \x20   networks:\n\
+         \x20     - back\n\
+         \x20 worker:\n\
+         \x20   image: busybox\n\
+         \x20   command: sh -c 'ping -c 1 web && sleep 600'\n\
+         \x20   depends_on:\n\
+         \x20     - web\n\
+         \x20   networks:\n\
+         \x20     - back\n\
+         volumes:\n\
+         \x20 data: {}\n\
+         networks:\n\
+         \x20 back: {}\n",
+    )
+    .expect("write compose.yaml");
+    let project = "e2ecompose";
+    eprintln!("compose e2e with `{}`", program.join(" "));
+    let up = run(
+        compose_cmd(&b, program, &file, project, &["up", "-d"]),
+        None,
+        Duration::from_secs(180),
+    );
+    b.expect_ok(&up);
+
+    let project_filter = format!("label=com.docker.compose.project={project}");
+    let names = b.docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        &project_filter,
+        "--format",
+        "{{.Names}}",
+    ]);
+    let names: Vec<&str> = names.stdout.split_whitespace().collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "`compose up` must create two containers: {names:?}\n{up}"
+    );
+    let label = r#"{{index .Config.Labels "com.example.tenant"}} {{index .Config.Labels "com.docker.compose.service"}}"#;
+    let object_label =
+        r#"{{index .Labels "com.example.tenant"}} {{index .Labels "com.docker.compose.project"}}"#;
+    let network = format!("{project}_back");
+    let volume = format!("{project}_data");
+    let mut failures = Vec::new();
+    for name in &names {
+        let out = b.docker(&["inspect", "-f", label, name]);
+        let got = out.stdout.trim();
+        if !out.ok() || !got.starts_with("t1 ") || got.len() <= 3 {
+            failures.push(format!(
+                "container {name} must carry com.example.tenant=t1 and compose's service label:\n{out}"
+            ));
+        }
+    }
+    for (what, args) in [
+        (
+            "network",
+            vec!["network", "inspect", "-f", object_label, &network],
+        ),
+        (
+            "volume",
+            vec!["volume", "inspect", "-f", object_label, &volume],
+        ),
+    ] {
+        let out = b.docker(&args);
+        if !out.ok() || out.stdout.trim() != format!("t1 {project}") {
+            failures.push(format!(
+                "the {what} compose created must carry com.example.tenant=t1 next to \
+                 com.docker.compose.project={project}:\n{out}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+
+    let down = run(
+        compose_cmd(&b, program, &file, project, &["down", "-v"]),
+        None,
+        Duration::from_secs(180),
+    );
+    b.expect_ok(&down);
+    let left = b.docker_ok(&["ps", "-aq", "--filter", &project_filter]);
+    assert!(
+        left.stdout.trim().is_empty(),
+        "`compose down` left containers:\n{left}"
+    );
+    assert!(
+        !b.docker(&["network", "inspect", &network]).ok(),
+        "`compose down` left the network {network}"
+    );
+    assert!(
+        !b.docker(&["volume", "inspect", &volume]).ok(),
+        "`compose down -v` left the volume {volume}"
+    );
+}
+
+// ---------------------------------------------------------------- swarm, when enabled
+
+/// `DINDBOX_ALLOW=swarm`: the real CLI's service and secret calls pass the
+/// proxy's schema, hostile service specs are refused with the dindbox
+/// reason, `swarm join` stays refused, and the configured label lands on the
+/// service, its task container and the secret.
+#[test]
+fn swarm_when_allowed_checks_service_specs_and_labels_services() {
+    let h = need_harness!();
+    let vol = Volume::new(h, "swarm");
+    let b = DindBox::start_with(
+        h,
+        "swarm",
+        &vol,
+        &[
+            "-e",
+            "DINDBOX_ALLOW=swarm",
+            "-e",
+            "DINDBOX_LABELS=com.example.tenant=t1",
+        ],
+    );
+    b.load_busybox();
+    let join = b.docker(&["swarm", "join", "--token", "SWMTKN-1-x", "10.255.0.1:2377"]);
+    if let Some(problem) = refusal_problem("docker swarm join", &join) {
+        panic!("{problem}");
+    }
+    b.docker_ok(&["swarm", "init", "--advertise-addr", "eth0"]);
+
+    let mut problems = Vec::new();
+    for (what, flags) in [
+        (
+            "service create --mount type=bind",
+            vec!["--mount", "type=bind,source=/,target=/host"],
+        ),
+        ("service create --cap-add", vec!["--cap-add", "SYS_ADMIN"]),
+        (
+            "service create --sysctl kernel.*",
+            vec!["--sysctl", "kernel.domainname=x"],
+        ),
+        (
+            "service create --log-driver syslog",
+            vec!["--log-driver", "syslog"],
+        ),
+    ] {
+        let args = [
+            &["service", "create", "--detach", "--name", "hostile"][..],
+            &flags[..],
+            &["busybox", "sleep", "600"],
+        ]
+        .concat();
+        problems.extend(refusal_problem(what, &b.docker(&args)));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    let services = b.docker_ok(&["service", "ls", "-q"]);
+    assert!(
+        services.stdout.trim().is_empty(),
+        "refused services must not exist:\n{services}"
+    );
+
+    // An overlay network for the service (allowed with swarm); its label too.
+    b.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--attachable",
+        "e2e-overlay",
+    ]);
+    let label = b.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        r#"{{index .Labels "com.example.tenant"}}"#,
+        "e2e-overlay",
+    ]);
+    assert_eq!(label.stdout.trim(), "t1", "the overlay network:\n{label}");
+    b.docker_ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "web",
+        "--network",
+        "e2e-overlay",
+        "--label",
+        "com.example.tenant=mine",
+        "--container-label",
+        "com.example.tenant=mine",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let labels = b.docker_ok(&[
+        "service",
+        "inspect",
+        "-f",
+        r#"{{index .Spec.Labels "com.example.tenant"}} {{index .Spec.TaskTemplate.ContainerSpec.Labels "com.example.tenant"}}"#,
+        "web",
+    ]);
+    assert_eq!(
+        labels.stdout.trim(),
+        "t1 t1",
+        "the service and its container spec must carry the configured label:\n{labels}"
+    );
+    // The task container the daemon creates itself carries it too.
+    let task = poll(Duration::from_secs(90), || {
+        let out = b.docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=web",
+        ]);
+        let id = out.stdout.trim().to_string();
+        (!id.is_empty()).then_some(id)
+    })
+    .unwrap_or_else(|| {
+        let ps = b.docker(&["service", "ps", "--no-trunc", "web"]);
+        b.fail(&format!(
+            "the web service started no task within 90 s:\n{ps}"
+        ))
+    });
+    let label = b.docker_ok(&[
+        "inspect",
+        "-f",
+        r#"{{index .Config.Labels "com.example.tenant"}}"#,
+        &task,
+    ]);
+    assert_eq!(label.stdout.trim(), "t1", "the task container:\n{label}");
+
+    let secret = run(
+        b.docker_cmd(&["secret", "create", "s1", "-"]),
+        Some(b"x"),
+        Duration::from_secs(60),
+    );
+    b.expect_ok(&secret);
+    let label = b.docker_ok(&[
+        "secret",
+        "inspect",
+        "-f",
+        r#"{{index .Spec.Labels "com.example.tenant"}}"#,
+        "s1",
+    ]);
+    assert_eq!(label.stdout.trim(), "t1", "the secret:\n{label}");
 }
 
 // ---------------------------------------------------------------- memory budget

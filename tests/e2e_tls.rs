@@ -11,7 +11,10 @@
 //! - a restarted box (same address, same cert dir) reuses every file as it
 //!   is: same bytes, same inode, same mtime;
 //! - two boxes started at once on one cert dir share one CA and client
-//!   certificate, and both answer to it.
+//!   certificate, and both answer to it;
+//! - `dindbox proxy --listen-tcp` standalone in front of the outer daemon,
+//!   with `--tls-certdir` or dockerd's `--tlsverify --tlscacert --tlscert
+//!   --tlskey`: the CLI with the client certificate works, without it not.
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
@@ -24,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use dindbox::tls::{self, San};
-use harness::{harness, run, unique, DindBox, Harness, Out, Volume, PREFIX};
+use harness::{free_port, harness, poll, run, unique, DindBox, Harness, Out, Volume, PREFIX};
 
 /// `let h = need_harness!();` or return (skipped, loudly) when not root.
 macro_rules! need_harness {
@@ -354,4 +357,149 @@ fn two_boxes_started_at_once_on_one_cert_dir_share_one_ca() {
             assert!(name.ends_with(".pem"), "{sub}/{name} left behind");
         }
     }
+}
+
+// ---------------------------------------------------------------- standalone proxy
+
+/// `dindbox proxy --ds OUTER --listen-tcp 127.0.0.1:P TLS_FLAGS`, stopped on drop.
+struct StandaloneTls {
+    child: std::process::Child,
+    host: String,
+    log: PathBuf,
+}
+
+impl StandaloneTls {
+    fn start(h: &Harness, dir: &Path, tls_flags: &[&str], client_env: &[(String, String)]) -> Self {
+        let upstream = h
+            .outer
+            .strip_prefix("unix://")
+            .expect("the outer daemon is on a unix socket");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = dir.join("proxy.log");
+        let log_file = std::fs::File::create(&log).expect("create the proxy log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dindbox"))
+            .args(["proxy", "--ds", upstream, "--listen-tcp", &addr])
+            .args(tls_flags)
+            .env_remove("DINDBOX_POLICY")
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file.try_clone().expect("dup the log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start `dindbox proxy`");
+        let p = StandaloneTls {
+            child,
+            host: format!("tcp://{addr}"),
+            log,
+        };
+        let ready = poll(Duration::from_secs(20), || {
+            p.docker(client_env, &["version"]).ok().then_some(())
+        });
+        if ready.is_none() {
+            panic!(
+                "`dindbox proxy {}` did not answer on {} within 20 s; its log:\n{}",
+                tls_flags.join(" "),
+                p.host,
+                std::fs::read_to_string(&p.log).unwrap_or_default()
+            );
+        }
+        p
+    }
+
+    fn docker(&self, env: &[(String, String)], args: &[&str]) -> Out {
+        let mut cmd = std::process::Command::new("docker");
+        cmd.env("DOCKER_HOST", &self.host)
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(args);
+        run(cmd, None, Duration::from_secs(30))
+    }
+}
+
+impl Drop for StandaloneTls {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        harness::wait_timeout(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+/// The CLI without a client certificate: trusts the CA (DOCKER_TLS_VERIFY
+/// with a cert path holding only ca.pem), so only the missing certificate
+/// can make it fail.
+fn without_client_cert(dir: &Path, client: &Path) -> Vec<(String, String)> {
+    let ca_only = dir.join("ca-only");
+    std::fs::create_dir_all(&ca_only).unwrap();
+    std::fs::copy(client.join("ca.pem"), ca_only.join("ca.pem")).unwrap();
+    tls_env(&ca_only)
+}
+
+#[test]
+fn standalone_proxy_serves_the_cli_over_mtls_from_a_cert_dir_or_dockerds_flags() {
+    let h = need_harness!();
+    let dir = certdir();
+    let certs = dir.path().join("certs");
+    let certs_flag = certs.display().to_string();
+    let client = certs.join("client");
+
+    // A docker:dind cert dir the proxy generates.
+    let p = StandaloneTls::start(
+        h,
+        dir.path(),
+        &["--tls-certdir", &certs_flag],
+        &tls_env(&client),
+    );
+    let out = p.docker(
+        &tls_env(&client),
+        &["info", "--format", "{{.ServerVersion}}"],
+    );
+    assert!(
+        out.ok(),
+        "the CLI with the generated client certificate:\n{out}"
+    );
+    let refused = p.docker(&without_client_cert(dir.path(), &client), &["version"]);
+    assert!(
+        !refused.ok(),
+        "the CLI without a client certificate must fail:\n{refused}"
+    );
+    let plain = p.docker(&[], &["version"]);
+    assert!(
+        !plain.ok(),
+        "plain HTTP to the TLS port must fail:\n{plain}"
+    );
+    drop(p);
+
+    // The same files through dockerd's flag names.
+    let file = |rel: &str| certs.join(rel).display().to_string();
+    let (ca, cert, key) = (
+        file("ca/cert.pem"),
+        file("server/cert.pem"),
+        file("server/key.pem"),
+    );
+    let p = StandaloneTls::start(
+        h,
+        dir.path(),
+        &[
+            "--tlsverify",
+            "--tlscacert",
+            &ca,
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+        ],
+        &tls_env(&client),
+    );
+    let refused = p.docker(&without_client_cert(dir.path(), &client), &["version"]);
+    assert!(
+        !refused.ok(),
+        "the CLI without a client certificate must fail:\n{refused}"
+    );
+    let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+    assert!(
+        log.contains("TLS handshake refused"),
+        "the proxy logs the refusal:\n{log}"
+    );
 }

@@ -1,10 +1,11 @@
 //! Property tests of the container-create policy: whatever body a tenant
 //! sends, what the proxy forwards is canonical (one key per field, so Go reads
 //! exactly what serde reads here), never holds a refused setting, and always
-//! carries the injected labels, cgroup parent and budget.
+//! carries the injected labels, cgroup parent and budget. The same for swarm
+//! service specs (their task containers are created by the daemon itself).
 
 use dindbox::proxy::gojson::Json;
-use dindbox::proxy::policy::{container_create, Policy};
+use dindbox::proxy::policy::{container_create, service_create, Policy};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -133,6 +134,7 @@ fn policy() -> Policy {
         network_mtu: None,
         allow_buildkit: false,
         owner: None,
+        allow: Default::default(),
     }
 }
 
@@ -191,5 +193,92 @@ proptest! {
         prop_assert!(hc["Memory"].as_i64().is_some_and(|m| m > 0 && m <= 1 << 30), "{}", text);
         prop_assert!(hc["PidsLimit"].as_i64().is_some_and(|p| p > 0 && p <= 512), "{}", text);
         prop_assert_eq!(&v["Labels"]["dindbox.tenant"], "t1");
+    }
+}
+
+/// A service's `ContainerSpec` as a list of entries, duplicates and fold
+/// variants included.
+fn container_spec_entries() -> impl Strategy<Value = Vec<(String, Value)>> {
+    let entry = prop_oneof![
+        (spelling("CapabilityAdd"), list()),
+        (spelling("CapabilityDrop"), list()),
+        (
+            spelling("Mounts"),
+            proptest::collection::vec(mount(), 0..3).prop_map(Value::Array)
+        ),
+        (
+            spelling("Sysctls"),
+            prop_oneof![
+                Just(Value::Null),
+                Just(serde_json::json!({"kernel.core_pattern": "|/x"})),
+                Just(serde_json::json!({"net.ipv4.ping_group_range": "0 0"})),
+            ]
+        ),
+        (
+            spelling("Privileges"),
+            prop_oneof![
+                Just(Value::Null),
+                Just(serde_json::json!({"SELinuxContext": {"Disable": true}})),
+                Just(serde_json::json!({"selinuxcontext": {"Type": "spc_t"}})),
+                Just(serde_json::json!({"Seccomp": {"Mode": "unconfined"}})),
+            ]
+        ),
+        (
+            spelling("Labels"),
+            Just(serde_json::json!({"dindbox.tenant": "me"}))
+        ),
+        (spelling("Image"), Just(Value::from("busybox"))),
+    ];
+    proptest::collection::vec(entry, 0..8)
+}
+
+fn service_body() -> impl Strategy<Value = String> {
+    (
+        proptest::collection::vec(container_spec_entries(), 1..3),
+        spelling("ContainerSpec"),
+        spelling("TaskTemplate"),
+        proptest::option::of(prop_oneof![Just(0i64), Just(1 << 20), Just(1 << 40)]),
+    )
+        .prop_map(|(specs, spec_key, task_key, memory)| {
+            let mut task: Vec<String> = specs
+                .iter()
+                .map(|spec| format!("{}:{}", Value::from(spec_key.as_str()), object(spec)))
+                .collect();
+            if let Some(memory) = memory {
+                task.push(format!(
+                    r#""Resources":{{"Limits":{{"MemoryBytes":{memory}}}}}"#
+                ));
+            }
+            format!(
+                r#"{{"Name":"s",{}:{{{}}}}}"#,
+                Value::from(task_key.as_str()),
+                task.join(",")
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn forwarded_service_specs_are_canonical_safe_and_injected(text in service_body()) {
+        let parsed = Json::parse(text.as_bytes()).expect("generated JSON parses");
+        let Ok(forwarded) = service_create(&policy(), &parsed) else {
+            return Ok(());
+        };
+        assert_canonical(&forwarded);
+        let v: Value = serde_json::from_slice(&forwarded.to_vec()).unwrap();
+        let spec = &v["TaskTemplate"]["ContainerSpec"];
+        prop_assert!(spec["CapabilityAdd"].as_array().is_none_or(|c| c.is_empty()), "{}", text);
+        for m in spec["Mounts"].as_array().into_iter().flatten() {
+            prop_assert!(m["Type"] == "volume" || m["Type"] == "tmpfs", "{}", text);
+        }
+        prop_assert!(spec["Sysctls"].get("kernel.core_pattern").is_none(), "{}", text);
+        prop_assert!(spec["Privileges"]["SELinuxContext"].is_null(), "{}", text);
+        prop_assert!(spec["Privileges"].get("Seccomp").is_none(), "{}", text);
+        prop_assert_eq!(&spec["Labels"]["dindbox.tenant"], "t1");
+        prop_assert_eq!(&v["Labels"]["dindbox.tenant"], "t1");
+        let memory = &v["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"];
+        prop_assert!(memory.as_i64().is_some_and(|m| m > 0 && m <= 1 << 30), "{}", text);
     }
 }

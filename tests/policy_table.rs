@@ -6,7 +6,7 @@
 //! the rules, in src/proxy/policy/*.rs.)
 
 use dindbox::proxy::check::{admit, inspects_body, rewrite_body};
-use dindbox::proxy::policy::Policy;
+use dindbox::proxy::policy::{Family, Policy};
 use http::{HeaderMap, HeaderValue, Method};
 
 /// `Ok(())`: forwarded. `Err(rule)`: refused by that rule.
@@ -963,4 +963,403 @@ fn every_request_in_the_table_gets_its_expected_decision() {
         table.len(),
         wrong.join("\n")
     );
+}
+
+// ---------------------------------------------------------------- families
+
+/// The same request decided by the default policy and by one that enables
+/// every family refused by default (issue 4: "refused unless a policy setting
+/// enables them").
+fn decide_with(policy: &Policy, (method, target, content_type, body): &Request) -> Expect {
+    let mut headers = HeaderMap::new();
+    if !content_type.is_empty() {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
+    }
+    let uri = target.parse().map_err(|_| "unparsable-target")?;
+    let route = admit(policy, method, &uri, &headers).map_err(|r| r.rule)?;
+    if inspects_body(route.endpoint) {
+        rewrite_body(policy, route.endpoint, &headers, body.as_bytes()).map_err(|r| r.rule)?;
+    }
+    Ok(())
+}
+
+fn everything_enabled() -> Policy {
+    Policy {
+        labels: vec![("dindbox.tenant".into(), "t1".into())],
+        memory: Some(1 << 30),
+        pids: Some(1024),
+        allow: Family::ALL.into_iter().collect(),
+        ..Policy::default()
+    }
+}
+
+fn service(container_spec: &str) -> Request {
+    (
+        Method::POST,
+        "/v1.41/services/create",
+        JSON,
+        format!(
+            r#"{{"Name":"web","TaskTemplate":{{"ContainerSpec":{{"Image":"busybox",{container_spec}}}}},"Mode":{{"Replicated":{{"Replicas":1}}}}}}"#
+        ),
+    )
+}
+
+/// Request, decision by default, decision with every family enabled.
+fn family_table() -> Vec<(Request, Expect, Expect)> {
+    let post = |target: &'static str, body: &str| (Method::POST, target, JSON, body.to_string());
+    let bare = |method: Method, target: &'static str| (method, target, "", String::new());
+    let endpoint = Err("endpoint");
+    vec![
+        // plugins: trusted when enabled, so passed through
+        (
+            post(
+                "/v1.41/plugins/pull?remote=vieux/sshfs",
+                r#"[{"Name":"network","Value":["host"]}]"#,
+            ),
+            endpoint,
+            OK,
+        ),
+        (bare(Method::GET, "/v1.41/plugins"), endpoint, OK),
+        (
+            bare(Method::GET, "/v1.41/plugins/privileges?remote=x"),
+            endpoint,
+            OK,
+        ),
+        (bare(Method::POST, "/v1.41/plugins/x/enable"), endpoint, OK),
+        (bare(Method::DELETE, "/v1.41/plugins/x"), endpoint, OK),
+        (
+            bare(Method::GET, "/v1.41/plugins/x/json"),
+            Err("plugins"),
+            OK,
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/plugins/create?name=p",
+                "application/json",
+                "{}".into(),
+            ),
+            endpoint,
+            Err("content-type"),
+        ),
+        // swarm
+        (
+            post("/v1.41/swarm/init", r#"{"ListenAddr":"0.0.0.0:2377"}"#),
+            endpoint,
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/swarm/init",
+                r#"{"Spec":{"CAConfig":{"ExternalCAs":[{"URL":"http://169.254.169.254"}]}}}"#,
+            ),
+            endpoint,
+            Err("swarm-external-ca"),
+        ),
+        (
+            post(
+                "/v1.41/swarm/join",
+                r#"{"RemoteAddrs":["10.0.0.1:2377"],"JoinToken":"x"}"#,
+            ),
+            endpoint,
+            Err("swarm-join"),
+        ),
+        (post("/v1.41/swarm/leave?force=1", ""), endpoint, OK),
+        (bare(Method::GET, "/v1.41/swarm"), endpoint, OK),
+        (bare(Method::GET, "/v1.41/nodes"), endpoint, OK),
+        (bare(Method::GET, "/v1.41/services"), endpoint, OK),
+        (bare(Method::GET, "/v1.41/tasks"), endpoint, OK),
+        (
+            bare(Method::GET, "/v1.41/services/web/logs?stdout=1"),
+            endpoint,
+            OK,
+        ),
+        (service(r#""Env":["A=1"]"#), endpoint, OK),
+        (
+            service(r#""Mounts":[{"Type":"volume","Source":"data","Target":"/data"}]"#),
+            endpoint,
+            OK,
+        ),
+        // hostile service specs, refused when enabled
+        (
+            service(r#""Mounts":[{"Type":"bind","Source":"/","Target":"/host"}]"#),
+            endpoint,
+            Err("host-bind"),
+        ),
+        (
+            service(r#""MOUNTS":[{"type":"bind","source":"/var/run/docker.sock","target":"/s"}]"#),
+            endpoint,
+            Err("host-bind"),
+        ),
+        (
+            service(
+                r#""Mounts":[{"Type":"volume","Target":"/x","VolumeOptions":{"DriverConfig":{"Options":{"o":"bind","device":"/"}}}}]"#,
+            ),
+            endpoint,
+            Err("volume-options"),
+        ),
+        (
+            service(r#""CapabilityAdd":["CAP_SYS_ADMIN"]"#),
+            endpoint,
+            Err("cap-add"),
+        ),
+        (
+            service("\"Capability\u{017F}dd\":[\"SYS_ADMIN\"]"),
+            endpoint,
+            Err("unknown-field"),
+        ),
+        (
+            service("\"CapabilityAdd\":[],\"capabilityadd\":[\"NET_ADMIN\"]"),
+            endpoint,
+            Err("cap-add"),
+        ),
+        (
+            service(r#""Sysctls":{"kernel.sysrq":"1"}"#),
+            endpoint,
+            Err("sysctl"),
+        ),
+        (
+            service(r#""Privileges":{"SELinuxContext":{"Disable":true}}"#),
+            endpoint,
+            Err("security-opt"),
+        ),
+        (
+            service(r#""Privileges":{"AppArmor":{"Mode":"disabled"}}"#),
+            endpoint,
+            Err("unknown-field"),
+        ),
+        (
+            service(r#""Devices":["/dev/sda"]"#),
+            endpoint,
+            Err("unknown-field"),
+        ),
+        (
+            service(r#""Dir":"/proc/self/fd/8""#),
+            endpoint,
+            Err("working-dir"),
+        ),
+        (
+            post(
+                "/v1.41/services/create",
+                r#"{"TaskTemplate":{"Runtime":"plugin","PluginSpec":{"Remote":"evil/plugin","Privileges":[{"Name":"network","Value":["host"]}]}}}"#,
+            ),
+            endpoint,
+            Err("service-runtime"),
+        ),
+        (
+            post(
+                "/v1.41/services/create",
+                r#"{"TaskTemplate":{"ContainerSpec":{"Image":"b"},"Resources":{"Limits":{"MemoryBytes":4294967296}}}}"#,
+            ),
+            endpoint,
+            Err("budget"),
+        ),
+        (
+            post(
+                "/v1.41/services/web/update?version=3",
+                r#"{"TaskTemplate":{"ContainerSpec":{"Image":"b","Mounts":[{"Type":"bind","Source":"/etc","Target":"/e"}]}}}"#,
+            ),
+            endpoint,
+            Err("host-bind"),
+        ),
+        (
+            post(
+                "/v1.41/services/web/update?version=3",
+                r#"{"TaskTemplate":{"ContainerSpec":{"Image":"b"}}}"#,
+            ),
+            endpoint,
+            OK,
+        ),
+        // overlay networks for services
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"o","Driver":"overlay","Scope":"swarm","Attachable":true}"#,
+            ),
+            Err("network-driver"),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"o","Driver":"overlay","Ingress":true}"#,
+            ),
+            Err("network-driver"),
+            Err("swarm"),
+        ),
+        // secrets and configs
+        (
+            post("/v1.41/secrets/create", r#"{"Name":"s","Data":"eA=="}"#),
+            endpoint,
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/secrets/create",
+                r#"{"Name":"s","Driver":{"Name":"vault"}}"#,
+            ),
+            endpoint,
+            Err("secret-driver"),
+        ),
+        (
+            post("/v1.41/configs/create", r#"{"Name":"c","Data":"eA=="}"#),
+            endpoint,
+            OK,
+        ),
+        (bare(Method::DELETE, "/v1.41/configs/c"), endpoint, OK),
+        // checkpoints
+        (
+            post(
+                "/v1.41/containers/abc/checkpoints",
+                r#"{"CheckpointID":"c1"}"#,
+            ),
+            endpoint,
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/checkpoints",
+                r#"{"CheckpointID":"c1","CheckpointDir":"/etc"}"#,
+            ),
+            endpoint,
+            Err("checkpoint-dir"),
+        ),
+        (
+            bare(Method::GET, "/v1.41/containers/abc/checkpoints"),
+            endpoint,
+            OK,
+        ),
+        (
+            bare(Method::GET, "/v1.41/containers/abc/checkpoints?dir=/etc"),
+            endpoint,
+            Err("checkpoint-dir"),
+        ),
+        (
+            bare(Method::DELETE, "/v1.41/containers/abc/checkpoints/c1"),
+            endpoint,
+            OK,
+        ),
+        (
+            post("/v1.41/containers/abc/start?checkpoint=c1", ""),
+            Err("checkpoints"),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/start?checkpoint=c1&checkpoint-dir=/x",
+                "",
+            ),
+            Err("checkpoint-dir"),
+            Err("checkpoint-dir"),
+        ),
+        // distribution
+        (
+            bare(Method::GET, "/v1.41/distribution/busybox:latest/json"),
+            endpoint,
+            OK,
+        ),
+        // daemon-side fetches
+        (
+            bare(
+                Method::POST,
+                "/v1.41/images/create?fromSrc=http%3A%2F%2F169.254.169.254%2F&repo=x",
+            ),
+            Err("import-url"),
+            OK,
+        ),
+        (
+            bare(Method::POST, "/v1.41/images/create?fromSrc=-&repo=x"),
+            OK,
+            OK,
+        ),
+        (
+            bare(
+                Method::POST,
+                "/v1.41/build?remote=https%3A%2F%2Fexample.invalid%2Fctx.git&t=x",
+            ),
+            Err("build-remote"),
+            OK,
+        ),
+        (
+            bare(
+                Method::POST,
+                "/v1.41/build?remote=https://example.invalid/ctx.git&networkmode=host",
+            ),
+            Err("build-network"),
+            Err("build-network"),
+        ),
+        // still refused with everything enabled
+        (
+            bare(Method::GET, "/debug/pprof/profile"),
+            endpoint,
+            endpoint,
+        ),
+    ]
+}
+
+#[test]
+fn families_are_refused_by_default_and_checked_when_enabled() {
+    let (default, enabled) = (Policy::default(), everything_enabled());
+    let mut wrong = Vec::new();
+    let table = family_table();
+    for (request, by_default, when_enabled) in &table {
+        for (policy, expected, how) in [
+            (&default, by_default, "by default"),
+            (&enabled, when_enabled, "with every family enabled"),
+        ] {
+            let actual = decide_with(policy, request);
+            if actual != *expected {
+                let (method, target, _, body) = request;
+                wrong.push(format!(
+                    "{method} {target} {body} {how}: expected {expected:?}, got {actual:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} decided wrongly:\n{}",
+        wrong.len(),
+        table.len() * 2,
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn a_family_that_is_off_keeps_the_existing_refusal() {
+    let reject = admit(
+        &Policy::default(),
+        &Method::POST,
+        &"/v1.41/services/create".parse().unwrap(),
+        &HeaderMap::new(),
+    )
+    .unwrap_err();
+    assert_eq!(reject.status, http::StatusCode::FORBIDDEN);
+    assert_eq!(
+        reject.message,
+        "dindbox: POST /services/create is not allowed: this endpoint is not on dindbox's allow-list"
+    );
+}
+
+#[test]
+fn services_forwarded_with_everything_enabled_carry_the_labels_and_budget() {
+    let (method, target, content_type, body) = service(r#""Labels":{"dindbox.tenant":"me"}"#);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    let policy = everything_enabled();
+    let route = admit(&policy, &method, &target.parse().unwrap(), &headers).unwrap();
+    let forwarded = rewrite_body(&policy, route.endpoint, &headers, body.as_bytes()).unwrap();
+    let forwarded: serde_json::Value = serde_json::from_slice(&forwarded).unwrap();
+    assert_eq!(forwarded["Labels"]["dindbox.tenant"], "t1");
+    let spec = &forwarded["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(spec["Labels"]["dindbox.tenant"], "t1");
+    let limits = &forwarded["TaskTemplate"]["Resources"]["Limits"];
+    assert_eq!(limits["MemoryBytes"], 1u64 << 30);
+    assert_eq!(limits["Pids"], 1024);
 }

@@ -7,7 +7,10 @@
 //! - no client certificate, one from another CA, and an expired one signed by
 //!   the right CA are all refused at the handshake, with the TLS alert that
 //!   says why;
-//! - a client that never finishes its handshake delays nobody else.
+//! - a client that never finishes its handshake delays nobody else;
+//! - `dindbox proxy --listen-tcp` with dockerd's `--tlsverify --tlscacert
+//!   --tlscert --tlskey`, or with `--tls-certdir` (issue 6): the same
+//!   handshake rules, through the real binary.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -149,10 +152,16 @@ const PING: &[u8] = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r
 /// Connects, sends `raw`, half-closes, reads to the end: the answer, or the
 /// TLS error that ended the connection.
 async fn exchange(h: &Harness, connector: &TlsConnector, raw: &[u8]) -> Result<String, String> {
+    exchange_at(h.addr, connector, raw).await
+}
+
+async fn exchange_at(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+    raw: &[u8],
+) -> Result<String, String> {
     let result = tokio::time::timeout(Duration::from_secs(10), async {
-        let tcp = TcpStream::connect(h.addr)
-            .await
-            .map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let name = ServerName::try_from("localhost").unwrap();
         let mut tls = connector
             .connect(name, tcp)
@@ -298,4 +307,152 @@ async fn a_silent_client_delays_nobody_else() {
     let answer = exchange(&h, &connector, PING).await.unwrap();
     assert!(answer.ends_with("OK"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------- `dindbox proxy` with TLS flags
+
+/// The `dindbox proxy` binary in front of a fake dockerd, with `tls_flags`,
+/// on a free loopback port; killed on drop.
+struct Standalone {
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn standalone(dir: tempfile::TempDir, tls_flags: &[&str]) -> Standalone {
+    let upstream = dir.path().join("dockerd.sock");
+    tokio::spawn(fake_dockerd(UnixListener::bind(&upstream).unwrap()));
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dindbox"))
+        .arg("proxy")
+        .arg("--ds")
+        .arg(&upstream)
+        .args(["--listen-tcp", &addr.to_string()])
+        .args(tls_flags)
+        .env_remove("DINDBOX_POLICY")
+        .spawn()
+        .expect("start dindbox proxy");
+    let mut proxy = Standalone {
+        _dir: dir,
+        addr,
+        child,
+    };
+    let started = std::time::Instant::now();
+    while TcpStream::connect(addr).await.is_err() {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            panic!("dindbox proxy exited before listening: {status}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "dindbox proxy did not listen on {addr} within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy
+}
+
+/// A client without a certificate finishes its side of the handshake, says
+/// nothing, and reads the server's alert. (Across processes, a client that
+/// writes first may see its write fail before it reads the alert.)
+async fn refused_without_a_client_certificate(addr: SocketAddr, certdir: &Path) {
+    let connector = client(certdir, None);
+    let result = tokio::time::timeout(Duration::from_secs(10), async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let mut out = Vec::new();
+        tls.read_to_end(&mut out)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        Ok::<_, String>(String::from_utf8_lossy(&out).into_owned())
+    })
+    .await
+    .expect("the proxy refused within 10 s");
+    refused_with(result, &[AlertDescription::CertificateRequired]);
+}
+
+#[tokio::test]
+async fn standalone_proxy_serves_mtls_with_dockerds_flag_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let certdir = dir.path().join("certs");
+    certs(&certdir);
+    let file = |rel: &str| certdir.join(rel).to_string_lossy().into_owned();
+    let (ca, cert, key) = (
+        file("ca/cert.pem"),
+        file("server/cert.pem"),
+        file("server/key.pem"),
+    );
+    let proxy = standalone(
+        dir,
+        &[
+            "--tlsverify",
+            "--tlscacert",
+            &ca,
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+        ],
+    )
+    .await;
+    let with_cert = client(&certdir, Some(client_identity(&certdir)));
+    let answer = exchange_at(proxy.addr, &with_cert, PING).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("OK"), "{answer}");
+    refused_without_a_client_certificate(proxy.addr, &certdir).await;
+}
+
+#[tokio::test]
+async fn standalone_proxy_generates_and_serves_a_docker_dind_cert_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let certdir = dir.path().join("generated");
+    let flag = certdir.to_string_lossy().into_owned();
+    let proxy = standalone(
+        dir,
+        &["--tls-certdir", &flag, "--tls-san", "DNS:ci.example"],
+    )
+    .await;
+    for file in [
+        "ca/cert.pem",
+        "server/cert.pem",
+        "client/cert.pem",
+        "client/key.pem",
+    ] {
+        assert!(certdir.join(file).is_file(), "{file} was not generated");
+    }
+    let with_cert = client(&certdir, Some(client_identity(&certdir)));
+    let answer = exchange_at(proxy.addr, &with_cert, PING).await.unwrap();
+    assert!(answer.ends_with("OK"), "{answer}");
+    refused_without_a_client_certificate(proxy.addr, &certdir).await;
+}
+
+#[test]
+fn standalone_tls_flags_without_verification_are_refused_at_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dindbox"))
+        .args([
+            "proxy",
+            "--ds",
+            "/nonexistent.sock",
+            "--listen-tcp",
+            "127.0.0.1:0",
+        ])
+        .args(["--tlscert", "/c/cert.pem", "--tlskey", "/c/key.pem"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("need --tlsverify"), "{stderr}");
 }

@@ -5,7 +5,7 @@
 #![no_main]
 
 use dindbox::proxy::check::{admit, inspects_body, rewrite_body};
-use dindbox::proxy::policy::Policy;
+use dindbox::proxy::policy::{Family, Policy};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use libfuzzer_sys::fuzz_target;
 
@@ -24,6 +24,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = HeaderValue::from_bytes(content_type) {
         headers.insert(http::header::CONTENT_TYPE, value);
     }
+    // The selector's high bit picks the policy: a standalone proxy with an
+    // owner label, or a box with every optional family enabled (the two
+    // cannot be combined; see `config::validate`).
+    let (owner, allow) = match selector & 0x80 {
+        0 => (Some(("ci.owner".into(), "fuzz".into())), Default::default()),
+        _ => (None, Family::ALL.into_iter().collect()),
+    };
     let policy = Policy {
         labels: vec![("dindbox.tenant".into(), "fuzz".into())],
         cgroup_parent: Some("/dindbox".into()),
@@ -31,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
         pids: Some(512),
         network_mtu: None,
         allow_buildkit: false,
-        owner: Some(("ci.owner".into(), "fuzz".into())),
+        owner,
+        allow,
     };
     let Ok(route) = admit(&policy, method, &uri, &headers) else { return };
     // The forwarded target must route to the same endpoint.

@@ -20,7 +20,7 @@ pub fn admit(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Route, Reject> {
-    let mut route = route::route(method, uri)?;
+    let mut route = route::route_allowing(method, uri, &policy.allow)?;
     refuse_form_bodies(headers)?;
     if takes_tar(method, route.pattern) {
         refuse_non_tar_bodies(headers)?;
@@ -34,7 +34,24 @@ pub fn admit(
             ))
         }
         Endpoint::Build => route.query = policy::build(policy, &route.query)?,
-        Endpoint::ImageCreate => policy::image_create(&route.query)?,
+        Endpoint::ImageCreate => policy::image_create(policy, &route.query)?,
+        Endpoint::SwarmJoin => {
+            return Err(Reject::forbidden(
+                "swarm-join",
+                "joining another swarm",
+                "its managers would schedule tasks here that never pass through this proxy; \
+                 use swarm init instead",
+            ))
+        }
+        _ if route.pattern.starts_with("/containers/{}/checkpoints")
+            && route.query.count("dir") > 0 =>
+        {
+            return Err(Reject::forbidden(
+                "checkpoint-dir",
+                "a checkpoint directory",
+                "dir names a directory on the daemon's host; use the default",
+            ))
+        }
         Endpoint::NoSuchPlugin => {
             return Err(Reject {
                 status: http::StatusCode::NOT_FOUND,
@@ -46,6 +63,9 @@ pub fn admit(
             })
         }
         _ => {}
+    }
+    if route.pattern == "/containers/{}/start" {
+        policy::checkpoint_start(policy, &route.query)?;
     }
     if let Some(owner) = &policy.owner {
         if owner::is_filtered(method, &route) {
@@ -67,6 +87,12 @@ pub fn inspects_body(endpoint: Endpoint) -> bool {
             | Endpoint::NetworkCreate
             | Endpoint::NetworkConnect
             | Endpoint::NetworkDisconnect
+            | Endpoint::ServiceCreate
+            | Endpoint::SecretCreate
+            | Endpoint::ConfigCreate
+            | Endpoint::SwarmInit
+            | Endpoint::SwarmUpdate
+            | Endpoint::CheckpointCreate
     )
 }
 
@@ -113,6 +139,12 @@ pub fn check_body(
         Endpoint::NetworkCreate => policy::network_create(policy, &json)?,
         Endpoint::NetworkConnect => policy::network_connect(&json)?,
         Endpoint::NetworkDisconnect => policy::network_disconnect(&json)?,
+        Endpoint::ServiceCreate => policy::service_create(policy, &json)?,
+        Endpoint::SecretCreate => policy::secret_create(policy, &json)?,
+        Endpoint::ConfigCreate => policy::config_create(policy, &json)?,
+        Endpoint::SwarmInit => policy::swarm_init(&json, true)?,
+        Endpoint::SwarmUpdate => policy::swarm_init(&json, false)?,
+        Endpoint::CheckpointCreate => policy::checkpoint_create(&json)?,
         other => unreachable!("{other:?} bodies are streamed, not inspected"),
     };
     Ok(Some(checked))
@@ -123,8 +155,10 @@ pub fn check_body(
 fn takes_tar(method: &Method, pattern: &str) -> bool {
     matches!(
         (method, pattern),
-        (&Method::POST, "/build" | "/images/load" | "/images/create")
-            | (&Method::PUT, "/containers/{}/archive")
+        (
+            &Method::POST,
+            "/build" | "/images/load" | "/images/create" | "/plugins/create"
+        ) | (&Method::PUT, "/containers/{}/archive")
     )
 }
 

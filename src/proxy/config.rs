@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use super::policy::Policy;
+use super::policy::{Family, Policy};
 
 /// The policy file as written. Unknown keys are errors, so a typo never
 /// silently leaves a setting at its default.
@@ -28,6 +28,26 @@ pub struct PolicyFile {
     pub allow_buildkit: Option<bool>,
     /// Standalone mode's owner label, `key=value`.
     pub owner_label: Option<String>,
+    /// The families refused by default ([`Family`]), one switch each.
+    pub allow_plugins: Option<bool>,
+    pub allow_swarm: Option<bool>,
+    pub allow_checkpoints: Option<bool>,
+    pub allow_distribution: Option<bool>,
+    pub allow_import_url: Option<bool>,
+    pub allow_build_remote: Option<bool>,
+}
+
+impl PolicyFile {
+    fn family(&self, family: Family) -> Option<bool> {
+        match family {
+            Family::Plugins => self.allow_plugins,
+            Family::Swarm => self.allow_swarm,
+            Family::Checkpoints => self.allow_checkpoints,
+            Family::Distribution => self.allow_distribution,
+            Family::ImportUrl => self.allow_import_url,
+            Family::BuildRemote => self.allow_build_remote,
+        }
+    }
 }
 
 /// A source of settings by name: the process environment in production, a map in tests.
@@ -59,6 +79,8 @@ pub const ENV_MEMORY: &str = "DINDBOX_MEMORY_LIMIT";
 pub const ENV_PIDS: &str = "DINDBOX_PIDS_LIMIT";
 pub const ENV_BUILDKIT: &str = "DINDBOX_ALLOW_BUILDKIT";
 pub const ENV_OWNER_LABEL: &str = "DINDBOX_OWNER_LABEL";
+/// Families to enable, comma-separated (`plugins,swarm`); `none` for none.
+pub const ENV_ALLOW: &str = "DINDBOX_ALLOW";
 
 /// Reads and validates a policy file.
 pub fn read_file(path: &Path) -> anyhow::Result<PolicyFile> {
@@ -70,7 +92,7 @@ pub fn read_file(path: &Path) -> anyhow::Result<PolicyFile> {
 pub fn parse_file(text: &str) -> anyhow::Result<PolicyFile> {
     let file: PolicyFile = toml::from_str(text)?;
     // Validate the values now, so `policy check` reports them.
-    apply_file(Policy::default(), &file)?;
+    validate(&apply_file(Policy::default(), &file)?)?;
     Ok(file)
 }
 
@@ -94,7 +116,57 @@ pub fn apply_file(mut policy: Policy, file: &PolicyFile) -> anyhow::Result<Polic
     if let Some(owner) = &file.owner_label {
         policy.owner = Some(parse_owner_label(owner).context("owner-label")?);
     }
+    for family in Family::ALL {
+        match file.family(family) {
+            Some(true) => drop(policy.allow.insert(family)),
+            Some(false) => drop(policy.allow.remove(&family)),
+            None => {}
+        }
+    }
     Ok(policy)
+}
+
+/// Checks the settings together, once they are all applied: a family that
+/// standalone mode's ownership checks do not cover cannot be enabled with an
+/// owner label, since its objects would be shared between owners.
+pub fn validate(policy: &Policy) -> anyhow::Result<()> {
+    let Some((key, value)) = &policy.owner else {
+        return Ok(());
+    };
+    let uncovered: Vec<&str> = policy
+        .allow
+        .iter()
+        .filter(|f| !f.owner_checked())
+        .map(|f| f.name())
+        .collect();
+    if !uncovered.is_empty() {
+        bail!(
+            "the owner label {key}={value} cannot be combined with allowing {}: dindbox has no \
+             ownership checks for them, so one owner could see or change another's. Give each \
+             owner its own daemon (a dindbox box) instead, or drop the setting",
+            uncovered.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `plugins,swarm`: families by name; `none` (or nothing) for none.
+pub fn parse_families(text: &str) -> anyhow::Result<Vec<Family>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty() && *name != "none")
+        .map(parse_family)
+        .collect()
+}
+
+pub fn parse_family(name: &str) -> anyhow::Result<Family> {
+    Family::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        anyhow::anyhow!(
+            "unknown family {name:?}; expected one of {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// `base` with the environment's settings applied.
@@ -119,6 +191,12 @@ pub fn apply_env(mut policy: Policy, env: &impl Source) -> anyhow::Result<Policy
     }
     if let Some(owner) = env.get(ENV_OWNER_LABEL) {
         policy.owner = Some(parse_owner_label(&owner).context(ENV_OWNER_LABEL)?);
+    }
+    if let Some(allow) = env.get(ENV_ALLOW) {
+        policy.allow = parse_families(&allow)
+            .context(ENV_ALLOW)?
+            .into_iter()
+            .collect();
     }
     Ok(policy)
 }
@@ -209,6 +287,18 @@ pub fn parse_bool(text: &str) -> anyhow::Result<bool> {
     }
 }
 
+/// What enabling a family lets through, and what that costs.
+fn family_explained(family: Family) -> &'static str {
+    match family {
+        Family::Plugins => "/plugins/*: install, enable, configure plugins. Plugins run as root with the host privileges they ask for (host network, mounts of /, devices, CAP_SYS_ADMIN): enabling this trusts the tenant with the daemon's host",
+        Family::Swarm => "/swarm (init, leave, update, unlock; never join), /nodes, /services, /tasks, /secrets, /configs. Service task containers get the container rules (no bind mounts, added capabilities, unsafe sysctls, SELinux overrides, plugin runtimes, log drivers beyond json-file/local/none, GPUs) and the memory and pids budget; overlay networks allowed (not ingress); labels go on services, their containers, secrets and configs. Task containers are created by the daemon: they get its --cgroup-parent (in a box, the box's), not the proxy's. Join tokens let other nodes join this swarm: keep the swarm port (2377) unreachable",
+        Family::Checkpoints => "/containers/{id}/checkpoints and start?checkpoint= (experimental daemons): in the default directory only, never checkpoint-dir or dir",
+        Family::Distribution => "GET /distribution/{name}/json: the daemon asks the registry about an image (with the client's credentials)",
+        Family::ImportUrl => "images/create?fromSrc=URL: the daemon downloads the URL from its own network (SSRF: anything the box, or in standalone mode the host, can reach, e.g. cloud metadata). fromSrc=- (the body) is always allowed",
+        Family::BuildRemote => "build?remote=URL: the daemon fetches the context (git clone or HTTP) from its own network (SSRF: anything the box, or in standalone mode the host, can reach)",
+    }
+}
+
 /// The effective rules, as `dindbox policy explain` prints them.
 pub fn explain(policy: &Policy) -> String {
     let mut out = String::new();
@@ -219,7 +309,12 @@ pub fn explain(policy: &Policy) -> String {
         .collect();
     out.push_str("Injected into what tenants create:\n");
     out.push_str(&format!(
-        "  labels (containers, built images, networks, volumes): {}\n",
+        "  labels (containers, built images, networks, volumes{}): {}\n",
+        if policy.allows(Family::Swarm) {
+            ", services and their containers, secrets, configs"
+        } else {
+            ""
+        },
         if labels.is_empty() {
             "none".into()
         } else {
@@ -264,13 +359,22 @@ pub fn explain(policy: &Policy) -> String {
     out.push_str("Refused elsewhere:\n");
     for rule in [
         "privileged exec",
-        "builds with a host or container network, a remote context, a cgroup parent or security options",
-        "image imports from a URL (fromSrc)",
+        "builds with a host or container network, a cgroup parent or security options",
         "volumes with a driver or driver options; networks other than bridge, with IPAM drivers or host-reaching options",
-        "every endpoint off the allow-list: plugins, swarm, services, nodes, secrets, configs, distribution, checkpoints, debug",
+        "every endpoint off the allow-list (debug, swarm join, ...), and those of the families below that are off",
         "form-encoded and multipart bodies; API versions above 1.41",
     ] {
         out.push_str(&format!("  - {rule}\n"));
+    }
+    out.push_str("Families refused unless enabled (allow-<name> in the policy file, --allow NAME, DINDBOX_ALLOW=a,b):\n");
+    for family in Family::ALL {
+        let state = if policy.allows(family) {
+            "ALLOWED"
+        } else {
+            "refused"
+        };
+        out.push_str(&format!("  {}: {state}\n", family.name()));
+        out.push_str(&format!("      {}\n", family_explained(family)));
     }
     if policy.owner.is_some() {
         out.push_str("Ownership (owner label set):\n");
@@ -394,6 +498,78 @@ mod tests {
         assert_eq!(policy.owner, Some(("ci.job".into(), "b".into())));
         assert!(parse_file("owner-label = \"nokey\"").is_err());
         assert_eq!(Policy::default().owner, None, "box mode has no owner");
+    }
+
+    #[test]
+    fn families_come_from_the_file_and_the_environment() {
+        let file =
+            parse_file("allow-plugins = true\nallow-swarm = true\nallow-import-url = false\n")
+                .unwrap();
+        let policy = apply_file(Policy::default(), &file).unwrap();
+        assert_eq!(
+            policy.allow,
+            [Family::Plugins, Family::Swarm].into_iter().collect()
+        );
+        let env = HashMap::from([(ENV_ALLOW, "build-remote, import-url")]);
+        let policy = apply_env(policy, &env).unwrap();
+        assert_eq!(
+            policy.allow,
+            [Family::ImportUrl, Family::BuildRemote]
+                .into_iter()
+                .collect(),
+            "the environment's list replaces the file's"
+        );
+        let env = HashMap::from([(ENV_ALLOW, "none")]);
+        assert!(apply_env(policy, &env).unwrap().allow.is_empty());
+        assert!(Policy::default().allow.is_empty(), "all off by default");
+    }
+
+    #[test]
+    fn unknown_families_are_errors() {
+        let err = parse_file("allow-swarms = true").unwrap_err();
+        assert!(format!("{err:#}").contains("allow-swarms"), "{err:#}");
+        let env = HashMap::from([(ENV_ALLOW, "plugins,swam")]);
+        let err = apply_env(Policy::default(), &env).unwrap_err();
+        assert!(format!("{err:#}").contains("\"swam\""), "{err:#}");
+        assert!(format!("{err:#}").contains(ENV_ALLOW), "{err:#}");
+    }
+
+    #[test]
+    fn families_without_ownership_checks_refuse_an_owner_label() {
+        for family in ["plugins", "swarm", "checkpoints"] {
+            let text = format!("owner-label = \"ci.job=a\"\nallow-{family} = true\n");
+            let err = parse_file(&text).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("cannot be combined with allowing"),
+                "{err:#}"
+            );
+        }
+        for family in ["distribution", "import-url", "build-remote"] {
+            let text = format!("owner-label = \"ci.job=a\"\nallow-{family} = true\n");
+            assert!(
+                parse_file(&text).is_ok(),
+                "{family}: images are shared anyway"
+            );
+        }
+        // Set apart (file, then an owner from the environment): still refused.
+        let policy = apply_file(
+            Policy::default(),
+            &parse_file("allow-swarm = true").unwrap(),
+        );
+        let env = HashMap::from([(ENV_OWNER_LABEL, "ci.job=b")]);
+        assert!(validate(&apply_env(policy.unwrap(), &env).unwrap()).is_err());
+    }
+
+    #[test]
+    fn explain_says_what_each_family_costs() {
+        let text = explain(&Policy {
+            allow: [Family::BuildRemote].into_iter().collect(),
+            ..Policy::default()
+        });
+        assert!(text.contains("build-remote: ALLOWED"), "{text}");
+        assert!(text.contains("plugins: refused"), "{text}");
+        assert!(text.contains("trusts the tenant"), "{text}");
+        assert!(text.contains("SSRF"), "{text}");
     }
 
     #[test]

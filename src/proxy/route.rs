@@ -13,7 +13,7 @@ use std::fmt;
 use http::{Method, Uri};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::policy::Reject;
+use super::policy::{Family, Reject};
 use super::query::Query;
 
 /// The newest Engine API version whose request schemas the policy knows (Docker 20.10).
@@ -80,6 +80,20 @@ pub enum Endpoint {
     /// are refused, but `docker inspect NAME` asks for a plugin after the
     /// other object types and must hear "no such object", not a refusal.
     NoSuchPlugin,
+    /// `POST /services/create` and `/services/{id}/update`: a `ServiceSpec`.
+    ServiceCreate,
+    /// `POST /secrets/create` and `/secrets/{id}/update`: a `SecretSpec`.
+    SecretCreate,
+    /// `POST /configs/create` and `/configs/{id}/update`: a `ConfigSpec`.
+    ConfigCreate,
+    /// `POST /swarm/init`: an `InitRequest` (its `Spec` checked).
+    SwarmInit,
+    /// `POST /swarm/update`: a swarm `Spec`.
+    SwarmUpdate,
+    /// `POST /swarm/join`: refused even with swarm enabled.
+    SwarmJoin,
+    /// `POST /containers/{id}/checkpoints`: `CheckpointCreateOptions`.
+    CheckpointCreate,
 }
 
 /// A request's target, parsed and re-encoded.
@@ -97,18 +111,19 @@ pub struct Route {
 impl Route {
     /// What the pattern's `{}` matched (a container, exec, network or volume
     /// id or name), if the pattern has one.
+    /// With two parameters (`/containers/{}/checkpoints/{}`), the first.
     pub fn param(&self) -> Option<&str> {
-        let (prefix, suffix) = self.pattern.split_once("{}")?;
-        self.path
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.strip_suffix(suffix))
+        split_params(self.pattern, &self.path).map(|(first, _)| first)
     }
 
     /// Points the request at `param` in place of what the client named (the
     /// full id the proxy resolved, so dockerd acts on the object it checked).
     pub fn set_param(&mut self, param: &str) {
-        if self.pattern.contains("{}") {
-            self.path = self.pattern.replacen("{}", param, 1);
+        if let Some((prefix, _)) = self.pattern.split_once("{}") {
+            if let Some(old) = self.param() {
+                let rest = self.path[prefix.len() + old.len()..].to_string();
+                self.path = format!("{prefix}{param}{rest}");
+            }
         }
     }
 
@@ -200,7 +215,6 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::POST, "/build", Build),
     (Method::POST, "/build/prune", Plain),
     (Method::POST, "/build/cancel", Plain),
-    (Method::GET, "/plugins/{}/json", NoSuchPlugin),
     (Method::POST, "/session", BuildKit),
     (Method::POST, "/grpc", BuildKit),
     // networks
@@ -219,18 +233,142 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::DELETE, "/volumes/{}", Plain),
 ];
 
+/// The endpoints of the families a policy setting enables (Engine API 1.41,
+/// moby 20.10's routers: plugin, swarm, checkpoint, distribution). They are
+/// looked up before [`ROUTES`]; while their family is off they are refused
+/// as if they were not on the list at all.
+const GATED: &[(Method, &str, Endpoint, Family)] = &[
+    // plugins (api/server/router/plugin)
+    (Method::GET, "/plugins", Plain, Family::Plugins),
+    (Method::GET, "/plugins/privileges", Plain, Family::Plugins),
+    (Method::POST, "/plugins/pull", Plain, Family::Plugins),
+    (Method::POST, "/plugins/create", Plain, Family::Plugins),
+    (Method::GET, "/plugins/{}/json", Plain, Family::Plugins),
+    (Method::POST, "/plugins/{}/enable", Plain, Family::Plugins),
+    (Method::POST, "/plugins/{}/disable", Plain, Family::Plugins),
+    (Method::POST, "/plugins/{}/push", Plain, Family::Plugins),
+    (Method::POST, "/plugins/{}/upgrade", Plain, Family::Plugins),
+    (Method::POST, "/plugins/{}/set", Plain, Family::Plugins),
+    (Method::DELETE, "/plugins/{}", Plain, Family::Plugins),
+    // swarm (api/server/router/swarm)
+    (Method::GET, "/swarm", Plain, Family::Swarm),
+    (Method::POST, "/swarm/init", SwarmInit, Family::Swarm),
+    (Method::POST, "/swarm/join", SwarmJoin, Family::Swarm),
+    (Method::POST, "/swarm/leave", Plain, Family::Swarm),
+    (Method::POST, "/swarm/update", SwarmUpdate, Family::Swarm),
+    (Method::GET, "/swarm/unlockkey", Plain, Family::Swarm),
+    (Method::POST, "/swarm/unlock", Plain, Family::Swarm),
+    (Method::GET, "/services", Plain, Family::Swarm),
+    (
+        Method::POST,
+        "/services/create",
+        ServiceCreate,
+        Family::Swarm,
+    ),
+    (Method::GET, "/services/{}/logs", Plain, Family::Swarm),
+    (
+        Method::POST,
+        "/services/{}/update",
+        ServiceCreate,
+        Family::Swarm,
+    ),
+    (Method::GET, "/services/{}", Plain, Family::Swarm),
+    (Method::DELETE, "/services/{}", Plain, Family::Swarm),
+    (Method::GET, "/nodes", Plain, Family::Swarm),
+    (Method::POST, "/nodes/{}/update", Plain, Family::Swarm),
+    (Method::GET, "/nodes/{}", Plain, Family::Swarm),
+    (Method::DELETE, "/nodes/{}", Plain, Family::Swarm),
+    (Method::GET, "/tasks", Plain, Family::Swarm),
+    (Method::GET, "/tasks/{}/logs", Plain, Family::Swarm),
+    (Method::GET, "/tasks/{}", Plain, Family::Swarm),
+    (Method::GET, "/secrets", Plain, Family::Swarm),
+    (Method::POST, "/secrets/create", SecretCreate, Family::Swarm),
+    (
+        Method::POST,
+        "/secrets/{}/update",
+        SecretCreate,
+        Family::Swarm,
+    ),
+    (Method::GET, "/secrets/{}", Plain, Family::Swarm),
+    (Method::DELETE, "/secrets/{}", Plain, Family::Swarm),
+    (Method::GET, "/configs", Plain, Family::Swarm),
+    (Method::POST, "/configs/create", ConfigCreate, Family::Swarm),
+    (
+        Method::POST,
+        "/configs/{}/update",
+        ConfigCreate,
+        Family::Swarm,
+    ),
+    (Method::GET, "/configs/{}", Plain, Family::Swarm),
+    (Method::DELETE, "/configs/{}", Plain, Family::Swarm),
+    // checkpoints (api/server/router/checkpoint, experimental daemons only).
+    // dockerd routes `DELETE /containers/{name}` on one segment, so the
+    // checkpoint delete must be found here before `DELETE /containers/{}`.
+    (
+        Method::GET,
+        "/containers/{}/checkpoints",
+        Plain,
+        Family::Checkpoints,
+    ),
+    (
+        Method::POST,
+        "/containers/{}/checkpoints",
+        CheckpointCreate,
+        Family::Checkpoints,
+    ),
+    (
+        Method::DELETE,
+        "/containers/{}/checkpoints/{}",
+        Plain,
+        Family::Checkpoints,
+    ),
+    // distribution (api/server/router/distribution)
+    (
+        Method::GET,
+        "/distribution/{}/json",
+        Plain,
+        Family::Distribution,
+    ),
+];
+
+/// Routes with no optional family enabled.
 pub fn route(method: &Method, uri: &Uri) -> Result<Route, Reject> {
+    route_allowing(method, uri, &Default::default())
+}
+
+/// Routes against the allow-list plus the endpoints of the `allowed` families.
+pub fn route_allowing(
+    method: &Method,
+    uri: &Uri,
+    allowed: &std::collections::BTreeSet<Family>,
+) -> Result<Route, Reject> {
     let path = clean_path(uri)?;
     let (version, path) = split_version(&path)?;
-    let Some(&(_, pattern, endpoint)) = ROUTES
-        .iter()
-        .find(|(m, pattern, _)| m == method && matches(pattern, path))
-    else {
-        return Err(Reject::forbidden(
+    let off_the_list = || {
+        Reject::forbidden(
             "endpoint",
             &format!("{method} {path}"),
             "this endpoint is not on dindbox's allow-list",
-        ));
+        )
+    };
+    let gated = GATED
+        .iter()
+        .find(|(m, pattern, _, _)| m == method && matches(pattern, path));
+    let (pattern, endpoint) = match gated {
+        Some(&(_, pattern, endpoint, family)) if allowed.contains(&family) => (pattern, endpoint),
+        // `docker inspect NAME` asks for a plugin after the other object
+        // types: with plugins off it must hear "no such object".
+        Some(&(_, pattern @ "/plugins/{}/json", _, _)) => (pattern, NoSuchPlugin),
+        Some(_) => return Err(off_the_list()),
+        None => {
+            let Some(&(_, pattern, endpoint)) = ROUTES
+                .iter()
+                .find(|(m, pattern, _)| m == method && matches(pattern, path))
+            else {
+                return Err(off_the_list());
+            };
+            (pattern, endpoint)
+        }
     };
     let query = Query::parse(uri.query().unwrap_or_default())?;
     Ok(Route {
@@ -313,15 +451,30 @@ fn split_version(path: &str) -> Result<(ApiVersion, &str), Reject> {
     Ok((version, &rest[end..]))
 }
 
-/// Matches a route pattern; `{}` takes one or more whole segments.
+/// Matches a route pattern; `{}` takes one or more whole segments, except a
+/// second `{}` (`/containers/{}/checkpoints/{}`), which takes one segment.
 fn matches(pattern: &str, path: &str) -> bool {
-    match pattern.split_once("{}") {
-        None => pattern == path,
-        Some((prefix, suffix)) => {
-            path.len() > prefix.len() + suffix.len()
-                && path.starts_with(prefix)
-                && path.ends_with(suffix)
-                && !path[prefix.len()..path.len() - suffix.len()].is_empty()
+    match pattern.contains("{}") {
+        false => pattern == path,
+        true => split_params(pattern, path).is_some(),
+    }
+}
+
+/// What a pattern's parameters match in `path`: the first, and the second if
+/// the pattern has two (else `""`).
+fn split_params<'p>(pattern: &str, path: &'p str) -> Option<(&'p str, &'p str)> {
+    let (prefix, rest) = pattern.split_once("{}")?;
+    let inner = path.strip_prefix(prefix)?;
+    match rest.split_once("{}") {
+        None => {
+            let first = inner.strip_suffix(rest)?;
+            (!first.is_empty()).then_some((first, ""))
+        }
+        Some((middle, suffix)) => {
+            let inner = inner.strip_suffix(suffix)?;
+            let (first, second) = inner.rsplit_once(middle)?;
+            (!first.is_empty() && !second.is_empty() && !second.contains('/'))
+                .then_some((first, second))
         }
     }
 }
@@ -440,6 +593,92 @@ mod tests {
             assert_eq!(reject.rule, "endpoint", "{method} {target}");
             assert_eq!(reject.status, http::StatusCode::FORBIDDEN);
         }
+    }
+
+    fn route_allowing_all(method: Method, target: &str) -> Result<Route, Reject> {
+        route_allowing(
+            &method,
+            &target.parse().unwrap(),
+            &Family::ALL.into_iter().collect(),
+        )
+    }
+
+    #[test]
+    fn gated_endpoints_are_off_the_list_until_their_family_is_allowed() {
+        for (method, target, endpoint) in [
+            (Method::POST, "/v1.41/plugins/pull?remote=x", Plain),
+            (Method::DELETE, "/v1.41/plugins/vieux/sshfs:latest", Plain),
+            (Method::POST, "/v1.41/swarm/init", SwarmInit),
+            (Method::POST, "/v1.41/swarm/join", SwarmJoin),
+            (Method::POST, "/v1.41/swarm/update?version=3", SwarmUpdate),
+            (Method::POST, "/v1.41/services/create", ServiceCreate),
+            (
+                Method::POST,
+                "/v1.41/services/web/update?version=5",
+                ServiceCreate,
+            ),
+            (Method::GET, "/v1.41/services/web/logs?stdout=1", Plain),
+            (Method::GET, "/v1.41/nodes", Plain),
+            (Method::GET, "/v1.41/tasks?filters=%7B%7D", Plain),
+            (Method::POST, "/v1.41/secrets/create", SecretCreate),
+            (
+                Method::POST,
+                "/v1.41/secrets/s1/update?version=2",
+                SecretCreate,
+            ),
+            (Method::POST, "/v1.41/configs/create", ConfigCreate),
+            (Method::GET, "/v1.41/containers/abc/checkpoints", Plain),
+            (
+                Method::POST,
+                "/v1.41/containers/abc/checkpoints",
+                CheckpointCreate,
+            ),
+            (
+                Method::DELETE,
+                "/v1.41/containers/abc/checkpoints/cp1",
+                Plain,
+            ),
+            (
+                Method::GET,
+                "/v1.41/distribution/library/busybox:latest/json",
+                Plain,
+            ),
+        ] {
+            let refused = route_of(method.clone(), target).expect_err(target);
+            assert_eq!(refused.rule, "endpoint", "{method} {target}");
+            let allowed = route_allowing_all(method.clone(), target).expect(target);
+            assert_eq!(allowed.endpoint, endpoint, "{method} {target}");
+        }
+    }
+
+    #[test]
+    fn checkpoint_delete_is_not_mistaken_for_a_container_delete() {
+        // dockerd routes DELETE /containers/{name} on one segment, so this is
+        // the checkpoint delete, refused while checkpoints are off.
+        let refused = route_of(Method::DELETE, "/containers/abc/checkpoints/cp1").unwrap_err();
+        assert_eq!(refused.rule, "endpoint");
+        let route = route_allowing_all(Method::DELETE, "/containers/abc/checkpoints/cp1").unwrap();
+        assert_eq!(route.pattern, "/containers/{}/checkpoints/{}");
+        assert_eq!(route.param(), Some("abc"));
+        let mut route = route;
+        route.set_param("0123abcd");
+        assert_eq!(route.target(), "/v1.41/containers/0123abcd/checkpoints/cp1");
+        assert!(
+            route_allowing_all(Method::DELETE, "/containers/abc/checkpoints/a/b").is_ok_and(
+                |r| r.pattern == "/containers/{}" // a container name with slashes: dockerd 404s
+            )
+        );
+    }
+
+    #[test]
+    fn plugin_inspect_is_answered_as_absent_until_plugins_are_allowed() {
+        assert_eq!(endpoint(Method::GET, "/plugins/x/json"), NoSuchPlugin);
+        assert_eq!(
+            route_allowing_all(Method::GET, "/plugins/x/json")
+                .unwrap()
+                .endpoint,
+            Plain
+        );
     }
 
     #[test]

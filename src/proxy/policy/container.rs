@@ -13,7 +13,7 @@ use crate::proxy::gojson::{field, get, Field, Json, Kind};
 
 use Kind::{Map, MapOf, Opaque, Pointer, Scalar, Slice, SliceOf, Struct};
 
-const HEALTHCHECK: &[Field] = &[
+pub(super) const HEALTHCHECK: &[Field] = &[
     field("Test", Slice),
     field("Interval", Scalar),
     field("Timeout", Scalar),
@@ -58,7 +58,7 @@ const LOG_CONFIG: &[Field] = &[field("Type", Scalar), field("Config", Map)];
 
 const DRIVER_CONFIG: &[Field] = &[field("Name", Scalar), field("Options", Map)];
 
-const MOUNT: &[Field] = &[
+pub(super) const MOUNT: &[Field] = &[
     field("Type", Scalar),
     field("Source", Scalar),
     field("Target", Scalar),
@@ -248,7 +248,7 @@ const fn concat<const N: usize>(a: &[Field], b: &[Field]) -> [Field; N] {
 
 /// The sysctls a container may set: namespaced, and harmless to its neighbours
 /// (the Kubernetes "safe" set).
-const SAFE_SYSCTLS: &[&str] = &[
+pub(super) const SAFE_SYSCTLS: &[&str] = &[
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
     "net.ipv4.ip_local_reserved_ports",
@@ -261,7 +261,7 @@ const SAFE_SYSCTLS: &[&str] = &[
     "net.ipv4.tcp_fin_timeout",
 ];
 
-const LOG_DRIVERS: &[&str] = &["", "json-file", "local", "none"];
+pub(super) const LOG_DRIVERS: &[&str] = &["", "json-file", "local", "none"];
 
 /// Checks a container-create body and returns the canonical body to forward.
 pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
@@ -296,7 +296,10 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
 /// in `VolumeOptions.Labels`: those get the injected labels, so the volumes a
 /// container creates for itself are labelled (and, with an owner label, owned)
 /// like the ones created through `/volumes/create`.
-fn label_mounted_volumes(host_config: &mut [(String, Json)], labels: &[(String, String)]) {
+pub(super) fn label_mounted_volumes(
+    host_config: &mut [(String, Json)],
+    labels: &[(String, String)],
+) {
     if labels.is_empty() {
         return;
     }
@@ -543,9 +546,15 @@ fn is_volume_name(name: &str) -> bool {
 /// Volume and tmpfs mounts only; a volume mount may not pass driver options
 /// (the local driver's `o=bind,device=/` is a host bind under another name).
 fn check_mounts(hc: &[(String, Json)]) -> Result<(), Reject> {
-    for (i, mount) in array(hc, "Mounts").iter().enumerate() {
+    check_mounts_at(hc, "HostConfig.Mounts")
+}
+
+/// The `Mounts` of `object` (a `HostConfig` or a service's `ContainerSpec`),
+/// named `at` in messages.
+pub(super) fn check_mounts_at(object: &[(String, Json)], at: &str) -> Result<(), Reject> {
+    for (i, mount) in array(object, "Mounts").iter().enumerate() {
         let Json::Object(mount) = mount else { continue };
-        let path = format!("HostConfig.Mounts[{i}]");
+        let path = format!("{at}[{i}]");
         match string(mount, "Type", &format!("{path}.Type"))? {
             "volume" => check_volume_options(mount, &path)?,
             "tmpfs" => {}
@@ -649,7 +658,7 @@ fn check_security_opt(hc: &[(String, Json)]) -> Result<(), Reject> {
     Ok(())
 }
 
-fn check_sysctls(hc: &[(String, Json)]) -> Result<(), Reject> {
+pub(super) fn check_sysctls(hc: &[(String, Json)]) -> Result<(), Reject> {
     let Some(Json::Object(sysctls)) = get(hc, "Sysctls") else {
         return Ok(());
     };
@@ -745,7 +754,12 @@ fn check_networking(request: &[(String, Json)]) -> Result<(), Reject> {
 /// CVE-2024-21626: a working directory in `/proc/self/fd` reached the host's
 /// filesystem through a leaked runc fd.
 fn check_working_dir(object: &[(String, Json)]) -> Result<(), Reject> {
-    let dir = string(object, "WorkingDir", "WorkingDir")?;
+    check_dir(object, "WorkingDir")
+}
+
+/// [`check_working_dir`] for a field of another name (a service's `Dir`).
+pub(super) fn check_dir(object: &[(String, Json)], name: &str) -> Result<(), Reject> {
+    let dir = string(object, name, name)?;
     if dir == "/proc" || dir.starts_with("/proc/") {
         return Err(Reject::forbidden(
             "working-dir",
@@ -1141,6 +1155,7 @@ mod tests {
             network_mtu: None,
             allow_buildkit: false,
             owner: None,
+            allow: Default::default(),
         }
     }
 

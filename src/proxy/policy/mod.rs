@@ -12,15 +12,20 @@
 mod container;
 mod objects;
 pub mod owner;
+mod swarm;
 mod value;
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 
 use http::StatusCode;
 
 pub use self::container::{container_create, container_update, exec_create};
 pub use self::objects::{
     build, image_create, network_connect, network_create, network_disconnect, volume_create,
+};
+pub use self::swarm::{
+    checkpoint_create, checkpoint_start, config_create, secret_create, service_create, swarm_init,
 };
 
 /// The policy's settings: what it injects into what tenants create, and which
@@ -47,9 +52,87 @@ pub struct Policy {
     /// the other labels, and every object a request names or lists must carry
     /// it (see [`owner`]). `None` in box mode, where the box is the tenant.
     pub owner: Option<(String, String)>,
+    /// The families of endpoints refused by default that this policy lets
+    /// through (with their bodies checked); see [`Family`].
+    pub allow: BTreeSet<Family>,
+}
+
+/// A family of endpoints that is refused unless a setting enables it, each
+/// for a reason a tenant-facing proxy cannot remove on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// `/plugins/*`: a plugin runs as root with the host privileges it asks
+    /// for (host network, mounts, devices, CAP_SYS_ADMIN). Enabling it means
+    /// trusting the tenant with the daemon's host.
+    Plugins,
+    /// `/swarm/*` (but never `/swarm/join`), `/nodes`, `/services`, `/tasks`,
+    /// `/secrets`, `/configs`: swarm mode, where the daemon creates task
+    /// containers itself from service specs the proxy checks.
+    Swarm,
+    /// `/containers/{id}/checkpoints` (experimental CRIU checkpoints).
+    Checkpoints,
+    /// `GET /distribution/{name}/json`: the daemon asks a registry.
+    Distribution,
+    /// `POST /images/create?fromSrc=<URL>`: the daemon downloads the URL.
+    ImportUrl,
+    /// `POST /build?remote=<URL>`: the daemon fetches the context (git or HTTP).
+    BuildRemote,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Plugins,
+        Family::Swarm,
+        Family::Checkpoints,
+        Family::Distribution,
+        Family::ImportUrl,
+        Family::BuildRemote,
+    ];
+
+    /// The family's name in `--allow`, `DINDBOX_ALLOW` and (as
+    /// `allow-<name>`) the policy file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Plugins => "plugins",
+            Family::Swarm => "swarm",
+            Family::Checkpoints => "checkpoints",
+            Family::Distribution => "distribution",
+            Family::ImportUrl => "import-url",
+            Family::BuildRemote => "build-remote",
+        }
+    }
+
+    /// The family by name.
+    pub fn parse(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.name() == name.trim())
+    }
+
+    /// Whether standalone mode's ownership checks cover the family: objects
+    /// it creates or lists that other owners could see or touch. Families
+    /// that are not covered cannot be enabled together with an owner label.
+    pub fn owner_checked(self) -> bool {
+        match self {
+            // Global to the daemon (plugins), or objects without ownership
+            // checks (services, secrets, configs, nodes, tasks; checkpoints
+            // by name under another container).
+            Family::Plugins | Family::Swarm | Family::Checkpoints => false,
+            // Images are shared between owners already (see `owner`).
+            Family::Distribution | Family::ImportUrl | Family::BuildRemote => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Policy {
+    pub fn allows(&self, family: Family) -> bool {
+        self.allow.contains(&family)
+    }
+
     /// The labels set on what tenants create: the configured ones, then the
     /// owner label, which wins over a configured label with the same key.
     pub fn injected_labels(&self) -> Cow<'_, [(String, String)]> {

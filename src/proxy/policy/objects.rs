@@ -5,7 +5,7 @@
 
 use super::container::ENDPOINT_SETTINGS;
 use super::value::{boolean, decode, inject_labels, non_empty, set, string};
-use super::{Policy, Reject};
+use super::{Family, Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
 use crate::proxy::query::Query;
 
@@ -37,11 +37,12 @@ pub fn build(policy: &Policy, query: &Query) -> Result<Query, Reject> {
             ),
         ));
     }
-    if query.first("remote").is_some_and(|r| !r.is_empty()) {
+    if query.first("remote").is_some_and(|r| !r.is_empty()) && !policy.allows(Family::BuildRemote) {
         return Err(Reject::forbidden(
             "build-remote",
             "a remote build context",
-            "the daemon would fetch it itself; send the context with the request instead",
+            "the daemon would fetch it itself; send the context with the request instead \
+             (the policy setting allow-build-remote enables it)",
         ));
     }
     // The box's own parent is what the proxy injects; asking for it changes nothing.
@@ -98,15 +99,16 @@ fn build_labels(policy: &Policy, given: Option<&str>) -> Result<String, Reject> 
 }
 
 /// Checks `POST /images/create`: a pull, or an import of the request's body;
-/// never an import the daemon fetches from a URL.
-pub fn image_create(query: &Query) -> Result<(), Reject> {
+/// an import the daemon fetches from a URL only with [`Family::ImportUrl`].
+pub fn image_create(policy: &Policy, query: &Query) -> Result<(), Reject> {
     single_valued(query, &["fromSrc"])?;
     match query.first("fromSrc") {
         None | Some("" | "-") => Ok(()),
+        Some(_) if policy.allows(Family::ImportUrl) => Ok(()),
         Some(url) => Err(Reject::forbidden(
             "import-url",
             "importing an image from a URL",
-            format!("fromSrc={url:?} would be fetched by the daemon; send the tarball with the request instead"),
+            format!("fromSrc={url:?} would be fetched by the daemon; send the tarball with the request instead (the policy setting allow-import-url enables it)"),
         )),
     }
 }
@@ -195,19 +197,27 @@ fn set_default_option(request: &mut Vec<(String, Json)>, key: &str, value: &str)
 /// Bridge driver options that only shape the tenant's own network.
 const NETWORK_OPTIONS: &[&str] = &[MTU_OPTION, "com.docker.network.bridge.enable_icc"];
 
-/// Checks `POST /networks/create`: bridge networks with the default IPAM and
-/// no options that name or reconfigure host interfaces.
+/// Checks `POST /networks/create`: bridge networks (and overlay networks when
+/// swarm is enabled) with the default IPAM and no options that name or
+/// reconfigure host interfaces.
 pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
     let mut request = decode(body, NETWORK_CREATE)?.fields;
+    let swarm = policy.allows(Family::Swarm);
     let driver = string(&request, "Driver", "Driver")?;
-    if !matches!(driver, "" | "bridge") {
+    let overlay = swarm && driver == "overlay";
+    if !matches!(driver, "" | "bridge") && !overlay {
         return Err(Reject::forbidden(
             "network-driver",
             &format!("the {driver:?} network driver"),
-            "only bridge networks are allowed (macvlan, ipvlan and plugins reach the host's interfaces)",
+            if swarm {
+                "only bridge and overlay networks are allowed (macvlan, ipvlan and plugins reach the host's interfaces)"
+            } else {
+                "only bridge networks are allowed (macvlan, ipvlan and plugins reach the host's interfaces)"
+            },
         ));
     }
-    if !matches!(string(&request, "Scope", "Scope")?, "" | "local")
+    let scope = string(&request, "Scope", "Scope")?;
+    if !(matches!(scope, "" | "local") || (swarm && scope == "swarm"))
         || boolean(&request, "Ingress", "Ingress")?
         || boolean(&request, "ConfigOnly", "ConfigOnly")?
         || !matches!(get(&request, "ConfigFrom"), None | Some(Json::Null))
@@ -215,14 +225,17 @@ pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
         return Err(Reject::forbidden(
             "swarm",
             "swarm network settings",
-            "swarm is not available to tenants",
+            if swarm {
+                "ingress and config-only networks are not available to tenants"
+            } else {
+                "swarm is not available to tenants"
+            },
         ));
     }
     if let Some(Json::Object(options)) = get(&request, "Options") {
-        if let Some((key, _)) = options
-            .iter()
-            .find(|(k, _)| !NETWORK_OPTIONS.contains(&k.as_str()))
-        {
+        // An overlay may be encrypted (IPsec between the swarm's nodes).
+        let allowed = |key: &str| NETWORK_OPTIONS.contains(&key) || (overlay && key == "encrypted");
+        if let Some((key, _)) = options.iter().find(|(k, _)| !allowed(k)) {
             return Err(Reject::forbidden(
                 "network-options",
                 &format!("network option {key:?}"),
@@ -278,7 +291,7 @@ pub fn network_disconnect(body: &Json) -> Result<Json, Reject> {
 
 /// dockerd reads the first value of a parameter; a second one is refused so
 /// nobody has to remember which one counts.
-fn single_valued(query: &Query, names: &[&str]) -> Result<(), Reject> {
+pub(super) fn single_valued(query: &Query, names: &[&str]) -> Result<(), Reject> {
     match names.iter().find(|n| query.count(n) > 1) {
         Some(name) => Err(Reject::bad_request(
             "query",
@@ -352,10 +365,11 @@ mod tests {
 
     #[test]
     fn imports_from_urls_are_refused() {
-        assert!(image_create(&query("fromImage=busybox&tag=latest")).is_ok());
-        assert!(image_create(&query("fromSrc=-&repo=x")).is_ok());
+        let policy = Policy::default();
+        assert!(image_create(&policy, &query("fromImage=busybox&tag=latest")).is_ok());
+        assert!(image_create(&policy, &query("fromSrc=-&repo=x")).is_ok());
         assert_eq!(
-            image_create(&query("fromSrc=http://169.254.169.254/"))
+            image_create(&policy, &query("fromSrc=http://169.254.169.254/"))
                 .unwrap_err()
                 .rule,
             "import-url"
@@ -466,6 +480,40 @@ mod tests {
             String::from_utf8(network.to_vec()).unwrap(),
             r#"{"Name":"n","Labels":{"owner":"ci-42"}}"#
         );
+    }
+
+    #[test]
+    fn overlay_networks_only_when_swarm_is_enabled() {
+        let overlay = r#"{"Name":"o","Driver":"overlay","Scope":"swarm","Attachable":true,"Options":{"encrypted":""}}"#;
+        assert_eq!(
+            network_create(&Policy::default(), &body(overlay))
+                .unwrap_err()
+                .rule,
+            "network-driver"
+        );
+        let swarm = Policy {
+            allow: [Family::Swarm].into(),
+            ..Policy::default()
+        };
+        assert!(network_create(&swarm, &body(overlay)).is_ok());
+        for (hostile, rule) in [
+            (r#"{"Name":"o","Driver":"macvlan"}"#, "network-driver"),
+            (r#"{"Name":"o","Driver":"overlay","Ingress":true}"#, "swarm"),
+            (
+                r#"{"Name":"o","Driver":"overlay","Options":{"com.docker.network.driver.overlay.vxlanid_list":"4097"}}"#,
+                "network-options",
+            ),
+            (
+                r#"{"Name":"o","Options":{"encrypted":""}}"#,
+                "network-options",
+            ),
+        ] {
+            assert_eq!(
+                network_create(&swarm, &body(hostile)).unwrap_err().rule,
+                rule,
+                "{hostile}"
+            );
+        }
     }
 
     #[test]
