@@ -190,7 +190,8 @@ printf 'BENCH=%s\nBENCH_ROUNDS=%s\n' "$BENCH" "$BENCH_ROUNDS" >"$run/share/env"
 # derived from the host clock, but with two vCPUs the kernel failed to
 # calibrate it and took HPET, and the clocksource watchdog may do the same
 # later under load; every Go program's clock read then leaves the vDSO for an
-# emulated device (runs were ~2x slower).
+# emulated device. (A deliberate 2-vCPU HPET run took 79 s, no slower than
+# with the TSC; this is about keeping the clock sane, not speed.)
 # A real hang fails fast instead of eating the whole limit: a soft lockup of
 # 60 s (watchdog_thresh=30) or an RCU stall of 60 s panics, panic=-1 reboots,
 # -no-reboot ends qemu; the backtraces (loglevel=5) are in serial.log.
