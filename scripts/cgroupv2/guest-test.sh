@@ -72,7 +72,7 @@ from_start() { # CONTAINER READY
 }
 
 T0=$(now)
-say "guest up: $(uname -r), $(nproc) cpu(s), $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB, clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+say "guest up: $(uname -r), $(nproc) cpu(s), $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB, clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource), panic on soft lockup/RCU stall $(cat /proc/sys/kernel/softlockup_panic)/$(cat /proc/sys/kernel/panic_on_rcu_stall)"
 
 # ------------------------------------------------------------------ the guest
 cgmounts=$(awk '$3 ~ /^cgroup/ {print $3 ":" $2}' /proc/mounts | tr '\n' ' ')
