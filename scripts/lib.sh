@@ -14,7 +14,8 @@ DINDBOX_BASE_IMAGE=${DINDBOX_BASE_IMAGE:-dindbox-base:bookworm}
 DINDBOX_IMAGE=${DINDBOX_IMAGE:-dindbox:dev}
 DINDBOX_DEBIAN_MIRROR=${DINDBOX_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # What the debootstrapped base holds; part of the cache key.
-DINDBOX_BASE_PACKAGES=docker.io,iptables,ca-certificates,procps
+# apparmor: apparmor_parser, which the inner dockerd needs on AppArmor hosts.
+DINDBOX_BASE_PACKAGES=docker.io,iptables,ca-certificates,procps,apparmor
 BUSYBOX_TAR=$DINDBOX_CACHE/busybox.tar
 DINDBOX_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The Debian daemon is 20.10: use its classic builder (no buildx needed).

@@ -73,7 +73,7 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls \
     --test e2e_tenant --test e2e_graphdriver -- --test-threads=2
 # cgroup v2 for real (issue 7): a pure-v2 qemu guest runs a box and checks the
-# delegation; ~3-4 min warm, ~7-10 min the first time on this busy 2-core machine
+# delegation; ~1.2-2 min warm (3 at load 11), ~4 min the first time on this busy 2-core machine
 # (the guest is cached outside the repo; see scripts/test-cgroupv2.sh).
 # A failed check fails CI. A guest that hangs under emulation (exit 75, no check
 # failed) is retried once; hanging twice is reported loudly as inconclusive.

@@ -463,17 +463,114 @@ fn dockerd_that_exits_early_is_a_clear_fatal_error() {
         return;
     }
     let mut b = InitBox::start(Opts {
-        env: vec![("DINDBOX_DOCKERD", "false".into())],
+        env: vec![
+            ("DINDBOX_DOCKERD", "false".into()),
+            ("DINDBOX_DOCKERD_START_ATTEMPTS", "1".into()),
+        ],
         ..Opts::default()
     });
-    let (code, _) = b.wait_exit(Duration::from_secs(10));
+    let (code, took) = b.wait_exit(Duration::from_secs(10));
     assert_eq!(code, 1);
     assert!(
         b.log()
-            .contains("dockerd exited with code 1 before it was ready"),
+            .contains("dockerd exited with code 1 before it was ready, on each of 1 attempt(s)"),
         "log:\n{}",
         b.log()
     );
+    assert!(took < Duration::from_secs(3), "one attempt took {took:?}");
+}
+
+/// A dockerd that dies before it was ever ready (containerd's start-up
+/// timeout on a loaded host) is started again, after cleaning what it left.
+#[test]
+fn dockerd_that_dies_once_before_ready_is_started_again() {
+    if !can_run("dockerd_that_dies_once_before_ready_is_started_again") {
+        return;
+    }
+    // The failing start leaves its pid file in the namespace's own /run, as a
+    // dockerd killed by its own fatal error does.
+    let mut b = InitBox::start(Opts {
+        env: vec![
+            ("FAKE_DOCKERD_FAIL_STARTS", "1".into()),
+            ("FAKE_DOCKERD_PIDFILE", "/run/docker.pid".into()),
+        ],
+        ..Opts::default()
+    });
+    b.wait_ready();
+    assert_eq!(b.starts(), 2, "log:\n{}", b.log());
+    let seen =
+        |n: usize| std::fs::read_to_string(b.path(&format!("fake/stale-pidfile-{n}"))).unwrap();
+    assert_eq!(seen(1), "no");
+    assert_eq!(
+        seen(2),
+        "no",
+        "the second start found the first one's pid file"
+    );
+    assert!(
+        b.log().contains("removed what the dead dockerd left"),
+        "log:\n{}",
+        b.log()
+    );
+    let log = b.log();
+    assert!(
+        log.contains(
+            "dockerd exited with code 1 before it was ready (start attempt 1 of 3); \
+             starting it again in 1s"
+        ),
+        "log:\n{log}"
+    );
+    assert!(
+        log.contains("dockerd is up on start attempt 2 of 3"),
+        "log:\n{log}"
+    );
+    assert_eq!(
+        ping(&b.path("docker.sock")),
+        "HTTP/1.1 200 OK",
+        "proxy does not reach the second dockerd"
+    );
+    b.signal(Signal::SIGTERM);
+    assert_eq!(b.wait_exit(Duration::from_secs(10)).0, 0);
+}
+
+/// One that always dies: fatal after the attempts, with its last lines.
+#[test]
+fn dockerd_that_always_dies_before_ready_is_fatal_after_the_attempts() {
+    if !can_run("dockerd_that_always_dies_before_ready_is_fatal_after_the_attempts") {
+        return;
+    }
+    let mut b = InitBox::start(Opts {
+        env: vec![("FAKE_DOCKERD_FAIL_STARTS", "all".into())],
+        ..Opts::default()
+    });
+    // 3 attempts, 1 s + 2 s apart.
+    let (code, took) = b.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, 1, "log:\n{}", b.log());
+    assert_eq!(b.starts(), 3, "log:\n{}", b.log());
+    assert!(took >= Duration::from_secs(3), "no backoff: {took:?}");
+    let log = b.log();
+    for attempt in 1..=2 {
+        assert!(
+            log.contains(&format!(
+                "(start attempt {attempt} of 3); starting it again"
+            )),
+            "log:\n{log}"
+        );
+    }
+    let fatal = log
+        .lines()
+        .position(|l| {
+            l.contains(
+                "fatal: dockerd exited with code 1 before it was ready, on each of 3 attempt(s)",
+            )
+        })
+        .unwrap_or_else(|| panic!("no fatal line; log:\n{log}"));
+    // The fatal message carries the last attempt's output.
+    let rest = log.lines().skip(fatal).collect::<Vec<_>>().join("\n");
+    assert!(
+        rest.contains("timeout waiting for containerd to start (fake start 3)"),
+        "log:\n{log}"
+    );
+    assert!(!b.path("ready").exists());
 }
 
 #[test]

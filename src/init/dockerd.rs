@@ -3,11 +3,12 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +32,17 @@ pub enum DockerdError {
     LogFile { path: PathBuf, err: io::Error },
     #[error("dockerd {} before it was ready (see its output above)", describe(*.0))]
     ExitedEarly(WaitStatus),
+    #[error(
+        "dockerd {} before it was ready, on each of {attempts} attempt(s) \
+         (DINDBOX_DOCKERD_START_ATTEMPTS); its last output lines:{}",
+        describe(*.status),
+        fmt_tail(.tail)
+    )]
+    StartFailed {
+        attempts: u32,
+        status: WaitStatus,
+        tail: Vec<String>,
+    },
     #[error(
         "dockerd did not answer GET /_ping on {socket} within {}s; last error: {last} \
          (raise DINDBOX_READY_TIMEOUT if it is just slow)",
@@ -109,6 +121,41 @@ pub fn add_cgroup_parent(args: &mut Vec<String>, path: &str) {
 pub struct Dockerd {
     pub pid: Pid,
     exit: ExitWatch,
+    /// Its last output lines (when they come through our log).
+    output: Arc<OutputTail>,
+}
+
+/// The last lines of dockerd's output, for the message when it cannot start.
+#[derive(Debug, Default)]
+pub struct OutputTail {
+    lines: Mutex<VecDeque<String>>,
+    /// Pipes still being read.
+    open: AtomicUsize,
+}
+
+impl OutputTail {
+    /// How many lines are kept.
+    pub const LINES: usize = 12;
+
+    fn push(&self, line: &str) {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == Self::LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line.to_string());
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().cloned().collect()
+    }
+}
+
+fn fmt_tail(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return " (none)".into();
+    }
+    tail.iter().map(|l| format!("\n    {l}")).collect()
 }
 
 impl Dockerd {
@@ -154,14 +201,37 @@ impl Dockerd {
             .spawn(&mut cmd)
             .map_err(|err| DockerdError::Spawn { program, err })?;
         current.store(pid.as_raw(), Ordering::SeqCst);
+        let output = Arc::new(OutputTail::default());
         if let Some(out) = child.stdout.take() {
-            forward_lines(out);
+            forward_lines(out, output.clone());
         }
         if let Some(err) = child.stderr.take() {
-            forward_lines(err);
+            forward_lines(err, output.clone());
         }
         tracing::info!(%pid, args = ?cfg.dockerd_args, "dockerd started");
-        Ok(Dockerd { pid, exit })
+        Ok(Dockerd { pid, exit, output })
+    }
+
+    /// The last lines dockerd wrote, once it has exited: from our log's copy
+    /// (waiting up to a second for its pipes to drain) or from the log file.
+    async fn last_output(&self, log: &LogTarget) -> Vec<String> {
+        match log {
+            LogTarget::Ours => {
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while self.output.open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                    sleep(Duration::from_millis(20)).await;
+                }
+                self.output.lines()
+            }
+            LogTarget::File(path) => std::fs::read(path)
+                .map(|bytes| {
+                    let text = String::from_utf8_lossy(&bytes);
+                    let lines: Vec<&str> = text.lines().collect();
+                    let from = lines.len().saturating_sub(OutputTail::LINES);
+                    lines[from..].iter().map(|l| l.to_string()).collect()
+                })
+                .unwrap_or_default(),
+        }
     }
 
     /// Polls `GET /_ping` until it answers 200, dockerd exits, or `limit` passes.
@@ -258,8 +328,9 @@ pub async fn ping(socket: &Path) -> Result<(), String> {
 }
 
 /// Copies dockerd's output into our log, one event per line, at the level
-/// dockerd gave the line.
-fn forward_lines(pipe: impl Read + Send + 'static) {
+/// dockerd gave the line, and keeps the last lines in `tail`.
+fn forward_lines(pipe: impl Read + Send + 'static, tail: Arc<OutputTail>) {
+    tail.open.fetch_add(1, Ordering::SeqCst);
     std::thread::Builder::new()
         .name("dockerd-log".into())
         .spawn(move || {
@@ -268,6 +339,7 @@ fn forward_lines(pipe: impl Read + Send + 'static) {
             while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
                 let line = String::from_utf8_lossy(&buf);
                 let line = line.trim_end();
+                tail.push(line);
                 match level_of(line) {
                     tracing::Level::ERROR => tracing::error!(target: "dockerd", dockerd = %line),
                     tracing::Level::WARN => tracing::warn!(target: "dockerd", dockerd = %line),
@@ -276,6 +348,7 @@ fn forward_lines(pipe: impl Read + Send + 'static) {
                 }
                 buf.clear();
             }
+            tail.open.fetch_sub(1, Ordering::SeqCst);
         })
         .expect("spawn dockerd log thread");
 }
@@ -317,6 +390,85 @@ impl Backoff {
 
     pub fn reset(&mut self) {
         self.next = Self::FIRST;
+    }
+}
+
+/// How the first start ended.
+pub enum FirstStart {
+    /// dockerd answers `GET /_ping`.
+    Ready(Dockerd),
+    /// Shutdown began first; `clean`: a dockerd that was starting stopped in time.
+    ShutDown { clean: bool },
+}
+
+/// The pause before start attempt `attempt + 1`: 1 s, 2 s, 4 s, ... up to 30 s.
+pub fn start_retry_delay(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+/// Starts dockerd for the first time and waits until it answers. A dockerd
+/// that dies before it ever answered (containerd's start-up timeout on a
+/// loaded host, a transient mount or iptables error) is started again, up to
+/// `cfg.start_attempts` times in all, after a growing pause and the same
+/// stale-file cleanup as a restart; only then is it fatal, with its last
+/// output lines. A dockerd that runs but never answers within
+/// `cfg.ready_timeout` is fatal at once (it is kept running for the caller
+/// to kill, as `current` still names it), as is one that cannot be spawned.
+pub async fn start(
+    cfg: &Config,
+    reaper: &Reaper,
+    current: &AtomicI32,
+    shutdown: &CancellationToken,
+) -> Result<FirstStart, DockerdError> {
+    let attempts = cfg.start_attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        if attempt > 1 {
+            let removed = cfg.remove_stale_files()?;
+            if !removed.is_empty() {
+                tracing::info!(?removed, "removed what the dead dockerd left");
+            }
+        }
+        let mut dockerd = Dockerd::spawn(cfg, reaper, current)?;
+        let ready = tokio::select! {
+            ready = dockerd.wait_ready(&cfg.dockerd_socket, cfg.ready_timeout) => ready,
+            _ = shutdown.cancelled() => {
+                let clean = dockerd.stop(&cfg.dockerd_socket, cfg.stop_grace).await;
+                current.store(0, Ordering::SeqCst);
+                return Ok(FirstStart::ShutDown { clean });
+            }
+        };
+        let status = match ready {
+            Ok(()) => {
+                if attempt > 1 {
+                    tracing::info!(pid = %dockerd.pid, "dockerd is up on start attempt {attempt} of {attempts}");
+                }
+                return Ok(FirstStart::Ready(dockerd));
+            }
+            Err(DockerdError::ExitedEarly(status)) => status,
+            Err(err) => return Err(err),
+        };
+        current.store(0, Ordering::SeqCst);
+        if attempt >= attempts {
+            return Err(DockerdError::StartFailed {
+                attempts,
+                status,
+                tail: dockerd.last_output(&cfg.log).await,
+            });
+        }
+        let delay = start_retry_delay(attempt);
+        tracing::warn!(
+            pid = %dockerd.pid,
+            "dockerd {} before it was ready (start attempt {attempt} of {attempts}); \
+             starting it again in {}s",
+            describe(status),
+            delay.as_secs_f32()
+        );
+        tokio::select! {
+            _ = sleep(delay) => {}
+            _ = shutdown.cancelled() => return Ok(FirstStart::ShutDown { clean: true }),
+        }
+        attempt += 1;
     }
 }
 
@@ -479,6 +631,27 @@ mod tests {
         );
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn start_retry_delay_doubles_from_one_second_to_a_cap() {
+        let delays: Vec<_> = (1..=8).map(|a| start_retry_delay(a).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(start_retry_delay(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn output_tail_keeps_the_last_lines() {
+        let tail = OutputTail::default();
+        for i in 0..20 {
+            tail.push(&format!("line {i}"));
+        }
+        let lines = tail.lines();
+        assert_eq!(lines.len(), OutputTail::LINES);
+        assert_eq!(lines.first().map(String::as_str), Some("line 8"));
+        assert_eq!(lines.last().map(String::as_str), Some("line 19"));
+        assert_eq!(fmt_tail(&["a".into(), "b".into()]), "\n    a\n    b");
+        assert_eq!(fmt_tail(&[]), " (none)");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
 use self::cgroup::Cgroups;
-use self::dockerd::{Dockerd, LogTarget};
+use self::dockerd::LogTarget;
 pub use self::reaper::exit_code;
 use crate::proxy::config::{ENV_CGROUP_PARENT, ENV_MEMORY, ENV_PIDS};
 use crate::proxy::policy::Policy;
@@ -91,6 +91,11 @@ pub struct InitOptions {
     /// Seconds to wait for dockerd to answer `GET /_ping`.
     #[arg(long, env = "DINDBOX_READY_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
     pub ready_timeout: Duration,
+    /// How many times dockerd is started when it dies before it ever answered
+    /// (containerd's start-up timeout on a loaded host, ...) before init gives up.
+    #[arg(long, env = "DINDBOX_DOCKERD_START_ATTEMPTS", default_value = "3",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub dockerd_start_attempts: u32,
     /// Seconds dockerd gets to stop after SIGTERM before everything is killed.
     #[arg(long, env = "DINDBOX_STOP_GRACE", default_value = "10", value_parser = parse_seconds)]
     pub stop_grace: Duration,
@@ -215,6 +220,8 @@ pub struct Config {
     pub dockerd_socket: PathBuf,
     pub socket: PathBuf,
     pub ready_timeout: Duration,
+    /// Starts of a dockerd that dies before it was ever ready, before giving up.
+    pub start_attempts: u32,
     pub stop_grace: Duration,
     pub dockerd: PathBuf,
     /// Full dockerd argument list.
@@ -301,6 +308,7 @@ impl Config {
             dockerd_socket: o.dockerd_socket,
             socket: o.socket,
             ready_timeout: o.ready_timeout,
+            start_attempts: o.dockerd_start_attempts,
             stop_grace: o.stop_grace,
             dockerd: o.dockerd,
             log,
@@ -680,11 +688,11 @@ async fn serve(
     shutdown: &CancellationToken,
 ) -> Result<u8, InitError> {
     // dockerd on its private socket; nothing is published until it answers.
-    let mut dockerd = Dockerd::spawn(cfg, reaper, &targets.dockerd)?;
-    tokio::select! {
-        ready = dockerd.wait_ready(&cfg.dockerd_socket, cfg.ready_timeout) => ready?,
-        _ = shutdown.cancelled() => return Ok(stop_code(dockerd.stop(&cfg.dockerd_socket, cfg.stop_grace).await)),
-    }
+    // One that dies before that is started again a few times (see [`dockerd::start`]).
+    let dockerd = match dockerd::start(cfg, reaper, &targets.dockerd, shutdown).await? {
+        dockerd::FirstStart::Ready(dockerd) => dockerd,
+        dockerd::FirstStart::ShutDown { clean } => return Ok(stop_code(clean)),
+    };
     tracing::info!(pid = %dockerd.pid, "dockerd answers /_ping");
 
     // The proxy: the only way in. Bound now, so a busy port fails before `ready`.

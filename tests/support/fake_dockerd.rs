@@ -8,6 +8,10 @@
 //!   arguments at start N, one a line) and `pinged` (created on the first
 //!   `/_ping` answered);
 //! - `FAKE_DOCKERD_DELAY_MS`: wait this long before listening;
+//! - `FAKE_DOCKERD_FAIL_STARTS`: on the first N starts (`all`: on every one),
+//!   print what dockerd prints when containerd does not come up and exit 1
+//!   before listening, leaving `FAKE_DOCKERD_PIDFILE` (if set) behind; every
+//!   start records in `stale-pidfile-N` whether that file was there;
 //! - `FAKE_DOCKERD_CRASH_AFTER_MS`: exit 42 this long after listening, on the
 //!   first `FAKE_DOCKERD_CRASH_TIMES` starts (default 1);
 //! - `FAKE_DOCKERD_IGNORE_TERM=1`: ignore SIGTERM.
@@ -41,6 +45,26 @@ fn main() {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP]).expect("signals");
     if let Some(delay) = env_ms("FAKE_DOCKERD_DELAY_MS") {
         std::thread::sleep(delay);
+    }
+    let fail = match std::env::var("FAKE_DOCKERD_FAIL_STARTS").as_deref() {
+        Ok("all") => true,
+        Ok(n) => n.parse().is_ok_and(|n: usize| start <= n),
+        Err(_) => false,
+    };
+    let pidfile = std::env::var_os("FAKE_DOCKERD_PIDFILE").map(PathBuf::from);
+    if let (Some(dir), Some(pidfile)) = (&dir, &pidfile) {
+        let seen = if pidfile.exists() { "yes" } else { "no" };
+        let _ = std::fs::write(dir.join(format!("stale-pidfile-{start}")), seen);
+    }
+    if fail {
+        if let Some(pidfile) = &pidfile {
+            let _ = std::fs::write(pidfile, format!("{}\n", std::process::id()));
+        }
+        eprintln!("fake-dockerd: start {start}: starting containerd");
+        eprintln!(
+            "failed to start daemon: timeout waiting for containerd to start (fake start {start})"
+        );
+        std::process::exit(1);
     }
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).expect("fake-dockerd: bind");
