@@ -27,6 +27,9 @@
 #   BENCH_BASELINE_BINARY=path  another dindbox binary (e.g. the previous commit's)
 #                           run in the same box as a standalone `dindbox proxy` and
 #                           measured beside the box's proxy and the direct socket
+#   BENCH_RELAY=1           also measure examples/relay.rs in the box: a plain byte
+#                           copier between the same sockets, the floor of any proxy
+#                           that adds one unix-socket hop
 #   BENCH_NAME=dindbox-bench    name of the box, and prefix of its volume
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -99,7 +102,7 @@ fi
 # The same box: loadgen inside it, against the proxy (public socket), against
 # dockerd's private socket and, with BENCH_BASELINE_BINARY, against that
 # binary's standalone proxy; the targets take turns within each round.
-(cd "$DINDBOX_REPO" && cargo build --release --quiet --example loadgen)
+(cd "$DINDBOX_REPO" && cargo build --release --quiet --example loadgen --example relay)
 target_dir=$(cd "$DINDBOX_REPO" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 docker cp "$target_dir/release/examples/loadgen" "$name:/usr/local/bin/loadgen" >/dev/null
 declare -A sockets=([direct]=/run/dindbox/docker.sock [proxied]=/var/run/docker.sock)
@@ -113,6 +116,12 @@ if [ -n "${BENCH_BASELINE_BINARY:-}" ]; then
     done
     sockets[before]=/run/bench-before.sock
     targets+=(before)
+fi
+if [ "${BENCH_RELAY:-}" = 1 ]; then
+    docker cp "$target_dir/release/examples/relay" "$name:/usr/local/bin/relay" >/dev/null
+    docker exec -d "$name" relay /run/bench-relay.sock /run/dindbox/docker.sock
+    sockets[relay]=/run/bench-relay.sock
+    targets+=(relay)
 fi
 # A few containers, so /containers/json has something to list.
 ensure_busybox_image
