@@ -172,6 +172,12 @@ cleanup
 median_of() { # file column -> median
     awk -v c="$2" '{print $c}' "$1" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
+# The load of the machine changes between rounds: a ratio is taken within each
+# round (the targets ran minutes apart at most) and the median of those is shown.
+ratio_of() { # file-of-target file-of-direct column invert(0|1) -> median of per-round ratios
+    paste -d ' ' "$1" "$2" | awk -v c="$3" -v inv="$4" '{n = NF / 2; x = $c; d = $(c + n); print inv ? d / x : x / d}' >"$1.ratio"
+    median_of "$1.ratio" 1
+}
 overhead=()
 for path in /_ping /containers/json; do
     for clients in 1 64; do
@@ -182,8 +188,7 @@ for path in /_ping /containers/json; do
                 "$(median_of "$key.$target" 1)" "$(median_of "$key.$target" 2)" "$(median_of "$key.$target" 3)")
         done
         for target in "${targets[@]:1}"; do
-            row+=$(awk -v t="$target" -v x="$(median_of "$key.$target" 1)" -v d="$(median_of "$key.direct" 1)" \
-                'BEGIN {printf " | %s/direct %.2f", t, x / d}')
+            row+=$(printf ' | %s/direct %.2f' "$target" "$(ratio_of "$key.$target" "$key.direct" 1 0)")
         done
         overhead+=("$row")
     done
@@ -197,8 +202,7 @@ for what in exec load; do
             'BEGIN {printf " %s %d ms (%.0f MiB/s)", t, ms, m * 1000 / ms}')
     done
     for target in "${targets[@]:1}"; do
-        row+=$(awk -v t="$target" -v x="$(median_of "$sample_dir/$what.$target" 1)" -v d="$(median_of "$sample_dir/$what.direct" 1)" \
-            'BEGIN {printf " | %s throughput/direct %.2f", t, d / x}')
+        row+=$(printf ' | %s throughput/direct %.2f' "$target" "$(ratio_of "$sample_dir/$what.$target" "$sample_dir/$what.direct" 1 1)")
     done
     streaming+=("$row")
 done
@@ -216,7 +220,7 @@ if [ "$only" = all ]; then
     printf 'idle RSS of PID 1 (%s):              %6s KiB\n' "$pid1" "$rss_kb"
     printf 'idle RSS of the inner dockerd:            %6s KiB\n' "$dockerd_kb"
 fi
-echo "proxy overhead (inside one box, ${seconds}s per run, medians of $rounds rounds, loadgen on the same $(nproc) cores):"
+echo "proxy overhead (inside one box, ${seconds}s per run, medians of $rounds rounds, ratios: median of per-round ratios, loadgen on the same $(nproc) cores):"
 printf '  %s\n' "${overhead[@]}"
 echo "streaming (docker CLI in the box, medians of $rounds rounds):"
 printf '  %s\n' "${streaming[@]}"
