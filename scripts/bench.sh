@@ -20,14 +20,29 @@
 #   BENCH_RUNS=5            N
 #   BENCH_PORT=23790        host port used by the bench boxes
 #   BENCH_SKIP_BUILD=1      use the existing $DINDBOX_IMAGE
+#   BENCH_ONLY=proxy        only part 3 (proxy overhead and streaming)
+#   BENCH_SECONDS=5         seconds per loadgen run
+#   BENCH_ROUNDS=1          part 3 is repeated this many times, the targets taking
+#                           turns within each round; the figures are medians
+#   BENCH_BASELINE_BINARY=path  another dindbox binary (e.g. the previous commit's)
+#                           run in the same box as a standalone `dindbox proxy` and
+#                           measured beside the box's proxy and the direct socket
+#   BENCH_RELAY=1           also measure examples/relay.rs in the box: a plain byte
+#                           copier between the same sockets, the floor of any proxy
+#                           that adds one unix-socket hop
+#   BENCH_NAME=dindbox-bench    name of the box, and prefix of its volume
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 runs=${BENCH_RUNS:-5}
 port=${BENCH_PORT:-23790}
+only=${BENCH_ONLY:-all}
+case $only in all | proxy) ;; *) die "BENCH_ONLY=$only: expected proxy, or unset for everything" ;; esac
+seconds=${BENCH_SECONDS:-5}
+rounds=${BENCH_ROUNDS:-1}
 api=tcp://127.0.0.1:$port
-name=dindbox-bench
-volume=dindbox-bench-data
+name=${BENCH_NAME:-dindbox-bench}
+volume=$name-data
 
 if [ "$(id -u)" = 0 ]; then ensure_packages; fi
 docker_up_any
@@ -59,84 +74,153 @@ time_to_ready() { # extra docker-run args...
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 
 declare -A results
-for mode in dindbox bare; do
-    samples=()
-    for ((i = 1; i <= runs; i++)); do
-        case $mode in
-        dindbox) ms=$(time_to_ready "$DINDBOX_IMAGE") ;;
-        bare) ms=$(time_to_ready --entrypoint dockerd "$DINDBOX_IMAGE" -H tcp://0.0.0.0:2375 --tls=false) ;;
-        esac
-        samples+=("$ms")
-        say "readiness $mode run $i: $ms ms"
+if [ "$only" = all ]; then
+    for mode in dindbox bare; do
+        samples=()
+        for ((i = 1; i <= runs; i++)); do
+            case $mode in
+            dindbox) ms=$(time_to_ready "$DINDBOX_IMAGE") ;;
+            bare) ms=$(time_to_ready --entrypoint dockerd "$DINDBOX_IMAGE" -H tcp://0.0.0.0:2375 --tls=false) ;;
+            esac
+            samples+=("$ms")
+            say "readiness $mode run $i: $ms ms"
+        done
+        results[$mode]=$(printf '%s\n' "${samples[@]}" | median)
     done
-    results[$mode]=$(printf '%s\n' "${samples[@]}" | median)
-done
 
-# Idle RSS: a fresh box, ready, left alone for a few seconds.
-time_to_ready "$DINDBOX_IMAGE" >/dev/null
-sleep 5
-pid1=$(docker exec "$name" cat /proc/1/comm)
-rss_kb=$(docker exec "$name" awk '/^VmRSS:/ {print $2}' /proc/1/status)
-dockerd_kb=$(docker exec "$name" sh -c 'awk "/^VmRSS:/ {print \$2}" /proc/$(pidof dockerd)/status' || echo "?")
+    # Idle RSS: a fresh box, ready, left alone for a few seconds.
+    time_to_ready "$DINDBOX_IMAGE" >/dev/null
+    sleep 5
+    pid1=$(docker exec "$name" cat /proc/1/comm)
+    rss_kb=$(docker exec "$name" awk '/^VmRSS:/ {print $2}' /proc/1/status)
+    dockerd_kb=$(docker exec "$name" sh -c 'awk "/^VmRSS:/ {print \$2}" /proc/$(pidof dockerd)/status' || echo "?")
+else
+    time_to_ready "$DINDBOX_IMAGE" >/dev/null
+fi
 
 # ---------------------------------------------------------------- proxy overhead
-# The same box: loadgen inside it, against the proxy (public socket) and
-# against dockerd's private socket, one after the other.
-seconds=${BENCH_SECONDS:-5}
-(cd "$DINDBOX_REPO" && cargo build --release --quiet --example loadgen)
-docker cp "$DINDBOX_REPO/target/release/examples/loadgen" "$name:/usr/local/bin/loadgen" >/dev/null
+# The same box: loadgen inside it, against the proxy (public socket), against
+# dockerd's private socket and, with BENCH_BASELINE_BINARY, against that
+# binary's standalone proxy; the targets take turns within each round.
+(cd "$DINDBOX_REPO" && cargo build --release --quiet --example loadgen --example relay)
+target_dir=$(cd "$DINDBOX_REPO" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+docker cp "$target_dir/release/examples/loadgen" "$name:/usr/local/bin/loadgen" >/dev/null
+declare -A sockets=([direct]=/run/dindbox/docker.sock [proxied]=/var/run/docker.sock)
+targets=(direct proxied)
+if [ -n "${BENCH_BASELINE_BINARY:-}" ]; then
+    docker cp "$BENCH_BASELINE_BINARY" "$name:/usr/local/bin/dindbox-before" >/dev/null
+    docker exec -d "$name" dindbox-before proxy --ds /run/dindbox/docker.sock --ls /run/bench-before.sock
+    for ((i = 0; i < 100; i++)); do
+        if docker exec "$name" docker -H unix:///run/bench-before.sock version >/dev/null 2>&1; then break; fi
+        sleep 0.2
+    done
+    sockets[before]=/run/bench-before.sock
+    targets+=(before)
+fi
+if [ "${BENCH_RELAY:-}" = 1 ]; then
+    docker cp "$target_dir/release/examples/relay" "$name:/usr/local/bin/relay" >/dev/null
+    docker exec -d "$name" relay /run/bench-relay.sock /run/dindbox/docker.sock
+    sockets[relay]=/run/bench-relay.sock
+    targets+=(relay)
+fi
 # A few containers, so /containers/json has something to list.
 ensure_busybox_image
 docker exec -i "$name" docker load -q <"$BUSYBOX_TAR" >/dev/null
-for i in 1 2 3; do docker exec "$name" docker run -d --name "idle$i" busybox sleep 600 >/dev/null; done
-overhead=()
-for path in /_ping /containers/json; do
-    for clients in 1 64; do
-        direct=$(docker exec "$name" loadgen /run/dindbox/docker.sock "$path" "$clients" "$seconds")
-        proxied=$(docker exec "$name" loadgen /var/run/docker.sock "$path" "$clients" "$seconds")
-        say "$path c=$clients direct:  $direct"
-        say "$path c=$clients proxied: $proxied"
-        overhead+=("$(awk -v p="$path" -v c="$clients" -v d="$direct" -v x="$proxied" 'BEGIN {
-            split(d, a, /[ =]/); split(x, b, /[ =]/)   # requests N rps R p50_us A p99_us B errors E
-            printf "%-17s c=%-3d direct %7.0f req/s p50 %5d us p99 %6d us | proxied %7.0f req/s p50 %5d us p99 %6d us | req/s ratio %.2f", p, c, a[4], a[6], a[8], b[4], b[6], b[8], b[4] / a[4]
-        }')")
-    done
-done
+for i in 1 2 3; do docker exec "$name" docker run -d --name "idle$i" busybox sleep 3600 >/dev/null; done
+# A 500 MiB single-layer image, saved once inside the box.
+docker exec "$name" sh -c "mkdir -p /tmp/big && head -c 524288000 /dev/urandom >/tmp/big/blob &&
+    tar -C /tmp/big -c . | docker -H unix:///run/dindbox/docker.sock import - big:bench >/dev/null &&
+    docker -H unix:///run/dindbox/docker.sock save big:bench >/tmp/big.tar &&
+    docker -H unix:///run/dindbox/docker.sock rmi big:bench >/dev/null"
 
-# Streaming through the proxy against the private socket, with the docker CLI
-# inside the box: 1 GiB of exec stdout, and `docker load` of a 500 MiB image.
-direct_cli="docker -H unix:///run/dindbox/docker.sock"
-proxied_cli="docker -H unix:///var/run/docker.sock"
+sample_dir=$(mktemp -d -t dindbox-bench.XXXXXX)
 timed() { # shell command run in the box -> milliseconds
     local t0
     t0=$(date +%s%N)
     docker exec "$name" sh -c "$*" >/dev/null
     echo $((($(date +%s%N) - t0) / 1000000))
 }
+# The order of the targets rotates from round to round, so none is always first.
+rotate() { # round -> targets, rotated
+    local n=${#targets[@]} i
+    for ((i = 0; i < n; i++)); do echo "${targets[(($1 + i) % n)]}"; done
+}
 gib="head -c 1073741824 /dev/zero"
-exec_direct=$(timed "$direct_cli exec idle1 $gib | wc -c")
-exec_proxied=$(timed "$proxied_cli exec idle1 $gib | wc -c")
-# A 500 MiB single-layer image, saved once inside the box.
-docker exec "$name" sh -c "mkdir -p /tmp/big && head -c 524288000 /dev/urandom >/tmp/big/blob &&
-    tar -C /tmp/big -c . | $direct_cli import - big:bench >/dev/null && $direct_cli save big:bench >/tmp/big.tar &&
-    $direct_cli rmi big:bench >/dev/null"
-load_direct=$(timed "$direct_cli load -q </tmp/big.tar && $direct_cli rmi big:bench")
-load_proxied=$(timed "$proxied_cli load -q </tmp/big.tar && $proxied_cli rmi big:bench")
+for ((round = 0; round < rounds; round++)); do
+    for path in /_ping /containers/json; do
+        for clients in 1 64; do
+            for target in $(rotate "$round"); do
+                line=$(docker exec "$name" loadgen "${sockets[$target]}" "$path" "$clients" "$seconds")
+                say "round $((round + 1)) $path c=$clients $target: $line"
+                # requests=N rps=R p50_us=A p99_us=B errors=E -> "R A B"
+                echo "$line" | awk '{split($0, f, /[ =]/); print f[4], f[6], f[8]}' >>"$sample_dir/${path//\//_}.$clients.$target"
+            done
+        done
+    done
+    for target in $(rotate "$round"); do
+        cli="docker -H unix://${sockets[$target]}"
+        ms=$(timed "$cli exec idle1 $gib | wc -c")
+        say "round $((round + 1)) 1 GiB exec stdout $target: $ms ms"
+        echo "$ms" >>"$sample_dir/exec.$target"
+        ms=$(timed "$cli load -q </tmp/big.tar && $cli rmi big:bench")
+        say "round $((round + 1)) docker load 500 MiB $target: $ms ms"
+        echo "$ms" >>"$sample_dir/load.$target"
+    done
+done
 cleanup
+
+median_of() { # file column -> median
+    awk -v c="$2" '{print $c}' "$1" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+# The load of the machine changes between rounds: a ratio is taken within each
+# round (the targets ran minutes apart at most) and the median of those is shown.
+ratio_of() { # file-of-target file-of-direct column invert(0|1) -> median of per-round ratios
+    paste -d ' ' "$1" "$2" | awk -v c="$3" -v inv="$4" '{n = NF / 2; x = $c; d = $(c + n); print inv ? d / x : x / d}' >"$1.ratio"
+    median_of "$1.ratio" 1
+}
+overhead=()
+for path in /_ping /containers/json; do
+    for clients in 1 64; do
+        key=$sample_dir/${path//\//_}.$clients
+        row=$(printf '%-17s c=%-3d' "$path" "$clients")
+        for target in "${targets[@]}"; do
+            row+=$(printf ' | %s %6.0f req/s p50 %5d us p99 %6d us' "$target" \
+                "$(median_of "$key.$target" 1)" "$(median_of "$key.$target" 2)" "$(median_of "$key.$target" 3)")
+        done
+        for target in "${targets[@]:1}"; do
+            row+=$(printf ' | %s/direct %.2f' "$target" "$(ratio_of "$key.$target" "$key.direct" 1 0)")
+        done
+        overhead+=("$row")
+    done
+done
+streaming=()
+for what in exec load; do
+    case $what in exec) label="1 GiB of exec stdout" mib=1024 ;; load) label="docker load of 500 MiB" mib=500 ;; esac
+    row=$(printf '%-23s' "$label:")
+    for target in "${targets[@]}"; do
+        row+=$(awk -v t="$target" -v ms="$(median_of "$sample_dir/$what.$target" 1)" -v m="$mib" \
+            'BEGIN {printf " %s %d ms (%.0f MiB/s)", t, ms, m * 1000 / ms}')
+    done
+    for target in "${targets[@]:1}"; do
+        row+=$(printf ' | %s throughput/direct %.2f' "$target" "$(ratio_of "$sample_dir/$what.$target" "$sample_dir/$what.direct" 1 1)")
+    done
+    streaming+=("$row")
+done
+rm -rf "$sample_dir"
 
 echo
 echo "== dindbox bench ($(date -u +%FT%TZ), $(nproc) cores, outer $outer, N=$runs)"
-printf 'readiness median, dindbox (init + proxy): %6d ms\n' "${results[dindbox]}"
-printf 'readiness median, bare dockerd:           %6d ms\n' "${results[bare]}"
-awk -v a="${results[dindbox]}" -v b="${results[bare]}" 'BEGIN {
-    printf "ratio dindbox/bare:                        %6.2f\n", a / b
-    printf "ratio dindbox/(bare - its 1 s TCP pause):  %6.2f\n", a / (b > 1000 ? b - 1000 : b)
-}'
-printf 'idle RSS of PID 1 (%s):              %6s KiB\n' "$pid1" "$rss_kb"
-printf 'idle RSS of the inner dockerd:            %6s KiB\n' "$dockerd_kb"
-echo "proxy overhead (inside one box, ${seconds}s per run, loadgen on the same 2 cores):"
+if [ "$only" = all ]; then
+    printf 'readiness median, dindbox (init + proxy): %6d ms\n' "${results[dindbox]}"
+    printf 'readiness median, bare dockerd:           %6d ms\n' "${results[bare]}"
+    awk -v a="${results[dindbox]}" -v b="${results[bare]}" 'BEGIN {
+        printf "ratio dindbox/bare:                        %6.2f\n", a / b
+        printf "ratio dindbox/(bare - its 1 s TCP pause):  %6.2f\n", a / (b > 1000 ? b - 1000 : b)
+    }'
+    printf 'idle RSS of PID 1 (%s):              %6s KiB\n' "$pid1" "$rss_kb"
+    printf 'idle RSS of the inner dockerd:            %6s KiB\n' "$dockerd_kb"
+fi
+echo "proxy overhead (inside one box, ${seconds}s per run, medians of $rounds rounds, ratios: median of per-round ratios, loadgen on the same $(nproc) cores):"
 printf '  %s\n' "${overhead[@]}"
-awk -v d="$exec_direct" -v p="$exec_proxied" 'BEGIN {
-    printf "  1 GiB of exec stdout: direct %d ms, proxied %d ms, proxied throughput %.2f of direct\n", d, p, d / p }'
-awk -v d="$load_direct" -v p="$load_proxied" 'BEGIN {
-    printf "  docker load of 500 MiB: direct %d ms, proxied %d ms, proxied throughput %.2f of direct\n", d, p, d / p }'
+echo "streaming (docker CLI in the box, medians of $rounds rounds):"
+printf '  %s\n' "${streaming[@]}"

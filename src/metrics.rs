@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     /// The allow-list pattern, e.g. `/containers/{}/json`, or `refused`.
-    endpoint: String,
+    endpoint: &'static str,
     /// `forwarded`, `refused` or `error` (dockerd did not answer).
     outcome: &'static str,
 }
@@ -111,7 +111,7 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, endpoint: &str, outcome: Outcome, took: Duration) {
+    pub fn request(&self, endpoint: &'static str, outcome: Outcome, took: Duration) {
         let (endpoint, outcome) = match outcome {
             Outcome::Forwarded => (endpoint, "forwarded"),
             Outcome::Refused(rule) => {
@@ -121,10 +121,7 @@ impl Metrics {
             Outcome::DockerdUnavailable => (endpoint, "error"),
         };
         self.requests
-            .get_or_create(&RequestLabels {
-                endpoint: endpoint.to_string(),
-                outcome,
-            })
+            .get_or_create(&RequestLabels { endpoint, outcome })
             .inc();
         self.latency.observe(took.as_secs_f64());
     }

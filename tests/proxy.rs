@@ -489,3 +489,124 @@ async fn oversized_json_bodies_get_a_clear_413() {
     );
     assert!(creates(&h.seen).is_empty());
 }
+
+/// A raw dockerd that answers every request `200 OK` and records, per
+/// request, the number of its connection and the request's head; with
+/// `close_after_each`, it closes each connection after one answer without
+/// saying so, as a daemon does with a connection it let idle out.
+async fn counting_dockerd(
+    listener: UnixListener,
+    close_after_each: bool,
+) -> Arc<Mutex<Vec<(usize, String)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        for connection in 0.. {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while stream.read_exact(&mut byte).await.is_ok() {
+                    head.push(byte[0]);
+                    if !head.ends_with(b"\r\n\r\n") {
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    record.lock().unwrap().push((connection, text));
+                    head.clear();
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
+                    if stream.write_all(answer).await.is_err() || close_after_each {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    seen
+}
+
+async fn start_counting(close_after_each: bool) -> (Harness, Arc<Mutex<Vec<(usize, String)>>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("dockerd.sock");
+    let seen = counting_dockerd(UnixListener::bind(&upstream).unwrap(), close_after_each).await;
+    let proxy_socket = dir.path().join("proxy.sock");
+    let shutdown = CancellationToken::new();
+    start_proxy(&upstream, &proxy_socket, &shutdown).await;
+    let harness = Harness {
+        _dir: dir,
+        proxy_socket,
+        seen: Arc::default(),
+        shutdown,
+    };
+    (harness, seen)
+}
+
+/// Sends one `GET /_ping` on an open connection and reads its whole answer.
+async fn ping_on(stream: &mut UnixStream) -> String {
+    stream
+        .write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\nOK") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("proxy answered in time")
+            .unwrap();
+        assert!(n > 0, "proxy closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_client_connection_keeps_one_connection_to_dockerd() {
+    let (h, seen) = start_counting(false).await;
+    let mut first = UnixStream::connect(&h.proxy_socket).await.unwrap();
+    let mut second = UnixStream::connect(&h.proxy_socket).await.unwrap();
+    for _ in 0..3 {
+        assert!(ping_on(&mut first).await.starts_with("HTTP/1.1 200"));
+        assert!(ping_on(&mut second).await.starts_with("HTTP/1.1 200"));
+    }
+    let mut connections: Vec<usize> = seen.lock().unwrap().iter().map(|(c, _)| *c).collect();
+    assert_eq!(connections.len(), 6);
+    connections.dedup();
+    assert_eq!(
+        connections,
+        [0, 1, 0, 1, 0, 1],
+        "one upstream connection per client connection"
+    );
+}
+
+#[tokio::test]
+async fn a_request_after_dockerd_closed_the_idle_connection_goes_on_a_new_one() {
+    let (h, seen) = start_counting(true).await;
+    let mut client = UnixStream::connect(&h.proxy_socket).await.unwrap();
+    for round in 0..3 {
+        let answer = ping_on(&mut client).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "round {round}: {answer}"
+        );
+        // Sometimes the proxy has seen the close before the next request, sometimes not.
+        if round == 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let connections: Vec<usize> = seen.lock().unwrap().iter().map(|(c, _)| *c).collect();
+    assert_eq!(connections, [0, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_request_without_host_reaches_dockerd_with_one() {
+    let (h, seen) = start_counting(false).await;
+    let answer = exchange(&h.proxy_socket, b"GET /_ping HTTP/1.0\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen[0].1.to_ascii_lowercase().contains("\r\nhost: "),
+        "{seen:?}"
+    );
+}

@@ -8,6 +8,10 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
+/// The copy buffer each way. tokio's default (8 KiB) costs a read and a write
+/// per 8 KiB of `docker exec` output; 64 KiB takes an eighth of the syscalls.
+const COPY_BUFFER: usize = 64 << 10;
+
 /// Copies bytes both ways until both sides are done. A side that closes its
 /// write half (the CLI's stdin EOF) is shut down towards the other, and the
 /// copy the other way goes on, so output after stdin closes is not lost.
@@ -22,7 +26,14 @@ pub fn splice(client: OnUpgrade, daemon: OnUpgrade) {
         };
         let mut client = TokioIo::new(client);
         let mut daemon = TokioIo::new(daemon);
-        match tokio::io::copy_bidirectional(&mut client, &mut daemon).await {
+        match tokio::io::copy_bidirectional_with_sizes(
+            &mut client,
+            &mut daemon,
+            COPY_BUFFER,
+            COPY_BUFFER,
+        )
+        .await
+        {
             Ok((up, down)) => debug!(up, down, "hijacked stream closed"),
             Err(err) => debug!(error = %err, "hijacked stream ended with an error"),
         }

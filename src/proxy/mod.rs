@@ -17,6 +17,7 @@ mod owner;
 pub mod policy;
 pub mod query;
 pub mod route;
+mod upstream;
 
 pub use self::cli::{main, policy_main, PolicyArgs, PolicyOptions, ProxyArgs};
 
@@ -154,7 +155,12 @@ pub struct ProxyConfig {
 
 pub struct Proxy {
     upstream: PathBuf,
+    /// The `Host` sent to dockerd when the client sent none: the one
+    /// hyper-util's client sent (the hex-encoded socket path).
+    upstream_host: HeaderValue,
     policy: Policy,
+    /// The pool for the owner checks' own requests; forwarded requests go
+    /// on their client connection's own [`upstream::Connection`].
     client: Client<UnixConnector, Body>,
 }
 
@@ -164,8 +170,13 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_timer(TokioTimer::new())
             .build(UnixConnector);
+        let upstream_host = http::Uri::from(hyperlocal::Uri::new(&config.upstream, "/"))
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .expect("a hyperlocal URI has an authority");
         Arc::new(Proxy {
             upstream: config.upstream,
+            upstream_host,
             policy: config.policy,
             client,
         })
@@ -210,14 +221,16 @@ impl Proxy {
     async fn serve_connection(
         self: Arc<Self>,
         io: Box<dyn Io>,
-        peer: String,
+        peer: Arc<str>,
         shutdown: CancellationToken,
     ) {
         metrics::global().connection_opened();
+        let upstream = Arc::new(upstream::Connection::default());
         let service = service_fn(|req| {
             let proxy = self.clone();
             let peer = peer.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, &peer).await) }
+            let upstream = upstream.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, &peer, &upstream).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -240,12 +253,19 @@ impl Proxy {
         metrics::global().connection_closed();
     }
 
-    async fn handle(&self, req: Request<Incoming>, peer: &str) -> Response<Body> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: &str,
+        upstream: &upstream::Connection,
+    ) -> Response<Body> {
         let started = std::time::Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        // For the log lines only: a clone shares the URI's bytes.
+        let uri = req.uri().clone();
+        let path = uri.path();
         let mut endpoint = "refused";
-        let result = self.forward(req, &mut endpoint).await;
+        let result = self.forward(req, upstream, &mut endpoint).await;
         let outcome = match &result {
             Ok(_) => metrics::Outcome::Forwarded,
             Err(reject) if reject.status == StatusCode::SERVICE_UNAVAILABLE => {
@@ -276,6 +296,7 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
+        upstream: &upstream::Connection,
         endpoint: &mut &'static str,
     ) -> Result<Response<Body>, Reject> {
         let mut route = check::admit(&self.policy, req.method(), req.uri(), req.headers())?;
@@ -298,11 +319,34 @@ impl Proxy {
         };
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
         let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
+        let req = self
+            .upstream_request(req, &route, ownership.as_ref(), hijack)
+            .await?;
+        let mut response = self.send(upstream, req).await?;
+        self.advertise_only_what_is_allowed(response.headers_mut());
+        match client_upgrade {
+            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Ok(splice_upgraded(client, response))
+            }
+            _ => self.shape_response(route.endpoint, answer, response).await,
+        }
+    }
+
+    /// The request as dockerd gets it: the target the proxy rebuilt from the
+    /// route, the body it checked (re-serialised) or streamed, and no
+    /// hop-by-hop headers.
+    async fn upstream_request(
+        &self,
+        req: Request<Incoming>,
+        route: &route::Route,
+        ownership: Option<&owner::Upstream<'_>>,
+        hijack: bool,
+    ) -> Result<Request<Body>, Reject> {
         let (mut parts, body) = req.into_parts();
         let body = if check::inspects_body(route.endpoint) {
             let bytes = read_bounded(body).await?;
             let checked = check::check_body(&self.policy, route.endpoint, &parts.headers, &bytes)?;
-            if let (Some(ownership), Some(checked)) = (&ownership, &checked) {
+            if let (Some(ownership), Some(checked)) = (ownership, &checked) {
                 let references = policy::owner::references(route.endpoint, checked);
                 ownership.verify_references(&references).await?;
             }
@@ -313,59 +357,53 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers, hijack);
         // hyper re-frames the body: a fresh Content-Length, or chunked when unknown.
         parts.headers.remove(header::CONTENT_LENGTH);
-        parts.uri = hyperlocal::Uri::new(&self.upstream, &route.target()).into();
+        // Origin form (RFC 9112 §3.2.1), as it goes on the wire.
+        let target = route.target();
+        parts.uri = http::Uri::try_from(target.as_str())
+            .map_err(|err| Reject::bad_request("path", format!("bad target {target:?}: {err}")))?;
+        Ok(Request::from_parts(parts, body))
+    }
 
-        let mut response = self.client.request(Request::from_parts(parts, body)).await.map_err(|err| {
+    async fn send(
+        &self,
+        upstream: &upstream::Connection,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, Reject> {
+        let sent = upstream
+            .send(&self.upstream, &self.upstream_host, req)
+            .await;
+        sent.map_err(|err| {
             warn!(error = %err, upstream = %self.upstream.display(), "dockerd did not answer");
             Reject {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 rule: "dockerd-unavailable",
                 message: "dindbox: the inner dockerd is not answering (it may be restarting); try again in a few seconds".into(),
             }
-        })?;
-        self.advertise_only_what_is_allowed(response.headers_mut());
-        if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
-            (client_upgrade, response.status())
-        {
-            hijack::splice(client_upgrade, hyper::upgrade::on(&mut response));
-            let (parts, _) = response.into_parts();
-            return Ok(Response::from_parts(parts, empty()));
-        }
+        })
+    }
+
+    /// dockerd's answer as the client gets it: streamed as it comes, except
+    /// the answers the proxy must read first (the version it caps, and in
+    /// owner mode the ones it checks or trims).
+    async fn shape_response(
+        &self,
+        endpoint: Endpoint,
+        answer: policy::owner::Answer,
+        response: Response<Incoming>,
+    ) -> Result<Response<Body>, Reject> {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
-        if route.endpoint == Endpoint::Version && parts.status.is_success() {
+        if !parts.status.is_success() {
+            return Ok(Response::from_parts(parts, stream(body)));
+        }
+        if endpoint == Endpoint::Version {
             parts.headers.remove(header::CONTENT_LENGTH);
             return Ok(Response::from_parts(parts, cap_version_body(body).await));
         }
-        if let (Some(owner), true) = (&self.policy.owner, parts.status.is_success()) {
-            use policy::owner::Answer;
-            match answer {
-                Answer::Plain => {}
-                Answer::VolumeCreated => {
-                    let bytes = read_answer(body).await?;
-                    owner::check_created_volume(owner, "", &bytes)?;
-                    return Ok(Response::from_parts(parts, full(bytes.to_vec())));
-                }
-                Answer::DiskUsage | Answer::BuiltinNetwork => {
-                    let mut json: serde_json::Value =
-                        serde_json::from_slice(&read_answer(body).await?).map_err(|_| Reject {
-                            status: StatusCode::BAD_GATEWAY,
-                            rule: "owner-check",
-                            message: "dindbox: dockerd's answer is not JSON".into(),
-                        })?;
-                    match answer {
-                        Answer::DiskUsage => policy::owner::filter_disk_usage(owner, &mut json),
-                        _ => policy::owner::hide_endpoints(&mut json),
-                    }
-                    parts.headers.remove(header::CONTENT_LENGTH);
-                    return Ok(Response::from_parts(
-                        parts,
-                        full(json.to_string().into_bytes()),
-                    ));
-                }
-            }
+        match &self.policy.owner {
+            Some(owner) => owner_answer(owner, answer, parts, body).await,
+            None => Ok(Response::from_parts(parts, stream(body))),
         }
-        Ok(Response::from_parts(parts, stream(body)))
     }
 
     /// Clients negotiate from `Api-Version` (and `Builder-Version` on `/_ping`):
@@ -408,6 +446,55 @@ async fn cap_version_body(body: Incoming) -> Body {
         version["ApiVersion"] = MAX_API.to_string().into();
     }
     full(version.to_string().into_bytes())
+}
+
+/// In owner mode, the answers that could show another owner's objects:
+/// a created volume is checked, `system df` and the built-in networks are
+/// trimmed; the rest stream through.
+async fn owner_answer(
+    owner: &policy::owner::Owner,
+    answer: policy::owner::Answer,
+    mut parts: http::response::Parts,
+    body: Incoming,
+) -> Result<Response<Body>, Reject> {
+    use policy::owner::Answer;
+    match answer {
+        Answer::Plain => Ok(Response::from_parts(parts, stream(body))),
+        Answer::VolumeCreated => {
+            let bytes = read_answer(body).await?;
+            owner::check_created_volume(owner, "", &bytes)?;
+            Ok(Response::from_parts(parts, full(bytes.to_vec())))
+        }
+        Answer::DiskUsage | Answer::BuiltinNetwork => {
+            let mut json: serde_json::Value = serde_json::from_slice(&read_answer(body).await?)
+                .map_err(|_| Reject {
+                    status: StatusCode::BAD_GATEWAY,
+                    rule: "owner-check",
+                    message: "dindbox: dockerd's answer is not JSON".into(),
+                })?;
+            match answer {
+                Answer::DiskUsage => policy::owner::filter_disk_usage(owner, &mut json),
+                _ => policy::owner::hide_endpoints(&mut json),
+            }
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Ok(Response::from_parts(
+                parts,
+                full(json.to_string().into_bytes()),
+            ))
+        }
+    }
+}
+
+/// dockerd switched protocols: splice the two upgraded connections and give
+/// the client the `101` (its headers as dockerd sent them, after the
+/// advertised versions were capped).
+fn splice_upgraded(
+    client: hyper::upgrade::OnUpgrade,
+    mut response: Response<Incoming>,
+) -> Response<Body> {
+    hijack::splice(client, hyper::upgrade::on(&mut response));
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, empty())
 }
 
 fn stream(body: Incoming) -> Body {
@@ -459,21 +546,24 @@ impl Accepted {
     }
 }
 
-async fn accept(listener: &Listener) -> io::Result<(Accepted, String)> {
+async fn accept(listener: &Listener) -> io::Result<(Accepted, Arc<str>)> {
     match listener {
         Listener::Unix(l) => {
             let (stream, _) = l.accept().await?;
-            Ok((Accepted::Ready(Box::new(stream)), "unix".to_string()))
+            Ok((Accepted::Ready(Box::new(stream)), Arc::from("unix")))
         }
         Listener::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
             stream.set_nodelay(true)?;
-            Ok((Accepted::Ready(Box::new(stream)), peer.to_string()))
+            Ok((Accepted::Ready(Box::new(stream)), peer.to_string().into()))
         }
         Listener::Tls(l, acceptor) => {
             let (stream, peer) = l.accept().await?;
             stream.set_nodelay(true)?;
-            Ok((Accepted::Tls(stream, acceptor.clone()), peer.to_string()))
+            Ok((
+                Accepted::Tls(stream, acceptor.clone()),
+                peer.to_string().into(),
+            ))
         }
     }
 }
