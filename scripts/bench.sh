@@ -17,11 +17,23 @@
 #      and streaming: 1 GiB of `docker exec` stdout and `docker load` of a
 #      500 MiB image, with the docker CLI inside the box, proxied vs direct.
 #
+#   4. The proxy graphdriver against the inner overlay2: `docker load` of a
+#      ~200 MiB multi-layer image and `docker run` start latency
+#      (scripts/bench-graphdriver.sh; root only).
+#
+#   BENCH_ONLY=box          parts 1-3 only
+#   BENCH_ONLY=graphdriver  part 4 only (default: all, part 4 when root)
 #   BENCH_RUNS=5            N
 #   BENCH_PORT=23790        host port used by the bench boxes
 #   BENCH_SKIP_BUILD=1      use the existing $DINDBOX_IMAGE
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case ${BENCH_ONLY:-} in
+'' | box) ;;
+graphdriver) exec bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh" ;;
+*) die "BENCH_ONLY=$BENCH_ONLY: use box or graphdriver" ;;
+esac
 
 runs=${BENCH_RUNS:-5}
 port=${BENCH_PORT:-23790}
@@ -140,3 +152,8 @@ awk -v d="$exec_direct" -v p="$exec_proxied" 'BEGIN {
     printf "  1 GiB of exec stdout: direct %d ms, proxied %d ms, proxied throughput %.2f of direct\n", d, p, d / p }'
 awk -v d="$load_direct" -v p="$load_proxied" 'BEGIN {
     printf "  docker load of 500 MiB: direct %d ms, proxied %d ms, proxied throughput %.2f of direct\n", d, p, d / p }'
+
+if [ -z "${BENCH_ONLY:-}" ] && [ "$(id -u)" = 0 ]; then
+    echo
+    BENCH_SKIP_BUILD=1 bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh"
+fi
