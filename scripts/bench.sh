@@ -17,6 +17,12 @@
 #      and streaming: 1 GiB of `docker exec` stdout and `docker load` of a
 #      500 MiB image, with the docker CLI inside the box, proxied vs direct.
 #
+#   4. The proxy graphdriver against the inner overlay2: `docker load` of a
+#      ~200 MiB multi-layer image and `docker run` start latency
+#      (scripts/bench-graphdriver.sh; root only).
+#
+#   BENCH_ONLY=box          parts 1-3 only
+#   BENCH_ONLY=graphdriver  part 4 only (default: all, part 4 when root)
 #   BENCH_RUNS=5            N
 #   BENCH_PORT=23790        host port used by the bench boxes
 #   BENCH_SKIP_BUILD=1      use the existing $DINDBOX_IMAGE
@@ -34,10 +40,17 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+case ${BENCH_ONLY:-} in
+'' | box | proxy) ;;
+graphdriver) exec bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh" ;;
+*) die "BENCH_ONLY=$BENCH_ONLY: use box, proxy or graphdriver (unset: everything)" ;;
+esac
+
 runs=${BENCH_RUNS:-5}
 port=${BENCH_PORT:-23790}
+# box: readiness, RSS and proxy; proxy: the proxy part alone.
 only=${BENCH_ONLY:-all}
-case $only in all | proxy) ;; *) die "BENCH_ONLY=$only: expected proxy, or unset for everything" ;; esac
+if [ "$only" = box ]; then only=all; fi
 seconds=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-1}
 api=tcp://127.0.0.1:$port
@@ -224,3 +237,8 @@ echo "proxy overhead (inside one box, ${seconds}s per run, medians of $rounds ro
 printf '  %s\n' "${overhead[@]}"
 echo "streaming (docker CLI in the box, medians of $rounds rounds):"
 printf '  %s\n' "${streaming[@]}"
+
+if [ -z "${BENCH_ONLY:-}" ] && [ "$(id -u)" = 0 ]; then
+    echo
+    BENCH_SKIP_BUILD=1 bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh"
+fi

@@ -218,6 +218,8 @@ enum E<'a> {
     Dir(&'a str),
     File(&'a str, &'a [u8]),
     Symlink(&'a str, &'a str),
+    /// A file with one xattr, as a PAX `SCHILY.xattr.NAME` record.
+    XattrFile(&'a str, &'a [u8], &'a str, &'a [u8]),
 }
 
 fn layer_tar(entries: &[E<'_>]) -> Vec<u8> {
@@ -241,6 +243,13 @@ fn layer_tar(entries: &[E<'_>]) -> Vec<u8> {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
                 b.append_link(&mut h, p, target).unwrap();
+            }
+            E::XattrFile(p, data, key, value) => {
+                let key = format!("SCHILY.xattr.{key}");
+                b.append_pax_extensions([(key.as_str(), *value)]).unwrap();
+                h.set_mode(0o644);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, p, *data).unwrap();
             }
         }
     }
@@ -497,6 +506,80 @@ async fn lifecycle(driver: &str) {
         std::fs::read_to_string(store.join(".dindbox-driver")).unwrap(),
         driver
     );
+}
+
+/// A file's `user.test` xattr goes in with ApplyDiff, is on the file in the
+/// layer, and comes back out of Diff as a PAX `SCHILY.xattr.user.test` record.
+async fn xattr_round_trip(driver: &str) {
+    if !is_root() {
+        eprintln!("SKIP graphdriver {driver} xattr round trip: needs root");
+        return;
+    }
+    let server = Server::start(driver, &[]);
+    let mut c = server.client().await;
+    let init = json!({"Home": HOME, "Opts": null, "UIDMaps": null, "GIDMaps": null});
+    let (status, reply) = c.call("/GraphDriver.Init", init).await;
+    if driver == "overlay" && status != 200 {
+        eprintln!("SKIP graphdriver overlay xattr round trip: {reply}");
+        return;
+    }
+    c.ok("/GraphDriver.Create", json!({"ID": BASE})).await;
+    let tar_in = layer_tar(&[
+        E::Dir("etc"),
+        E::XattrFile("etc/tagged", b"data", "user.test", b"42"),
+    ]);
+    let (status, reply) = c.apply_diff(BASE, "", tar_in).await;
+    assert_eq!(status, 200, "{reply}");
+    let dir = c.ok("/GraphDriver.Get", json!({"ID": BASE})).await;
+    let on_disk = server
+        .host_view(dir["Dir"].as_str().unwrap())
+        .join("etc/tagged");
+    assert_eq!(
+        xattr::get(&on_disk, "user.test").unwrap().as_deref(),
+        Some(&b"42"[..]),
+        "{}",
+        on_disk.display()
+    );
+    c.ok("/GraphDriver.Put", json!({"ID": BASE})).await;
+
+    let (status, tar_out) = c
+        .send(
+            "/GraphDriver.Diff",
+            Full::new(Bytes::from(json!({"ID": BASE}).to_string())).boxed(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut archive = tar::Archive::new(&tar_out[..]);
+    let mut tagged = archive
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path_bytes().as_ref() == b"etc/tagged")
+        .expect("etc/tagged in the diff");
+    let records: Vec<(String, Vec<u8>)> = tagged
+        .pax_extensions()
+        .unwrap()
+        .expect("PAX records on etc/tagged")
+        .map(|x| {
+            let x = x.unwrap();
+            (x.key().unwrap().to_string(), x.value_bytes().to_vec())
+        })
+        .filter(|(k, _)| k.starts_with("SCHILY.xattr."))
+        .collect();
+    assert_eq!(
+        records,
+        vec![("SCHILY.xattr.user.test".to_string(), b"42".to_vec())]
+    );
+}
+
+#[tokio::test]
+async fn vfs_keeps_xattrs_through_apply_diff_and_diff() {
+    xattr_round_trip("vfs").await;
+}
+
+#[tokio::test]
+async fn overlay_keeps_xattrs_through_apply_diff_and_diff() {
+    xattr_round_trip("overlay").await;
 }
 
 #[tokio::test]

@@ -221,6 +221,7 @@ pub fn apply_layer(
     let mut archive = tar::Archive::new(tar);
     let mut unpacked: HashSet<PathBuf> = HashSet::new();
     let mut dir_times: Vec<(PathBuf, (i64, i64))> = Vec::new();
+    let mut buf = vec![0; COPY_BUF];
     for entry in archive.entries().map_err(ArchiveError::Read)? {
         let mut entry = entry.map_err(ArchiveError::Read)?;
         let raw = entry.path_bytes().into_owned();
@@ -284,7 +285,7 @@ pub fn apply_layer(
                         let mut file = parent
                             .create_file(name, 0o600)
                             .map_err(io_err("creating", &path))?;
-                        io::copy(&mut entry, &mut file).map_err(ArchiveError::Read)?;
+                        copy_file(&mut entry, &mut file, &mut buf, &path)?;
                     }
                     EntryType::Symlink => {
                         let target = entry
@@ -362,6 +363,38 @@ pub fn apply_layer(
         }
     }
     Ok(quota.charged())
+}
+
+/// File data is written in pieces this big: the tar arrives in frames of a
+/// few KiB, and one write per frame costs syscalls a bigger buffer saves.
+const COPY_BUF: usize = 1 << 20;
+
+/// Copies `from` to its end into `to`, filling `buf` before each write.
+fn copy_file(
+    from: &mut impl Read,
+    to: &mut fs::File,
+    buf: &mut [u8],
+    path: &Path,
+) -> Result<(), ArchiveError> {
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match from.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(ArchiveError::Read(err)),
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..filled])
+            .map_err(io_err("writing", path))?;
+        if filled < buf.len() {
+            return Ok(());
+        }
+    }
 }
 
 fn header_owner(header: &Header, default_mode: u32) -> Owner {
@@ -558,6 +591,7 @@ pub fn write_tar(root: &Dir, items: &[DiffItem], out: impl Write) -> io::Result<
                 if ft.is_dir() {
                     let mut dir_name = name.into_os_string().into_vec();
                     dir_name.push(b'/');
+                    append_xattrs(&mut builder, &parent, base)?;
                     builder.append_data(&mut header, OsStr::from_bytes(&dir_name), io::empty())?;
                 } else if ft.is_symlink() {
                     let target = parent.read_link(base)?;
@@ -574,6 +608,7 @@ pub fn write_tar(root: &Dir, items: &[DiffItem], out: impl Write) -> io::Result<
                         links.insert((meta.dev(), meta.ino()), name.clone());
                     }
                     let file = parent.open_file(base)?;
+                    append_xattrs(&mut builder, &parent, base)?;
                     builder.append_data(&mut header, &name, Exactly::new(file, meta.size()))?;
                 } else {
                     if ft.is_char_device() || ft.is_block_device() {
@@ -588,6 +623,48 @@ pub fn write_tar(root: &Dir, items: &[DiffItem], out: impl Write) -> io::Result<
     }
     builder.finish()?;
     builder.into_inner()?.flush()
+}
+
+/// The xattrs a layer carries ([`ALLOWED_XATTRS`], the ones [`apply_layer`]
+/// restores) of the child `name`, not following it, as PAX
+/// `SCHILY.xattr.NAME` records in front of its entry (what moby's
+/// `pkg/archive` and GNU tar write).
+fn append_xattrs<W: Write>(
+    builder: &mut tar::Builder<W>,
+    parent: &Dir,
+    name: &OsStr,
+) -> io::Result<()> {
+    let records = layer_xattrs(&parent.child(name)?)?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    builder.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+}
+
+/// `(SCHILY.xattr.NAME, value)` for each allowed xattr of `path` (its last
+/// component not followed), sorted by name.
+fn layer_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(err) if err.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut records = Vec::new();
+    for name in names {
+        let Some(text) = name.to_str() else {
+            debug!(path = %path.display(), ?name, "skipping an xattr whose name is not UTF-8");
+            continue;
+        };
+        if !ALLOWED_XATTRS.iter().any(|p| text.starts_with(p)) {
+            continue;
+        }
+        // Gone since the listing: nothing to record.
+        if let Some(value) = xattr::get(path, &name)? {
+            records.push((format!("SCHILY.xattr.{text}"), value));
+        }
+    }
+    records.sort();
+    Ok(records)
 }
 
 fn now() -> u64 {
@@ -640,6 +717,8 @@ pub(crate) mod test_util {
         Dev(&'a str, EntryType, u32, u32),
         /// A path written raw into the header (no checks by the tar crate).
         RawFile(&'a [u8], &'a [u8]),
+        /// A file with PAX `SCHILY.xattr.NAME` records.
+        XattrFile(&'a str, &'a [u8], &'a [(&'a str, &'a [u8])]),
     }
 
     pub fn tar(entries: &[T<'_>]) -> Vec<u8> {
@@ -675,6 +754,17 @@ pub(crate) mod test_util {
                     h.set_device_major(*maj).unwrap();
                     h.set_device_minor(*min).unwrap();
                     b.append_data(&mut h, p, io::empty()).unwrap();
+                }
+                T::XattrFile(p, data, xattrs) => {
+                    let records: Vec<(String, &[u8])> = xattrs
+                        .iter()
+                        .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
+                        .collect();
+                    b.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+                        .unwrap();
+                    h.set_mode(0o644);
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, p, *data).unwrap();
                 }
                 T::RawFile(raw, data) => {
                     h.set_size(data.len() as u64);
@@ -884,6 +974,77 @@ mod tests {
                 "var/cache/b"
             ]
         );
+    }
+
+    /// The `SCHILY.xattr.*` records of the tar entry `name`.
+    fn tar_xattrs(bytes: &[u8], name: &str) -> Vec<(String, Vec<u8>)> {
+        let mut archive = tar::Archive::new(bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path_bytes().as_ref() == name.as_bytes())
+            .map(|mut e| {
+                e.pax_extensions()
+                    .unwrap()
+                    .map(|exts| {
+                        exts.map(|x| x.unwrap())
+                            .filter(|x| x.key_bytes().starts_with(b"SCHILY.xattr."))
+                            .map(|x| (x.key().unwrap().to_string(), x.value_bytes().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .unwrap_or_else(|| panic!("{name} is not in the tar"))
+    }
+
+    #[test]
+    fn user_xattrs_survive_apply_and_diff() {
+        for format in [WhiteoutFormat::Overlay, WhiteoutFormat::Plain] {
+            let l = layer();
+            let bytes = tar(&[
+                T::Dir("etc"),
+                T::XattrFile(
+                    "etc/tagged",
+                    b"data",
+                    &[("user.test", b"42"), ("trusted.overlay.opaque", b"y")],
+                ),
+                T::File("etc/plain", b"plain"),
+            ]);
+            apply(&l, &bytes, format).unwrap();
+            let path = l.path.join("etc/tagged");
+            assert_eq!(
+                xattr::get(&path, "user.test").unwrap().as_deref(),
+                Some(&b"42"[..])
+            );
+            // Not a layer's to set: it would make the file an opaque directory marker.
+            assert_eq!(xattr::get(&path, "trusted.overlay.opaque").unwrap(), None);
+            xattr::set(l.path.join("etc"), "user.dir", b"d").unwrap();
+
+            let mut out = Vec::new();
+            write_tar(&l.dir, &overlay_items(&l.dir).unwrap(), &mut out).unwrap();
+            let entry = |name: &str| tar_xattrs(&out, name);
+            assert_eq!(
+                entry("etc/tagged"),
+                vec![("SCHILY.xattr.user.test".to_string(), b"42".to_vec())],
+                "{format:?}"
+            );
+            assert_eq!(
+                entry("etc/"),
+                vec![("SCHILY.xattr.user.dir".to_string(), b"d".to_vec())]
+            );
+            assert!(entry("etc/plain").is_empty());
+
+            // And applied again elsewhere, the xattr is back.
+            let again = layer();
+            apply(&again, &out, format).unwrap();
+            assert_eq!(
+                xattr::get(again.path.join("etc/tagged"), "user.test")
+                    .unwrap()
+                    .as_deref(),
+                Some(&b"42"[..])
+            );
+        }
     }
 
     fn hostile_cases(outside: &str) -> Vec<(&'static str, Vec<u8>)> {

@@ -25,7 +25,10 @@ pub mod server;
 pub mod vfs;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use self::archive::{ArchiveError, DiffItem, Quota, QuotaError};
@@ -71,6 +74,82 @@ pub trait Driver: Send + Sync {
     fn layers(&self) -> Result<Vec<LayerId>, DriverError>;
     /// The bytes a layer takes on disk (for `--max-bytes`).
     fn size(&self, id: &LayerId) -> Result<u64, DriverError>;
+}
+
+/// A directory of layer directories named by their IDs (vfs's `<home>/dir`,
+/// overlay's `<home>`): what both drivers do to one layer's directory itself.
+pub struct LayerDirs {
+    /// As the host names it (for messages and the paths handed out).
+    path: PathBuf,
+    dir: Dir,
+}
+
+impl LayerDirs {
+    pub fn new(path: PathBuf, dir: Dir) -> LayerDirs {
+        LayerDirs { path, dir }
+    }
+
+    /// Where layer `id` is, as the host names it.
+    pub fn layer_path(&self, id: &LayerId) -> PathBuf {
+        self.path.join(id.as_str())
+    }
+
+    /// Opens layer `id`'s directory (not following a symlink there).
+    pub fn open(&self, id: &LayerId) -> Result<Dir, DriverError> {
+        match self.dir.open_dir(OsStr::new(id.as_str())) {
+            Ok(dir) => Ok(dir),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                Err(DriverError::NotFound(id.clone()))
+            }
+            Err(err) => Err(DriverError::io("opening layer", id)(err)),
+        }
+    }
+
+    /// Refuses an `id` that is taken by anything, a layer or not.
+    pub fn ensure_absent(&self, id: &LayerId) -> Result<(), DriverError> {
+        let taken = self
+            .dir
+            .lstat(OsStr::new(id.as_str()))
+            .map_err(DriverError::io("inspecting", self.layer_path(id).display()))?;
+        match taken {
+            Some(_) => Err(DriverError::Exists(id.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes layer `id`'s directory with `mode` (exactly: no umask) and opens it.
+    pub fn make(&self, id: &LayerId, mode: u32) -> Result<Dir, DriverError> {
+        let path = self.layer_path(id);
+        let io = || DriverError::io("creating", path.display());
+        fs::DirBuilder::new()
+            .create(self.dir.child(OsStr::new(id.as_str())).map_err(io())?)
+            .map_err(io())?;
+        let layer = self.open(id)?;
+        layer
+            .file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io())?;
+        Ok(layer)
+    }
+
+    /// Removes layer `id`'s directory and everything in it; a missing one is fine.
+    pub fn remove(&self, id: &LayerId) -> Result<(), DriverError> {
+        self.dir
+            .remove(OsStr::new(id.as_str()))
+            .map_err(DriverError::io("removing layer", id))
+    }
+
+    /// The IDs of the directory's entries that are valid layer IDs.
+    pub fn ids(&self) -> Result<Vec<LayerId>, DriverError> {
+        let names = self
+            .dir
+            .names()
+            .map_err(DriverError::io("listing", self.path.display()))?;
+        Ok(names
+            .iter()
+            .filter_map(|n| n.to_str().and_then(|n| LayerId::parse(n).ok()))
+            .collect())
+    }
 }
 
 /// A layer diff ready to be written as a tar.

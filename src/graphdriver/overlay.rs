@@ -40,7 +40,7 @@ use tracing::{debug, warn};
 use super::archive::{self, Quota, WhiteoutFormat};
 use super::beneath::{self, Dir};
 use super::protocol::{Change, ChangeKind, LayerId};
-use super::{DiffSource, Driver, DriverError};
+use super::{DiffSource, Driver, DriverError, LayerDirs};
 
 /// moby's `maxDepth`.
 pub const MAX_DEPTH: usize = 128;
@@ -180,8 +180,8 @@ fn random_link() -> io::Result<String> {
 }
 
 pub struct Overlay {
-    home_path: PathBuf,
-    home: Dir,
+    /// The home: one directory per layer, and `l/`.
+    layers: LayerDirs,
     mounter: Arc<dyn Mounter>,
     /// Get/Put counts per mounted layer (moby's `RefCounter`).
     refs: Mutex<HashMap<LayerId, usize>>,
@@ -203,10 +203,11 @@ impl Overlay {
                 .exists()
         };
         Ok(Overlay {
-            home_path: home_path.to_path_buf(),
-            home: home
-                .try_clone()
-                .map_err(DriverError::io("opening", home_path.display()))?,
+            layers: LayerDirs::new(
+                home_path.to_path_buf(),
+                home.try_clone()
+                    .map_err(DriverError::io("opening", home_path.display()))?,
+            ),
             mounter,
             refs: Mutex::new(HashMap::new()),
             index_off: param("index"),
@@ -218,9 +219,9 @@ impl Overlay {
     /// allows overlay here (a missing module, overlay on overlay, no d_type).
     pub fn probe(&self) -> Result<(), DriverError> {
         let name = OsStr::new(".probe");
-        let _ = self.home.remove(name);
+        let _ = self.layers.dir.remove(name);
         let result = (|| -> io::Result<()> {
-            let dir = self.home.create_rel(Path::new(".probe"), 0o700)?;
+            let dir = self.layers.dir.create_rel(Path::new(".probe"), 0o700)?;
             for sub in ["lower", "upper", "work", "merged"] {
                 dir.mkdir(OsStr::new(sub), 0o700)?;
             }
@@ -242,10 +243,10 @@ impl Overlay {
             self.mounter.unmount(&dir.child(OsStr::new("merged"))?)?;
             Ok(())
         })();
-        let _ = self.home.remove(name);
+        let _ = self.layers.dir.remove(name);
         result.map_err(|source| DriverError::Mount {
             id: LayerId::parse("probe").expect("valid"),
-            target: self.home_path.join(".probe/merged").display().to_string(),
+            target: self.layers.path.join(".probe/merged").display().to_string(),
             source,
             hint: "; the kernel refused overlay here: use --driver vfs, or put the root on a file system overlay accepts as upper (ext4, xfs with d_type), not on overlay",
         })
@@ -258,19 +259,13 @@ impl Overlay {
                     .into(),
             ));
         }
-        match self.home.open_dir(OsStr::new(id.as_str())) {
-            Ok(dir) => Ok(dir),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                Err(DriverError::NotFound(id.clone()))
-            }
-            Err(err) => Err(DriverError::io("opening layer", id)(err)),
-        }
+        self.layers.open(id)
     }
 
     fn sub(&self, layer: &Dir, id: &LayerId, name: &str) -> Result<Dir, DriverError> {
         layer.open_dir(OsStr::new(name)).map_err(DriverError::io(
             "opening",
-            format!("{}/{name}", self.home_path.join(id.as_str()).display()),
+            format!("{}/{name}", self.layers.layer_path(id).display()),
         ))
     }
 
@@ -280,7 +275,7 @@ impl Overlay {
         id: &LayerId,
         name: &str,
     ) -> Result<Option<String>, DriverError> {
-        let path = || format!("{}/{name}", self.home_path.join(id.as_str()).display());
+        let path = || format!("{}/{name}", self.layers.layer_path(id).display());
         match layer.open_file(OsStr::new(name)) {
             Ok(file) => {
                 let mut text = String::new();
@@ -304,11 +299,12 @@ impl Overlay {
         };
         let links = parse_lower(&text).map_err(bad)?;
         let l = self
-            .home
+            .layers
+            .dir
             .open_dir(OsStr::new("l"))
             .map_err(DriverError::io(
                 "opening",
-                self.home_path.join("l").display(),
+                self.layers.path.join("l").display(),
             ))?;
         links
             .iter()
@@ -377,16 +373,7 @@ impl Driver for Overlay {
         _rw: bool,
         _quota: &mut Quota,
     ) -> Result<(), DriverError> {
-        let name = OsStr::new(id.as_str());
-        let path = self.home_path.join(id.as_str());
-        if self
-            .home
-            .lstat(name)
-            .map_err(DriverError::io("inspecting", path.display()))?
-            .is_some()
-        {
-            return Err(DriverError::Exists(id.clone()));
-        }
+        self.layers.ensure_absent(id)?;
         let lower = match parent {
             None => None,
             Some(parent) => {
@@ -418,21 +405,16 @@ impl Driver for Overlay {
                 Some(lower)
             }
         };
+        let layer = self.layers.make(id, 0o710)?;
+        let path = self.layers.layer_path(id);
         let io = |op| DriverError::io(op, path.display());
-        fs::DirBuilder::new()
-            .create(self.home.child(name).map_err(io("creating"))?)
-            .map_err(io("creating"))?;
-        let layer = self.layer(id)?;
-        layer
-            .file()
-            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o710))
-            .map_err(io("creating"))?;
         layer
             .mkdir(OsStr::new("diff"), 0o755)
             .map_err(io("creating diff in"))?;
         let lid = random_link().map_err(io("naming"))?;
         let l = self
-            .home
+            .layers
+            .dir
             .open_dir(OsStr::new("l"))
             .map_err(io("opening l/ for"))?;
         std::os::unix::fs::symlink(
@@ -471,19 +453,17 @@ impl Driver for Overlay {
         self.refs.lock().expect("refs lock").remove(id);
         if let Some(lid) = self.read_small(&layer, id, "link")? {
             if valid_link(lid.trim()) {
-                if let Ok(l) = self.home.open_dir(OsStr::new("l")) {
+                if let Ok(l) = self.layers.dir.open_dir(OsStr::new("l")) {
                     let _ = l.remove(OsStr::new(lid.trim()));
                 }
             }
         }
-        self.home
-            .remove(OsStr::new(id.as_str()))
-            .map_err(DriverError::io("removing layer", id))
+        self.layers.remove(id)
     }
 
     fn get(&self, id: &LayerId) -> Result<PathBuf, DriverError> {
         let layer = self.layer(id)?;
-        let dir = self.home_path.join(id.as_str());
+        let dir = self.layers.layer_path(id);
         let lowers = self.lower_ids(&layer, id)?;
         if lowers.is_empty() {
             self.sub(&layer, id, "diff")?;
@@ -554,7 +534,7 @@ impl Driver for Overlay {
             if err.raw_os_error() != Some(libc::EINVAL) {
                 return Err(DriverError::io(
                     "unmounting",
-                    self.home_path.join(id.as_str()).join("merged").display(),
+                    self.layers.layer_path(id).join("merged").display(),
                 )(err));
             }
         }
@@ -568,7 +548,7 @@ impl Driver for Overlay {
     }
 
     fn status(&self) -> Vec<(String, String)> {
-        let fs_name = nix::sys::statfs::statfs(&self.home.path())
+        let fs_name = nix::sys::statfs::statfs(&self.layers.dir.path())
             .map(|s| fs_type_name(s.filesystem_type()))
             .unwrap_or("unknown");
         vec![
@@ -581,7 +561,7 @@ impl Driver for Overlay {
 
     fn metadata(&self, id: &LayerId) -> Result<BTreeMap<String, Vec<PathBuf>>, DriverError> {
         let layer = self.layer(id)?;
-        let dir = self.home_path.join(id.as_str());
+        let dir = self.layers.layer_path(id);
         let mut meta = BTreeMap::from([
             ("WorkDir".to_string(), vec![dir.join("work")]),
             ("MergedDir".to_string(), vec![dir.join("merged")]),
@@ -591,7 +571,7 @@ impl Driver for Overlay {
         if !lowers.is_empty() {
             let paths = lowers
                 .iter()
-                .map(|l| self.home_path.join(l.as_str()).join("diff"))
+                .map(|l| self.layers.path.join(l.as_str()).join("diff"))
                 .collect();
             meta.insert("LowerDir".to_string(), paths);
         }
@@ -662,15 +642,9 @@ impl Driver for Overlay {
     }
 
     fn layers(&self) -> Result<Vec<LayerId>, DriverError> {
-        let names = self
-            .home
-            .names()
-            .map_err(DriverError::io("listing", self.home_path.display()))?;
-        Ok(names
-            .iter()
-            .filter(|n| n.to_str() != Some("l"))
-            .filter_map(|n| n.to_str().and_then(|n| LayerId::parse(n).ok()))
-            .collect())
+        let mut ids = self.layers.ids()?;
+        ids.retain(|id| id.as_str() != "l");
+        Ok(ids)
     }
 
     fn size(&self, id: &LayerId) -> Result<u64, DriverError> {

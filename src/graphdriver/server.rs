@@ -11,7 +11,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -676,12 +676,12 @@ impl Server {
                 return error_response(StatusCode::INTERNAL_SERVER_ERROR, &message);
             }
         };
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
+        let (tx, rx) = mpsc::channel::<io::Result<Vec<Bytes>>>(8);
         let quota = session.quota(self.config.max_bytes);
         let apply = tokio::task::spawn_blocking(move || {
             let mut reader = ChannelReader {
                 rx,
-                current: Bytes::new(),
+                current: VecDeque::new(),
             };
             let mut quota = quota;
             let result = session
@@ -691,25 +691,36 @@ impl Server {
             session.charge(&id, quota.charged());
             result
         });
-        // Pump the body into the channel; once the applier stops (done or
-        // failed) keep reading to the end, so the daemon gets our answer
-        // rather than a broken pipe.
+        // Pump the body into the channel in batches of frames (one wake-up
+        // of the applier per batch, not per frame); once the applier stops
+        // (done or failed) keep reading to the end, so the daemon gets our
+        // answer rather than a broken pipe.
         let mut body = req.into_body();
         let mut tx = Some(tx);
+        let mut batch = Vec::new();
+        let mut batched = 0;
         loop {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.stats
-                            .bytes_in
-                            .fetch_add(data.len() as u64, Ordering::Relaxed);
-                        if let Some(sender) = &tx {
-                            if sender.send(Ok(data)).await.is_err() {
-                                tx = None;
-                            }
-                        }
+            let frame = body.frame().await;
+            if let Some(Ok(frame)) = &frame {
+                if let Some(data) = frame.data_ref() {
+                    self.stats
+                        .bytes_in
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if tx.is_some() {
+                        batched += data.len();
+                        batch.push(data.clone());
                     }
                 }
+            }
+            let end = !matches!(frame, Some(Ok(_)));
+            if let (Some(sender), true) = (&tx, end || batched >= BATCH) {
+                if !batch.is_empty() && sender.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                    tx = None;
+                }
+                batched = 0;
+            }
+            match frame {
+                Some(Ok(_)) => {}
                 Some(Err(err)) => {
                     if let Some(sender) = tx.take() {
                         let _ = sender
@@ -795,24 +806,34 @@ impl Server {
 
 const CHUNK: usize = 64 * 1024;
 
+/// ApplyDiff hands the body to the applier in batches of about this many bytes.
+const BATCH: usize = 256 * 1024;
+
 /// The blocking side of a request body.
 struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
+    rx: mpsc::Receiver<io::Result<Vec<Bytes>>>,
+    current: VecDeque<Bytes>,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(data)) => self.current = data,
-                Some(Err(err)) => return Err(err),
-                None => return Ok(0),
+        loop {
+            match self.current.front_mut() {
+                Some(data) if data.is_empty() => {
+                    self.current.pop_front();
+                }
+                Some(data) => {
+                    let n = buf.len().min(data.len());
+                    buf[..n].copy_from_slice(&data.split_to(n));
+                    return Ok(n);
+                }
+                None => match self.rx.blocking_recv() {
+                    Some(Ok(batch)) => self.current.extend(batch),
+                    Some(Err(err)) => return Err(err),
+                    None => return Ok(0),
+                },
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
     }
 }
 

@@ -18,12 +18,11 @@ use super::archive::{self, Quota, WhiteoutFormat};
 use super::beneath::{self, Dir, Owner};
 use super::changes;
 use super::protocol::{Change, LayerId};
-use super::{DiffSource, Driver, DriverError};
+use super::{DiffSource, Driver, DriverError, LayerDirs};
 
 pub struct Vfs {
-    /// `<home>/dir` as the host names it.
-    layers_path: PathBuf,
-    layers: Dir,
+    /// `<home>/dir`: one directory per layer.
+    layers: LayerDirs,
 }
 
 impl Vfs {
@@ -35,19 +34,12 @@ impl Vfs {
             .open_dir(OsStr::new("dir"))
             .map_err(DriverError::io("opening", home_path.join("dir").display()))?;
         Ok(Vfs {
-            layers_path: home_path.join("dir"),
-            layers,
+            layers: LayerDirs::new(home_path.join("dir"), layers),
         })
     }
 
     fn layer(&self, id: &LayerId) -> Result<Dir, DriverError> {
-        match self.layers.open_dir(OsStr::new(id.as_str())) {
-            Ok(dir) => Ok(dir),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                Err(DriverError::NotFound(id.clone()))
-            }
-            Err(err) => Err(DriverError::io("opening layer", id)(err)),
-        }
+        self.layers.open(id)
     }
 
     fn parent(&self, parent: Option<&LayerId>) -> Result<Option<Dir>, DriverError> {
@@ -67,33 +59,14 @@ impl Driver for Vfs {
         _rw: bool,
         quota: &mut Quota,
     ) -> Result<(), DriverError> {
-        let name = OsStr::new(id.as_str());
-        if self
-            .layers
-            .lstat(name)
-            .map_err(DriverError::io("inspecting layer", id))?
-            .is_some()
-        {
-            return Err(DriverError::Exists(id.clone()));
-        }
+        self.layers.ensure_absent(id)?;
         let parent = self.parent(parent)?;
         if let Some(parent) = &parent {
             let size =
                 beneath::tree_size(parent).map_err(DriverError::io("measuring layer", id))?;
             quota.charge(size)?;
         }
-        fs::DirBuilder::new()
-            .create(
-                self.layers
-                    .child(name)
-                    .map_err(DriverError::io("creating layer", id))?,
-            )
-            .map_err(DriverError::io("creating layer", id))?;
-        let layer = self.layer(id)?;
-        layer
-            .file()
-            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(DriverError::io("creating layer", id))?;
+        let layer = self.layers.make(id, 0o755)?;
         if let Some(parent) = parent {
             let mut links = HashMap::new();
             copy_tree(&parent, &layer, &layer, Path::new(""), &mut links)
@@ -103,14 +76,12 @@ impl Driver for Vfs {
     }
 
     fn remove(&self, id: &LayerId) -> Result<(), DriverError> {
-        self.layers
-            .remove(OsStr::new(id.as_str()))
-            .map_err(DriverError::io("removing layer", id))
+        self.layers.remove(id)
     }
 
     fn get(&self, id: &LayerId) -> Result<PathBuf, DriverError> {
         self.layer(id)?;
-        Ok(self.layers_path.join(id.as_str()))
+        Ok(self.layers.layer_path(id))
     }
 
     fn put(&self, id: &LayerId) -> Result<(), DriverError> {
@@ -182,14 +153,7 @@ impl Driver for Vfs {
     }
 
     fn layers(&self) -> Result<Vec<LayerId>, DriverError> {
-        let names = self
-            .layers
-            .names()
-            .map_err(DriverError::io("listing", self.layers_path.display()))?;
-        Ok(names
-            .iter()
-            .filter_map(|n| n.to_str().and_then(|n| LayerId::parse(n).ok()))
-            .collect())
+        self.layers.ids()
     }
 
     fn size(&self, id: &LayerId) -> Result<u64, DriverError> {
