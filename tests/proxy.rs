@@ -125,7 +125,7 @@ async fn fake_response(
             .unwrap();
     }
     if parts.uri.path().ends_with("/version") {
-        let body = r#"{"Version":"27.0.0","ApiVersion":"1.46","MinAPIVersion":"1.24"}"#;
+        let body = r#"{"Version":"27.0.0","ApiVersion":"1.46","MinAPIVersion":"1.24","Components":[{"Name":"Engine","Version":"27.0.0","Details":{"ApiVersion":"1.46","MinAPIVersion":"1.24"}}]}"#;
         return Response::builder()
             .status(200)
             .header("Api-Version", "1.46")
@@ -375,6 +375,10 @@ async fn a_newer_daemon_is_advertised_at_the_version_the_policy_knows() {
     );
     assert!(answer.contains(r#""ApiVersion":"1.41""#), "{answer}");
     assert!(answer.contains(r#""Version":"27.0.0""#), "{answer}");
+    assert!(
+        !answer.contains("1.46"),
+        "the Engine component's ApiVersion is capped too (`docker version` prints it):\n{answer}"
+    );
     let seen = h.seen.lock().unwrap().clone();
     assert_eq!(
         seen[0].target, "/v1.41/version",

@@ -438,13 +438,7 @@ async fn cap_version_body(body: Incoming) -> Body {
     let Ok(mut version) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return full(bytes.to_vec());
     };
-    let too_new = version["ApiVersion"]
-        .as_str()
-        .and_then(ApiVersion::parse)
-        .is_some_and(|v| v > MAX_API);
-    if too_new {
-        version["ApiVersion"] = MAX_API.to_string().into();
-    }
+    route::cap_version_answer(&mut version);
     full(version.to_string().into_bytes())
 }
 

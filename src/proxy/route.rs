@@ -479,6 +479,30 @@ fn split_params<'p>(pattern: &str, path: &'p str) -> Option<(&'p str, &'p str)> 
     }
 }
 
+/// Caps every API version a `GET /version` answer states at [`MAX_API`]: the
+/// top-level `ApiVersion` and the Engine component's (`docker version` prints
+/// the latter), so clients see the version the proxy serves.
+pub fn cap_version_answer(version: &mut serde_json::Value) {
+    let cap = |v: &mut serde_json::Value| {
+        if v.as_str()
+            .and_then(ApiVersion::parse)
+            .is_some_and(|v| v > MAX_API)
+        {
+            *v = MAX_API.to_string().into();
+        }
+    };
+    if let Some(v) = version.get_mut("ApiVersion") {
+        cap(v);
+    }
+    if let Some(components) = version.get_mut("Components").and_then(|c| c.as_array_mut()) {
+        for details in components.iter_mut().filter_map(|c| c.get_mut("Details")) {
+            if let Some(v) = details.get_mut("ApiVersion") {
+                cap(v);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,5 +735,34 @@ mod tests {
                 .rule,
             "query"
         );
+    }
+
+    #[test]
+    fn version_answers_are_capped_everywhere_they_state_an_api_version() {
+        let mut answer = serde_json::json!({
+            "ApiVersion": "1.45",
+            "MinAPIVersion": "1.24",
+            "Components": [
+                { "Name": "Engine", "Details": { "ApiVersion": "1.45", "MinAPIVersion": "1.24" } },
+                { "Name": "containerd", "Details": { "GitCommit": "x" } },
+            ],
+        });
+        cap_version_answer(&mut answer);
+        assert_eq!(answer["ApiVersion"], "1.41");
+        assert_eq!(answer["Components"][0]["Details"]["ApiVersion"], "1.41");
+        assert_eq!(answer["Components"][0]["Details"]["MinAPIVersion"], "1.24");
+        assert_eq!(
+            answer["Components"][1]["Details"],
+            serde_json::json!({ "GitCommit": "x" })
+        );
+
+        let mut older = serde_json::json!({ "ApiVersion": "1.40", "Components": [
+            { "Name": "Engine", "Details": { "ApiVersion": "1.40" } } ] });
+        cap_version_answer(&mut older);
+        assert_eq!(
+            older["ApiVersion"], "1.40",
+            "older daemons are left as they are"
+        );
+        assert_eq!(older["Components"][0]["Details"]["ApiVersion"], "1.40");
     }
 }
