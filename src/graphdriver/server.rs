@@ -390,14 +390,9 @@ impl Server {
     }
 
     async fn json_call(self: Arc<Self>, name: &str, req: Request<Incoming>) -> Response<Body> {
-        let body = match Limited::new(req.into_body(), MAX_JSON_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    &format!("reading the request body: {err}"),
-                )
-            }
+        let body = match read_json_body(req).await {
+            Ok(body) => body,
+            Err(response) => return response,
         };
         let name = name.to_string();
         let server = self.clone();
@@ -752,14 +747,9 @@ impl Server {
     /// a bounded channel that the response body streams from. Errors found
     /// before the first byte are a 500; later ones cut the stream.
     async fn diff(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        let body = match Limited::new(req.into_body(), MAX_JSON_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    &format!("reading the request body: {err}"),
-                )
-            }
+        let body = match read_json_body(req).await {
+            Ok(body) => body,
+            Err(response) => return response,
         };
         let server = self.clone();
         let prepared = tokio::task::spawn_blocking(move || -> Result<_, CallError> {
@@ -910,6 +900,17 @@ fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
 fn reply_response(status: StatusCode, reply: &Reply) -> Response<Body> {
     let body = serde_json::to_vec(reply).unwrap_or_else(|_| b"{}".to_vec());
     json_response(status, Bytes::from(body))
+}
+
+/// A JSON call's whole body (at most [`MAX_JSON_BODY`]), or the 400 to answer.
+async fn read_json_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_JSON_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("reading the request body: {err}"),
+        )),
+    }
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response<Body> {
