@@ -61,31 +61,59 @@ pub fn object_name(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
 
+/// How an inner budget follows from the box's outer limit: given, never above
+/// the limit; else the limit minus what the box keeps for itself.
+struct Inner {
+    limit_flag: &'static str,
+    budget_flag: &'static str,
+    reserve: i64,
+    min: i64,
+    show: fn(i64) -> String,
+}
+
+impl Inner {
+    fn derive(&self, limit: Option<i64>, budget: Option<i64>) -> anyhow::Result<Option<i64>> {
+        let show = self.show;
+        match (limit, budget) {
+            (Some(l), Some(b)) if b > l => bail!(
+                "{} {} is above {} {}: the containers' budget must fit in the box",
+                self.budget_flag,
+                show(b),
+                self.limit_flag,
+                show(l)
+            ),
+            (_, Some(b)) => Ok(Some(b)),
+            (Some(l), None) => {
+                let b = l - self.reserve;
+                if b < self.min {
+                    bail!(
+                        "{} {} leaves less than {} for containers once the box keeps {}; \
+                         raise it or set {}",
+                        self.limit_flag,
+                        show(l),
+                        show(self.min),
+                        show(self.reserve),
+                        self.budget_flag
+                    );
+                }
+                Ok(Some(b))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// The inner budget (`DINDBOX_MEMORY_LIMIT`): `--budget` as given (never above
 /// `--memory`), else `--memory` minus [`BOX_RESERVE`], else none.
 pub fn derive_budget(memory: Option<i64>, budget: Option<i64>) -> anyhow::Result<Option<i64>> {
-    match (memory, budget) {
-        (Some(m), Some(b)) if b > m => bail!(
-            "--budget {} is above --memory {}: the containers' budget must fit in the box",
-            human(b),
-            human(m)
-        ),
-        (_, Some(b)) => Ok(Some(b)),
-        (Some(m), None) => {
-            let b = m - BOX_RESERVE;
-            if b < MIN_BUDGET {
-                bail!(
-                    "--memory {} leaves less than {} for containers once the box keeps {}; \
-                     give more memory or set --budget",
-                    human(m),
-                    human(MIN_BUDGET),
-                    human(BOX_RESERVE)
-                );
-            }
-            Ok(Some(b))
-        }
-        (None, None) => Ok(None),
+    Inner {
+        limit_flag: "--memory",
+        budget_flag: "--budget",
+        reserve: BOX_RESERVE,
+        min: MIN_BUDGET,
+        show: human,
     }
+    .derive(memory, budget)
 }
 
 /// The inner pids budget (`DINDBOX_PIDS_LIMIT`): `--pids-budget` as given
@@ -95,23 +123,14 @@ pub fn derive_pids_budget(
     pids_limit: Option<i64>,
     pids_budget: Option<i64>,
 ) -> anyhow::Result<Option<i64>> {
-    match (pids_limit, pids_budget) {
-        (Some(l), Some(b)) if b > l => bail!(
-            "--pids-budget {b} is above --pids-limit {l}: the containers' budget must fit in the box"
-        ),
-        (_, Some(b)) => Ok(Some(b)),
-        (Some(l), None) => {
-            let b = l - BOX_PIDS_RESERVE;
-            if b < MIN_PIDS_BUDGET {
-                bail!(
-                    "--pids-limit {l} leaves less than {MIN_PIDS_BUDGET} pids for containers once \
-                     the box keeps {BOX_PIDS_RESERVE}; give a higher limit or set --pids-budget"
-                );
-            }
-            Ok(Some(b))
-        }
-        (None, None) => Ok(None),
+    Inner {
+        limit_flag: "--pids-limit",
+        budget_flag: "--pids-budget",
+        reserve: BOX_PIDS_RESERVE,
+        min: MIN_PIDS_BUDGET,
+        show: |n| format!("{n} pids"),
     }
+    .derive(pids_limit, pids_budget)
 }
 
 /// The tenant's state directory as the box was created with it: the parent
