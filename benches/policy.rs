@@ -18,6 +18,7 @@ fn decision(c: &mut Criterion) {
         allow_buildkit: false,
         owner: None,
         allow: Default::default(),
+        subnets: Default::default(),
     };
     c.bench_function("create decision (docker run body)", |b| {
         b.iter(|| {

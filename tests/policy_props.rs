@@ -135,6 +135,7 @@ fn policy() -> Policy {
         allow_buildkit: false,
         owner: None,
         allow: Default::default(),
+        subnets: Default::default(),
     }
 }
 

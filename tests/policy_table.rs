@@ -58,6 +58,7 @@ fn host_config(fields: &str) -> Request {
 
 fn table() -> Vec<(Request, Expect)> {
     let post = |target: &'static str, body: &str| (Method::POST, target, JSON, body.to_string());
+    let tar = |target: &'static str| (Method::POST, target, "application/x-tar", String::new());
     let get = |target: &'static str| (Method::GET, target, "", String::new());
     vec![
         // ---- benign calls the Docker CLI makes
@@ -898,6 +899,131 @@ fn table() -> Vec<(Request, Expect)> {
         (get("/v1.99/_ping"), Err("api-version")),
         (get("/v1.41.3/_ping"), Err("api-version")),
         (get("/v1.2/_ping"), Err("api-version")),
+        // ---- issue 11: the review's bypass classes, each in several spellings
+        // 1. form bodies behind Content-Types Go still reads as forms
+        (
+            (
+                Method::POST,
+                "/v1.41/containers/prune",
+                "Application/X-WWW-Form-Urlencoded; x=\"",
+                "filters=%7B%7D".into(),
+            ),
+            Err("content-type"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/build",
+                "application/x-www-form-urlencoded;;;",
+                "networkmode=host".into(),
+            ),
+            Err("content-type"),
+        ),
+        (
+            (
+                Method::POST,
+                "/v1.41/images/create?fromImage=busybox",
+                "text/html",
+                "fromSrc=http://169.254.169.254/".into(),
+            ),
+            Err("content-type"),
+        ),
+        // 2. NetworkID chooses another network than the one named
+        (
+            post(
+                "/v1.41/networks/mynet/connect",
+                r#"{"Container":"mine","EndpointConfig":{"NetworkID":"theirs"}}"#,
+            ),
+            Err("endpoint-network-id"),
+        ),
+        (
+            create(
+                r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"mynet":{"NetworkID":"theirs"}}}}"#,
+            ),
+            Err("endpoint-network-id"),
+        ),
+        // 3. BuildKit without a session
+        (tar("/v1.41/build?version=2"), Err("buildkit")),
+        (tar("/v1.41/build?version=1&t=x"), OK),
+        // 4. working directories as dockerd cleans them; image changes
+        (
+            create(r#"{"Image":"b","WorkingDir":"//proc/self/fd/7"}"#),
+            Err("working-dir"),
+        ),
+        (
+            create(r#"{"Image":"b","WorkingDir":"/x/../proc/self/fd/7"}"#),
+            Err("working-dir"),
+        ),
+        (
+            post(
+                "/v1.41/containers/c/exec",
+                r#"{"Cmd":["sh"],"WorkingDir":"/./proc/self/fd/7"}"#,
+            ),
+            Err("working-dir"),
+        ),
+        (
+            post(
+                "/v1.41/commit?container=c&changes=WORKDIR+%2F%2Fproc%2Fself%2Ffd%2F7",
+                "",
+            ),
+            Err("working-dir"),
+        ),
+        (
+            post(
+                "/v1.41/commit?container=c",
+                r#"{"WorkingDir":"/proc/1/cwd"}"#,
+            ),
+            Err("working-dir"),
+        ),
+        (
+            post(
+                "/v1.41/commit?container=c&changes=WORKDIR+%2Fapp",
+                r#"{"Cmd":["sh"]}"#,
+            ),
+            OK,
+        ),
+        (
+            tar("/v1.41/images/create?fromSrc=-&changes=WORKDIR+%2Fproc"),
+            Err("working-dir"),
+        ),
+        // 5. subnets and addresses over the host's ranges
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"169.254.169.0/24"}]}}"#,
+            ),
+            Err("network-subnet"),
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"10.0.0.0/8"}]}}"#,
+            ),
+            Err("network-subnet"),
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"172.30.0.0/16"}]}}"#,
+            ),
+            OK,
+        ),
+        (
+            create(
+                r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"n":{"IPAMConfig":{"IPv4Address":"169.254.169.254"}}}}}"#,
+            ),
+            Err("network-subnet"),
+        ),
+        // 9. real-time priority through ulimits; shareable IPC
+        (
+            host_config(r#""Ulimits":[{"Name":"rtprio","Soft":99,"Hard":99}]"#),
+            Err("realtime"),
+        ),
+        (
+            tar("/v1.41/build?ulimits=%5B%7B%22Name%22%3A%22rtprio%22%2C%22Hard%22%3A99%7D%5D"),
+            Err("realtime"),
+        ),
+        (host_config(r#""IpcMode":"shareable""#), Err("namespace")),
         // ---- endpoints off the allow-list
         (
             post("/v1.41/plugins/pull?remote=evil", "[]"),

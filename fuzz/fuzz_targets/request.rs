@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
         allow_buildkit: false,
         owner,
         allow,
+        subnets: Default::default(),
     };
     let Ok(route) = admit(&policy, method, &uri, &headers) else { return };
     // The forwarded target must route to the same endpoint.

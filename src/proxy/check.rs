@@ -8,6 +8,7 @@ use http::header::{self, HeaderMap};
 use http::{Method, Uri};
 
 use super::gojson::Json;
+use super::gomime;
 use super::policy::{self, owner, Policy, Reject};
 use super::route::{self, Endpoint, Route};
 
@@ -21,9 +22,12 @@ pub fn admit(
     headers: &HeaderMap,
 ) -> Result<Route, Reject> {
     let mut route = route::route_allowing(method, uri, &policy.allow)?;
-    refuse_form_bodies(headers)?;
-    if takes_tar(method, route.pattern) {
-        refuse_non_tar_bodies(headers)?;
+    let body = body_type(headers)?;
+    if takes_tar(method, route.pattern) && body == BodyType::Json {
+        return Err(Reject::bad_request(
+            "content-type",
+            "this endpoint takes a tar body, not application/json",
+        ));
     }
     match route.endpoint {
         Endpoint::BuildKit if !policy.allow_buildkit => {
@@ -35,6 +39,7 @@ pub fn admit(
         }
         Endpoint::Build => route.query = policy::build(policy, &route.query)?,
         Endpoint::ImageCreate => policy::image_create(policy, &route.query)?,
+        Endpoint::Commit => policy::check_changes(&route.query)?,
         Endpoint::SwarmJoin => {
             return Err(Reject::forbidden(
                 "swarm-join",
@@ -93,6 +98,7 @@ pub fn inspects_body(endpoint: Endpoint) -> bool {
             | Endpoint::SwarmInit
             | Endpoint::SwarmUpdate
             | Endpoint::CheckpointCreate
+            | Endpoint::Commit
     )
 }
 
@@ -119,7 +125,7 @@ pub fn check_body(
     if body.is_empty() {
         return Ok(None);
     }
-    if media_type(headers) != "application/json" {
+    if body_type(headers)? != BodyType::Json {
         return Err(Reject::bad_request(
             "content-type",
             "this endpoint takes a JSON body (Content-Type: application/json)",
@@ -137,7 +143,7 @@ pub fn check_body(
         Endpoint::ExecCreate => policy::exec_create(&json)?,
         Endpoint::VolumeCreate => policy::volume_create(policy, &json)?,
         Endpoint::NetworkCreate => policy::network_create(policy, &json)?,
-        Endpoint::NetworkConnect => policy::network_connect(&json)?,
+        Endpoint::NetworkConnect => policy::network_connect(policy, &json)?,
         Endpoint::NetworkDisconnect => policy::network_disconnect(&json)?,
         Endpoint::ServiceCreate => policy::service_create(policy, &json)?,
         Endpoint::SecretCreate => policy::secret_create(policy, &json)?,
@@ -145,6 +151,7 @@ pub fn check_body(
         Endpoint::SwarmInit => policy::swarm_init(&json, true)?,
         Endpoint::SwarmUpdate => policy::swarm_init(&json, false)?,
         Endpoint::CheckpointCreate => policy::checkpoint_create(&json)?,
+        Endpoint::Commit => policy::commit_config(&json)?,
         other => unreachable!("{other:?} bodies are streamed, not inspected"),
     };
     Ok(Some(checked))
@@ -162,46 +169,84 @@ fn takes_tar(method: &Method, pattern: &str) -> bool {
     )
 }
 
-/// A tar endpoint takes a tar body, or one typed the way the Docker client
-/// types raw bodies it does not label (`text/plain`, for `docker cp` and
-/// `docker import`), or untyped; never JSON, a form or multipart.
-fn refuse_non_tar_bodies(headers: &HeaderMap) -> Result<(), Reject> {
-    match media_type(headers).as_str() {
-        "" | "application/x-tar" | "application/tar" | "text/plain" => Ok(()),
-        media => Err(Reject::bad_request(
-            "content-type",
-            format!("this endpoint takes a tar body, not {media}"),
-        )),
+/// The kind of body a request carries, as the proxy forwards it: dockerd
+/// gets the proxy's own spelling of `Content-Type` ([`BodyType::header`]),
+/// never the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyType {
+    /// No `Content-Type`.
+    Untyped,
+    Json,
+    Tar,
+    /// `text/plain`: how the Docker client types a raw body it does not
+    /// label (`docker cp`, `docker import`), and bodiless POSTs.
+    Text,
+    Binary,
+}
+
+impl BodyType {
+    /// The `Content-Type` forwarded to dockerd.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            BodyType::Untyped => None,
+            BodyType::Json => Some("application/json"),
+            BodyType::Tar => Some("application/x-tar"),
+            BodyType::Text => Some("text/plain"),
+            BodyType::Binary => Some("application/octet-stream"),
+        }
     }
 }
 
-/// dockerd's `ParseForm` reads form-encoded bodies into the same values as the
-/// query string (and lets them win): a body of that kind could override the
-/// parameters the proxy checked, so none is accepted anywhere.
-fn refuse_form_bodies(headers: &HeaderMap) -> Result<(), Reject> {
-    let media = media_type(headers);
+/// Reads `Content-Type` as dockerd's Go would ([`gomime`]) and allows only
+/// the types Docker clients send, spelled plainly. dockerd's `ParseForm`
+/// reads a form body into the same values as the query string, and lets
+/// them win, even behind a malformed parameter or a non-ASCII spelling of
+/// the type: a value Go could read as a form, or that Go and the proxy
+/// might read differently, is refused.
+pub fn body_type(headers: &HeaderMap) -> Result<BodyType, Reject> {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let Some(value) = values.next() else {
+        return Ok(BodyType::Untyped);
+    };
+    if values.next().is_some() {
+        return Err(content_type_error("more than one Content-Type header"));
+    }
+    let bytes = value.as_bytes();
+    if !bytes
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return Err(content_type_error(format!(
+            "Content-Type {:?} is not plain ASCII",
+            String::from_utf8_lossy(bytes)
+        )));
+    }
+    let parsed = gomime::parse_media_type(bytes);
+    let media = parsed.media_type.as_str();
     if media == "application/x-www-form-urlencoded" || media.starts_with("multipart/") {
-        return Err(Reject::bad_request(
-            "content-type",
-            format!("{media} bodies are not accepted"),
-        ));
+        return Err(content_type_error(format!(
+            "{media} bodies are not accepted"
+        )));
     }
-    Ok(())
+    if let Some(error) = parsed.error {
+        return Err(content_type_error(format!(
+            "Content-Type {:?} is malformed ({error})",
+            String::from_utf8_lossy(bytes)
+        )));
+    }
+    match media {
+        "application/json" => Ok(BodyType::Json),
+        "application/x-tar" | "application/tar" => Ok(BodyType::Tar),
+        "text/plain" => Ok(BodyType::Text),
+        "application/octet-stream" => Ok(BodyType::Binary),
+        other => Err(content_type_error(format!(
+            "Content-Type {other} is not accepted (JSON, tar, text/plain or application/octet-stream)"
+        ))),
+    }
 }
 
-/// `Content-Type` parsed as a media type (lower case, without parameters), as
-/// Go's `mime.ParseMediaType` does for dockerd.
-fn media_type(headers: &HeaderMap) -> String {
-    let value = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+fn content_type_error(why: impl std::fmt::Display) -> Reject {
+    Reject::bad_request("content-type", why)
 }
 
 #[cfg(test)]
@@ -256,6 +301,69 @@ mod tests {
         );
         assert!(with(Method::PUT, archive, "application/json").is_err());
         assert!(with(Method::POST, "/v1.41/containers/c/start", "text/plain").is_ok());
+    }
+
+    fn typed(value: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_bytes(value).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn the_review_s_form_spellings_are_refused() {
+        let prune: Uri = "/v1.41/containers/prune".parse().unwrap();
+        for value in [
+            &b"application/x-www-form-urlencoded; x=\xff"[..],
+            "appl\u{0130}cation/x-www-form-urlencoded".as_bytes(),
+            "\u{00A0}application/x-www-form-urlencoded".as_bytes(),
+            b"APPLICATION/X-WWW-FORM-URLENCODED",
+            b"application/x-www-form-urlencoded;;",
+            b"multipart/form-data; boundary=x",
+            b"application/json; charset=utf-8; charset=latin1",
+            b"text/html",
+        ] {
+            let reject =
+                admit(&Policy::default(), &Method::POST, &prune, &typed(value)).unwrap_err();
+            assert_eq!(
+                reject.rule,
+                "content-type",
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+        }
+    }
+
+    #[test]
+    fn admitted_types_are_forwarded_in_the_proxy_s_spelling() {
+        for (value, forwarded) in [
+            (&b"application/json"[..], Some("application/json")),
+            (
+                b" Application/JSON ; charset=utf-8",
+                Some("application/json"),
+            ),
+            (b"application/json;", Some("application/json")),
+            (b"application/tar", Some("application/x-tar")),
+            (b"text/plain", Some("text/plain")),
+            (
+                b"application/octet-stream",
+                Some("application/octet-stream"),
+            ),
+        ] {
+            let kind = body_type(&typed(value)).unwrap();
+            assert_eq!(
+                kind.header(),
+                forwarded,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        assert_eq!(body_type(&HeaderMap::new()).unwrap().header(), None);
+        let mut two = typed(b"application/json");
+        two.append(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(body_type(&two).is_err());
     }
 
     #[test]

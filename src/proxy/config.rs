@@ -35,6 +35,8 @@ pub struct PolicyFile {
     pub allow_distribution: Option<bool>,
     pub allow_import_url: Option<bool>,
     pub allow_build_remote: Option<bool>,
+    /// The address pools tenants' networks may use, as CIDRs.
+    pub subnets: Option<Vec<String>>,
 }
 
 impl PolicyFile {
@@ -79,6 +81,8 @@ pub const ENV_MEMORY: &str = "DINDBOX_MEMORY_LIMIT";
 pub const ENV_PIDS: &str = "DINDBOX_PIDS_LIMIT";
 pub const ENV_BUILDKIT: &str = "DINDBOX_ALLOW_BUILDKIT";
 pub const ENV_OWNER_LABEL: &str = "DINDBOX_OWNER_LABEL";
+/// Address pools for tenants' networks, comma-separated CIDRs.
+pub const ENV_SUBNETS: &str = "DINDBOX_SUBNETS";
 /// Families to enable, comma-separated (`plugins,swarm`); `none` for none.
 pub const ENV_ALLOW: &str = "DINDBOX_ALLOW";
 
@@ -115,6 +119,9 @@ pub fn apply_file(mut policy: Policy, file: &PolicyFile) -> anyhow::Result<Polic
     }
     if let Some(owner) = &file.owner_label {
         policy.owner = Some(parse_owner_label(owner).context("owner-label")?);
+    }
+    if let Some(subnets) = &file.subnets {
+        policy.subnets.allowed = parse_subnets(subnets).context("subnets")?;
     }
     for family in Family::ALL {
         match file.family(family) {
@@ -191,6 +198,10 @@ pub fn apply_env(mut policy: Policy, env: &impl Source) -> anyhow::Result<Policy
     }
     if let Some(owner) = env.get(ENV_OWNER_LABEL) {
         policy.owner = Some(parse_owner_label(&owner).context(ENV_OWNER_LABEL)?);
+    }
+    if let Some(subnets) = env.get(ENV_SUBNETS) {
+        let subnets: Vec<&str> = subnets.split(',').collect();
+        policy.subnets.allowed = parse_subnets(&subnets).context(ENV_SUBNETS)?;
     }
     if let Some(allow) = env.get(ENV_ALLOW) {
         policy.allow = parse_families(&allow)
@@ -272,6 +283,24 @@ pub fn parse_bytes(text: &str) -> anyhow::Result<i64> {
     Ok(bytes)
 }
 
+/// CIDRs such as `172.16.0.0/12`; at least one.
+pub fn parse_subnets(texts: &[impl AsRef<str>]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    let subnets = texts
+        .iter()
+        .map(|t| t.as_ref().trim())
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .map(|net| net.trunc())
+                .with_context(|| format!("{t:?} is not a CIDR subnet such as 172.16.0.0/12"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if subnets.is_empty() {
+        bail!("give at least one subnet");
+    }
+    Ok(subnets)
+}
+
 pub fn parse_positive(text: &str) -> anyhow::Result<i64> {
     match text.trim().parse::<i64>() {
         Ok(n) if n > 0 => Ok(n),
@@ -343,6 +372,17 @@ pub fn explain(policy: &Policy) -> String {
         policy.pids.map_or("none".into(), |p| p.to_string())
     ));
     out.push_str("  CgroupnsMode and IpcMode default to private\n");
+    let pools: Vec<String> = policy
+        .subnets
+        .allowed
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    out.push_str(&format!(
+        "Network addresses: subnets, gateways and static addresses inside {} \
+         (subnets, DINDBOX_SUBNETS), and no subnet over one of the host's routes\n",
+        pools.join(", ")
+    ));
     out.push_str("Refused on container create and update:\n");
     for rule in [
         "privileged mode; added capabilities",
@@ -351,18 +391,20 @@ pub fn explain(policy: &Policy) -> String {
         "host and container: namespaces (pid, ipc, network, uts, user, cgroup)",
         "security options other than no-new-privileges; MaskedPaths/ReadonlyPaths",
         "sysctls outside the safe list; runtimes; volume drivers; log drivers other than json-file, local, none",
-        "a tenant-chosen cgroup parent; OomKillDisable; negative OomScoreAdj; real-time scheduling; annotations",
-        "HostConfig keys dindbox does not know; working directories under /proc",
+        "a tenant-chosen cgroup parent; OomKillDisable; negative OomScoreAdj; real-time scheduling (CpuRealtime*, rtprio ulimits); annotations; shareable IPC",
+        "HostConfig keys dindbox does not know; working directories that clean to /proc (or /dev/fd)",
+        "endpoint NetworkID/EndpointID (dockerd would join that network instead); link-local addresses",
     ] {
         out.push_str(&format!("  - {rule}\n"));
     }
     out.push_str("Refused elsewhere:\n");
     for rule in [
         "privileged exec",
-        "builds with a host or container network, a cgroup parent or security options",
+        "builds with a host or container network, a cgroup parent, security options, rtprio ulimits, or BuildKit (version=2) unless BuildKit is allowed",
+        "commits and imports whose WORKDIR (changes, config, ONBUILD) leads into /proc",
         "volumes with a driver or driver options; networks other than bridge, with IPAM drivers or host-reaching options",
         "every endpoint off the allow-list (debug, swarm join, ...), and those of the families below that are off",
-        "form-encoded and multipart bodies; API versions above 1.41",
+        "form-encoded and multipart bodies, and any Content-Type that is not plain JSON, tar, text or binary; API versions above 1.41",
     ] {
         out.push_str(&format!("  - {rule}\n"));
     }

@@ -12,7 +12,10 @@ pub mod check;
 mod cli;
 pub mod config;
 pub mod gojson;
+pub mod gomime;
+pub mod gopath;
 mod hijack;
+mod hostroutes;
 mod owner;
 pub mod policy;
 pub mod query;
@@ -174,10 +177,12 @@ impl Proxy {
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             .expect("a hyperlocal URI has an authority");
+        let mut policy = config.policy;
+        policy.subnets.host_routes = hostroutes::read();
         Arc::new(Proxy {
             upstream: config.upstream,
             upstream_host,
-            policy: config.policy,
+            policy,
             client,
         })
     }
@@ -355,6 +360,7 @@ impl Proxy {
             stream(body)
         };
         strip_hop_by_hop(&mut parts.headers, hijack);
+        forward_content_type(&mut parts.headers)?;
         // hyper re-frames the body: a fresh Content-Length, or chunked when unknown.
         parts.headers.remove(header::CONTENT_LENGTH);
         // Origin form (RFC 9112 §3.2.1), as it goes on the wire.
@@ -595,6 +601,18 @@ async fn read_answer(body: Incoming) -> Result<Bytes, Reject> {
                 message: "dindbox: failed to read the daemon's answer".into(),
             }
         })
+}
+
+/// Replaces the client's `Content-Type` with the proxy's spelling of the
+/// type it admitted ([`check::body_type`]), so dockerd reads the body as the
+/// proxy did.
+fn forward_content_type(headers: &mut HeaderMap) -> Result<(), Reject> {
+    let body_type = check::body_type(headers)?;
+    headers.remove(header::CONTENT_TYPE);
+    if let Some(value) = body_type.header() {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+    }
+    Ok(())
 }
 
 /// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1).

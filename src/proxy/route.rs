@@ -71,6 +71,8 @@ pub enum Endpoint {
     /// BuildKit's `/session` and `/grpc`: h2c tunnels the proxy cannot inspect.
     BuildKit,
     Build,
+    /// `POST /commit`: `changes` in the query, a container config as the body.
+    Commit,
     ImageCreate,
     VolumeCreate,
     NetworkCreate,
@@ -211,7 +213,7 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::POST, "/images/{}/push", Plain),
     (Method::POST, "/images/{}/tag", Plain),
     (Method::DELETE, "/images/{}", Plain),
-    (Method::POST, "/commit", Plain),
+    (Method::POST, "/commit", Commit),
     (Method::POST, "/build", Build),
     (Method::POST, "/build/prune", Plain),
     (Method::POST, "/build/cancel", Plain),

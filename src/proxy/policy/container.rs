@@ -10,6 +10,7 @@ use super::value::{
 };
 use super::{Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
+use crate::proxy::gopath::clean_path;
 
 use Kind::{Map, MapOf, Opaque, Pointer, Scalar, Slice, SliceOf, Struct};
 
@@ -23,7 +24,7 @@ pub(super) const HEALTHCHECK: &[Field] = &[
 ];
 
 /// `container.Config`, embedded in the create request: its fields are top-level keys.
-const CONFIG: &[Field] = &[
+pub(super) const CONFIG: &[Field] = &[
     field("Hostname", Scalar),
     field("Domainname", Scalar),
     field("User", Scalar),
@@ -93,6 +94,13 @@ pub(super) const MOUNT: &[Field] = &[
     ),
 ];
 
+/// `units.Ulimit`.
+pub(super) const ULIMIT: &[Field] = &[
+    field("Name", Scalar),
+    field("Hard", Scalar),
+    field("Soft", Scalar),
+];
+
 /// `container.Resources`, embedded in `HostConfig` and in `UpdateConfig`.
 const RESOURCES: &[Field] = &[
     field("CpuShares", Scalar),
@@ -121,7 +129,7 @@ const RESOURCES: &[Field] = &[
     field("MemorySwappiness", Scalar),
     field("OomKillDisable", Scalar),
     field("PidsLimit", Scalar),
-    field("Ulimits", Slice),
+    field("Ulimits", SliceOf(ULIMIT)),
     field("CpuCount", Scalar),
     field("CpuPercent", Scalar),
     field("IOMaximumIOps", Scalar),
@@ -274,7 +282,7 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
         _ => Vec::new(),
     };
     check_host_config(policy, &host_config)?;
-    check_networking(&request)?;
+    check_networking(policy, &request)?;
     set_default(&mut host_config, "CgroupnsMode", "private");
     set_default(&mut host_config, "IpcMode", "private");
     apply_budget(policy, &mut host_config, Budget::Create)?;
@@ -603,7 +611,7 @@ fn check_volume_options(mount: &[(String, Json)], path: &str) -> Result<(), Reje
 fn check_namespaces(hc: &[(String, Json)]) -> Result<(), Reject> {
     let namespaces: [(&str, &str, &[&str]); 6] = [
         ("PidMode", "pid", &[""]),
-        ("IpcMode", "ipc", &["", "private", "none", "shareable"]),
+        ("IpcMode", "ipc", &["", "private", "none"]),
         ("UTSMode", "uts", &[""]),
         ("UsernsMode", "user", &[""]),
         ("CgroupnsMode", "cgroup", &["", "private"]),
@@ -711,6 +719,7 @@ fn check_resources(policy: &Policy, r: &[(String, Json)]) -> Result<(), Reject> 
             "the box's memory pressure would fall on others",
         ));
     }
+    check_ulimits(array(r, "Ulimits"), "Ulimits")?;
     for name in ["CpuRealtimePeriod", "CpuRealtimeRuntime"] {
         if integer(r, name, name)? != 0 {
             return Err(Reject::forbidden(
@@ -723,7 +732,7 @@ fn check_resources(policy: &Policy, r: &[(String, Json)]) -> Result<(), Reject> 
     Ok(())
 }
 
-fn check_networking(request: &[(String, Json)]) -> Result<(), Reject> {
+fn check_networking(policy: &Policy, request: &[(String, Json)]) -> Result<(), Reject> {
     let Some(Json::Object(networking)) = get(request, "NetworkingConfig") else {
         return Ok(());
     };
@@ -739,14 +748,46 @@ fn check_networking(request: &[(String, Json)]) -> Result<(), Reject> {
             ));
         }
         if let Json::Object(settings) = settings {
-            if non_empty(settings, "DriverOpts") {
-                return Err(Reject::forbidden(
-                    "endpoint-driver-opts",
-                    "endpoint driver options",
-                    format!("NetworkingConfig.EndpointsConfig[{network:?}].DriverOpts can set host interface sysctls"),
-                ));
-            }
+            check_endpoint(
+                policy,
+                settings,
+                &format!("NetworkingConfig.EndpointsConfig[{network:?}]"),
+            )?;
         }
+    }
+    Ok(())
+}
+
+/// An endpoint's settings, at create or connect. dockerd's `getNetworkID`
+/// prefers `NetworkID` over the network the request names, so a tenant could
+/// join a network other than the one the proxy checked: it must be empty, as
+/// the Docker CLI and compose leave it.
+pub(super) fn check_endpoint(
+    policy: &Policy,
+    settings: &[(String, Json)],
+    at: &str,
+) -> Result<(), Reject> {
+    for name in ["NetworkID", "EndpointID"] {
+        let id = string(settings, name, &format!("{at}.{name}"))?;
+        if !id.is_empty() {
+            return Err(Reject::forbidden(
+                "endpoint-network-id",
+                &format!("{at}.{name}"),
+                "dockerd would join the network it names instead of the one the request names",
+            ));
+        }
+    }
+    if non_empty(settings, "DriverOpts") {
+        return Err(Reject::forbidden(
+            "endpoint-driver-opts",
+            "endpoint driver options",
+            format!("{at}.DriverOpts can set host interface sysctls"),
+        ));
+    }
+    if let Some(Json::Object(ipam)) = get(settings, "IPAMConfig") {
+        policy
+            .subnets
+            .check_endpoint_ipam(ipam, &format!("{at}.IPAMConfig"))?;
     }
     Ok(())
 }
@@ -759,13 +800,64 @@ fn check_working_dir(object: &[(String, Json)]) -> Result<(), Reject> {
 
 /// [`check_working_dir`] for a field of another name (a service's `Dir`).
 pub(super) fn check_dir(object: &[(String, Json)], name: &str) -> Result<(), Reject> {
-    let dir = string(object, name, name)?;
-    if dir == "/proc" || dir.starts_with("/proc/") {
+    check_dir_path(string(object, name, name)?, name)
+}
+
+/// dockerd cleans the directory (`filepath.Clean`) before runc enters it,
+/// and runc starts from `/`: so `//proc`, `/x/../proc` and `proc` are all
+/// `/proc`. `/dev/fd` and the std streams are symlinks into `/proc/self/fd`.
+pub(super) fn check_dir_path(dir: &str, name: &str) -> Result<(), Reject> {
+    if dir.is_empty() {
+        return Ok(());
+    }
+    let cleaned = clean_path(&format!("/{dir}"));
+    let under = |root: &str| {
+        cleaned == root
+            || cleaned
+                .strip_prefix(root)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let into_proc = [
+        "/proc",
+        "/dev/fd",
+        "/dev/stdin",
+        "/dev/stdout",
+        "/dev/stderr",
+    ];
+    if into_proc.into_iter().any(under) {
         return Err(Reject::forbidden(
             "working-dir",
             &format!("working directory {dir:?}"),
-            "it must not be under /proc",
+            format!("{name} must not lead into /proc (it cleans to {cleaned:?})"),
         ));
+    }
+    Ok(())
+}
+
+/// `container.Ulimits` entries: dockerd passes `RLIMIT_` + the upper-cased
+/// name to runc, so a name is judged in that form; `rtprio` would open the
+/// real-time scheduling class that the `CpuRealtime*` refusal keeps closed.
+pub(super) fn check_ulimits(ulimits: &[Json], at: &str) -> Result<(), Reject> {
+    for (i, ulimit) in ulimits.iter().enumerate() {
+        let Json::Object(ulimit) = ulimit else {
+            continue;
+        };
+        let path = format!("{at}[{i}].Name");
+        let name = string(ulimit, "Name", &path)?;
+        if !name.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(Reject::forbidden(
+                "ulimit",
+                &format!("ulimit {name:?}"),
+                format!("{path} must be a plain ulimit name such as nofile"),
+            ));
+        }
+        if name.eq_ignore_ascii_case("rtprio") {
+            return Err(Reject::forbidden(
+                "realtime",
+                "real-time scheduling",
+                format!("{path} is rtprio; containers keep the default scheduling class"),
+            ));
+        }
     }
     Ok(())
 }
@@ -1008,6 +1100,45 @@ mod tests {
             "endpoint-driver-opts",
         ),
         (r#"{"WorkingDir":"/proc/self/fd/7"}"#, "working-dir"),
+        // ... as dockerd cleans them (the review's spellings), and the symlinks into /proc
+        (r#"{"WorkingDir":"//proc/self/fd/7"}"#, "working-dir"),
+        (r#"{"WorkingDir":"/./proc/self/fd/7"}"#, "working-dir"),
+        (r#"{"WorkingDir":"/x/../proc/self/fd/7"}"#, "working-dir"),
+        (r#"{"WorkingDir":"proc/self/fd/7"}"#, "working-dir"),
+        (r#"{"WorkingDir":"/dev/fd/7"}"#, "working-dir"),
+        (r#"{"workingdir":"/proc"}"#, "working-dir"),
+        // a NetworkID joins another network than the one named
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"mine":{"NetworkID":"0123456789ab"}}}}"#,
+            "endpoint-network-id",
+        ),
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"mine":{"networkid":"x"}}}}"#,
+            "endpoint-network-id",
+        ),
+        // addresses over the host's ranges
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"IPAMConfig":{"IPv4Address":"169.254.169.254"}}}}}"#,
+            "network-subnet",
+        ),
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"IPAMConfig":{"LinkLocalIPs":["169.254.169.254"]}}}}}"#,
+            "network-address",
+        ),
+        // real-time scheduling through ulimits, shareable IPC
+        (
+            r#"{"HostConfig":{"Ulimits":[{"Name":"rtprio","Soft":99,"Hard":99}]}}"#,
+            "realtime",
+        ),
+        (
+            r#"{"HostConfig":{"Ulimits":[{"NAME":"RTPRIO","Soft":99,"Hard":99}]}}"#,
+            "realtime",
+        ),
+        (
+            r#"{"HostConfig":{"Ulimits":[{"Name":"rtpr\u0131o","Soft":99,"Hard":99}]}}"#,
+            "ulimit",
+        ),
+        (r#"{"HostConfig":{"IpcMode":"shareable"}}"#, "namespace"),
         // wrong types are refused, not guessed at
         (r#"{"HostConfig":{"Privileged":"true"}}"#, "body-type"),
         (r#"{"HostConfig":{"Privileged":1}}"#, "body-type"),
@@ -1047,8 +1178,12 @@ mod tests {
             r#"{"HostConfig":{"CapAdd":null,"CapDrop":["NET_RAW"],"CgroupnsMode":"private","IpcMode":"private"}}"#,
         ),
         (
-            r#"{"HostConfig":{"IpcMode":"shareable","CgroupnsMode":"private"}}"#,
-            r#"{"HostConfig":{"IpcMode":"shareable","CgroupnsMode":"private"}}"#,
+            r#"{"HostConfig":{"IpcMode":"none","Ulimits":[{"name":"nofile","Soft":1024,"Hard":2048}]}}"#,
+            r#"{"HostConfig":{"IpcMode":"none","Ulimits":[{"Name":"nofile","Soft":1024,"Hard":2048}],"CgroupnsMode":"private"}}"#,
+        ),
+        (
+            r#"{"WorkingDir":"/app/../srv//proc","NetworkingConfig":{"EndpointsConfig":{"n":{"IPAMConfig":{"IPv4Address":"172.30.0.9"}}}}}"#,
+            r#"{"WorkingDir":"/app/../srv//proc","NetworkingConfig":{"EndpointsConfig":{"n":{"IPAMConfig":{"IPv4Address":"172.30.0.9"}}}},"HostConfig":{"CgroupnsMode":"private","IpcMode":"private"}}"#,
         ),
         (
             r#"{"Unknown":1,"Image":"b","NetworkingConfig":{"EndpointsConfig":{"net1":{"Aliases":["a"],"Bogus":1}}}}"#,
@@ -1155,7 +1290,7 @@ mod tests {
             network_mtu: None,
             allow_buildkit: false,
             owner: None,
-            allow: Default::default(),
+            ..Policy::default()
         }
     }
 

@@ -12,6 +12,7 @@
 mod container;
 mod objects;
 pub mod owner;
+pub mod subnets;
 mod swarm;
 mod value;
 
@@ -22,7 +23,8 @@ use http::StatusCode;
 
 pub use self::container::{container_create, container_update, exec_create};
 pub use self::objects::{
-    build, image_create, network_connect, network_create, network_disconnect, volume_create,
+    build, check_changes, commit_config, image_create, network_connect, network_create,
+    network_disconnect, volume_create,
 };
 pub use self::swarm::{
     checkpoint_create, checkpoint_start, config_create, secret_create, service_create, swarm_init,
@@ -55,6 +57,8 @@ pub struct Policy {
     /// The families of endpoints refused by default that this policy lets
     /// through (with their bodies checked); see [`Family`].
     pub allow: BTreeSet<Family>,
+    /// The address ranges tenants' networks and static addresses may use.
+    pub subnets: subnets::Subnets,
 }
 
 /// A family of endpoints that is refused unless a setting enables it, each

@@ -3,10 +3,13 @@
 
 #![forbid(unsafe_code)]
 
-use super::container::ENDPOINT_SETTINGS;
-use super::value::{boolean, decode, inject_labels, non_empty, set, string};
+use super::container::{
+    check_dir_path, check_endpoint, check_ulimits, CONFIG, ENDPOINT_SETTINGS, ULIMIT,
+};
+use super::value::{array, boolean, decode, inject_labels, non_empty, set, string, type_mismatch};
 use super::{Family, Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
+use crate::proxy::gomime;
 use crate::proxy::query::Query;
 
 use Kind::{Map, Opaque, Pointer, Scalar, SliceOf};
@@ -22,8 +25,14 @@ pub fn build(policy: &Policy, query: &Query) -> Result<Query, Reject> {
             "cgroupparent",
             "isolation",
             "securityopt",
+            "version",
+            "ulimits",
         ],
     )?;
+    check_builder_version(policy, query.first("version").unwrap_or(""))?;
+    if let Some(ulimits) = query.first("ulimits").filter(|u| !u.is_empty()) {
+        check_build_ulimits(ulimits)?;
+    }
     if !matches!(
         query.first("networkmode").unwrap_or(""),
         "" | "default" | "bridge" | "none"
@@ -81,6 +90,38 @@ pub fn build(policy: &Policy, query: &Query) -> Result<Query, Reject> {
     Ok(query)
 }
 
+/// `version=2` selects BuildKit with the request's body as its context, no
+/// `/session` needed: it is BuildKit all the same, so it needs the same
+/// setting as the BuildKit tunnels.
+fn check_builder_version(policy: &Policy, version: &str) -> Result<(), Reject> {
+    match version {
+        "" | "1" => Ok(()),
+        "2" if policy.allow_buildkit => Ok(()),
+        "2" => Err(Reject::forbidden(
+            "buildkit",
+            "BuildKit builds (version=2)",
+            "this proxy cannot inspect them; use the classic builder (DOCKER_BUILDKIT=0)",
+        )),
+        other => Err(Reject::bad_request(
+            "query",
+            format!("unknown builder version {other:?}"),
+        )),
+    }
+}
+
+/// The build's `ulimits` parameter: a JSON array dockerd decodes into
+/// `[]*units.Ulimit` with Go's rules, checked like a container's.
+fn check_build_ulimits(text: &str) -> Result<(), Reject> {
+    let json = Json::parse(text.as_bytes()).map_err(|err| {
+        Reject::bad_request("query", format!("the ulimits parameter is not JSON: {err}"))
+    })?;
+    let decoded = decode(
+        &Json::Object(vec![("Ulimits".into(), json)]),
+        &[field("Ulimits", SliceOf(ULIMIT))],
+    )?;
+    check_ulimits(array(&decoded.fields, "Ulimits"), "ulimits")
+}
+
 /// The build's `labels` parameter (a JSON map) with the policy's labels set.
 fn build_labels(policy: &Policy, given: Option<&str>) -> Result<String, Reject> {
     let mut labels: serde_json::Map<String, serde_json::Value> = match given {
@@ -102,6 +143,7 @@ fn build_labels(policy: &Policy, given: Option<&str>) -> Result<String, Reject> 
 /// an import the daemon fetches from a URL only with [`Family::ImportUrl`].
 pub fn image_create(policy: &Policy, query: &Query) -> Result<(), Reject> {
     single_valued(query, &["fromSrc"])?;
+    check_changes(query)?;
     match query.first("fromSrc") {
         None | Some("" | "-") => Ok(()),
         Some(_) if policy.allows(Family::ImportUrl) => Ok(()),
@@ -111,6 +153,71 @@ pub fn image_create(policy: &Policy, query: &Query) -> Result<(), Reject> {
             format!("fromSrc={url:?} would be fetched by the daemon; send the tarball with the request instead (the policy setting allow-import-url enables it)"),
         )),
     }
+}
+
+/// The `changes` of a commit or an import: Dockerfile instructions that
+/// dockerd joins with newlines, parses as a Dockerfile and applies to the
+/// image's config. A `WORKDIR` among them (or in an `ONBUILD` trigger)
+/// becomes the working directory of every container of the image, so it gets
+/// the container rule; what the proxy cannot read plainly (a line
+/// continuation, a `$` to substitute) is refused.
+pub fn check_changes(query: &Query) -> Result<(), Reject> {
+    let changes: Vec<&str> = query
+        .0
+        .iter()
+        .filter(|(k, _)| k == "changes")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    for line in changes.join("\n").lines() {
+        check_dockerfile_line(line)?;
+    }
+    Ok(())
+}
+
+/// One instruction line of `changes` or of an `OnBuild` trigger.
+pub(super) fn check_dockerfile_line(line: &str) -> Result<(), Reject> {
+    let line = line.trim();
+    if line.ends_with(['\\', '`']) {
+        return Err(Reject::forbidden(
+            "changes",
+            "a line continuation in image changes",
+            format!("{line:?}: give each instruction on a line of its own"),
+        ));
+    }
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(());
+    }
+    let (instruction, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    match gomime::go_to_lower(instruction.as_bytes()).as_str() {
+        "onbuild" => check_dockerfile_line(rest),
+        "workdir" => {
+            let dir = rest.trim();
+            if dir.contains(['$', '\\']) {
+                return Err(Reject::forbidden(
+                    "working-dir",
+                    &format!("WORKDIR {dir:?}"),
+                    "a WORKDIR in image changes must be a plain path (no $ substitution or escapes)",
+                ));
+            }
+            check_dir_path(dir, "WORKDIR")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `POST /commit`'s body: a container config (decoded like a create's)
+/// merged into the image's; its working directory and `OnBuild` triggers
+/// get the rules of [`check_changes`].
+pub fn commit_config(body: &Json) -> Result<Json, Reject> {
+    let config = decode(body, CONFIG)?.fields;
+    check_dir_path(string(&config, "WorkingDir", "WorkingDir")?, "WorkingDir")?;
+    for trigger in array(&config, "OnBuild") {
+        match trigger {
+            Json::String(line) => check_dockerfile_line(line)?,
+            other => return Err(type_mismatch("OnBuild[]", "a string", other)),
+        }
+    }
+    Ok(Json::Object(config))
 }
 
 const VOLUME_CREATE: &[Field] = &[
@@ -253,6 +360,9 @@ pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
                 "only the default IPAM is allowed",
             ));
         }
+        if let Some(Json::Array(configs)) = get(ipam, "Config") {
+            policy.subnets.check_ipam_config(configs)?;
+        }
     }
     inject_labels(&mut request, &policy.injected_labels());
     if let Some(mtu) = policy.network_mtu {
@@ -266,17 +376,11 @@ const NETWORK_CONNECT: &[Field] = &[
     field("EndpointConfig", Pointer(ENDPOINT_SETTINGS)),
 ];
 
-/// Checks `POST /networks/{id}/connect`: no endpoint driver options.
-pub fn network_connect(body: &Json) -> Result<Json, Reject> {
+/// Checks `POST /networks/{id}/connect`: the endpoint rules of create.
+pub fn network_connect(policy: &Policy, body: &Json) -> Result<Json, Reject> {
     let request = decode(body, NETWORK_CONNECT)?.fields;
     if let Some(Json::Object(endpoint)) = get(&request, "EndpointConfig") {
-        if non_empty(endpoint, "DriverOpts") {
-            return Err(Reject::forbidden(
-                "endpoint-driver-opts",
-                "endpoint driver options",
-                "EndpointConfig.DriverOpts can set host interface sysctls",
-            ));
-        }
+        check_endpoint(policy, endpoint, "EndpointConfig")?;
     }
     Ok(Json::Object(request))
 }
@@ -364,6 +468,145 @@ mod tests {
     }
 
     #[test]
+    fn buildkit_builds_need_the_buildkit_setting() {
+        let box_policy = Policy {
+            allow_buildkit: true,
+            ..Policy::default()
+        };
+        for version in ["", "1"] {
+            let q = query(&format!("t=x&version={version}"));
+            assert!(build(&Policy::default(), &q).is_ok(), "version={version}");
+        }
+        let v2 = query("t=x&version=2");
+        assert_eq!(build(&Policy::default(), &v2).unwrap_err().rule, "buildkit");
+        assert!(build(&box_policy, &v2).is_ok());
+        assert_eq!(
+            build(&Policy::default(), &query("version=1&version=2"))
+                .unwrap_err()
+                .rule,
+            "query"
+        );
+        assert_eq!(
+            build(&Policy::default(), &query("version=3"))
+                .unwrap_err()
+                .rule,
+            "query"
+        );
+    }
+
+    #[test]
+    fn build_ulimits_follow_the_container_rule() {
+        let ok = r#"[{"Name":"nofile","Hard":1024,"Soft":1024}]"#;
+        let q = |ulimits: &str| {
+            let mut q = Query::default();
+            q.set("ulimits", ulimits);
+            build(&Policy::default(), &q)
+        };
+        assert!(q(ok).is_ok());
+        assert_eq!(
+            q(r#"[{"name":"RTPRIO","Hard":99,"Soft":99}]"#)
+                .unwrap_err()
+                .rule,
+            "realtime"
+        );
+        assert_eq!(
+            q(r#"[{"Name":"rtpr\u0131o","Hard":99}]"#).unwrap_err().rule,
+            "ulimit"
+        );
+        assert_eq!(q("{").unwrap_err().rule, "query");
+    }
+
+    #[test]
+    fn image_changes_keep_working_directories_out_of_proc() {
+        let changes = |values: &[&str]| {
+            let mut q = Query::default();
+            for v in values {
+                q.0.push(("changes".into(), v.to_string()));
+            }
+            check_changes(&q)
+        };
+        assert!(changes(&["WORKDIR /app", "CMD [\"sh\"]", "ENV A=/proc"]).is_ok());
+        for hostile in [
+            &["WORKDIR /proc/self/fd/7"][..],
+            &["workdir //proc/self/fd/7"],
+            &["WORKD\u{0130}R /proc"],
+            &["CMD x\nWORKDIR /x/../proc/self/fd/7"],
+            &["ONBUILD WORKDIR /proc/self/fd/7"],
+            &["ENV D=/proc", "WORKDIR $D/self/fd/7"],
+            &["WORKDIR /pr\\", "oc/self/fd/7"],
+            &["WORKDIR /dev/fd/7"],
+        ] {
+            assert!(changes(hostile).is_err(), "{hostile:?}");
+        }
+        let import = |q: &str| image_create(&Policy::default(), &query(q));
+        assert!(import("fromSrc=-&changes=WORKDIR+%2Fapp").is_ok());
+        assert_eq!(
+            import("fromSrc=-&changes=WORKDIR+%2F%2Fproc%2Fself%2Ffd%2F7")
+                .unwrap_err()
+                .rule,
+            "working-dir"
+        );
+    }
+
+    #[test]
+    fn commit_bodies_keep_working_directories_out_of_proc() {
+        assert!(commit_config(&body(r#"{"WorkingDir":"/app","OnBuild":["RUN true"]}"#)).is_ok());
+        for hostile in [
+            r#"{"WorkingDir":"/./proc/self/fd/7"}"#,
+            r#"{"workingdir":"/proc"}"#,
+            r#"{"OnBuild":["WORKDIR /proc/self/fd/7"]}"#,
+        ] {
+            assert_eq!(
+                commit_config(&body(hostile)).unwrap_err().rule,
+                "working-dir",
+                "{hostile}"
+            );
+        }
+    }
+
+    #[test]
+    fn network_subnets_stay_off_the_host_s_ranges() {
+        let policy = Policy::default();
+        let create = |ipam: &str| {
+            network_create(
+                &policy,
+                &body(&format!(r#"{{"Name":"n","IPAM":{{"Config":{ipam}}}}}"#)),
+            )
+        };
+        assert!(create(r#"[{"Subnet":"172.30.0.0/16","Gateway":"172.30.0.1"}]"#).is_ok());
+        for hostile in [
+            r#"[{"Subnet":"169.254.169.0/24"}]"#,
+            r#"[{"Subnet":"10.0.0.0/8"}]"#,
+            r#"[{"subnet":"172.30.0.0/16","iprange":"169.254.0.0/16"}]"#,
+        ] {
+            assert_eq!(
+                create(hostile).unwrap_err().rule,
+                "network-subnet",
+                "{hostile}"
+            );
+        }
+        let connect = |endpoint: &str| {
+            network_connect(
+                &policy,
+                &body(&format!(
+                    r#"{{"Container":"c","EndpointConfig":{endpoint}}}"#
+                )),
+            )
+        };
+        assert!(connect(r#"{"Aliases":["web"]}"#).is_ok());
+        assert_eq!(
+            connect(r#"{"NetworkID":"0123456789ab"}"#).unwrap_err().rule,
+            "endpoint-network-id"
+        );
+        assert_eq!(
+            connect(r#"{"IPAMConfig":{"IPv4Address":"169.254.169.254"}}"#)
+                .unwrap_err()
+                .rule,
+            "network-subnet"
+        );
+    }
+
+    #[test]
     fn imports_from_urls_are_refused() {
         let policy = Policy::default();
         assert!(image_create(&policy, &query("fromImage=busybox&tag=latest")).is_ok());
@@ -411,7 +654,9 @@ mod tests {
     fn networks_stay_on_bridges_without_host_options() {
         assert!(network_create(
             &Policy::default(),
-            &body(r#"{"Name":"n","Driver":"bridge","IPAM":{"Config":[{"Subnet":"10.9.0.0/24"}]}}"#)
+            &body(
+                r#"{"Name":"n","Driver":"bridge","IPAM":{"Config":[{"Subnet":"172.30.9.0/24"}]}}"#
+            )
         )
         .is_ok());
         assert_eq!(
@@ -449,7 +694,9 @@ mod tests {
         );
         let connect = r#"{"Container":"c","EndpointConfig":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"x"}}}"#;
         assert_eq!(
-            network_connect(&body(connect)).unwrap_err().rule,
+            network_connect(&Policy::default(), &body(connect))
+                .unwrap_err()
+                .rule,
             "endpoint-driver-opts"
         );
     }
