@@ -1,0 +1,408 @@
+//! End to end for issue 11: the review's bypass classes, sent as raw HTTP
+//! (the Docker CLI cannot send most of them) to a real proxy in front of a
+//! real inner dockerd, in the three ways the proxy runs:
+//!
+//! - the box's own proxy (PORT);
+//! - `dindbox proxy` standalone with `--owner-label`;
+//! - `dindbox proxy` standalone without an owner label.
+//!
+//! The standalone proxies run inside a box, in front of its private dockerd
+//! socket, and listen on the box's address: a request that slipped through
+//! could only ever reach that box's daemon. Each hostile request must be
+//! refused with a Docker-style JSON message, and the daemon's state
+//! (containers, their execs, networks and working directories, networks,
+//! volumes, images) must be exactly what it was before.
+//!
+//! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use harness::{harness, poll, DindBox, Out, Volume};
+
+macro_rules! need_harness {
+    () => {
+        match harness() {
+            Some(h) => h,
+            None => return,
+        }
+    };
+}
+
+/// The inner dockerd, asked directly (its private socket, from inside the
+/// box), never through a proxy under test.
+const DIRECT: &str = "docker -H unix:///run/dindbox/docker.sock";
+
+/// Where the standalone proxies listen inside the box.
+const STANDALONE_PORT: u16 = 2390;
+
+/// One of the ways the proxy serves: its address, and whether BuildKit is
+/// allowed there (a box allows it, a standalone proxy does not).
+struct Proxy {
+    what: &'static str,
+    addr: String,
+    buildkit: bool,
+}
+
+/// An HTTP answer: status and body.
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+/// Sends one request as raw bytes (the header values may be anything) and
+/// reads the answer to the end (`Connection: close`).
+fn send(addr: &str, method: &str, target: &str, content_type: &[u8], body: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("set a read timeout");
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: dindbox\r\nConnection: close\r\n")
+            .into_bytes();
+    if !content_type.is_empty() {
+        request.extend_from_slice(b"Content-Type: ");
+        request.extend_from_slice(content_type);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    request.extend_from_slice(body);
+    stream.write_all(&request).expect("send the request");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {target}: no HTTP answer: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Answer { status, body }
+}
+
+/// A tar with one `Dockerfile`, as a build context.
+fn build_context() -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dockerfile = b"FROM busybox\nRUN true\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "Dockerfile", &dockerfile[..])
+        .expect("tar a Dockerfile");
+    tar.into_inner().expect("finish the tar")
+}
+
+/// What the inner dockerd holds, as text to compare.
+fn daemon_state(b: &DindBox) -> String {
+    b.exec_ok(&format!(
+        "d='{DIRECT}'; \
+         echo containers; $d ps -a --no-trunc --format '{{{{.Names}}}} {{{{.Status}}}}' | sed 's/ ago//' | sort; \
+         for c in $($d ps -aq); do $d inspect -f '{{{{.Name}}}} execs={{{{len .ExecIDs}}}} wd={{{{.Config.WorkingDir}}}} nets={{{{range $k, $v := .NetworkSettings.Networks}}}}{{{{$k}}}},{{{{end}}}}' $c; done | sort; \
+         echo networks; $d network ls --format '{{{{.Name}}}} {{{{.ID}}}}' | sort; \
+         echo volumes; $d volume ls -q | sort; \
+         echo images; $d images -a --no-trunc --format '{{{{.Repository}}}}:{{{{.Tag}}}} {{{{.ID}}}}' | sort"
+    ))
+}
+
+/// The box's address on the outer bridge.
+fn box_ip(b: &DindBox) -> String {
+    let out =
+        b.h.outer(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &b.name]);
+    let ip = out.stdout.trim().to_owned();
+    assert!(
+        !ip.is_empty(),
+        "the box has no address on the outer bridge:\n{out}"
+    );
+    ip
+}
+
+/// Starts `dindbox proxy` inside the box in front of its private socket,
+/// listening on the box's address; `extra` are more flags.
+fn start_standalone(b: &DindBox, port: u16, extra: &str) -> String {
+    b.exec_ok(&format!(
+        "nohup dindbox proxy --ds /run/dindbox/docker.sock --ls /run/dindbox/standalone-{port}.sock \
+         --listen-tcp 0.0.0.0:{port} {extra} >/tmp/standalone-{port}.log 2>&1 &"
+    ));
+    let addr = format!("{}:{port}", box_ip(b));
+    let ready = poll(Duration::from_secs(20), || {
+        TcpStream::connect(&addr)
+            .ok()
+            .and_then(|_| (send(&addr, "GET", "/_ping", b"", b"").status == 200).then_some(()))
+    });
+    if ready.is_none() {
+        let log = b.exec(&format!("cat /tmp/standalone-{port}.log"));
+        panic!("the standalone proxy on {addr} did not answer within 20 s:\n{log}");
+    }
+    addr
+}
+
+/// The CLI through one of the proxies.
+fn docker_via(b: &DindBox, addr: &str, args: &[&str]) -> Out {
+    let mut cmd = std::process::Command::new("docker");
+    cmd.env("DOCKER_HOST", format!("tcp://{addr}")).args(args);
+    let out = harness::run(cmd, None, harness::CMD_TIMEOUT);
+    if !out.ok() {
+        b.fail(&format!(
+            "`docker {}` through {addr} failed:\n{out}",
+            args.join(" ")
+        ));
+    }
+    out
+}
+
+/// The review's requests: what, method, target, Content-Type, body.
+type Hostile = (&'static str, &'static str, String, Vec<u8>, Vec<u8>);
+
+fn hostile_requests(other_network: &str, buildkit: bool) -> Vec<Hostile> {
+    let json = b"application/json".to_vec();
+    let form_body = b"filters=%7B%7D".to_vec();
+    let mut requests: Vec<Hostile> = vec![
+        (
+            "1. form body behind a parameter Go cannot parse",
+            "POST",
+            "/v1.41/containers/prune".into(),
+            b"application/x-www-form-urlencoded; x=\xff".to_vec(),
+            form_body.clone(),
+        ),
+        (
+            "1. form body behind a U+0130 spelling",
+            "POST",
+            "/v1.41/containers/prune".into(),
+            "appl\u{0130}cation/x-www-form-urlencoded".as_bytes().to_vec(),
+            form_body.clone(),
+        ),
+        (
+            "1. form body behind a leading U+00A0",
+            "POST",
+            "/v1.41/volumes/prune".into(),
+            "\u{00A0}application/x-www-form-urlencoded".as_bytes().to_vec(),
+            form_body,
+        ),
+        (
+            "2. connect with another network's NetworkID",
+            "POST",
+            "/v1.41/networks/mynet/connect".into(),
+            json.clone(),
+            format!(r#"{{"Container":"mine","EndpointConfig":{{"NetworkID":"{other_network}"}}}}"#)
+                .into_bytes(),
+        ),
+        (
+            "2. create with another network's NetworkID",
+            "POST",
+            "/v1.41/containers/create?name=evil-netid".into(),
+            json.clone(),
+            format!(
+                r#"{{"Image":"busybox","NetworkingConfig":{{"EndpointsConfig":{{"mynet":{{"NetworkID":"{other_network}","Aliases":["db"]}}}}}}}}"#
+            )
+            .into_bytes(),
+        ),
+        (
+            "4. create with WorkingDir //proc/self/fd/7",
+            "POST",
+            "/v1.41/containers/create?name=evil-wd".into(),
+            json.clone(),
+            br#"{"Image":"busybox","WorkingDir":"//proc/self/fd/7"}"#.to_vec(),
+        ),
+        (
+            "4. exec with WorkingDir /./proc/self/fd/7",
+            "POST",
+            "/v1.41/containers/mine/exec".into(),
+            json.clone(),
+            br#"{"Cmd":["true"],"WorkingDir":"/./proc/self/fd/7"}"#.to_vec(),
+        ),
+        (
+            "4. commit with changes WORKDIR /x/../proc/self/fd/7",
+            "POST",
+            "/v1.41/commit?container=mine&repo=evil-commit&changes=WORKDIR+%2Fx%2F..%2Fproc%2Fself%2Ffd%2F7"
+                .into(),
+            json.clone(),
+            Vec::new(),
+        ),
+        (
+            "5. a network over the metadata service's range",
+            "POST",
+            "/v1.41/networks/create".into(),
+            json.clone(),
+            br#"{"Name":"evil-subnet","IPAM":{"Config":[{"Subnet":"169.254.169.0/24"}]}}"#.to_vec(),
+        ),
+        (
+            "5. a network over 10.0.0.0/8",
+            "POST",
+            "/v1.41/networks/create".into(),
+            json.clone(),
+            br#"{"Name":"evil-ten","IPAM":{"Config":[{"Subnet":"10.0.0.0/8"}]}}"#.to_vec(),
+        ),
+        (
+            "9. rtprio ulimit",
+            "POST",
+            "/v1.41/containers/create?name=evil-rtprio".into(),
+            json.clone(),
+            br#"{"Image":"busybox","HostConfig":{"Ulimits":[{"Name":"rtprio","Soft":99,"Hard":99}]}}"#
+                .to_vec(),
+        ),
+        (
+            "9. shareable IPC",
+            "POST",
+            "/v1.41/containers/create?name=evil-ipc".into(),
+            json,
+            br#"{"Image":"busybox","HostConfig":{"IpcMode":"shareable"}}"#.to_vec(),
+        ),
+    ];
+    if !buildkit {
+        requests.push((
+            "3. BuildKit through /build?version=2",
+            "POST",
+            "/v1.41/build?version=2&t=evil-buildkit".into(),
+            b"application/x-tar".to_vec(),
+            build_context(),
+        ));
+    }
+    requests
+}
+
+/// Every hostile request is refused (4xx, a JSON `message` naming dindbox)
+/// and the daemon is left as it was.
+fn check_refusals(b: &DindBox, proxy: &Proxy, other_network: &str) -> Vec<String> {
+    let before = daemon_state(b);
+    let mut failures = Vec::new();
+    for (what, method, target, content_type, body) in
+        hostile_requests(other_network, proxy.buildkit)
+    {
+        let answer = send(&proxy.addr, method, &target, &content_type, &body);
+        let message = serde_json::from_str::<serde_json::Value>(&answer.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !(400..500).contains(&answer.status) || !message.starts_with("dindbox: ") {
+            failures.push(format!(
+                "{}: {what}: {method} {target} must be refused with a dindbox message; got {} {}",
+                proxy.what, answer.status, answer.body
+            ));
+        } else {
+            eprintln!("{}: {what}: {} {message}", proxy.what, answer.status);
+        }
+    }
+    let after = daemon_state(b);
+    if after != before {
+        failures.push(format!(
+            "{}: the refused requests changed the daemon's state:\nbefore:\n{before}\nafter:\n{after}",
+            proxy.what
+        ));
+    }
+    failures
+}
+
+/// The same requests without the hostile part go through: the refusals
+/// above come from the rules, not from a broken request path.
+fn check_benign_twins(b: &DindBox, proxy: &Proxy) -> Vec<String> {
+    let mut failures = Vec::new();
+    let benign: [(&str, &str, &[u8], &[u8]); 3] = [
+        (
+            "/v1.41/containers/create?name=twin-wd",
+            "application/json; charset=utf-8",
+            br#"{"Image":"busybox","WorkingDir":"/x/../srv"}"#,
+            b"",
+        ),
+        (
+            "/v1.41/networks/create",
+            "application/json",
+            br#"{"Name":"twin-net","IPAM":{"Config":[{"Subnet":"172.30.7.0/24"}]}}"#,
+            b"",
+        ),
+        (
+            "/v1.41/networks/twin-net/connect",
+            "application/json",
+            br#"{"Container":"twin-wd","EndpointConfig":{"Aliases":["twin"]}}"#,
+            b"",
+        ),
+    ];
+    for (target, content_type, body, _) in benign {
+        let answer = send(&proxy.addr, "POST", target, content_type.as_bytes(), body);
+        if !(200..300).contains(&answer.status) {
+            failures.push(format!(
+                "{}: benign POST {target} must succeed; got {} {}",
+                proxy.what, answer.status, answer.body
+            ));
+        }
+    }
+    let wd = b.exec_ok(&format!(
+        "{DIRECT} inspect -f '{{{{.Config.WorkingDir}}}}' twin-wd"
+    ));
+    if wd.trim() != "/srv" {
+        failures.push(format!(
+            "{}: dockerd must have cleaned the working directory to /srv, it has {wd:?}",
+            proxy.what
+        ));
+    }
+    b.exec_ok(&format!(
+        "{DIRECT} rm -f twin-wd >/dev/null; {DIRECT} network rm twin-net >/dev/null"
+    ));
+    failures
+}
+
+#[test]
+fn the_review_s_bypasses_are_refused_in_every_mode_and_change_nothing() {
+    let h = need_harness!();
+    let vol = Volume::new(h, "hardening");
+    let b = DindBox::start(h, "hardening", &vol);
+    b.load_busybox();
+    // Another party's network, made on the daemon directly.
+    let other = b.exec_ok(&format!("{DIRECT} network create other-net"));
+    let other = other.trim().to_owned();
+
+    let published = b.api.strip_prefix("tcp://").expect("a TCP API").to_owned();
+    let owner = start_standalone(&b, STANDALONE_PORT, "--owner-label ci.job=42");
+    let plain = start_standalone(&b, STANDALONE_PORT + 1, "");
+    let proxies = [
+        Proxy {
+            what: "box",
+            addr: published,
+            buildkit: true,
+        },
+        Proxy {
+            what: "standalone --owner-label",
+            addr: owner,
+            buildkit: false,
+        },
+        Proxy {
+            what: "standalone",
+            addr: plain,
+            buildkit: false,
+        },
+    ];
+    let mut failures = Vec::new();
+    for proxy in &proxies {
+        // The tenant's own container and network, made through that proxy
+        // (so they carry its owner label where it has one).
+        docker_via(
+            &b,
+            &proxy.addr,
+            &["run", "-d", "--name", "mine", "busybox", "sleep", "600"],
+        );
+        docker_via(&b, &proxy.addr, &["network", "create", "mynet"]);
+        docker_via(
+            &b,
+            &proxy.addr,
+            &["create", "--name", "stopped", "busybox", "true"],
+        );
+        failures.extend(check_refusals(&b, proxy, &other));
+        failures.extend(check_benign_twins(&b, proxy));
+        b.exec_ok(&format!(
+            "{DIRECT} rm -f mine stopped >/dev/null; {DIRECT} network rm mynet >/dev/null"
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
