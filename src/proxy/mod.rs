@@ -12,6 +12,7 @@ pub mod check;
 mod cli;
 pub mod config;
 pub mod gojson;
+pub mod gopath;
 mod hijack;
 mod owner;
 pub mod policy;
