@@ -34,9 +34,10 @@ ensure_packages() {
     local missing=() cmd pkg
     # docker-compose: Debian's compose v1 (python); bookworm has no compose v2
     # plugin, and the e2e compose test talks to boxes with it.
+    # golang-go: tests/go_differential.rs checks the proxy's parsers against Go's.
     for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap \
         iptables:iptables jq:jq pgrep:procps setsid:util-linux \
-        docker-compose:docker-compose; do
+        docker-compose:docker-compose go:golang-go; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done

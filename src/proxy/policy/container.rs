@@ -240,6 +240,17 @@ const EXEC_CREATE: &[Field] = &[
     field("Cmd", Opaque),
 ];
 
+/// The container-create request as the policy decodes it (for the differential
+/// check against Go's decoding in `tests/go_differential.rs`).
+pub fn container_create_fields() -> &'static [Field] {
+    CONTAINER_CREATE
+}
+
+/// The exec-create request as the policy decodes it.
+pub fn exec_create_fields() -> &'static [Field] {
+    EXEC_CREATE
+}
+
 const fn concat<const N: usize>(a: &[Field], b: &[Field]) -> [Field; N] {
     let mut out = [field("", Opaque); N];
     let mut i = 0;

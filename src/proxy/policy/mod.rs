@@ -21,7 +21,9 @@ use std::collections::BTreeSet;
 
 use http::StatusCode;
 
-pub use self::container::{container_create, container_update, exec_create};
+pub use self::container::{
+    container_create, container_create_fields, container_update, exec_create, exec_create_fields,
+};
 pub use self::objects::{
     build, check_changes, commit_config, image_create, network_connect, network_create,
     network_disconnect, volume_create,

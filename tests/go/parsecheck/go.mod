@@ -1,0 +1,3 @@
+module parsecheck
+
+go 1.19
