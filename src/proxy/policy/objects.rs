@@ -99,7 +99,7 @@ fn check_builder_version(policy: &Policy, version: &str) -> Result<(), Reject> {
         "2" if policy.allow_buildkit => Ok(()),
         "2" => Err(Reject::forbidden(
             "buildkit",
-            "BuildKit builds (version=2)",
+            "a BuildKit build (version=2)",
             "this proxy cannot inspect them; use the classic builder (DOCKER_BUILDKIT=0)",
         )),
         other => Err(Reject::bad_request(
