@@ -695,7 +695,10 @@ async fn a_rename_after_the_check_cannot_point_a_reference_at_another_owners_con
             .collect();
         assert_eq!(creates.len(), 1, "{creates:?}");
         // `mine` now names job-2's container; the checked id still names job-1's.
-        assert_eq!(h.daemon.lock().unwrap().containers[1], ("bbbb2222", "mine", Some(THEIRS)));
+        assert_eq!(
+            h.daemon.lock().unwrap().containers[1],
+            ("bbbb2222", "mine", Some(THEIRS))
+        );
         assert_eq!(creates[0].pointer(field).unwrap(), expected, "{body}");
     }
 }
@@ -752,11 +755,17 @@ async fn volumes_from_a_container_with_a_bind_mount_is_refused_in_every_mode() {
         assert_eq!(status, 403, "{source}: {answer}");
         let message = message(&answer);
         assert!(
-            message.starts_with(&format!("dindbox: --volumes-from {source} is not allowed: ")),
+            message.starts_with(&format!(
+                "dindbox: --volumes-from {source} is not allowed: "
+            )),
             "{message}"
         );
         assert!(message.contains("\"bind\""), "{message}");
-        let posts: Vec<Seen> = h.seen().into_iter().filter(|s| s.method == "POST").collect();
+        let posts: Vec<Seen> = h
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "POST")
+            .collect();
         assert!(posts.is_empty(), "the daemon saw {posts:?}");
     }
 }
@@ -768,7 +777,11 @@ async fn without_an_owner_label_volumes_from_costs_one_lookup_and_is_pinned() {
     let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(body)).await;
     assert_eq!(status, 200, "{answer}");
     let seen = h.seen();
-    assert_eq!(seen.len(), 2, "one inspect of the source, then the create: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "one inspect of the source, then the create: {seen:?}"
+    );
     assert_eq!(seen[0].method, "GET");
     assert_eq!(seen[0].target, "/v1.41/containers/theirs/json");
     let create: Value = serde_json::from_str(&seen[1].body).unwrap();
@@ -910,7 +923,9 @@ async fn without_an_owner_label_no_request_costs_an_extra_round_trip() {
         (
             "POST",
             "/containers/create",
-            Some(r#"{"Image":"b","HostConfig":{"Links":["theirs"],"NetworkMode":"theirnet","Binds":["fresh:/d"]}}"#),
+            Some(
+                r#"{"Image":"b","HostConfig":{"Links":["theirs"],"NetworkMode":"theirnet","Binds":["fresh:/d"]}}"#,
+            ),
         ),
     ] {
         h.forget();

@@ -318,9 +318,7 @@ impl Proxy {
         };
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
         let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
-        let req = self
-            .upstream_request(req, &route, &lookups, hijack)
-            .await?;
+        let req = self.upstream_request(req, &route, &lookups, hijack).await?;
         let mut response = self.send(upstream, req).await?;
         self.advertise_only_what_is_allowed(response.headers_mut());
         match client_upgrade {

@@ -196,7 +196,9 @@ impl Upstream<'_> {
         let Some(network) = self.inspect(&path, "network", name).await? else {
             return Ok(None);
         };
-        Ok(self.owns(network.get("Labels")).then(|| id_of(&network, name)))
+        Ok(self
+            .owns(network.get("Labels"))
+            .then(|| id_of(&network, name)))
     }
 
     async fn volume(&self, owner: &Owner, name: &str) -> Result<Volume, Reject> {

@@ -603,7 +603,10 @@ fn link_alias(link: &str) -> Option<&str> {
 }
 
 /// The object under `name`, made one (replacing `null` or absence).
-fn object_entry<'a>(object: &'a mut Vec<(String, Json)>, name: &str) -> &'a mut Vec<(String, Json)> {
+fn object_entry<'a>(
+    object: &'a mut Vec<(String, Json)>,
+    name: &str,
+) -> &'a mut Vec<(String, Json)> {
     if !matches!(get(object, name), Some(Json::Object(_))) {
         value::set(object, name, Json::Object(Vec::new()));
     }
@@ -996,11 +999,19 @@ mod tests {
         Pinned {
             volumes_from: ids(&[("data", "d-full"), ("/other", "o-full")]),
             containers: ids(&[("db", "db-full"), ("/db", "db-full"), ("api", "api-full")]),
-            networks: ids(&[("backend", "n-back"), ("frontend", "n-front"), ("n-ba", "n-back")]),
+            networks: ids(&[
+                ("backend", "n-back"),
+                ("frontend", "n-front"),
+                ("n-ba", "n-back"),
+            ]),
         }
     }
 
-    fn pinned_body(endpoint: Endpoint, body: &str, path_network: Option<&str>) -> serde_json::Value {
+    fn pinned_body(
+        endpoint: Endpoint,
+        body: &str,
+        path_network: Option<&str>,
+    ) -> serde_json::Value {
         let mut body = Json::parse(body.as_bytes()).unwrap();
         pin(endpoint, &mut body, &pinned(), path_network).unwrap();
         serde_json::from_slice(&body.to_vec()).unwrap()
@@ -1074,10 +1085,9 @@ mod tests {
 
     #[test]
     fn two_endpoint_keys_for_one_network_are_refused() {
-        let mut body = Json::parse(
-            br#"{"NetworkingConfig":{"EndpointsConfig":{"backend":{},"n-ba":{}}}}"#,
-        )
-        .unwrap();
+        let mut body =
+            Json::parse(br#"{"NetworkingConfig":{"EndpointsConfig":{"backend":{},"n-ba":{}}}}"#)
+                .unwrap();
         let reject = pin(Endpoint::ContainerCreate, &mut body, &pinned(), None).unwrap_err();
         assert_eq!(reject.status, StatusCode::BAD_REQUEST, "{reject:?}");
     }
@@ -1090,14 +1100,24 @@ mod tests {
                 r#"{"Container":"db","EndpointConfig":{"NetworkID":"theirs","Links":["api:a"]}}"#,
                 Some("n-back"),
             ),
-            json(r#"{"Container":"db-full","EndpointConfig":{"NetworkID":"n-back","Links":["api:a"]}}"#)
+            json(
+                r#"{"Container":"db-full","EndpointConfig":{"NetworkID":"n-back","Links":["api:a"]}}"#
+            )
         );
         assert_eq!(
-            pinned_body(Endpoint::NetworkConnect, r#"{"Container":"db"}"#, Some("n-back")),
+            pinned_body(
+                Endpoint::NetworkConnect,
+                r#"{"Container":"db"}"#,
+                Some("n-back")
+            ),
             json(r#"{"Container":"db-full","EndpointConfig":{"NetworkID":"n-back"}}"#)
         );
         assert_eq!(
-            pinned_body(Endpoint::NetworkConnect, r#"{"Container":"db"}"#, Some("bridge")),
+            pinned_body(
+                Endpoint::NetworkConnect,
+                r#"{"Container":"db"}"#,
+                Some("bridge")
+            ),
             json(r#"{"Container":"db-full"}"#)
         );
         assert_eq!(
