@@ -1090,6 +1090,11 @@ struct StandaloneProxy<'h> {
 
 impl<'h> StandaloneProxy<'h> {
     fn start(h: &'h Harness, dir: &Path, name: &str, owner: &str) -> Self {
+        Self::start_with(h, dir, name, Some(owner))
+    }
+
+    /// A proxy with the owner label `owner`, or without one (`None`).
+    fn start_with(h: &'h Harness, dir: &Path, name: &str, owner: Option<&str>) -> Self {
         let upstream = h.outer.strip_prefix("unix://").unwrap_or_else(|| {
             panic!(
                 "the owner test needs the outer daemon on a unix socket, DOCKER_HOST is {}",
@@ -1102,7 +1107,7 @@ impl<'h> StandaloneProxy<'h> {
         let child = Command::new(env!("CARGO_BIN_EXE_dindbox"))
             .args(["proxy", "--ds", upstream, "--ls"])
             .arg(&sock)
-            .args(["--owner-label", owner])
+            .args(owner.map_or(vec![], |owner| vec!["--owner-label", owner]))
             .env_remove("DINDBOX_OWNER_LABEL")
             .env_remove("DINDBOX_LABELS")
             .stdin(Stdio::null())
@@ -1114,7 +1119,7 @@ impl<'h> StandaloneProxy<'h> {
             h,
             child,
             host: format!("unix://{}", sock.display()),
-            owner: owner.to_owned(),
+            owner: owner.unwrap_or_default().to_owned(),
             log,
         };
         let ready = poll(Duration::from_secs(20), || {
@@ -1122,7 +1127,7 @@ impl<'h> StandaloneProxy<'h> {
         });
         if ready.is_none() {
             panic!(
-                "`dindbox proxy --owner-label {owner}` did not answer on {} within 20 s; its log:\n{}",
+                "`dindbox proxy` (owner label {owner:?}) did not answer on {} within 20 s; its log:\n{}",
                 p.host,
                 std::fs::read_to_string(&p.log).unwrap_or_default()
             );
@@ -1149,6 +1154,9 @@ impl Drop for StandaloneProxy<'_> {
                 "dindbox proxy {} ignored SIGTERM for 10 s; killed",
                 self.owner
             );
+        }
+        if self.owner.is_empty() {
+            return;
         }
         // Whatever this owner created on the outer daemon.
         let filter = format!("label={}", self.owner);
@@ -1251,4 +1259,252 @@ fn two_standalone_proxies_with_different_owners_cannot_see_each_other() {
         !gone.ok(),
         "the container must be gone after a's `rm -f`:\n{gone}"
     );
+}
+
+// ------------------------------------------------- references and VolumesFrom
+
+/// `docker run --volumes-from SOURCE` as a tenant: refused when SOURCE has a
+/// host bind mount, or why not.
+fn volumes_from_refusal_problem(source: &str, out: &Out) -> Option<String> {
+    let what = format!("docker run --volumes-from {source}");
+    refusal_problem(&what, out).or_else(|| {
+        (!out
+            .stderr
+            .contains(&format!("--volumes-from {source} is not allowed")))
+        .then(|| format!("`{what}` must be refused for the source's host bind mount:\n{out}"))
+    })
+}
+
+#[test]
+fn volumes_from_an_operators_sidecar_with_a_host_bind_is_refused_in_a_box() {
+    let h = need_harness!();
+    let vol = Volume::new(h, "volfrom");
+    let b = DindBox::start(h, "volfrom", &vol);
+    b.load_busybox();
+    // An operator's sidecar, created on the box's private socket (not
+    // through the proxy), bind-mounting the box's /etc.
+    let direct = "docker -H unix:///run/dindbox/docker.sock";
+    b.exec_ok(&format!(
+        "{direct} create --name sidecar -v /etc:/hostetc busybox true"
+    ));
+    let containers = || {
+        b.exec_ok(&format!("{direct} ps -aq | wc -l"))
+            .trim()
+            .to_owned()
+    };
+    let before = containers();
+    let out = b.docker(&[
+        "run",
+        "--rm",
+        "--name",
+        "tenant",
+        "--volumes-from",
+        "sidecar:ro",
+        "busybox",
+        "cat",
+        "/hostetc/hostname",
+    ]);
+    if let Some(problem) = volumes_from_refusal_problem("sidecar", &out) {
+        panic!("{problem}");
+    }
+    assert_eq!(
+        containers(),
+        before,
+        "a refused --volumes-from must create no container"
+    );
+
+    // The tenant's own container with a named volume can be shared, and is
+    // forwarded by its full id.
+    let own = b
+        .docker_ok(&[
+            "run",
+            "--name",
+            "own",
+            "-v",
+            "ownvol:/data",
+            "busybox",
+            "sh",
+            "-c",
+            "echo shared > /data/f",
+        ])
+        .stdout;
+    assert!(own.is_empty(), "{own}");
+    let out = b.docker_ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "own:ro",
+        "busybox",
+        "cat",
+        "/data/f",
+    ]);
+    assert_eq!(out.stdout, "shared\n", "--volumes-from own:\n{out}");
+    let own_id = b.docker_ok(&["inspect", "-f", "{{.Id}}", "own"]).stdout;
+    let created = b.docker_ok(&["create", "--volumes-from", "own:ro", "busybox", "true"]);
+    let from = b.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.VolumesFrom}}",
+        created.stdout.trim(),
+    ]);
+    assert_eq!(
+        from.stdout.trim(),
+        format!("[\"{}:ro\"]", own_id.trim()),
+        "the proxy forwards the source by its full id"
+    );
+}
+
+#[test]
+fn volumes_from_a_host_container_with_a_bind_is_refused_without_an_owner_label() {
+    let h = need_harness!();
+    let dir = tempdir();
+    // A "host" container on the daemon the proxy fronts, with a bind mount.
+    let host = unique("host-sidecar");
+    let out = h.outer(&[
+        "create",
+        "--name",
+        &host,
+        "-v",
+        "/etc:/hostetc",
+        "busybox",
+        "true",
+    ]);
+    assert!(out.ok(), "create the host container:\n{out}");
+    let data = unique("data");
+    let out = h.outer(&["create", "--name", &data, "-v", "/data", "busybox", "true"]);
+    assert!(out.ok(), "create a container with a volume:\n{out}");
+    let tenant = unique("tenant");
+    let p = StandaloneProxy::start_with(h, dir.path(), "plain", None);
+
+    let out = p.docker(&[
+        "run",
+        "--rm",
+        "--name",
+        &tenant,
+        "--volumes-from",
+        &host,
+        "busybox",
+        "cat",
+        "/hostetc/hostname",
+    ]);
+    let problem = volumes_from_refusal_problem(&host, &out);
+    let created = h.outer(&["inspect", &tenant]).ok();
+    let shared = p.docker(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        &data,
+        "busybox",
+        "ls",
+        "-d",
+        "/data",
+    ]);
+    for name in [&host, &data, &tenant] {
+        h.outer(&["rm", "-f", "-v", name]);
+    }
+    if let Some(problem) = problem {
+        panic!("{problem}");
+    }
+    assert!(!created, "the refused container {tenant} must not exist");
+    assert!(
+        shared.ok() && shared.stdout == "/data\n",
+        "--volumes-from a container with only a volume must work:\n{shared}"
+    );
+}
+
+#[test]
+fn references_to_ones_own_objects_work_by_id_through_an_owner_proxy() {
+    let h = need_harness!();
+    let dir = tempdir();
+    let key = format!("dindbox-e2e.owner-{}", std::process::id());
+    let a = StandaloneProxy::start(h, dir.path(), "refs", &format!("{key}=refs"));
+    let net = unique("own-net");
+    let vol = unique("own-vol");
+    let own = unique("own");
+    let cleanup = || {
+        h.outer(&["rm", "-f", "-v", &own]);
+        h.outer(&["network", "rm", &net]);
+        h.outer(&["volume", "rm", "-f", &vol]);
+    };
+    let mut failures = Vec::new();
+    let out = a.docker(&["network", "create", &net]);
+    if !out.ok() {
+        failures.push(format!("`docker network create` through the proxy:\n{out}"));
+    }
+    let out = a.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &own,
+        "--network",
+        &net,
+        "-v",
+        &format!("{vol}:/data"),
+        "busybox",
+        "sh",
+        "-c",
+        "echo shared > /data/f; sleep 120",
+    ]);
+    if !out.ok() {
+        failures.push(format!("`docker run -d` of the linked container:\n{out}"));
+    }
+    let link = format!("{own}:alias");
+    let out = a.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        "--link",
+        &link,
+        "--volumes-from",
+        &own,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/f && ping -c 1 -W 5 alias >/dev/null && echo linked",
+    ]);
+    if !(out.ok() && out.stdout == "shared\nlinked\n") {
+        failures.push(format!(
+            "`docker run --network {net} --link {link} --volumes-from {own}` must read the volume and reach the alias:\n{out}"
+        ));
+    }
+    // What dockerd got: the ids the proxy checked.
+    let created = a.docker(&[
+        "create",
+        "--network",
+        &net,
+        "--volumes-from",
+        &format!("{own}:ro"),
+        "busybox",
+        "true",
+    ]);
+    let ids = |what: &str| {
+        h.outer(&["inspect", "-f", "{{.Id}}", what])
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    if created.ok() {
+        let id = created.stdout.trim();
+        let seen = h.outer(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.NetworkMode}} {{json .HostConfig.VolumesFrom}}",
+            id,
+        ]);
+        let expected = format!("{} [\"{}:ro\"]", ids(&net), ids(&own));
+        if seen.stdout.trim() != expected {
+            failures.push(format!(
+                "the created container must name the network and the source by id ({expected}):\n{seen}"
+            ));
+        }
+        h.outer(&["rm", "-f", id]);
+    } else {
+        failures.push(format!(
+            "`docker create --network --volumes-from`:\n{created}"
+        ));
+    }
+    drop(a);
+    cleanup();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -34,6 +34,9 @@ struct Seen {
 /// What the fake dockerd knows: objects with labels.
 struct Daemon {
     seen: Vec<Seen>,
+    /// Swap the names `mine` and `theirs` right after answering the next
+    /// container inspect: a rename between the proxy's check and its use.
+    rename_after_inspect: bool,
     /// (id, name, owner)
     containers: Vec<(&'static str, &'static str, Option<&'static str>)>,
     /// (exec id, container id)
@@ -48,10 +51,13 @@ impl Daemon {
     fn new() -> Daemon {
         Daemon {
             seen: Vec::new(),
+            rename_after_inspect: false,
             containers: vec![
                 ("aaaa1111", "mine", Some(MINE)),
                 ("bbbb2222", "theirs", Some(THEIRS)),
                 ("cccc3333", "nobodys", None),
+                ("dddd4444", "my-binder", Some(MINE)),
+                ("eeee5555", "host-sidecar", None),
             ],
             execs: vec![("e-mine", "aaaa1111"), ("e-theirs", "bbbb2222")],
             networks: vec![
@@ -66,6 +72,15 @@ impl Daemon {
                 ("anon-mine".into(), json!({})),
                 ("anon-theirs".into(), Value::Null),
             ],
+        }
+    }
+
+    /// `GET /containers/{id}/json`'s `Mounts`: two containers bind host paths.
+    fn container_mounts(id: &str) -> Value {
+        match id {
+            "dddd4444" => json!([{"Type": "bind", "Source": "/srv/mine", "Destination": "/b"}]),
+            "eeee5555" => json!([{"Type": "bind", "Source": "/etc", "Destination": "/hostetc"}]),
+            _ => json!([{"Type": "volume", "Name": "myvol", "Destination": "/data"}]),
         }
     }
 
@@ -117,10 +132,15 @@ impl Daemon {
                     .iter()
                     .find(|(id, n, _)| id.starts_with(name) || n == name)
                 {
-                    Some((id, n, owner)) => (
-                        200,
-                        json!({"Id": id, "Name": format!("/{n}"), "Config": {"Labels": labels(*owner)}}),
-                    ),
+                    Some((id, n, owner)) => {
+                        let answer = json!({"Id": id, "Name": format!("/{n}"), "Config": {"Labels": labels(*owner)},
+                               "Mounts": Daemon::container_mounts(id)});
+                        if std::mem::take(&mut self.rename_after_inspect) {
+                            self.containers[0].1 = "theirs";
+                            self.containers[1].1 = "mine";
+                        }
+                        (200, answer)
+                    }
                     None => (
                         404,
                         json!({"message": format!("No such container: {name}")}),
@@ -484,7 +504,10 @@ async fn networks_and_volumes_of_another_owner_look_absent() {
     let forwarded = h.forwarded();
     assert_eq!(forwarded.len(), 1, "{forwarded:?}");
     assert_eq!(forwarded[0].target, "/v1.41/networks/n1111/connect");
-    assert_eq!(forwarded[0].body, r#"{"Container":"mine"}"#);
+    assert_eq!(
+        forwarded[0].body,
+        r#"{"Container":"aaaa1111","EndpointConfig":{"NetworkID":"n1111"}}"#
+    );
 }
 
 #[tokio::test]
@@ -632,6 +655,152 @@ async fn a_create_naming_ones_own_objects_is_forwarded_with_the_owner_label() {
         json!({"ci.owner": "job-1", "team": "a"}),
         "an anonymous volume dockerd creates is owned"
     );
+    // Every reference is forwarded as the object that was checked.
+    assert_eq!(create["HostConfig"]["VolumesFrom"], json!(["aaaa1111"]));
+    assert_eq!(create["HostConfig"]["Links"], json!(["aaaa1111:m"]));
+    assert_eq!(create["HostConfig"]["NetworkMode"], "n1111");
+    assert_eq!(
+        create["NetworkingConfig"]["EndpointsConfig"],
+        json!({"n1111": {"NetworkID": "n1111"}, "bridge": {}})
+    );
+}
+
+#[tokio::test]
+async fn a_rename_after_the_check_cannot_point_a_reference_at_another_owners_container() {
+    let h = start().await;
+    for (body, field, expected) in [
+        (
+            r#"{"Image":"b","HostConfig":{"VolumesFrom":["mine:ro"]}}"#,
+            "/HostConfig/VolumesFrom/0",
+            "aaaa1111:ro",
+        ),
+        (
+            r#"{"Image":"b","HostConfig":{"Links":["mine:db"]}}"#,
+            "/HostConfig/Links/0",
+            "aaaa1111:db",
+        ),
+    ] {
+        {
+            let mut daemon = h.daemon.lock().unwrap();
+            *daemon = Daemon::new();
+            daemon.rename_after_inspect = true;
+        }
+        let (status, answer) = call(&h.mine, "POST", "/containers/create", Some(body)).await;
+        assert_eq!(status, 200, "{body}: {answer}");
+        let creates: Vec<Value> = h
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "POST")
+            .map(|s| serde_json::from_str(&s.body).unwrap())
+            .collect();
+        assert_eq!(creates.len(), 1, "{creates:?}");
+        // `mine` now names job-2's container; the checked id still names job-1's.
+        assert_eq!(
+            h.daemon.lock().unwrap().containers[1],
+            ("bbbb2222", "mine", Some(THEIRS))
+        );
+        assert_eq!(creates[0].pointer(field).unwrap(), expected, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_are_forwarded_by_the_checked_ids() {
+    let h = start().await;
+    let (status, answer) = call(
+        &h.mine,
+        "POST",
+        "/networks/mynet/connect",
+        Some(r#"{"Container":"mine","EndpointConfig":{"NetworkID":"n2222","Aliases":["a"]}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let forwarded = h.forwarded();
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    assert_eq!(forwarded[0].target, "/v1.41/networks/n1111/connect");
+    let body: Value = serde_json::from_str(&forwarded[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({"Container": "aaaa1111", "EndpointConfig": {"NetworkID": "n1111", "Aliases": ["a"]}}),
+        "the container and the endpoint's NetworkID are the checked ids"
+    );
+    h.forget();
+    let (status, answer) = call(
+        &h.mine,
+        "POST",
+        "/networks/mynet/disconnect",
+        Some(r#"{"Container":"/mine"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let forwarded = h.forwarded();
+    assert_eq!(forwarded[0].target, "/v1.41/networks/n1111/disconnect");
+    assert_eq!(
+        serde_json::from_str::<Value>(&forwarded[0].body).unwrap(),
+        json!({"Container": "aaaa1111"})
+    );
+}
+
+#[tokio::test]
+async fn volumes_from_a_container_with_a_bind_mount_is_refused_in_every_mode() {
+    let h = start().await;
+    for (socket, source) in [
+        (&h.mine, "my-binder"),
+        (&h.plain, "host-sidecar"),
+        (&h.plain, "eeee"),
+        (&h.plain, "my-binder"),
+    ] {
+        h.forget();
+        let body = format!(r#"{{"Image":"b","HostConfig":{{"VolumesFrom":["{source}:ro"]}}}}"#);
+        let (status, answer) = call(socket, "POST", "/containers/create", Some(&body)).await;
+        assert_eq!(status, 403, "{source}: {answer}");
+        let message = message(&answer);
+        assert!(
+            message.starts_with(&format!(
+                "dindbox: --volumes-from {source} is not allowed: "
+            )),
+            "{message}"
+        );
+        assert!(message.contains("\"bind\""), "{message}");
+        let posts: Vec<Seen> = h
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "POST")
+            .collect();
+        assert!(posts.is_empty(), "the daemon saw {posts:?}");
+    }
+}
+
+#[tokio::test]
+async fn without_an_owner_label_volumes_from_costs_one_lookup_and_is_pinned() {
+    let h = start().await;
+    let body = r#"{"Image":"b","HostConfig":{"VolumesFrom":["theirs:ro"],"Links":["theirs:t"],"NetworkMode":"theirnet"}}"#;
+    let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = h.seen();
+    assert_eq!(
+        seen.len(),
+        2,
+        "one inspect of the source, then the create: {seen:?}"
+    );
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].target, "/v1.41/containers/theirs/json");
+    let create: Value = serde_json::from_str(&seen[1].body).unwrap();
+    assert_eq!(create["HostConfig"]["VolumesFrom"], json!(["bbbb2222:ro"]));
+    // Without owners nothing else is looked up or rewritten.
+    assert_eq!(create["HostConfig"]["Links"], json!(["theirs:t"]));
+    assert_eq!(create["HostConfig"]["NetworkMode"], "theirnet");
+    assert!(create.get("NetworkingConfig").is_none(), "{create}");
+    h.forget();
+    let (status, answer) = call(
+        &h.plain,
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"b","HostConfig":{"VolumesFrom":["gone"]}}"#),
+    )
+    .await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(message(&answer), "No such container: gone");
+    assert!(h.seen().iter().all(|s| s.method == "GET"), "{:?}", h.seen());
 }
 
 #[tokio::test]
@@ -754,7 +923,9 @@ async fn without_an_owner_label_no_request_costs_an_extra_round_trip() {
         (
             "POST",
             "/containers/create",
-            Some(r#"{"Image":"b","HostConfig":{"VolumesFrom":["theirs"],"Binds":["fresh:/d"]}}"#),
+            Some(
+                r#"{"Image":"b","HostConfig":{"Links":["theirs"],"NetworkMode":"theirnet","Binds":["fresh:/d"]}}"#,
+            ),
         ),
     ] {
         h.forget();

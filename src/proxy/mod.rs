@@ -307,26 +307,23 @@ impl Proxy {
         let mut route = check::admit(&self.policy, req.method(), req.uri(), req.headers())?;
         *endpoint = route.pattern;
         // Standalone mode with an owner label: ask dockerd who owns what the
-        // request names. Without one, no request costs an extra round trip.
-        let ownership = self.policy.owner.as_ref().map(|owner| owner::Upstream {
+        // request names. Without one, only a create with `VolumesFrom` costs
+        // an extra round trip (its sources' mounts are checked).
+        let lookups = owner::Upstream {
             client: &self.client,
             socket: &self.upstream,
             version: route.version,
             policy: &self.policy,
-            owner,
-        });
-        if let Some(ownership) = &ownership {
-            ownership.verify_target(&mut route).await?;
-        }
+            owner: self.policy.owner.as_ref(),
+        };
+        lookups.verify_target(&mut route).await?;
         let answer = match &self.policy.owner {
             Some(_) => policy::owner::answer(req.method(), &route),
             None => policy::owner::Answer::Plain,
         };
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
         let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
-        let req = self
-            .upstream_request(req, &route, ownership.as_ref(), hijack)
-            .await?;
+        let req = self.upstream_request(req, &route, &lookups, hijack).await?;
         let mut response = self.send(upstream, req).await?;
         self.advertise_only_what_is_allowed(response.headers_mut());
         match client_upgrade {
@@ -344,16 +341,20 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         route: &route::Route,
-        ownership: Option<&owner::Upstream<'_>>,
+        lookups: &owner::Upstream<'_>,
         hijack: bool,
     ) -> Result<Request<Body>, Reject> {
         let (mut parts, body) = req.into_parts();
         let body = if check::inspects_body(route.endpoint) {
             let bytes = read_bounded(body).await?;
-            let checked = check::check_body(&self.policy, route.endpoint, &parts.headers, &bytes)?;
-            if let (Some(ownership), Some(checked)) = (ownership, &checked) {
+            let mut checked =
+                check::check_body(&self.policy, route.endpoint, &parts.headers, &bytes)?;
+            if let Some(checked) = &mut checked {
                 let references = policy::owner::references(route.endpoint, checked);
-                ownership.verify_references(&references).await?;
+                let pinned = lookups.verify_references(&references).await?;
+                // The path's network, already checked and pinned to its id.
+                let network = lookups.owner.and(route.param());
+                policy::owner::pin(route.endpoint, checked, &pinned, network)?;
             }
             full(checked.map(|json| json.to_vec()).unwrap_or_default())
         } else {

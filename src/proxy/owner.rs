@@ -1,13 +1,20 @@
-//! Ownership checks in standalone mode: the I/O half. Before a request that
-//! names a container, exec, network or volume is forwarded, the proxy asks
-//! dockerd for the object's labels and lets [`policy::owner`] decide; an
-//! object without the owner label answers as dockerd does for one that does
-//! not exist. Only runs when an owner label is set: in box mode nothing here
-//! is called and no request costs an extra round trip.
+//! What the proxy asks dockerd before it forwards a request: the I/O half of
+//! [`policy::owner`].
 //!
-//! A checked container or network is forwarded by its full id, so the object
-//! dockerd acts on is the one that was checked, not whatever a name or an id
-//! prefix resolves to a moment later.
+//! - In standalone mode with an owner label, before a request that names a
+//!   container, exec, network or volume is forwarded, the proxy asks dockerd
+//!   for the object's labels and lets [`policy::owner`] decide; an object
+//!   without the owner label answers as dockerd does for one that does not
+//!   exist.
+//! - In every mode, a container create's `VolumesFrom` sources are inspected:
+//!   one with a mount that is not a volume (a host bind) is refused
+//!   ([`owner::check_volumes_from_source`]). That is the one extra round trip
+//!   without an owner label, and only for a create that has `VolumesFrom`.
+//!
+//! A checked container or network is forwarded by its full id, in the path
+//! and in the body ([`owner::pin`]), so the object dockerd acts on is the one
+//! that was checked, not whatever a name or an id prefix resolves to a moment
+//! later.
 
 #![forbid(unsafe_code)]
 
@@ -24,18 +31,20 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::gojson::Json;
-use super::policy::owner::{self, Kind, Label, Owner, Reference};
+use super::policy::owner::{self, Kind, Label, Owner, Pinned, Reference};
 use super::policy::{self, Policy, Reject};
 use super::route::{encode_param, ApiVersion, Route};
 use super::{empty, full, Body, BODY_LIMIT};
 
-/// The daemon, as the proxy asks it about ownership.
+/// The daemon, as the proxy asks it about what a request names.
 pub(super) struct Upstream<'a> {
     pub client: &'a Client<UnixConnector, Body>,
     pub socket: &'a Path,
     pub version: ApiVersion,
     pub policy: &'a Policy,
-    pub owner: &'a Owner,
+    /// The owner label; `None` in box mode and in standalone mode without
+    /// one, where every object counts as the tenant's.
+    pub owner: Option<&'a Owner>,
 }
 
 /// A volume, as far as ownership goes.
@@ -51,6 +60,9 @@ impl Upstream<'_> {
     /// container) and points the request at its full id. Another owner's
     /// object, or a missing one, is refused with dockerd's 404.
     pub async fn verify_target(&self, route: &mut Route) -> Result<(), Reject> {
+        let Some(owner) = self.owner else {
+            return Ok(());
+        };
         if let Some(name) = owner::commit_target(route) {
             let id = self.owned_container(&name).await?;
             let id = id.ok_or_else(|| Kind::Container.not_found(&name))?;
@@ -76,7 +88,7 @@ impl Upstream<'_> {
                 route.set_param(&id.ok_or_else(|| kind.not_found(&name))?);
             }
             Kind::Volume => {
-                if self.volume(&name).await? != Volume::Owned {
+                if self.volume(owner, &name).await? != Volume::Owned {
                     return Err(kind.not_found(&name));
                 }
             }
@@ -84,38 +96,65 @@ impl Upstream<'_> {
         Ok(())
     }
 
-    /// Checks the objects a checked body names. A named volume that does not
-    /// exist yet is created now, with the owner label, so that the job owns
-    /// it (dockerd would create it without labels).
-    pub async fn verify_references(&self, references: &[Reference]) -> Result<(), Reject> {
+    /// Checks the objects a checked body names and answers the full ids to
+    /// forward them by. Without an owner only the `VolumesFrom` sources are
+    /// looked up (for their mounts): a body without one costs no round trip.
+    /// With one, a named volume that does not exist yet is created now, with
+    /// the owner label, so that the job owns it (dockerd would create it
+    /// without labels).
+    pub async fn verify_references(&self, references: &[Reference]) -> Result<Pinned, Reject> {
+        let mut pinned = Pinned::default();
         // Volumes last: a volume is only created once nothing else can refuse.
         let (volumes, others): (Vec<&Reference>, Vec<&Reference>) = references
             .iter()
             .partition(|r| matches!(r, Reference::Volume { .. }));
         for reference in others.into_iter().chain(volumes) {
+            if let Reference::VolumesFrom(name) = reference {
+                let (id, container) = self
+                    .owned_container_json(name)
+                    .await?
+                    .ok_or_else(|| Kind::Container.not_found(name))?;
+                owner::check_volumes_from_source(name, &container)?;
+                pinned.volumes_from.push((name.clone(), id));
+                continue;
+            }
+            let Some(owner) = self.owner else { continue };
             match reference {
+                Reference::VolumesFrom(_) => {}
                 Reference::Container(name) => {
-                    if self.owned_container(name).await?.is_none() {
-                        return Err(Kind::Container.not_found(name));
-                    }
+                    let id = self.owned_container(name).await?;
+                    let id = id.ok_or_else(|| Kind::Container.not_found(name))?;
+                    pinned.containers.push((name.clone(), id));
                 }
                 Reference::Network(name) => {
-                    if self.owned_network(name).await?.is_none() {
-                        return Err(Kind::Network.not_found(name));
-                    }
+                    let id = self.owned_network(name).await?;
+                    let id = id.ok_or_else(|| Kind::Network.not_found(name))?;
+                    pinned.networks.push((name.clone(), id));
                 }
-                Reference::Volume { name, labels } => match self.volume(name).await? {
+                Reference::Volume { name, labels } => match self.volume(owner, name).await? {
                     Volume::Owned => {}
                     Volume::Foreign => return Err(volume_taken(name)),
-                    Volume::Absent => self.create_volume(name, labels).await?,
+                    Volume::Absent => self.create_volume(owner, name, labels).await?,
                 },
             }
         }
-        Ok(())
+        Ok(pinned)
+    }
+
+    /// Whether labels as dockerd reports them are the owner's; without an
+    /// owner label every object is.
+    fn owns(&self, labels: Option<&Value>) -> bool {
+        self.owner.map_or(true, |o| owner::owns(o, labels))
     }
 
     /// The full id of the named container when the owner owns it.
     async fn owned_container(&self, name: &str) -> Result<Option<String>, Reject> {
+        Ok(self.owned_container_json(name).await?.map(|(id, _)| id))
+    }
+
+    /// The full id and `inspect` answer of the named container when the
+    /// owner owns it.
+    async fn owned_container_json(&self, name: &str) -> Result<Option<(String, Value)>, Reject> {
         let Some(name) = owner::reference_name(name) else {
             return Ok(None);
         };
@@ -123,8 +162,10 @@ impl Upstream<'_> {
         let Some(container) = self.inspect(&path, "container", name).await? else {
             return Ok(None);
         };
-        let owned = owner::owns(self.owner, container.pointer("/Config/Labels"));
-        Ok(owned.then(|| id_of(&container, name)))
+        if !self.owns(container.pointer("/Config/Labels")) {
+            return Ok(None);
+        }
+        Ok(Some((id_of(&container, name), container)))
     }
 
     /// Whether the exec instance runs in a container the owner owns.
@@ -155,11 +196,12 @@ impl Upstream<'_> {
         let Some(network) = self.inspect(&path, "network", name).await? else {
             return Ok(None);
         };
-        let owned = owner::owns(self.owner, network.get("Labels"));
-        Ok(owned.then(|| id_of(&network, name)))
+        Ok(self
+            .owns(network.get("Labels"))
+            .then(|| id_of(&network, name)))
     }
 
-    async fn volume(&self, name: &str) -> Result<Volume, Reject> {
+    async fn volume(&self, owner: &Owner, name: &str) -> Result<Volume, Reject> {
         let Some(name) = owner::reference_name(name) else {
             return Err(Reject::bad_request(
                 "owner",
@@ -170,14 +212,14 @@ impl Upstream<'_> {
         let Some(volume) = self.inspect(&path, "volume", name).await? else {
             return Ok(Volume::Absent);
         };
-        match owner::label(self.owner, volume.get("Labels")) {
+        match owner::label(owner, volume.get("Labels")) {
             Label::Mine => Ok(Volume::Owned),
             Label::Other => Ok(Volume::Foreign),
             // Anonymous volumes have no labels: the owner's are the ones its
             // containers mount (compose re-mounts them when it recreates a
             // service, `docker volume inspect` looks at them).
             Label::Missing => {
-                let filters = owner::used_by_owned_containers(self.owner, name);
+                let filters = owner::used_by_owned_containers(owner, name);
                 let path = format!(
                     "/containers/json?all=1&filters={}",
                     utf8_percent_encode(&filters, NON_ALPHANUMERIC)
@@ -199,7 +241,12 @@ impl Upstream<'_> {
     /// injected ones. Volume create answers with the existing volume when
     /// the name is taken, so the answer is checked too: another owner may
     /// have created it in the meantime.
-    async fn create_volume(&self, name: &str, labels: &[(String, String)]) -> Result<(), Reject> {
+    async fn create_volume(
+        &self,
+        owner: &Owner,
+        name: &str,
+        labels: &[(String, String)],
+    ) -> Result<(), Reject> {
         let labels = labels
             .iter()
             .map(|(k, v)| (k.clone(), Json::String(v.clone())))
@@ -215,7 +262,7 @@ impl Upstream<'_> {
         if !status.is_success() {
             return Err(upstream_error(status, &answer, "volume", name));
         }
-        check_created_volume(self.owner, name, &answer)
+        check_created_volume(owner, name, &answer)
     }
 
     /// `GET path`: the answer when dockerd has the object, `None` when it

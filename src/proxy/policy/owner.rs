@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use http::{Method, StatusCode};
 
-use super::Reject;
+use super::{value, Reject};
 use crate::proxy::gojson::{get, Json};
 use crate::proxy::route::{Endpoint, Route};
 
@@ -209,6 +209,10 @@ fn parse_filters(text: &str) -> Result<Filters, Reject> {
 /// An object a request body names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reference {
+    /// A container whose mounts the new one copies (`HostConfig.VolumesFrom`,
+    /// the name without its `:ro`/`:rw`): looked up in every mode, see
+    /// [`check_volumes_from_source`].
+    VolumesFrom(String),
     Container(String),
     Network(String),
     /// A named volume, with the labels to create it with if it does not exist
@@ -255,7 +259,7 @@ fn create_references(body: &[(String, Json)], refs: &mut Vec<Reference>) {
         for spec in strings(hc, "VolumesFrom") {
             // `name[:ro|rw]`, split on the first `:` as dockerd does.
             let name = spec.split(':').next().unwrap_or_default();
-            refs.push(Reference::Container(name.to_string()));
+            refs.push(Reference::VolumesFrom(name.to_string()));
         }
         link_references(hc, refs);
         if let Some(Json::String(mode)) = get(hc, "NetworkMode") {
@@ -352,6 +356,264 @@ pub fn reference_name(name: &str) -> Option<&str> {
         && !name.contains('/')
         && !name.chars().any(char::is_control);
     ok.then_some(name)
+}
+
+/// The mount types a `VolumesFrom` source may have: a named or anonymous
+/// volume is shared as intended, and dockerd copies a tmpfs mount as a fresh,
+/// empty one (or fails). Everything else is refused: `bind` and `npipe` copy a
+/// host path, `image` the path of the source's own image layer, `cluster` a
+/// swarm volume; an unknown or missing type is not known to be safe.
+const SHAREABLE_MOUNTS: &[&str] = &["volume", "tmpfs"];
+
+/// Whether a container, as `GET /containers/{id}/json` shows it, may be a
+/// `VolumesFrom` source. dockerd copies every mount point of the source, bind
+/// mounts included, so a container the tenant did not create (a sidecar an
+/// operator started in the box with `-v /etc:/hostetc`, or a host container
+/// behind a standalone proxy) would hand its host paths to the tenant. Its
+/// `Mounts` are what dockerd copies; `HostConfig.Binds` and `.Mounts` are
+/// read too, so that an answer without `Mounts` cannot hide a bind.
+pub fn check_volumes_from_source(name: &str, container: &serde_json::Value) -> Result<(), Reject> {
+    use serde_json::Value;
+    let refuse = |why: String| {
+        Reject::forbidden(
+            "volumes-from",
+            &format!("--volumes-from {name}"),
+            format!("{why}; only containers whose mounts are all volumes can be shared"),
+        )
+    };
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or("").to_string();
+    let Some(mounts) = container.get("Mounts").and_then(Value::as_array) else {
+        return Err(refuse(format!(
+            "dockerd did not list the mounts of container {name:?}"
+        )));
+    };
+    let declared = container
+        .pointer("/HostConfig/Mounts")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    for mount in mounts.iter().chain(declared) {
+        let kind = text(mount.get("Type"));
+        if !SHAREABLE_MOUNTS.contains(&kind.as_str()) {
+            let target = text(mount.get("Destination").or_else(|| mount.get("Target")));
+            return Err(refuse(format!(
+                "container {name:?} has a mount of type {kind:?} at {target:?}, which the new container would share"
+            )));
+        }
+    }
+    let binds = container
+        .pointer("/HostConfig/Binds")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    for bind in binds {
+        let Some(bind) = bind.as_str() else {
+            return Err(refuse(format!(
+                "dockerd listed a bind of container {name:?} that is not a string"
+            )));
+        };
+        // `source:destination[:options]`: a source with a `/` is a host path
+        // (a volume name cannot hold one).
+        let mut parts = bind.split(':');
+        let source = parts.next().unwrap_or_default();
+        if parts.next().is_some() && source.contains('/') {
+            return Err(refuse(format!(
+                "container {name:?} bind-mounts the host path {source:?}, which the new container would share"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The full ids the proxy checked, by the name the body gave: each
+/// reference is forwarded as the object that was checked, so that a rename
+/// (or a removal and a new object of the same name) between the check and
+/// dockerd's use cannot point it at another object.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    /// `VolumesFrom` sources, checked for their mounts (and owner).
+    pub volumes_from: Vec<(String, String)>,
+    /// Other containers (`Links`, connect's and disconnect's `Container`).
+    pub containers: Vec<(String, String)>,
+    pub networks: Vec<(String, String)>,
+}
+
+impl Pinned {
+    fn find<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        list.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| id.as_str())
+    }
+}
+
+/// Rewrites the references of a checked (canonical) body to the full ids in
+/// `pinned`; names `pinned` does not hold (the built-in networks, and in box
+/// mode everything but `VolumesFrom`) stay as they are. `path_network` is the
+/// checked id of the network a connect's path names (owner mode only).
+///
+/// - `VolumesFrom` `name[:mode]` becomes `id[:mode]`.
+/// - `Links` `name[:alias]` becomes `id:alias`, with the alias dockerd's
+///   `opts.ParseLink` would have taken from the original (the name itself
+///   when there is none, the last path element of `/name:/parent/alias`):
+///   dockerd resolves the name once, with `GetContainer`, which takes a full
+///   id, and keeps the link under the alias. A malformed link is left for
+///   dockerd to refuse.
+/// - `NetworkMode` and the `EndpointsConfig` keys become the network's id,
+///   and each such endpoint gets `NetworkID` = that id: dockerd stores the
+///   endpoint under the network's name and resolves it again at every start
+///   (`getNetworkID` prefers `NetworkID`), so without it a network removed
+///   and re-created under the same name by another owner would be joined.
+///   A `NetworkMode` network without an endpoint gets one for the same
+///   reason when the body has no other endpoints (with others, dockerd does
+///   not join the `NetworkMode` network, and neither may the proxy).
+/// - Connect's and disconnect's `Container` becomes its id; connect's
+///   `EndpointConfig.NetworkID` becomes the path's network id.
+/// - Endpoint `Links` (`EndpointsConfig.*.Links`, connect's
+///   `EndpointConfig.Links`) stay names: they are DNS aliases (`alias` ->
+///   `name`) the embedded resolver looks up on each query among the
+///   container's own networks, not containers dockerd resolves; a full id is
+///   no DNS name, so an id would break them. In owner mode every endpoint on
+///   those networks is owned (joining needs an owned network and an owned
+///   container), so a name there cannot reach another owner's container.
+pub fn pin(
+    endpoint: Endpoint,
+    body: &mut Json,
+    pinned: &Pinned,
+    path_network: Option<&str>,
+) -> Result<(), Reject> {
+    let Json::Object(body) = body else {
+        return Ok(());
+    };
+    match endpoint {
+        Endpoint::ContainerCreate => pin_create(body, pinned),
+        Endpoint::NetworkConnect | Endpoint::NetworkDisconnect => {
+            if let Some((_, Json::String(container))) =
+                body.iter_mut().find(|(k, _)| k == "Container")
+            {
+                if let Some(id) = Pinned::find(&pinned.containers, container) {
+                    *container = id.to_string();
+                }
+            }
+            match path_network {
+                Some(id) if endpoint == Endpoint::NetworkConnect && !is_builtin_network(id) => {
+                    let settings = object_entry(body, "EndpointConfig");
+                    value::set(settings, "NetworkID", Json::String(id.to_string()));
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn pin_create(body: &mut Vec<(String, Json)>, pinned: &Pinned) -> Result<(), Reject> {
+    let mut mode_network = None;
+    if let Some((_, Json::Object(hc))) = body.iter_mut().find(|(k, _)| k == "HostConfig") {
+        for (key, value) in hc.iter_mut() {
+            match (key.as_str(), value) {
+                ("VolumesFrom", Json::Array(specs)) => {
+                    for spec in specs {
+                        let Json::String(spec) = spec else { continue };
+                        let (name, mode) = match spec.split_once(':') {
+                            Some((name, mode)) => (name, Some(mode)),
+                            None => (spec.as_str(), None),
+                        };
+                        if let Some(id) = Pinned::find(&pinned.volumes_from, name) {
+                            *spec = match mode {
+                                Some(mode) => format!("{id}:{mode}"),
+                                None => id.to_string(),
+                            };
+                        }
+                    }
+                }
+                ("Links", Json::Array(links)) => {
+                    for link in links {
+                        let Json::String(link) = link else { continue };
+                        let name = link.split(':').next().unwrap_or_default();
+                        if let (Some(id), Some(alias)) =
+                            (Pinned::find(&pinned.containers, name), link_alias(link))
+                        {
+                            *link = format!("{id}:{alias}");
+                        }
+                    }
+                }
+                ("NetworkMode", Json::String(mode)) => {
+                    if let Some(id) = Pinned::find(&pinned.networks, mode) {
+                        *mode = id.to_string();
+                        mode_network = Some(id.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let networking = body.iter_mut().find(|(k, _)| k == "NetworkingConfig");
+    let endpoints = match networking {
+        Some((_, Json::Object(networking))) => networking
+            .iter_mut()
+            .find(|(k, _)| k == "EndpointsConfig")
+            .and_then(|(_, v)| match v {
+                Json::Object(endpoints) => Some(endpoints),
+                _ => None,
+            }),
+        _ => None,
+    };
+    let has_endpoints = endpoints.as_ref().is_some_and(|e| !e.is_empty());
+    if let Some(endpoints) = endpoints {
+        let mut seen: Vec<String> = Vec::with_capacity(endpoints.len());
+        for (network, settings) in endpoints.iter_mut() {
+            if let Some(id) = Pinned::find(&pinned.networks, network) {
+                *network = id.to_string();
+                if !matches!(settings, Json::Object(_)) {
+                    *settings = Json::Object(Vec::new());
+                }
+                if let Json::Object(settings) = settings {
+                    value::set(settings, "NetworkID", Json::String(id.to_string()));
+                }
+            }
+            if seen.contains(network) {
+                return Err(Reject::bad_request(
+                    "owner",
+                    format!("NetworkingConfig.EndpointsConfig names the network {network} twice"),
+                ));
+            }
+            seen.push(network.clone());
+        }
+    }
+    if let (Some(id), false) = (mode_network, has_endpoints) {
+        let networking = object_entry(body, "NetworkingConfig");
+        let endpoints = object_entry(networking, "EndpointsConfig");
+        let settings = vec![("NetworkID".to_string(), Json::String(id.clone()))];
+        value::set(endpoints, &id, Json::Object(settings));
+    }
+    Ok(())
+}
+
+/// The alias dockerd's `opts.ParseLink` takes from a link: the whole link
+/// when it has no `:`, the last path element of the alias when the name
+/// starts with `/`, else the alias; `None` when dockerd refuses the link.
+fn link_alias(link: &str) -> Option<&str> {
+    let parts: Vec<&str> = link.split(':').collect();
+    match parts.as_slice() {
+        [""] => None,
+        [_] => Some(link),
+        [name, alias] if name.starts_with('/') => alias.rsplit('/').next(),
+        [_, alias] => Some(alias),
+        _ => None,
+    }
+}
+
+/// The object under `name`, made one (replacing `null` or absence).
+fn object_entry<'a>(
+    object: &'a mut Vec<(String, Json)>,
+    name: &str,
+) -> &'a mut Vec<(String, Json)> {
+    if !matches!(get(object, name), Some(Json::Object(_))) {
+        value::set(object, name, Json::Object(Vec::new()));
+    }
+    match object.iter_mut().find(|(k, _)| k == name) {
+        Some((_, Json::Object(inner))) => inner,
+        _ => unreachable!("{name} was just made an object"),
+    }
 }
 
 /// dockerd answers that the proxy reads before passing them on.
@@ -677,8 +939,8 @@ mod tests {
         assert_eq!(
             refs(Endpoint::ContainerCreate, body),
             vec![
-                Reference::Container("data".into()),
-                Reference::Container("other".into()),
+                Reference::VolumesFrom("data".into()),
+                Reference::VolumesFrom("other".into()),
                 Reference::Container("/db".into()),
                 Reference::Container("cache".into()),
                 Reference::Network("backend".into()),
@@ -725,6 +987,209 @@ mod tests {
             ),
             vec![Reference::Container("web".into())]
         );
+    }
+
+    fn pinned() -> Pinned {
+        let ids = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, id)| (n.to_string(), id.to_string()))
+                .collect()
+        };
+        Pinned {
+            volumes_from: ids(&[("data", "d-full"), ("/other", "o-full")]),
+            containers: ids(&[("db", "db-full"), ("/db", "db-full"), ("api", "api-full")]),
+            networks: ids(&[
+                ("backend", "n-back"),
+                ("frontend", "n-front"),
+                ("n-ba", "n-back"),
+            ]),
+        }
+    }
+
+    fn pinned_body(
+        endpoint: Endpoint,
+        body: &str,
+        path_network: Option<&str>,
+    ) -> serde_json::Value {
+        let mut body = Json::parse(body.as_bytes()).unwrap();
+        pin(endpoint, &mut body, &pinned(), path_network).unwrap();
+        serde_json::from_slice(&body.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn create_references_are_forwarded_by_the_checked_ids() {
+        let body = r#"{"Image":"b","HostConfig":{
+            "VolumesFrom":["data:ro","/other","data:rw","unpinned:ro"],
+            "Links":["db","/db","db:database","/db:/web/database","api:a:b",""],
+            "NetworkMode":"backend"},
+            "NetworkingConfig":{"EndpointsConfig":{
+                "backend":{"Aliases":["x"],"NetworkID":"theirs","Links":["db:d"]},
+                "frontend":null,
+                "bridge":{"NetworkID":"kept"}}}}"#;
+        let forwarded = pinned_body(Endpoint::ContainerCreate, body, None);
+        assert_eq!(
+            forwarded["HostConfig"],
+            json(
+                r#"{"VolumesFrom":["d-full:ro","o-full","d-full:rw","unpinned:ro"],
+                    "Links":["db-full:db","db-full:/db","db-full:database","db-full:database","api:a:b",""],
+                    "NetworkMode":"n-back"}"#
+            )
+        );
+        assert_eq!(
+            forwarded["NetworkingConfig"],
+            json(
+                r#"{"EndpointsConfig":{
+                    "n-back":{"Aliases":["x"],"NetworkID":"n-back","Links":["db:d"]},
+                    "n-front":{"NetworkID":"n-front"},
+                    "bridge":{"NetworkID":"kept"}}}"#
+            ),
+            "keys and NetworkID are the checked ids; endpoint links stay DNS names"
+        );
+    }
+
+    #[test]
+    fn the_network_mode_network_gets_a_pinned_endpoint_only_when_alone() {
+        let alone = pinned_body(
+            Endpoint::ContainerCreate,
+            r#"{"HostConfig":{"NetworkMode":"backend"}}"#,
+            None,
+        );
+        assert_eq!(
+            alone["NetworkingConfig"],
+            json(r#"{"EndpointsConfig":{"n-back":{"NetworkID":"n-back"}}}"#)
+        );
+        let empty = pinned_body(
+            Endpoint::ContainerCreate,
+            r#"{"HostConfig":{"NetworkMode":"backend"},"NetworkingConfig":{"EndpointsConfig":{}}}"#,
+            None,
+        );
+        assert_eq!(empty["NetworkingConfig"], alone["NetworkingConfig"]);
+        // dockerd joins only the listed endpoints then; so does the body.
+        let others = pinned_body(
+            Endpoint::ContainerCreate,
+            r#"{"HostConfig":{"NetworkMode":"backend"},"NetworkingConfig":{"EndpointsConfig":{"frontend":{}}}}"#,
+            None,
+        );
+        assert_eq!(
+            others["NetworkingConfig"],
+            json(r#"{"EndpointsConfig":{"n-front":{"NetworkID":"n-front"}}}"#)
+        );
+        let builtin = pinned_body(
+            Endpoint::ContainerCreate,
+            r#"{"HostConfig":{"NetworkMode":"bridge"}}"#,
+            None,
+        );
+        assert_eq!(builtin, json(r#"{"HostConfig":{"NetworkMode":"bridge"}}"#));
+    }
+
+    #[test]
+    fn two_endpoint_keys_for_one_network_are_refused() {
+        let mut body =
+            Json::parse(br#"{"NetworkingConfig":{"EndpointsConfig":{"backend":{},"n-ba":{}}}}"#)
+                .unwrap();
+        let reject = pin(Endpoint::ContainerCreate, &mut body, &pinned(), None).unwrap_err();
+        assert_eq!(reject.status, StatusCode::BAD_REQUEST, "{reject:?}");
+    }
+
+    #[test]
+    fn connect_and_disconnect_are_forwarded_by_the_checked_ids() {
+        assert_eq!(
+            pinned_body(
+                Endpoint::NetworkConnect,
+                r#"{"Container":"db","EndpointConfig":{"NetworkID":"theirs","Links":["api:a"]}}"#,
+                Some("n-back"),
+            ),
+            json(
+                r#"{"Container":"db-full","EndpointConfig":{"NetworkID":"n-back","Links":["api:a"]}}"#
+            )
+        );
+        assert_eq!(
+            pinned_body(
+                Endpoint::NetworkConnect,
+                r#"{"Container":"db"}"#,
+                Some("n-back")
+            ),
+            json(r#"{"Container":"db-full","EndpointConfig":{"NetworkID":"n-back"}}"#)
+        );
+        assert_eq!(
+            pinned_body(
+                Endpoint::NetworkConnect,
+                r#"{"Container":"db"}"#,
+                Some("bridge")
+            ),
+            json(r#"{"Container":"db-full"}"#)
+        );
+        assert_eq!(
+            pinned_body(Endpoint::NetworkConnect, r#"{"Container":"db"}"#, None),
+            json(r#"{"Container":"db-full"}"#),
+            "without an owner the path network is not pinned"
+        );
+        assert_eq!(
+            pinned_body(
+                Endpoint::NetworkDisconnect,
+                r#"{"Container":"/db","Force":true}"#,
+                Some("n-back")
+            ),
+            json(r#"{"Container":"db-full","Force":true}"#)
+        );
+    }
+
+    #[test]
+    fn link_aliases_are_read_as_dockerds_parse_link_reads_them() {
+        for (link, alias) in [
+            ("db", Some("db")),
+            ("/db", Some("/db")),
+            ("db:alias", Some("alias")),
+            ("/db:/web/alias", Some("alias")),
+            ("/db:alias", Some("alias")),
+            ("db:/web/alias", Some("/web/alias")),
+            ("db:", Some("")),
+            ("", None),
+            ("a:b:c", None),
+        ] {
+            assert_eq!(link_alias(link), alias, "{link:?}");
+        }
+    }
+
+    #[test]
+    fn a_volumes_from_source_may_only_have_volumes() {
+        for container in [
+            r#"{"Mounts":[]}"#,
+            r#"{"Mounts":[{"Type":"volume","Name":"v","Destination":"/v"},{"Type":"tmpfs","Destination":"/t"}],
+                "HostConfig":{"Binds":["v:/v","/anon"],"Mounts":[{"Type":"tmpfs","Target":"/t"}]}}"#,
+            r#"{"Mounts":[{"Type":"volume","Destination":"/v"}],"HostConfig":{"Binds":null,"Mounts":null}}"#,
+        ] {
+            assert_eq!(
+                check_volumes_from_source("src", &json(container)),
+                Ok(()),
+                "{container}"
+            );
+        }
+        for container in [
+            r#"{"Mounts":[{"Type":"bind","Source":"/etc","Destination":"/hostetc"}]}"#,
+            r#"{"Mounts":[{"Type":"volume","Destination":"/v"},{"Type":"npipe","Destination":"/p"}]}"#,
+            r#"{"Mounts":[{"Type":"image","Source":"busybox","Destination":"/i"}]}"#,
+            r#"{"Mounts":[{"Type":"cluster","Destination":"/c"}]}"#,
+            r#"{"Mounts":[{"Destination":"/untyped"}]}"#,
+            r#"{"Mounts":[{"Type":"BIND","Destination":"/b"}]}"#,
+            r#"{"Mounts":[],"HostConfig":{"Binds":["/etc:/hostetc:ro"]}}"#,
+            r#"{"Mounts":[],"HostConfig":{"Binds":[1]}}"#,
+            r#"{"Mounts":[],"HostConfig":{"Mounts":[{"Type":"bind","Source":"/","Target":"/h"}]}}"#,
+            r#"{"Mounts":null}"#,
+            r#"{"Id":"x"}"#,
+        ] {
+            let reject = check_volumes_from_source("src", &json(container)).unwrap_err();
+            assert_eq!(reject.status, StatusCode::FORBIDDEN, "{container}");
+            assert_eq!(reject.rule, "volumes-from", "{container}");
+            assert!(
+                reject
+                    .message
+                    .starts_with("dindbox: --volumes-from src is not allowed: "),
+                "{}",
+                reject.message
+            );
+        }
     }
 
     #[test]
