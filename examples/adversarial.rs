@@ -5,13 +5,14 @@
 //! `adversarial SOCKET [SECONDS]`, against a proxy on SOCKET (in front of
 //! `fake-dockerd`, or any daemon that answers creates), prints:
 //! - `body NAME bytes=B status=S decision_ms_median=M min=A max=B runs=R`, for
-//!   each body: a create with 160k distinct `Labels` keys (~1.7 MB), one with
-//!   100k `Dns` keys and 16k repeated `"HostConfig":{}` (~1.2 MB), and an
+//!   each body: a create with 160k distinct `Labels` keys (~1.8 MB), one with
+//!   100k `Dns` servers and 16k repeated `"HostConfig":{}` (~1.3 MB), and an
 //!   8 MiB `{"Cmd":[0,0,...]}`, each sent `ADVERSARIAL_RUNS` times (default 3);
 //! - `bystander idle ...` and `bystander loaded ...`: `/_ping` latency from one
 //!   more client, sequential, for SECONDS (default 5) with no load and then
 //!   while 4 clients send those bodies in a loop: `pings=N p50_us p99_us max_us`
-//!   (with load also how many heavy requests finished in the window).
+//!   (with load also how many heavy requests finished in the window; a ping
+//!   is given up after 120 s and counted as 120 s).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,6 +28,7 @@ use hyperlocal::UnixConnector;
 type HttpClient = Client<UnixConnector, Full<Bytes>>;
 
 const BODY_LIMIT: usize = 8 << 20;
+const PING_GIVE_UP: Duration = Duration::from_secs(120);
 
 /// `{"Image":"busybox","Labels":{"0":"","1":"",...}}` with `keys` distinct keys.
 fn labels(keys: usize) -> Vec<u8> {
@@ -41,11 +43,12 @@ fn labels(keys: usize) -> Vec<u8> {
     body.into_bytes()
 }
 
-/// `{"Image":"busybox","HostConfig":{"Dns":[],...},"HostConfig":{},...}`.
+/// `{"Image":"busybox","HostConfig":{"Dns":["8.8.8.8",...]},"HostConfig":{},...}`:
+/// a struct repeated after it decoded to something large.
 fn dns(dns: usize, repeats: usize) -> Vec<u8> {
-    let mut body = String::from(r#"{"Image":"busybox","HostConfig":{"#);
-    body.push_str(&vec![r#""Dns":[]"#; dns].join(","));
-    body.push('}');
+    let mut body = String::from(r#"{"Image":"busybox","HostConfig":{"Dns":["#);
+    body.push_str(&vec![r#""8.8.8.8""#; dns].join(","));
+    body.push_str("]}");
     body.push_str(&r#","HostConfig":{}"#.repeat(repeats));
     body.push('}');
     body.into_bytes()
@@ -89,12 +92,17 @@ async fn pings(client: &HttpClient, socket: &std::path::Path, window: Duration) 
     let mut latencies = Vec::new();
     while start.elapsed() < window {
         let began = Instant::now();
-        if let Ok(response) = client.get(uri(socket, "/_ping")).await {
+        let ping = async {
+            let response = client.get(uri(socket, "/_ping")).await.ok()?;
             let ok = response.status().is_success();
             let _ = response.into_body().collect().await;
-            if ok {
-                latencies.push(began.elapsed());
-            }
+            ok.then_some(())
+        };
+        // A hang guard: a ping that takes longer counts as taking this long.
+        match tokio::time::timeout(PING_GIVE_UP, ping).await {
+            Ok(Some(())) => latencies.push(began.elapsed()),
+            Ok(None) => {}
+            Err(_) => latencies.push(PING_GIVE_UP),
         }
     }
     latencies.sort();
@@ -173,7 +181,8 @@ async fn main() {
             tokio::spawn(async move {
                 let mut next = i;
                 while !stop.load(Ordering::Relaxed) {
-                    let (status, _) = create(&client, &socket, bodies[next % bodies.len()].clone()).await;
+                    let (status, _) =
+                        create(&client, &socket, bodies[next % bodies.len()].clone()).await;
                     if status != 0 {
                         done.fetch_add(1, Ordering::Relaxed);
                     }

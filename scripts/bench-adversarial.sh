@@ -3,8 +3,8 @@
 # through `BENCH_ONLY=adversarial scripts/bench.sh`, or directly. Needs no Docker:
 # the release `dindbox proxy` runs standalone in front of `fake-dockerd`
 # (tests/support/fake_dockerd.rs), and examples/adversarial.rs measures, for
-# three bodies (160k distinct Labels keys ~1.7 MB; 100k Dns keys + 16k
-# repeated "HostConfig":{} ~1.2 MB; an 8 MiB {"Cmd":[0,0,...]}), the time to
+# three bodies (160k distinct Labels keys ~1.8 MB; 100k Dns servers + 16k
+# repeated "HostConfig":{} ~1.3 MB; an 8 MiB {"Cmd":[0,0,...]}), the time to
 # the proxy's answer (median of ADVERSARIAL_RUNS, default 3), and a bystander's
 # /_ping latency with no load and while 4 clients send those bodies in a loop.
 #

@@ -168,7 +168,8 @@ fn serve(conn: UnixStream, dir: Option<&Path>) {
                 }
             }
         }
-        if std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).ok() != Some(length) {
+        if std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).ok() != Some(length)
+        {
             return;
         }
         let mut parts = request_line.split_whitespace();
