@@ -249,9 +249,9 @@ enum Acc<'j> {
     /// A slice of structs, decoded.
     Built(Json),
     /// A map: each key once, where it first came, with its last value.
-    Map(MapAcc<'j, &'j Json>),
+    Map(MapAcc<'j, &'j (String, Json)>),
     /// A map of structs, its values decoded.
-    MapOf(MapAcc<'j, Json>),
+    MapOf(MapAcc<'j, (&'j str, Json)>),
     /// A struct: its fields so far, in the order they first came.
     Struct(Vec<Slot<'j>>, &'static [Field]),
 }
@@ -259,27 +259,29 @@ enum Acc<'j> {
 /// A field of a struct being decoded: its index in the field table, and what it holds.
 type Slot<'j> = (usize, Acc<'j>);
 
-struct MapAcc<'j, V> {
-    entries: Vec<(&'j str, V)>,
+/// A map's entries (each key once) and where each key is among them.
+struct MapAcc<'j, E> {
+    entries: Vec<E>,
     index: HashMap<&'j str, u32>,
 }
 
-impl<'j, V> MapAcc<'j, V> {
-    fn new() -> Self {
+impl<'j, E> MapAcc<'j, E> {
+    /// For an object of `len` entries: no spare room when it is the only one.
+    fn with_capacity(len: usize) -> Self {
         MapAcc {
-            entries: Vec::new(),
-            index: HashMap::new(),
+            entries: Vec::with_capacity(len),
+            index: HashMap::with_capacity(len),
         }
     }
 
     /// Exact keys, the last value wins, the first position stays.
-    fn insert(&mut self, key: &'j str, value: V) {
+    fn insert(&mut self, key: &'j str, entry: E) {
         work::add(1);
         match self.index.entry(key) {
-            Entry::Occupied(at) => self.entries[*at.get() as usize].1 = value,
+            Entry::Occupied(at) => self.entries[*at.get() as usize] = entry,
             Entry::Vacant(at) => {
                 at.insert(self.entries.len() as u32);
-                self.entries.push((key, value));
+                self.entries.push(entry);
             }
         }
     }
@@ -352,16 +354,16 @@ impl<'j> Decoder<'_> {
             }
             (Kind::Map, Json::Object(entries)) => {
                 if !matches!(slot, Acc::Map(_)) {
-                    *slot = Acc::Map(MapAcc::new());
+                    *slot = Acc::Map(MapAcc::with_capacity(entries.len()));
                 }
                 let Acc::Map(map) = slot else { unreachable!() };
-                for (key, value) in entries {
-                    map.insert(key, value);
+                for entry in entries {
+                    map.insert(&entry.0, entry);
                 }
             }
             (Kind::MapOf(fields), Json::Object(entries)) => {
                 if !matches!(slot, Acc::MapOf(_)) {
-                    *slot = Acc::MapOf(MapAcc::new());
+                    *slot = Acc::MapOf(MapAcc::with_capacity(entries.len()));
                 }
                 let Acc::MapOf(map) = slot else {
                     unreachable!()
@@ -369,7 +371,7 @@ impl<'j> Decoder<'_> {
                 for (key, value) in entries {
                     let value =
                         self.element(value, fields, &|| format!("{}{}", path(), key_in_path(key)))?;
-                    map.insert(key, value);
+                    map.insert(key, (key, value));
                 }
             }
             (Kind::Struct(fields) | Kind::Pointer(fields), Json::Object(entries)) => {
@@ -437,7 +439,7 @@ fn build(acc: Acc) -> Option<Json> {
             drop(map.index);
             let entries = map.entries.into_iter();
             Some(Json::Object(
-                entries.map(|(k, v)| (k.to_string(), cloned(v))).collect(),
+                entries.map(|(k, v)| (k.clone(), cloned(v))).collect(),
             ))
         }
         Acc::MapOf(map) => {
