@@ -367,7 +367,7 @@ impl Proxy {
         let mut budget = None;
         let body = if check::inspects_body(route.endpoint) {
             budget = Some(self.reserve_body(&parts.headers).await?);
-            let bytes = read_bounded(body).await?;
+            let bytes = read_bounded(body, content_length(&parts.headers)).await?;
             let size = bytes.len();
             let (policy, endpoint, headers) =
                 (self.policy.clone(), route.endpoint, parts.headers.clone());
@@ -403,11 +403,7 @@ impl Proxy {
     /// its Content-Length, or the body limit when it has none. A 503 when
     /// the budget stays full for [`BODY_BUDGET_WAIT`].
     async fn reserve_body(&self, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, Reject> {
-        let length = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .map_or(BODY_LIMIT, |length| length.min(BODY_LIMIT));
+        let length = content_length(headers).map_or(BODY_LIMIT, |length| length.min(BODY_LIMIT));
         let kib = u32::try_from(length.div_ceil(1 << 10).max(1)).expect("at most the body limit");
         let reserved = self.body_budget.clone().acquire_many_owned(kib);
         match tokio::time::timeout(BODY_BUDGET_WAIT, reserved).await {
@@ -656,10 +652,20 @@ fn heavy_check_slots() -> usize {
     cores.saturating_sub(1).max(1)
 }
 
-/// Reads a body whole, up to [`BODY_LIMIT`], within [`BODY_READ_TIMEOUT`].
-async fn read_bounded(body: Incoming) -> Result<Bytes, Reject> {
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, BODY_LIMIT).collect());
-    let Ok(read) = read.await else {
+/// Reads a body whole, up to [`BODY_LIMIT`], within [`BODY_READ_TIMEOUT`],
+/// into one buffer of its Content-Length when it has one (no second copy).
+async fn read_bounded(body: Incoming, length: Option<usize>) -> Result<Bytes, Reject> {
+    let read = async {
+        let mut body = Limited::new(body, BODY_LIMIT);
+        let mut bytes = Vec::with_capacity(length.unwrap_or(0).min(BODY_LIMIT));
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, BoxError>(Bytes::from(bytes))
+    };
+    let Ok(read) = tokio::time::timeout(BODY_READ_TIMEOUT, read).await else {
         return Err(Reject {
             status: StatusCode::REQUEST_TIMEOUT,
             rule: "body-read",
@@ -670,7 +676,7 @@ async fn read_bounded(body: Incoming) -> Result<Bytes, Reject> {
         });
     };
     match read {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(bytes) => Ok(bytes),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(Reject {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             rule: "body-size",
@@ -684,6 +690,14 @@ async fn read_bounded(body: Incoming) -> Result<Bytes, Reject> {
             format!("failed to read the request body: {err}"),
         )),
     }
+}
+
+/// The Content-Length of a request, if it has a valid one.
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
 }
 
 /// Reads a dockerd answer the proxy must look at before passing it on.
