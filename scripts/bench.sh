@@ -20,9 +20,14 @@
 #   4. The proxy graphdriver against the inner overlay2: `docker load` of a
 #      ~200 MiB multi-layer image and `docker run` start latency
 #      (scripts/bench-graphdriver.sh; root only).
+#   5. Adversarial bodies (issue 11): the release proxy in front of fake-dockerd,
+#      the time to decide on three hostile JSON bodies and a bystander's /_ping
+#      p99 while 4 clients send them, next to its p99 with no load
+#      (scripts/bench-adversarial.sh; needs no Docker).
 #
 #   BENCH_ONLY=box          parts 1-3 only
 #   BENCH_ONLY=graphdriver  part 4 only (default: all, part 4 when root)
+#   BENCH_ONLY=adversarial  part 5 only
 #   BENCH_RUNS=5            N
 #   BENCH_PORT=23790        host port used by the bench boxes
 #   BENCH_SKIP_BUILD=1      use the existing $DINDBOX_IMAGE
@@ -43,7 +48,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 case ${BENCH_ONLY:-} in
 '' | box | proxy) ;;
 graphdriver) exec bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh" ;;
-*) die "BENCH_ONLY=$BENCH_ONLY: use box, proxy or graphdriver (unset: everything)" ;;
+adversarial) exec bash "$DINDBOX_REPO/scripts/bench-adversarial.sh" ;;
+*) die "BENCH_ONLY=$BENCH_ONLY: use box, proxy, graphdriver or adversarial (unset: everything)" ;;
 esac
 
 runs=${BENCH_RUNS:-5}
@@ -241,4 +247,7 @@ printf '  %s\n' "${streaming[@]}"
 if [ -z "${BENCH_ONLY:-}" ] && [ "$(id -u)" = 0 ]; then
     echo
     BENCH_SKIP_BUILD=1 bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh"
+fi
+if [ -z "${BENCH_ONLY:-}" ]; then
+    bash "$DINDBOX_REPO/scripts/bench-adversarial.sh"
 fi

@@ -614,3 +614,122 @@ async fn a_request_without_host_reaches_dockerd_with_one() {
         "{seen:?}"
     );
 }
+
+/// `{"Image":"busybox","Labels":{"0":"","1":"",...}}`: many distinct map keys,
+/// the body that took the quadratic decoder 29 s at 160k keys (issue 11).
+fn many_labels(keys: usize) -> String {
+    let keys: Vec<String> = (0..keys).map(|i| format!(r#""{i}":"""#)).collect();
+    format!(r#"{{"Image":"busybox","Labels":{{{}}}}}"#, keys.join(","))
+}
+
+/// Like [`exchange`], with a hang guard generous enough for a debug build.
+async fn exchange_slow(socket: &Path, raw: &[u8]) -> String {
+    let mut stream = UnixStream::connect(socket).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut out))
+        .await
+        .expect("proxy answered (hang guard)")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The test runtime has one thread, which also serves the proxy: had the
+/// four heavy checks run on it, no ping could be answered while one ran.
+#[tokio::test]
+async fn heavy_body_checks_leave_the_io_workers_to_other_clients() {
+    let h = start().await;
+    let raw = post("/v1.41/containers/create", &many_labels(100_000));
+    assert!(raw.len() > 1 << 20);
+    let heavy: Vec<_> = (0..4)
+        .map(|_| {
+            let (socket, raw) = (h.proxy_socket.clone(), raw.clone());
+            tokio::spawn(async move { exchange_slow(&socket, &raw).await })
+        })
+        .collect();
+    let mut bystander = UnixStream::connect(&h.proxy_socket).await.unwrap();
+    // Pings while any heavy request is unanswered.
+    let mut answered_meanwhile = 0;
+    while !heavy.iter().all(|task| task.is_finished()) {
+        let answer = ping_on(&mut bystander).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answered_meanwhile += 1;
+    }
+    for task in heavy {
+        let answer = task.await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{}",
+            &answer[..200.min(answer.len())]
+        );
+    }
+    assert_eq!(creates(&h.seen).len(), 4);
+    // Checked on the runtime's thread, 6 were (between the checks); off it,
+    // thousands.
+    assert!(
+        answered_meanwhile >= 50,
+        "only {answered_meanwhile} pings answered while the heavy checks ran"
+    );
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_value_limit_are_refused_before_the_daemon() {
+    let h = start().await;
+    let zeros = vec!["0"; 300_000].join(",");
+    let body = format!(r#"{{"Image":"busybox","Cmd":[{zeros}]}}"#);
+    let answer = exchange_slow(&h.proxy_socket, &post("/v1.41/containers/create", &body)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains(
+            r#"{"message":"dindbox: the request body has more than 262144 JSON values"}"#
+        ),
+        "{answer}"
+    );
+    assert!(creates(&h.seen).is_empty());
+}
+
+/// Eight chunked creates that never finish their bodies hold the whole
+/// budget of bodies in flight (8 x the 8 MiB limit): the next create waits,
+/// then gets a 503; once they are gone, creates go through again.
+#[tokio::test]
+async fn bodies_in_flight_are_bounded_and_the_rest_get_a_503() {
+    let h = start().await;
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut stream = UnixStream::connect(&h.proxy_socket).await.unwrap();
+        stream
+            .write_all(
+                b"POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\n\
+                  Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  5\r\n{\"Ima\r\n",
+            )
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    // Let the proxy read those heads and reserve their share.
+    for stream in &mut stalled {
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await;
+        assert!(read.is_err(), "a stalled request got an answer");
+    }
+    let body = r#"{"Image":"busybox"}"#;
+    let answer = exchange_slow(&h.proxy_socket, &post("/v1.41/containers/create", body)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains(r#"{"message":"dindbox: the proxy is busy checking other requests' bodies (64 MiB in flight)"#),
+        "{answer}"
+    );
+    // Bodies the proxy does not inspect are streamed, not held: not refused.
+    let ping = exchange(
+        &h.proxy_socket,
+        b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(ping.starts_with("HTTP/1.1 200"), "{ping}");
+    drop(stalled);
+    let answer = exchange_slow(&h.proxy_socket, &post("/v1.41/containers/create", body)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(creates(&h.seen).len(), 1);
+}

@@ -7,7 +7,7 @@
 use http::header::{self, HeaderMap};
 use http::{Method, Uri};
 
-use super::gojson::Json;
+use super::gojson::{Json, ParseError};
 use super::gomime;
 use super::policy::{self, owner, Policy, Reject};
 use super::route::{self, Endpoint, Route};
@@ -131,11 +131,12 @@ pub fn check_body(
             "this endpoint takes a JSON body (Content-Type: application/json)",
         ));
     }
-    let json = Json::parse(body).map_err(|err| {
-        Reject::bad_request(
+    let json = Json::parse(body).map_err(|err| match err {
+        ParseError::TooManyValues => Reject::bad_request("body-json-size", err),
+        ParseError::Syntax(err) => Reject::bad_request(
             "body-json",
             format!("the request body is not valid JSON: {err}"),
-        )
+        ),
     })?;
     let checked = match endpoint {
         Endpoint::ContainerCreate => policy::container_create(policy, &json)?,

@@ -9,10 +9,20 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+
+/// The most values (scalars, arrays and objects; not keys) a body may hold.
+///
+/// A parsed value costs 32 bytes (56 with its key in an object) however short
+/// its text (`0,` is two bytes), so the count, not the body's size, bounds
+/// what a body costs in memory: 262,144 values are at most 8 MiB of nodes
+/// (14 MiB as object entries), the size of the body limit. Real requests hold
+/// tens of values (`docker run`), a few hundred at most (compose, services).
+pub const MAX_VALUES: usize = 1 << 18;
 
 /// A JSON document with every object entry kept, duplicates included, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,9 +35,39 @@ pub enum Json {
     Object(Vec<(String, Json)>),
 }
 
+/// Why a body is not a [`Json`] the proxy will read.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error(transparent)]
+    Syntax(#[from] serde_json::Error),
+    #[error("the request body has more than {MAX_VALUES} JSON values")]
+    TooManyValues,
+}
+
 impl Json {
-    pub fn parse(bytes: &[u8]) -> Result<Json, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Parses a body of at most [`MAX_VALUES`] values. A first pass counts
+    /// the values (refusing too many before anything is built) and the
+    /// length of every array and object; the second builds the tree with
+    /// those exact capacities, so it holds no spare room.
+    pub fn parse(bytes: &[u8]) -> Result<Json, ParseError> {
+        let mut count = Count::default();
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let counted = Counter(&mut count)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        if count.values > MAX_VALUES {
+            return Err(ParseError::TooManyValues);
+        }
+        counted?;
+        let mut next = 0;
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let json = Builder {
+            lengths: &count.lengths,
+            next: &mut next,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok(json)
     }
 
     pub fn to_vec(&self) -> Vec<u8> {
@@ -43,6 +83,38 @@ impl Json {
             Json::Array(_) => "an array",
             Json::Object(_) => "an object",
         }
+    }
+
+    /// How many values the tree holds (itself included).
+    #[cfg(test)]
+    fn nodes(&self) -> u64 {
+        1 + match self {
+            Json::Array(items) => items.iter().map(Json::nodes).sum(),
+            Json::Object(entries) => entries.iter().map(|(_, v)| v.nodes()).sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// Work done by the decoder (entries visited, field names compared, nodes
+/// cloned), counted in unit tests so they can assert complexity without
+/// timing anything; nothing outside tests.
+mod work {
+    #[cfg(test)]
+    thread_local!(static DONE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+
+    #[inline(always)]
+    pub(super) fn add(_n: u64) {
+        #[cfg(test)]
+        DONE.with(|done| done.set(done.get() + _n));
+    }
+
+    /// The work `f` did on this thread.
+    #[cfg(test)]
+    pub(super) fn of<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        let before = DONE.with(|done| done.get());
+        let out = f();
+        (out, DONE.with(|done| done.get()) - before)
     }
 }
 
@@ -112,7 +184,8 @@ pub struct TypeError {
 
 /// An object decoded into a struct: the fields dockerd would see, and the
 /// paths of the keys that match no field, at any depth (dockerd ignores them;
-/// the proxy leaves them out, or refuses them).
+/// the proxy leaves them out, or refuses them). A map key longer than 64
+/// bytes is abbreviated in a path (`M["kkk…"…].x`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
     pub fields: Vec<(String, Json)>,
@@ -122,125 +195,193 @@ pub struct Decoded {
 /// Decodes an object into a struct with Go's rules. Keys that match a field
 /// (by [`fold`]) come out once, under the field's canonical name, holding the
 /// value dockerd would end up with.
+///
+/// The work is linear in the size of `value` (times the size of the field
+/// tables): repeated objects merge into what earlier ones decoded, map keys
+/// are indexed, and each value is cloned once, when the result is built.
 pub fn decode_struct(value: &Json, fields: &[Field]) -> Result<Decoded, TypeError> {
+    let Json::Object(entries) = value else {
+        return Err(type_error(&String::new, "an object", value));
+    };
     let mut unknown = Vec::new();
-    let fields = Decoder {
+    let mut slots = Vec::new();
+    Decoder {
         unknown: &mut unknown,
     }
-    .fields(value, fields, &String::new)?;
-    Ok(Decoded { fields, unknown })
+    .merge(&mut slots, entries, fields, &String::new)?;
+    Ok(Decoded {
+        fields: build_struct(slots, fields),
+        unknown,
+    })
 }
 
 /// Where a value sits, built only when an error or an unknown key needs it.
 type Path<'a> = &'a dyn Fn() -> String;
 
-fn child(path: Path, name: &str) -> String {
-    match path() {
-        parent if parent.is_empty() => name.to_string(),
+fn child(parent: &str, name: &str) -> String {
+    match parent {
+        "" => name.to_string(),
         parent => format!("{parent}.{name}"),
     }
 }
 
-struct Decoder<'a> {
-    unknown: &'a mut Vec<String>,
+/// A map key as it is shown in a path: abbreviated when long, so that the
+/// paths of many keys under one long map key cost no more than the keys.
+fn key_in_path(key: &str) -> String {
+    const SHOWN: usize = 64;
+    if key.len() <= SHOWN {
+        return format!("[{key:?}]");
+    }
+    let mut end = SHOWN;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("[{:?}…]", &key[..end])
 }
 
-impl Decoder<'_> {
-    fn fields(
+/// What the occurrences of one field have left so far, borrowing the parsed
+/// body; values are cloned once, by [`build`].
+enum Acc<'j> {
+    /// Present with no effect yet (a scalar or struct set to null): left out.
+    Unset,
+    /// The last value (a scalar, slice, opaque value, or a reset to null).
+    Last(&'j Json),
+    /// A slice of structs, decoded.
+    Built(Json),
+    /// A map: each key once, where it first came, with its last value.
+    Map(MapAcc<'j, &'j (String, Json)>),
+    /// A map of structs, its values decoded.
+    MapOf(MapAcc<'j, (&'j str, Json)>),
+    /// A struct: its fields so far, in the order they first came.
+    Struct(Vec<Slot<'j>>, &'static [Field]),
+}
+
+/// A field of a struct being decoded: its index in the field table, and what it holds.
+type Slot<'j> = (usize, Acc<'j>);
+
+/// A map's entries (each key once) and where each key is among them.
+struct MapAcc<'j, E> {
+    entries: Vec<E>,
+    index: HashMap<&'j str, u32>,
+}
+
+impl<'j, E> MapAcc<'j, E> {
+    /// For an object of `len` entries: no spare room when it is the only one.
+    fn with_capacity(len: usize) -> Self {
+        MapAcc {
+            entries: Vec::with_capacity(len),
+            index: HashMap::with_capacity(len),
+        }
+    }
+
+    /// Exact keys, the last value wins, the first position stays.
+    fn insert(&mut self, key: &'j str, entry: E) {
+        work::add(1);
+        match self.index.entry(key) {
+            Entry::Occupied(at) => self.entries[*at.get() as usize] = entry,
+            Entry::Vacant(at) => {
+                at.insert(self.entries.len() as u32);
+                self.entries.push(entry);
+            }
+        }
+    }
+}
+
+struct Decoder<'u> {
+    unknown: &'u mut Vec<String>,
+}
+
+impl<'j> Decoder<'_> {
+    /// Applies one object's entries to a struct's fields so far.
+    fn merge(
         &mut self,
-        value: &Json,
+        slots: &mut Vec<Slot<'j>>,
+        entries: &'j [(String, Json)],
         fields: &[Field],
         path: Path,
-    ) -> Result<Vec<(String, Json)>, TypeError> {
-        let Json::Object(entries) = value else {
-            return Err(type_error(path, "an object", value));
-        };
-        // `None` is "present but no effect yet" (a scalar set to null), dropped at the end.
-        let mut out: Vec<(&'static str, Option<Json>)> = Vec::new();
+    ) -> Result<(), TypeError> {
+        // Built once, and only if a key is unknown or a value is wrong.
+        let mut parent: Option<String> = None;
         for (key, value) in entries {
-            // Field names are ASCII: an ASCII key needs no folding beyond case.
-            let ascii = key.is_ascii();
-            let matches = |f: &&Field| match ascii {
-                true => f.name.len() == key.len() && f.name.eq_ignore_ascii_case(key),
-                false => fold_eq(f.name, key),
-            };
-            let Some(field) = fields.iter().find(matches) else {
-                self.unknown.push(child(path, key));
+            let Some(index) = field_index(fields, key) else {
+                let parent = parent.get_or_insert_with(path);
+                self.unknown.push(child(parent, key));
                 continue;
             };
-            let index = match out.iter().position(|(name, _)| *name == field.name) {
-                Some(i) => i,
+            work::add(slots.len() as u64);
+            let at = match slots.iter().position(|(i, _)| *i == index) {
+                Some(at) => at,
                 None => {
-                    out.push((field.name, None));
-                    out.len() - 1
+                    slots.push((index, Acc::Unset));
+                    slots.len() - 1
                 }
             };
-            self.assign(&mut out[index].1, value, field.kind, &|| {
-                child(path, field.name)
+            let field = &fields[index];
+            self.assign(&mut slots[at].1, value, field.kind, &|| {
+                child(parent.clone().unwrap_or_else(path).as_str(), field.name)
             })?;
         }
-        Ok(out
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
-            .collect())
+        Ok(())
     }
 
     /// Applies one occurrence of a field to what earlier occurrences left.
     fn assign(
         &mut self,
-        slot: &mut Option<Json>,
-        value: &Json,
+        slot: &mut Acc<'j>,
+        value: &'j Json,
         kind: Kind,
         path: Path,
     ) -> Result<(), TypeError> {
         match (kind, value) {
-            (Kind::Opaque, value) => *slot = Some(value.clone()),
+            (Kind::Opaque, value) => *slot = Acc::Last(value),
             (Kind::Scalar, Json::Null) => {}
             (Kind::Scalar, Json::Array(_) | Json::Object(_)) => {
                 return Err(type_error(path, "a boolean, number or string", value))
             }
-            (Kind::Scalar, value) => *slot = Some(value.clone()),
+            (Kind::Scalar, value) => *slot = Acc::Last(value),
             (Kind::Struct(_), Json::Null) => {}
             (
                 Kind::Slice | Kind::SliceOf(_) | Kind::Map | Kind::MapOf(_) | Kind::Pointer(_),
                 Json::Null,
-            ) => *slot = Some(Json::Null),
-            (Kind::Slice, Json::Array(_)) => *slot = Some(value.clone()),
+            ) => *slot = Acc::Last(value),
+            (Kind::Slice, Json::Array(_)) => *slot = Acc::Last(value),
             (Kind::SliceOf(fields), Json::Array(items)) => {
                 let mut decoded = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     decoded.push(self.element(item, fields, &|| format!("{}[{i}]", path()))?);
                 }
-                *slot = Some(Json::Array(decoded));
+                *slot = Acc::Built(Json::Array(decoded));
             }
-            (Kind::Map | Kind::MapOf(_), Json::Object(entries)) => {
-                let mut merged = match slot.take() {
-                    Some(Json::Object(earlier)) => earlier,
-                    _ => Vec::new(),
+            (Kind::Map, Json::Object(entries)) => {
+                if !matches!(slot, Acc::Map(_)) {
+                    *slot = Acc::Map(MapAcc::with_capacity(entries.len()));
+                }
+                let Acc::Map(map) = slot else { unreachable!() };
+                for entry in entries {
+                    map.insert(&entry.0, entry);
+                }
+            }
+            (Kind::MapOf(fields), Json::Object(entries)) => {
+                if !matches!(slot, Acc::MapOf(_)) {
+                    *slot = Acc::MapOf(MapAcc::with_capacity(entries.len()));
+                }
+                let Acc::MapOf(map) = slot else {
+                    unreachable!()
                 };
                 for (key, value) in entries {
-                    let value = match kind {
-                        Kind::MapOf(fields) => {
-                            self.element(value, fields, &|| format!("{}[{key:?}]", path()))?
-                        }
-                        _ => value.clone(),
-                    };
-                    match merged.iter_mut().find(|(k, _)| k == key) {
-                        Some(entry) => entry.1 = value,
-                        None => merged.push((key.clone(), value)),
-                    }
+                    let value =
+                        self.element(value, fields, &|| format!("{}{}", path(), key_in_path(key)))?;
+                    map.insert(key, (key, value));
                 }
-                *slot = Some(Json::Object(merged));
             }
             (Kind::Struct(fields) | Kind::Pointer(fields), Json::Object(entries)) => {
-                let decoded = match slot.take() {
-                    Some(Json::Object(mut earlier)) => {
-                        earlier.extend(entries.iter().cloned());
-                        self.fields(&Json::Object(earlier), fields, path)?
-                    }
-                    _ => self.fields(value, fields, path)?,
+                if !matches!(slot, Acc::Struct(..)) {
+                    *slot = Acc::Struct(Vec::new(), fields);
+                }
+                let Acc::Struct(slots, _) = slot else {
+                    unreachable!()
                 };
-                *slot = Some(Json::Object(decoded));
+                self.merge(slots, entries, fields, path)?;
             }
             (Kind::Slice | Kind::SliceOf(_), value) => {
                 return Err(type_error(path, "an array", value))
@@ -253,12 +394,69 @@ impl Decoder<'_> {
     }
 
     /// One element of a slice or map of structs: a fresh struct (`null` is its zero value).
-    fn element(&mut self, item: &Json, fields: &[Field], path: Path) -> Result<Json, TypeError> {
+    fn element(&mut self, item: &'j Json, fields: &[Field], path: Path) -> Result<Json, TypeError> {
         match item {
             Json::Null => Ok(Json::Object(Vec::new())),
-            item => Ok(Json::Object(self.fields(item, fields, path)?)),
+            Json::Object(entries) => {
+                let mut slots = Vec::new();
+                self.merge(&mut slots, entries, fields, path)?;
+                Ok(Json::Object(build_struct(slots, fields)))
+            }
+            item => Err(type_error(path, "an object", item)),
         }
     }
+}
+
+/// The field a key names: Go's case-insensitive match, O(fields).
+fn field_index(fields: &[Field], key: &str) -> Option<usize> {
+    // Field names are ASCII: an ASCII key needs no folding beyond case.
+    let ascii = key.is_ascii();
+    let found = fields.iter().position(|f| match ascii {
+        true => f.name.len() == key.len() && f.name.eq_ignore_ascii_case(key),
+        false => fold_eq(f.name, key),
+    });
+    work::add(found.map_or(fields.len(), |i| i + 1) as u64);
+    found
+}
+
+/// A struct's fields as dockerd ends up with them, under their canonical names.
+fn build_struct(slots: Vec<Slot>, fields: &[Field]) -> Vec<(String, Json)> {
+    let mut out = Vec::with_capacity(slots.len());
+    for (index, acc) in slots {
+        if let Some(value) = build(acc) {
+            out.push((fields[index].name.to_string(), value));
+        }
+    }
+    out
+}
+
+fn build(acc: Acc) -> Option<Json> {
+    match acc {
+        Acc::Unset => None,
+        Acc::Last(value) => Some(cloned(value)),
+        Acc::Built(value) => Some(value),
+        Acc::Map(map) => {
+            drop(map.index);
+            let entries = map.entries.into_iter();
+            Some(Json::Object(
+                entries.map(|(k, v)| (k.clone(), cloned(v))).collect(),
+            ))
+        }
+        Acc::MapOf(map) => {
+            drop(map.index);
+            let entries = map.entries.into_iter();
+            Some(Json::Object(
+                entries.map(|(k, v)| (k.to_string(), v)).collect(),
+            ))
+        }
+        Acc::Struct(slots, fields) => Some(Json::Object(build_struct(slots, fields))),
+    }
+}
+
+fn cloned(value: &Json) -> Json {
+    #[cfg(test)]
+    work::add(value.nodes());
+    value.clone()
 }
 
 fn type_error(path: Path, expected: &'static str, found: &Json) -> TypeError {
@@ -274,24 +472,117 @@ pub fn get<'a>(entries: &'a [(String, Json)], name: &str) -> Option<&'a Json> {
     entries.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
+/// The first pass: counts values, and records the length of each array and
+/// object in the order they open (the order the second pass meets them).
+#[derive(Default)]
+struct Count {
+    values: usize,
+    lengths: Vec<u32>,
+}
+
+struct Counter<'c>(&'c mut Count);
+
+impl Counter<'_> {
+    fn value<E: de::Error>(self) -> Result<(), E> {
+        self.0.values += 1;
+        work::add(1);
+        match self.0.values > MAX_VALUES {
+            true => Err(E::custom("too many values")),
+            false => Ok(()),
+        }
+    }
+
+    /// Counts a container itself; returns where its length goes.
+    fn open<E: de::Error>(&mut self) -> Result<usize, E> {
+        Counter(self.0).value()?;
+        self.0.lengths.push(0);
+        Ok(self.0.lengths.len() - 1)
     }
 }
 
-struct JsonVisitor;
+impl<'de> DeserializeSeed<'de> for Counter<'_> {
+    type Value = ();
 
-impl<'de> Visitor<'de> for JsonVisitor {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Counter<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.value()
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.value()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.value()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.value()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.value()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.value()
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let at = self.open()?;
+        let mut length = 0u32;
+        while let Some(()) = seq.next_element_seed(Counter(&mut *self.0))? {
+            length += 1;
+        }
+        self.0.lengths[at] = length;
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let at = self.open()?;
+        let mut length = 0u32;
+        while let Some(IgnoredAny) = map.next_key()? {
+            map.next_value_seed(Counter(&mut *self.0))?;
+            length += 1;
+        }
+        self.0.lengths[at] = length;
+        Ok(())
+    }
+}
+
+/// The second pass: builds the tree, each array and object with the length
+/// the first pass counted.
+struct Builder<'c> {
+    lengths: &'c [u32],
+    next: &'c mut usize,
+}
+
+impl Builder<'_> {
+    fn capacity(&mut self) -> usize {
+        let length = self.lengths.get(*self.next).copied().unwrap_or(0);
+        *self.next += 1;
+        length as usize
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Builder<'_> {
+    type Value = Json;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Json, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Builder<'_> {
     type Value = Json;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
     fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-    fn visit_none<E>(self) -> Result<Json, E> {
         Ok(Json::Null)
     }
     fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
@@ -314,16 +605,23 @@ impl<'de> Visitor<'de> for JsonVisitor {
     fn visit_string<E>(self, v: String) -> Result<Json, E> {
         Ok(Json::String(v))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::with_capacity(self.capacity());
+        while let Some(item) = seq.next_element_seed(Builder {
+            lengths: self.lengths,
+            next: &mut *self.next,
+        })? {
             items.push(item);
         }
         Ok(Json::Array(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut entries = Vec::new();
-        while let Some((key, value)) = map.next_entry::<String, Json>()? {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Json, A::Error> {
+        let mut entries = Vec::with_capacity(self.capacity());
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(Builder {
+                lengths: self.lengths,
+                next: &mut *self.next,
+            })?;
             entries.push((key, value));
         }
         Ok(Json::Object(entries))
@@ -488,5 +786,146 @@ mod tests {
     fn parse_refuses_trailing_values_and_lone_surrogates() {
         assert!(Json::parse(br#"{} {}"#).is_err());
         assert!(Json::parse(br#"{"a":"\ud800"}"#).is_err());
+    }
+
+    #[test]
+    fn repeated_pointers_merge_and_null_resets_them() {
+        const PTR: &[Field] = &[field("P", Kind::Pointer(INNER))];
+        let v = decode(r#"{"P":{"Privileged":true},"p":{"CapAdd":[]}}"#, PTR);
+        assert_eq!(text(&v), r#"{"P":{"Privileged":true,"CapAdd":[]}}"#);
+        let v = decode(
+            r#"{"P":{"Privileged":true},"P":null,"P":{"CapAdd":[]}}"#,
+            PTR,
+        );
+        assert_eq!(text(&v), r#"{"P":{"CapAdd":[]}}"#);
+        let v = decode(
+            r#"{"HostConfig":{"CapAdd":["ALL"]},"HostConfig":null}"#,
+            OUTER,
+        );
+        assert_eq!(text(&v), r#"{"HostConfig":{"CapAdd":["ALL"]}}"#);
+    }
+
+    #[test]
+    fn a_map_reset_by_null_starts_afresh() {
+        let v = decode(
+            r#"{"HostConfig":{"Labels":{"a":"1"},"Labels":null,"Labels":{"b":"2"}}}"#,
+            OUTER,
+        );
+        assert_eq!(text(&v), r#"{"HostConfig":{"Labels":{"b":"2"}}}"#);
+    }
+
+    #[test]
+    fn unknown_keys_of_a_repeated_struct_are_reported_once_each() {
+        let body = br#"{"HostConfig":{"Bar":1},"HostConfig":{"Baz":2},"HostConfig":{}}"#;
+        let decoded = decode_struct(&Json::parse(body).unwrap(), OUTER).unwrap();
+        assert_eq!(decoded.unknown, ["HostConfig.Bar", "HostConfig.Baz"]);
+    }
+
+    #[test]
+    fn long_map_keys_are_abbreviated_in_paths() {
+        const MAPOF: &[Field] = &[field("M", Kind::MapOf(INNER))];
+        let key = "k".repeat(1000);
+        let body = format!(r#"{{"M":{{"{key}":{{"x":1,"y":2}}}}}}"#);
+        let decoded = decode_struct(&Json::parse(body.as_bytes()).unwrap(), MAPOF).unwrap();
+        let shown = format!(r#"M["{}"…]"#, "k".repeat(64));
+        assert_eq!(
+            decoded.unknown,
+            [format!("{shown}.x"), format!("{shown}.y")]
+        );
+    }
+
+    #[test]
+    fn too_many_values_are_refused_before_the_tree_is_built() {
+        let at_limit = format!("[{}]", vec!["0"; MAX_VALUES - 1].join(","));
+        assert!(Json::parse(at_limit.as_bytes()).is_ok());
+        let over = format!("[{}]", vec!["0"; MAX_VALUES].join(","));
+        let (parsed, work) = work::of(|| Json::parse(over.as_bytes()));
+        assert!(matches!(parsed, Err(ParseError::TooManyValues)));
+        assert!(
+            work <= MAX_VALUES as u64 + 1,
+            "{work}: only the first pass ran"
+        );
+        assert_eq!(
+            ParseError::TooManyValues.to_string(),
+            "the request body has more than 262144 JSON values"
+        );
+        // Keys are not values; an object's entries count by their values.
+        let object = format!(
+            "{{{}}}",
+            (0..MAX_VALUES - 1)
+                .map(|i| format!(r#""{i}":0"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert!(Json::parse(object.as_bytes()).is_ok());
+    }
+
+    /// The issue's three bodies, scaled by `n`.
+    mod adversarial {
+        pub fn labels(n: usize) -> String {
+            let keys: Vec<String> = (0..n).map(|i| format!(r#""{i}":"""#)).collect();
+            format!(r#"{{"Image":"busybox","Labels":{{{}}}}}"#, keys.join(","))
+        }
+        pub fn dns(n: usize) -> String {
+            format!(
+                r#"{{"Image":"busybox","HostConfig":{{"Dns":[{}]}}{}}}"#,
+                vec![r#""8.8.8.8""#; n].join(","),
+                r#","HostConfig":{}"#.repeat(n / 6)
+            )
+        }
+        pub fn zeros(n: usize) -> String {
+            format!(
+                r#"{{"Image":"busybox","Cmd":[{}]}}"#,
+                vec!["0"; n].join(",")
+            )
+        }
+    }
+
+    /// The decoder's work (parse included) on a create body through the policy.
+    fn create_work(body: &str) -> u64 {
+        use crate::proxy::policy::Policy;
+        use crate::proxy::route::Endpoint;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        let (checked, work) = work::of(|| {
+            crate::proxy::check::check_body(
+                &Policy::default(),
+                Endpoint::ContainerCreate,
+                &headers,
+                body.as_bytes(),
+            )
+        });
+        checked.expect("the body is allowed");
+        work
+    }
+
+    #[test]
+    fn decoding_work_is_linear_in_the_body() {
+        type Shape = fn(usize) -> String;
+        let shapes: [(&str, Shape, usize); 3] = [
+            ("distinct Labels keys", adversarial::labels, 20_000),
+            ("Dns, then repeated HostConfig", adversarial::dns, 24_000),
+            ("Cmd of zeros", adversarial::zeros, 50_000),
+        ];
+        for (name, shape, n) in shapes {
+            let (small, large) = (shape(n), shape(2 * n));
+            let (once, twice) = (create_work(&small), create_work(&large));
+            let ratio = twice as f64 / once as f64;
+            assert!(
+                ratio <= 2.5,
+                "{name}: {once} units of work for {} bytes, {twice} for {}: x{ratio:.2}",
+                small.len(),
+                large.len()
+            );
+            // And a few units per byte, not per byte squared.
+            assert!(
+                twice <= 4 * large.len() as u64,
+                "{name}: {twice} units for {} bytes",
+                large.len()
+            );
+        }
     }
 }

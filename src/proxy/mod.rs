@@ -46,7 +46,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyperlocal::UnixConnector;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -61,6 +61,18 @@ type Body = BoxBody<Bytes, BoxError>;
 
 /// The largest JSON body the proxy reads to inspect.
 const BODY_LIMIT: usize = 8 << 20;
+/// The most bytes of inspected bodies held at once, over all requests: a
+/// request reserves its Content-Length (the body limit when chunked) before
+/// its body is read, and gives it back when the request is done.
+const BODY_BUDGET: usize = 64 << 20;
+/// How long a request waits for room in [`BODY_BUDGET`] before a 503.
+const BODY_BUDGET_WAIT: Duration = Duration::from_secs(3);
+/// How long a client may take to send a body the proxy inspects (while it
+/// holds its share of the budget).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bodies at least this large are checked on the blocking pool, not on the
+/// I/O workers (smaller ones inline: a thread hop costs more than their check).
+const INLINE_CHECK_LIMIT: usize = 64 << 10;
 /// Connections served at once per listener; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 4096;
 /// How long a client may take to send a request's headers.
@@ -161,7 +173,12 @@ pub struct Proxy {
     /// The `Host` sent to dockerd when the client sent none: the one
     /// hyper-util's client sent (the hex-encoded socket path).
     upstream_host: HeaderValue,
-    policy: Policy,
+    policy: Arc<Policy>,
+    /// [`BODY_BUDGET`], in KiB permits.
+    body_budget: Arc<Semaphore>,
+    /// Heavy body checks running at once on the blocking pool: one fewer
+    /// than the cores, so the I/O workers always have one.
+    heavy_checks: Arc<Semaphore>,
     /// The pool for the owner checks' own requests; forwarded requests go
     /// on their client connection's own [`upstream::Connection`].
     client: Client<UnixConnector, Body>,
@@ -182,7 +199,9 @@ impl Proxy {
         Arc::new(Proxy {
             upstream: config.upstream,
             upstream_host,
-            policy,
+            policy: Arc::new(policy),
+            body_budget: Arc::new(Semaphore::new(BODY_BUDGET >> 10)),
+            heavy_checks: Arc::new(Semaphore::new(heavy_check_slots())),
             client,
         })
     }
@@ -323,7 +342,9 @@ impl Proxy {
         };
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
         let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
-        let req = self.upstream_request(req, &route, &lookups, hijack).await?;
+        // `_budget` holds the inspected body's share of BODY_BUDGET until
+        // dockerd has answered (and so has read the body forwarded to it).
+        let (req, _budget) = self.upstream_request(req, &route, &lookups, hijack).await?;
         let mut response = self.send(upstream, req).await?;
         self.advertise_only_what_is_allowed(response.headers_mut());
         match client_upgrade {
@@ -336,19 +357,27 @@ impl Proxy {
 
     /// The request as dockerd gets it: the target the proxy rebuilt from the
     /// route, the body it checked (re-serialised) or streamed, and no
-    /// hop-by-hop headers.
+    /// hop-by-hop headers; with the inspected body's share of the budget.
     async fn upstream_request(
         &self,
         req: Request<Incoming>,
         route: &route::Route,
         lookups: &owner::Upstream<'_>,
         hijack: bool,
-    ) -> Result<Request<Body>, Reject> {
+    ) -> Result<(Request<Body>, Option<OwnedSemaphorePermit>), Reject> {
         let (mut parts, body) = req.into_parts();
+        let mut budget = None;
         let body = if check::inspects_body(route.endpoint) {
-            let bytes = read_bounded(body).await?;
-            let mut checked =
-                check::check_body(&self.policy, route.endpoint, &parts.headers, &bytes)?;
+            budget = Some(self.reserve_body(&parts.headers).await?);
+            let bytes = read_bounded(body, content_length(&parts.headers)).await?;
+            let size = bytes.len();
+            let (policy, endpoint, headers) =
+                (self.policy.clone(), route.endpoint, parts.headers.clone());
+            let mut checked = self
+                .off_runtime(size, move || {
+                    check::check_body(&policy, endpoint, &headers, &bytes)
+                })
+                .await??;
             if let Some(checked) = &mut checked {
                 let references = policy::owner::references(route.endpoint, checked);
                 let pinned = lookups.verify_references(&references).await?;
@@ -356,7 +385,12 @@ impl Proxy {
                 let network = lookups.owner.and(route.param());
                 policy::owner::pin(route.endpoint, checked, &pinned, network)?;
             }
-            full(checked.map(|json| json.to_vec()).unwrap_or_default())
+            let forwarded = self
+                .off_runtime(size, move || {
+                    checked.map(|json| json.to_vec()).unwrap_or_default()
+                })
+                .await?;
+            full(forwarded)
         } else {
             stream(body)
         };
@@ -368,7 +402,56 @@ impl Proxy {
         let target = route.target();
         parts.uri = http::Uri::try_from(target.as_str())
             .map_err(|err| Reject::bad_request("path", format!("bad target {target:?}: {err}")))?;
-        Ok(Request::from_parts(parts, body))
+        Ok((Request::from_parts(parts, body), budget))
+    }
+
+    /// Reserves room in [`BODY_BUDGET`] for a body about to be read whole:
+    /// its Content-Length, or the body limit when it has none. A 503 when
+    /// the budget stays full for [`BODY_BUDGET_WAIT`].
+    async fn reserve_body(&self, headers: &HeaderMap) -> Result<OwnedSemaphorePermit, Reject> {
+        let length = content_length(headers).map_or(BODY_LIMIT, |length| length.min(BODY_LIMIT));
+        let kib = u32::try_from(length.div_ceil(1 << 10).max(1)).expect("at most the body limit");
+        let reserved = self.body_budget.clone().acquire_many_owned(kib);
+        match tokio::time::timeout(BODY_BUDGET_WAIT, reserved).await {
+            Ok(permit) => Ok(permit.expect("the budget is never closed")),
+            Err(_) => Err(Reject {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                rule: "body-budget",
+                message: format!(
+                    "dindbox: the proxy is busy checking other requests' bodies ({} MiB in flight); try again in a few seconds",
+                    BODY_BUDGET >> 20
+                ),
+            }),
+        }
+    }
+
+    /// Runs CPU-heavy work on a body of `size` bytes (checking it,
+    /// serialising it): inline when the body is small, else on the blocking
+    /// pool, at most `heavy_checks` at once; the others wait their turn
+    /// without holding an I/O worker.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        size: usize,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Reject> {
+        if size < INLINE_CHECK_LIMIT {
+            return Ok(work());
+        }
+        let slot = self.heavy_checks.clone().acquire_owned().await;
+        let slot = slot.expect("the check slots are never closed");
+        let ran = tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(slot);
+            out
+        });
+        ran.await.map_err(|err| {
+            warn!(error = %err, "a body check failed");
+            Reject {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                rule: "body-check",
+                message: "dindbox: checking the request body failed".into(),
+            }
+        })
     }
 
     async fn send(
@@ -569,10 +652,37 @@ async fn accept(listener: &Listener) -> io::Result<(Accepted, Arc<str>)> {
     }
 }
 
-/// Reads a body whole, up to [`BODY_LIMIT`].
-async fn read_bounded(body: Incoming) -> Result<Bytes, Reject> {
-    match Limited::new(body, BODY_LIMIT).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+/// Heavy body checks at once: one fewer than the cores, at least one.
+fn heavy_check_slots() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(1).max(1)
+}
+
+/// Reads a body whole, up to [`BODY_LIMIT`], within [`BODY_READ_TIMEOUT`],
+/// into one buffer of its Content-Length when it has one (no second copy).
+async fn read_bounded(body: Incoming, length: Option<usize>) -> Result<Bytes, Reject> {
+    let read = async {
+        let mut body = Limited::new(body, BODY_LIMIT);
+        let mut bytes = Vec::with_capacity(length.unwrap_or(0).min(BODY_LIMIT));
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, BoxError>(Bytes::from(bytes))
+    };
+    let Ok(read) = tokio::time::timeout(BODY_READ_TIMEOUT, read).await else {
+        return Err(Reject {
+            status: StatusCode::REQUEST_TIMEOUT,
+            rule: "body-read",
+            message: format!(
+                "dindbox: the request body was not sent within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        });
+    };
+    match read {
+        Ok(bytes) => Ok(bytes),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(Reject {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             rule: "body-size",
@@ -586,6 +696,14 @@ async fn read_bounded(body: Incoming) -> Result<Bytes, Reject> {
             format!("failed to read the request body: {err}"),
         )),
     }
+}
+
+/// The Content-Length of a request, if it has a valid one.
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
 }
 
 /// Reads a dockerd answer the proxy must look at before passing it on.

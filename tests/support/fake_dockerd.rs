@@ -1,7 +1,8 @@
 //! A fake `dockerd` for the init integration tests (`tests/init.rs`).
 //!
 //! It listens on the socket given by `--host=unix://PATH` and answers
-//! `GET /_ping` with 200 "OK" (HTTP/1.1, keep-alive); anything else gets 404.
+//! `GET /_ping` with 200 "OK" (HTTP/1.1, keep-alive), `POST .../containers/create`
+//! with 201 and an id (its body read and dropped); anything else gets 404.
 //! SIGTERM makes it exit 0. Behaviour and records, through the environment:
 //! - `FAKE_DOCKERD_DIR`: where it records `starts` (one line per start),
 //!   `fds-N` (the targets of its open fds at start N), `args-N` (its
@@ -21,7 +22,7 @@
 //! It is a `[[bin]]` (not an example) so tests can find it through
 //! `CARGO_BIN_EXE_fake-dockerd`; it is not part of the image.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -150,7 +151,9 @@ fn serve(conn: UnixStream, dir: Option<&Path>) {
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             return;
         }
-        // Skip headers (the fake only serves GET/HEAD without bodies).
+        // Skip headers, and a body of Content-Length bytes (the proxy frames
+        // what it forwards with one).
+        let mut length = 0u64;
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -159,13 +162,25 @@ fn serve(conn: UnixStream, dir: Option<&Path>) {
             if line == "\r\n" || line == "\n" {
                 break;
             }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.trim().eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        if std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).ok() != Some(length)
+        {
+            return;
         }
         let mut parts = request_line.split_whitespace();
         let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let path = target.split('?').next().unwrap_or("");
         let ping = path == "/_ping" || path.ends_with("/_ping");
+        // Creates (scripts/bench.sh's adversarial part) are answered as dockerd would.
         let (status, body) = if ping {
             ("200 OK", "OK")
+        } else if method == "POST" && path.ends_with("/containers/create") {
+            ("201 Created", "{\"Id\":\"c0ffee\",\"Warnings\":[]}")
         } else {
             ("404 Not Found", "{\"message\":\"fake\"}")
         };
