@@ -408,10 +408,9 @@ fn check_forms(go: &mut Go, requests: &[FormRequest]) -> Result<(), String> {
         // The proxy admits plain-ASCII Content-Types only (stricter than Go,
         // which also trims Unicode spaces and lowers `İ`): no JSON client
         // sends anything else.
-        let plain_ascii = request
-            .content_type
-            .as_deref()
-            .is_none_or(|ct| ct.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)));
+        let plain_ascii = request.content_type.as_deref().map_or(true, |ct| {
+            ct.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        });
         if answer["json_accepted"] == true && !json_accepted && plain_ascii {
             return Err(format!(
                 "dockerd accepts this Content-Type for JSON but the proxy refuses it: {}",
@@ -851,15 +850,17 @@ fn map_entries(value: BoxedStrategy<Text>) -> BoxedStrategy<Text> {
 /// A value for a field of the given kind; `depth` bounds nesting.
 fn value(field: Field, depth: u32) -> BoxedStrategy<Text> {
     let right = match field.kind {
-        Kind::Scalar => return scalar_value(field.name),
+        Kind::Scalar | Kind::Nullable => return scalar_value(field.name),
         Kind::Opaque => prop_oneof![
             string_value(),
             array_of(string_value()),
             Just(b"null".to_vec())
         ]
         .boxed(),
-        Kind::Slice => array_of(slice_element(field.name)),
-        Kind::SliceOf(fields) => array_of(struct_value(fields, depth)),
+        Kind::Slice | Kind::Array(_) | Kind::ArrayPointer(_) => array_of(slice_element(field.name)),
+        Kind::SliceOf(fields) | Kind::SliceOfPointers(fields) => {
+            array_of(struct_value(fields, depth))
+        }
         Kind::Map => map_entries(map_value(field.name)),
         Kind::MapOf(fields) => map_entries(struct_value(fields, depth)),
         Kind::Struct(fields) | Kind::Pointer(fields) => struct_value(fields, depth),
@@ -1173,7 +1174,7 @@ fn walk_fields<'a>(
 /// `{"A":{"B":{"Field": <non-zero value of its type>}}}`.
 fn nested_body(path: &[&str], field: Field) -> Value {
     let leaf = match field.kind {
-        Kind::Scalar => match scalar_type(field.name) {
+        Kind::Scalar | Kind::Nullable => match scalar_type(field.name) {
             Scalar::Bool => json!(true),
             Scalar::Int => json!(1),
             Scalar::Str => json!("x"),
@@ -1185,7 +1186,8 @@ fn nested_body(path: &[&str], field: Field) -> Value {
             name if name.starts_with("Blkio") => json!([{}]),
             _ => json!(["x"]),
         },
-        Kind::SliceOf(_) => json!([{}]),
+        Kind::Array(_) | Kind::ArrayPointer(_) => json!([1, 1]),
+        Kind::SliceOf(_) | Kind::SliceOfPointers(_) => json!([{}]),
         Kind::Map => match field.name {
             "ExposedPorts" | "Volumes" => json!({"x": {}}),
             "PortBindings" => json!({"x": []}),

@@ -145,10 +145,24 @@ fn fold_char(c: char) -> char {
 pub enum Kind {
     /// bool, number or string: a later value replaces, `null` changes nothing.
     Scalar,
-    /// A slice: a later value replaces, `null` resets it.
+    /// A pointer to a bool, number or string: a later value replaces, `null`
+    /// resets it to nil.
+    Nullable,
+    /// A slice (of strings, or of values the proxy does not inspect): a later
+    /// array is decoded into the elements already there (see [`SliceAcc`]),
+    /// `null` resets it.
     Slice,
-    /// A slice of structs: as [`Kind::Slice`], each element decoded as a fresh struct.
+    /// A slice of structs: as [`Kind::Slice`], a later array merges into the
+    /// structs already there element by element.
     SliceOf(&'static [Field]),
+    /// A slice of pointers to structs: as [`Kind::SliceOf`], but a `null`
+    /// element resets that element to nil.
+    SliceOfPointers(&'static [Field]),
+    /// A fixed-size array of numbers (`[2]uint`): extra elements are skipped,
+    /// missing ones zeroed, `null` changes nothing.
+    Array(usize),
+    /// A pointer to a fixed-size array: as [`Kind::Array`], `null` resets it.
+    ArrayPointer(usize),
     /// A map: a later object adds to it (exact keys, last wins), `null` resets it.
     Map,
     /// A map of structs: as [`Kind::Map`], each value decoded as a fresh struct.
@@ -244,10 +258,10 @@ fn key_in_path(key: &str) -> String {
 enum Acc<'j> {
     /// Present with no effect yet (a scalar or struct set to null): left out.
     Unset,
-    /// The last value (a scalar, slice, opaque value, or a reset to null).
+    /// The last value (a scalar, opaque value, or a reset to null).
     Last(&'j Json),
-    /// A slice of structs, decoded.
-    Built(Json),
+    /// A slice or a fixed-size array, element by element.
+    Slice(SliceAcc<'j>),
     /// A map: each key once, where it first came, with its last value.
     Map(MapAcc<'j, &'j (String, Json)>),
     /// A map of structs, its values decoded.
@@ -258,6 +272,47 @@ enum Acc<'j> {
 
 /// A field of a struct being decoded: its index in the field table, and what it holds.
 type Slot<'j> = (usize, Acc<'j>);
+
+/// A slice between occurrences of its key, as Go's decoder keeps it: the
+/// backing array and the length. Go decodes a later array into the elements
+/// already there (a struct merges; `null` leaves a string or a struct as it
+/// was), and `SetLen` brings back the elements a shorter array left past the
+/// length, so the whole backing array is kept (`encoding/json` `array`).
+struct SliceAcc<'j> {
+    backing: Vec<Elem<'j>>,
+    len: usize,
+}
+
+/// One element of a [`SliceAcc`].
+enum Elem<'j> {
+    /// The zero value: a fresh element, or a pointer element reset to nil.
+    Zero,
+    /// A string, number, or a value the proxy does not inspect, as it came.
+    Value(&'j Json),
+    /// A struct element's fields so far.
+    Struct(Vec<Slot<'j>>),
+}
+
+impl SliceAcc<'_> {
+    fn nil() -> Self {
+        SliceAcc {
+            backing: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Makes room for element `i` as `reflect`'s growth does: a new backing
+    /// array of `cap + cap/2` (at least 4) holding only the first `len`.
+    fn grow_to(&mut self, i: usize) {
+        if i >= self.backing.len() {
+            let cap = self.backing.len();
+            self.backing.truncate(self.len);
+            self.backing
+                .resize_with((cap + cap / 2).max(4), || Elem::Zero);
+        }
+        self.len = self.len.max(i + 1);
+    }
+}
 
 /// A map's entries (each key once) and where each key is among them.
 struct MapAcc<'j, E> {
@@ -339,18 +394,39 @@ impl<'j> Decoder<'_> {
                 return Err(type_error(path, "a boolean, number or string", value))
             }
             (Kind::Scalar, value) => *slot = Acc::Last(value),
-            (Kind::Struct(_), Json::Null) => {}
+            (Kind::Nullable, Json::Null) => *slot = Acc::Unset,
+            (Kind::Nullable, Json::Array(_) | Json::Object(_)) => {
+                return Err(type_error(path, "a boolean, number or string", value))
+            }
+            (Kind::Nullable, value) => *slot = Acc::Last(value),
+            (Kind::Struct(_) | Kind::Array(_), Json::Null) => {}
             (
-                Kind::Slice | Kind::SliceOf(_) | Kind::Map | Kind::MapOf(_) | Kind::Pointer(_),
+                Kind::Slice
+                | Kind::SliceOf(_)
+                | Kind::SliceOfPointers(_)
+                | Kind::ArrayPointer(_)
+                | Kind::Map
+                | Kind::MapOf(_)
+                | Kind::Pointer(_),
                 Json::Null,
             ) => *slot = Acc::Last(value),
-            (Kind::Slice, Json::Array(_)) => *slot = Acc::Last(value),
-            (Kind::SliceOf(fields), Json::Array(items)) => {
-                let mut decoded = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    decoded.push(self.element(item, fields, &|| format!("{}[{i}]", path()))?);
+            (Kind::Slice | Kind::SliceOf(_) | Kind::SliceOfPointers(_), Json::Array(items)) => {
+                let slice = take_slice(slot);
+                self.decode_slice(slice, items, kind, path)?;
+            }
+            (Kind::Array(len) | Kind::ArrayPointer(len), Json::Array(items)) => {
+                let array = take_slice(slot);
+                if array.backing.is_empty() {
+                    array.backing.resize_with(len, || Elem::Zero);
+                    array.len = len;
                 }
-                *slot = Acc::Built(Json::Array(decoded));
+                for (element, item) in array.backing.iter_mut().zip(items) {
+                    decode_value_element(element, item);
+                }
+                // Go zeroes what the array did not reach.
+                for element in array.backing.iter_mut().skip(items.len()) {
+                    *element = Elem::Zero;
+                }
             }
             (Kind::Map, Json::Object(entries)) => {
                 if !matches!(slot, Acc::Map(_)) {
@@ -383,12 +459,75 @@ impl<'j> Decoder<'_> {
                 };
                 self.merge(slots, entries, fields, path)?;
             }
-            (Kind::Slice | Kind::SliceOf(_), value) => {
-                return Err(type_error(path, "an array", value))
-            }
+            (
+                Kind::Slice
+                | Kind::SliceOf(_)
+                | Kind::SliceOfPointers(_)
+                | Kind::Array(_)
+                | Kind::ArrayPointer(_),
+                value,
+            ) => return Err(type_error(path, "an array", value)),
             (Kind::Map | Kind::MapOf(_) | Kind::Struct(_) | Kind::Pointer(_), value) => {
                 return Err(type_error(path, "an object", value))
             }
+        }
+        Ok(())
+    }
+
+    /// Decodes an array into a slice as Go does: element `i` into the
+    /// element already at `i`, the length set to the array's.
+    fn decode_slice(
+        &mut self,
+        slice: &mut SliceAcc<'j>,
+        items: &'j [Json],
+        kind: Kind,
+        path: Path,
+    ) -> Result<(), TypeError> {
+        if items.is_empty() {
+            // A fresh, empty (non-nil) slice: nothing past it survives.
+            *slice = SliceAcc::nil();
+            return Ok(());
+        }
+        for (i, item) in items.iter().enumerate() {
+            slice.grow_to(i);
+            let element = &mut slice.backing[i];
+            match kind {
+                Kind::SliceOf(fields) | Kind::SliceOfPointers(fields) => {
+                    let pointers = matches!(kind, Kind::SliceOfPointers(_));
+                    self.decode_struct_element(element, item, fields, pointers, &|| {
+                        format!("{}[{i}]", path())
+                    })?
+                }
+                _ => decode_value_element(element, item),
+            }
+        }
+        slice.len = items.len();
+        Ok(())
+    }
+
+    /// One element of a slice of structs (or of pointers to structs),
+    /// decoded into what is already there.
+    fn decode_struct_element(
+        &mut self,
+        element: &mut Elem<'j>,
+        item: &'j Json,
+        fields: &[Field],
+        pointers: bool,
+        path: Path,
+    ) -> Result<(), TypeError> {
+        match item {
+            Json::Null if pointers => *element = Elem::Zero,
+            Json::Null => {}
+            Json::Object(entries) => {
+                if !matches!(element, Elem::Struct(_)) {
+                    *element = Elem::Struct(Vec::new());
+                }
+                let Elem::Struct(slots) = element else {
+                    unreachable!()
+                };
+                self.merge(slots, entries, fields, path)?;
+            }
+            item => return Err(type_error(path, "an object", item)),
         }
         Ok(())
     }
@@ -404,6 +543,27 @@ impl<'j> Decoder<'_> {
             }
             item => Err(type_error(path, "an object", item)),
         }
+    }
+}
+
+/// The slice a slot holds, made a nil one first if it holds none.
+fn take_slice<'a, 'j>(slot: &'a mut Acc<'j>) -> &'a mut SliceAcc<'j> {
+    if !matches!(slot, Acc::Slice(_)) {
+        *slot = Acc::Slice(SliceAcc::nil());
+    }
+    let Acc::Slice(slice) = slot else {
+        unreachable!()
+    };
+    slice
+}
+
+/// An element that is not a struct: `null` leaves a string or number as it
+/// was, but resets a nested slice to nil; anything else replaces it.
+fn decode_value_element<'j>(element: &mut Elem<'j>, item: &'j Json) {
+    match (item, &element) {
+        (Json::Null, Elem::Value(Json::Array(_))) => *element = Elem::Zero,
+        (Json::Null, _) => {}
+        (item, _) => *element = Elem::Value(item),
     }
 }
 
@@ -423,18 +583,24 @@ fn field_index(fields: &[Field], key: &str) -> Option<usize> {
 fn build_struct(slots: Vec<Slot>, fields: &[Field]) -> Vec<(String, Json)> {
     let mut out = Vec::with_capacity(slots.len());
     for (index, acc) in slots {
-        if let Some(value) = build(acc) {
+        if let Some(value) = build(acc, fields[index].kind) {
             out.push((fields[index].name.to_string(), value));
         }
     }
     out
 }
 
-fn build(acc: Acc) -> Option<Json> {
+fn build(acc: Acc, kind: Kind) -> Option<Json> {
     match acc {
         Acc::Unset => None,
         Acc::Last(value) => Some(cloned(value)),
-        Acc::Built(value) => Some(value),
+        Acc::Slice(mut slice) => {
+            slice.backing.truncate(slice.len);
+            let elements = slice.backing.into_iter();
+            Some(Json::Array(
+                elements.map(|e| build_element(e, kind)).collect(),
+            ))
+        }
         Acc::Map(map) => {
             drop(map.index);
             let entries = map.entries.into_iter();
@@ -450,6 +616,21 @@ fn build(acc: Acc) -> Option<Json> {
             ))
         }
         Acc::Struct(slots, fields) => Some(Json::Object(build_struct(slots, fields))),
+    }
+}
+
+/// An element as dockerd ends up with it; a zero one is written so that Go
+/// decodes it to the zero value again (`{}` for a struct, `null` otherwise).
+fn build_element(element: Elem, kind: Kind) -> Json {
+    match (element, kind) {
+        (Elem::Zero, Kind::SliceOf(_)) => Json::Object(Vec::new()),
+        (Elem::Zero, Kind::Array(_) | Kind::ArrayPointer(_)) => Json::Number(0.into()),
+        (Elem::Zero, _) => Json::Null,
+        (Elem::Value(value), _) => cloned(value),
+        (Elem::Struct(slots), Kind::SliceOf(fields) | Kind::SliceOfPointers(fields)) => {
+            Json::Object(build_struct(slots, fields))
+        }
+        (Elem::Struct(_), _) => unreachable!("struct elements belong to slices of structs"),
     }
 }
 
@@ -633,6 +814,9 @@ impl Serialize for Json {
         match self {
             Json::Null => serializer.serialize_unit(),
             Json::Bool(b) => serializer.serialize_bool(*b),
+            // `-0` parses as the float -0.0, which Go cannot decode into an
+            // integer field the way it decoded `-0`: zero is written `0`.
+            Json::Number(n) if n.as_f64() == Some(0.0) => serializer.serialize_u64(0),
             Json::Number(n) => n.serialize(serializer),
             Json::String(s) => serializer.serialize_str(s),
             Json::Array(items) => {
@@ -742,6 +926,71 @@ mod tests {
             text(&v),
             r#"{"HostConfig":{"Privileged":true,"CapAdd":[]}}"#
         );
+    }
+
+    const MOUNT: &[Field] = &[field("Type", Kind::Scalar), field("Target", Kind::Scalar)];
+    const SLICES: &[Field] = &[
+        field("Binds", Kind::Slice),
+        field("Mounts", Kind::SliceOf(MOUNT)),
+        field("Ulimits", Kind::SliceOfPointers(MOUNT)),
+        field("ConsoleSize", Kind::Array(2)),
+        field("PidsLimit", Kind::Nullable),
+        field("Init", Kind::Nullable),
+    ];
+
+    #[test]
+    fn null_resets_a_pointer_to_a_scalar() {
+        let v = decode(r#"{"PidsLimit":5,"pidslimit":null,"Init":true}"#, SLICES);
+        assert_eq!(text(&v), r#"{"Init":true}"#);
+    }
+
+    #[test]
+    fn a_later_array_merges_into_the_structs_already_there() {
+        let v = decode(
+            r#"{"Mounts":[{"Type":"bind"}],"mounts":[{"Target":"/h"},{"Target":"/i"}]}"#,
+            SLICES,
+        );
+        assert_eq!(
+            text(&v),
+            r#"{"Mounts":[{"Type":"bind","Target":"/h"},{"Target":"/i"}]}"#
+        );
+        let v = decode(r#"{"Ulimits":[{"Type":"x"}],"Ulimits":[null]}"#, SLICES);
+        assert_eq!(text(&v), r#"{"Ulimits":[null]}"#, "a nil pointer element");
+    }
+
+    #[test]
+    fn a_longer_array_brings_back_what_a_shorter_one_left_past_the_length() {
+        // Go's SetLen re-exposes the backing array; `null` leaves a string be.
+        let v = decode(
+            r#"{"Binds":["a","b","c"],"Binds":["x"],"Binds":[null,null,null]}"#,
+            SLICES,
+        );
+        assert_eq!(text(&v), r#"{"Binds":["x","b","c"]}"#);
+        // An empty array is a fresh slice: nothing survives it.
+        let v = decode(
+            r#"{"Binds":["a","b"],"Binds":[],"Binds":[null,null]}"#,
+            SLICES,
+        );
+        assert_eq!(text(&v), r#"{"Binds":[null,null]}"#);
+        // Growing past the capacity copies the length (4 here), zeroes the rest.
+        let v = decode(
+            r#"{"Binds":["a","b","c","d"],"Binds":["x"],"Binds":[null,null,null,null,null]}"#,
+            SLICES,
+        );
+        assert_eq!(text(&v), r#"{"Binds":["x","b","c","d",null]}"#);
+    }
+
+    #[test]
+    fn fixed_arrays_skip_extra_elements_and_zero_missing_ones() {
+        let v = decode(r#"{"ConsoleSize":[1,2,3],"consolesize":null}"#, SLICES);
+        assert_eq!(text(&v), r#"{"ConsoleSize":[1,2]}"#);
+        let v = decode(r#"{"ConsoleSize":[1,2],"ConsoleSize":[7]}"#, SLICES);
+        assert_eq!(text(&v), r#"{"ConsoleSize":[7,0]}"#);
+    }
+
+    #[test]
+    fn negative_zero_is_written_as_zero() {
+        assert_eq!(Json::parse(b"[-0, -0.0, 0]").unwrap().to_vec(), b"[0,0,0]");
     }
 
     #[test]

@@ -12,7 +12,10 @@ use super::{Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
 use crate::proxy::gopath::clean_path;
 
-use Kind::{Map, MapOf, Opaque, Pointer, Scalar, Slice, SliceOf, Struct};
+use Kind::{
+    Array, ArrayPointer, Map, MapOf, Nullable, Opaque, Pointer, Scalar, Slice, SliceOf,
+    SliceOfPointers, Struct,
+};
 
 pub(super) const HEALTHCHECK: &[Field] = &[
     field("Test", Slice),
@@ -49,7 +52,7 @@ pub(super) const CONFIG: &[Field] = &[
     field("OnBuild", Slice),
     field("Labels", Map),
     field("StopSignal", Scalar),
-    field("StopTimeout", Scalar),
+    field("StopTimeout", Nullable),
     field("Shell", Opaque),
 ];
 
@@ -126,10 +129,10 @@ const RESOURCES: &[Field] = &[
     field("KernelMemoryTCP", Scalar),
     field("MemoryReservation", Scalar),
     field("MemorySwap", Scalar),
-    field("MemorySwappiness", Scalar),
-    field("OomKillDisable", Scalar),
-    field("PidsLimit", Scalar),
-    field("Ulimits", SliceOf(ULIMIT)),
+    field("MemorySwappiness", Nullable),
+    field("OomKillDisable", Nullable),
+    field("PidsLimit", Nullable),
+    field("Ulimits", SliceOfPointers(ULIMIT)),
     field("CpuCount", Scalar),
     field("CpuPercent", Scalar),
     field("IOMaximumIOps", Scalar),
@@ -147,7 +150,7 @@ const HOST_CONFIG_OWN: &[Field] = &[
     field("AutoRemove", Scalar),
     field("VolumeDriver", Scalar),
     field("VolumesFrom", Slice),
-    field("ConsoleSize", Slice),
+    field("ConsoleSize", Array(2)),
     field("Annotations", Map),
     field("CapAdd", Opaque),
     field("CapDrop", Opaque),
@@ -177,7 +180,7 @@ const HOST_CONFIG_OWN: &[Field] = &[
     field("Mounts", SliceOf(MOUNT)),
     field("MaskedPaths", Slice),
     field("ReadonlyPaths", Slice),
-    field("Init", Scalar),
+    field("Init", Nullable),
 ];
 
 const HOST_CONFIG: &[Field] =
@@ -229,7 +232,7 @@ const EXEC_CREATE: &[Field] = &[
     field("User", Scalar),
     field("Privileged", Scalar),
     field("Tty", Scalar),
-    field("ConsoleSize", Slice),
+    field("ConsoleSize", ArrayPointer(2)),
     field("AttachStdin", Scalar),
     field("AttachStderr", Scalar),
     field("AttachStdout", Scalar),
@@ -851,7 +854,10 @@ pub(super) fn check_dir_path(dir: &str, name: &str) -> Result<(), Reject> {
 pub(super) fn check_ulimits(ulimits: &[Json], at: &str) -> Result<(), Reject> {
     for (i, ulimit) in ulimits.iter().enumerate() {
         let Json::Object(ulimit) = ulimit else {
-            continue;
+            return Err(Reject::bad_request(
+                "body-type",
+                format!("{at}[{i}] must be an object, not {}", ulimit.type_name()),
+            ));
         };
         let path = format!("{at}[{i}].Name");
         let name = string(ulimit, "Name", &path)?;

@@ -117,7 +117,7 @@ fn check_build_ulimits(text: &str) -> Result<(), Reject> {
     })?;
     let decoded = decode(
         &Json::Object(vec![("Ulimits".into(), json)]),
-        &[field("Ulimits", SliceOf(ULIMIT))],
+        &[field("Ulimits", Kind::SliceOfPointers(ULIMIT))],
     )?;
     check_ulimits(array(&decoded.fields, "Ulimits"), "ulimits")
 }
