@@ -335,7 +335,15 @@ impl Proxy {
             })
         });
         let plan = match &images {
-            Some(images) => images.plan(req.method(), &mut route).await?,
+            Some(images) => match images.plan(req.method(), &mut route).await {
+                Ok(plan) => plan,
+                Err(reject) => {
+                    // A build context or an import is often still on its way:
+                    // read it first, so the client hears the refusal.
+                    tags::drain(stream(req.into_body())).await;
+                    return Err(reject);
+                }
+            },
             None => tags::Plan::None,
         };
         let answer = match &self.policy.owner {

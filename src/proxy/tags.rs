@@ -288,13 +288,40 @@ impl hyper::body::Body for ChannelBody {
 pub(super) fn guard_load(body: Body, images: Arc<Images>, state: Arc<LoadState>) -> Body {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
-        if let Err(reject) = pump_load(body, &images, &state, &tx).await {
+        let mut source = None;
+        if let Err(reject) = pump_load(body, &images, &state, &tx, &mut source).await {
             let message = reject.message.clone();
             *lock(&state.refusal) = Some(reject);
             let _ = tx.send(Err(message.into())).await;
+            drop(tx);
+            // Read the rest of what the client sends, so it hears the refusal.
+            if let Some(mut source) = source {
+                let drained = async { while let Some(Ok(_)) = source.next().await {} };
+                let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
+            }
         }
     });
     ChannelBody(rx).boxed()
+}
+
+/// How long a refused request's body is still read, so that the client
+/// (still sending) hears the refusal instead of a broken pipe.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+/// How much of it at most.
+const DRAIN_BYTES: u64 = 1 << 30;
+
+/// Reads and drops a refused request's body (bounded in time and size).
+pub(super) async fn drain(mut body: Body) {
+    let drained = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DRAIN_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
 }
 
 type Sender = mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
@@ -344,6 +371,7 @@ async fn pump_load(
     images: &Images,
     state: &LoadState,
     tx: &Sender,
+    slot: &mut Option<Source>,
 ) -> Result<(), Reject> {
     // Enough of the start to tell the compression, as dockerd does.
     let mut head = Vec::new();
@@ -359,15 +387,16 @@ async fn pump_load(
         }
     }
     let head = Bytes::from(head);
-    let mut source = match loadscan::detect(&head) {
+    let source = slot.insert(match loadscan::detect(&head) {
         Compression::None => Source::Plain(body, Some(head)),
         Compression::Gzip => Source::Gzip(gunzip(body, head)),
         Compression::Other(kind) => {
+            *slot = Some(Source::Plain(body, None));
             return Err(unreadable_archive(format!(
                 "it is {kind}-compressed, which this proxy does not read"
-            )))
+            )));
         }
-    };
+    });
     let mut scanner = Scanner::new();
     // The first bytes of what dockerd gets: it would decompress again
     // what starts like a compressed stream.
