@@ -147,6 +147,8 @@ impl Daemon {
                     ),
                 }
             }
+            // No images: every tag is free (tests/proxy_tags.rs has images).
+            ("GET", ["images", _, .., "json"]) => (404, json!({"message": "No such image"})),
             ("GET", ["exec", id, "json"]) => match self.execs.iter().find(|(e, _)| e == id) {
                 Some((e, c)) => (200, json!({"ID": e, "ContainerID": c})),
                 None => (
@@ -239,7 +241,11 @@ fn is_ownership_question(s: &Seen) -> bool {
             || path.ends_with("/json")
                 && (path.contains("/containers/") || path.contains("/exec/"))
             || path.contains("/networks/")
-            || path.contains("/volumes/"))
+            || path.contains("/volumes/")
+            || path
+                .strip_suffix("/json")
+                .and_then(|p| p.split_once("/images/"))
+                .is_some_and(|(_, name)| !name.is_empty()))
 }
 
 async fn start() -> Harness {
@@ -911,7 +917,8 @@ async fn commit_needs_an_owned_container() {
     assert_eq!(status, 200);
     assert_eq!(
         h.forwarded()[0].target,
-        "/v1.41/commit?container=aaaa1111&repo=x"
+        "/v1.41/commit?container=aaaa1111&repo=x&changes=LABEL+%22ci.owner%22%3D%22job-1%22",
+        "the committed image gets the owner label"
     );
 }
 

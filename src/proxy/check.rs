@@ -77,6 +77,16 @@ pub fn admit(
             let filters = owner::with_owner_filter(owner, route.query.first("filters"))?;
             route.query.set("filters", &filters);
         }
+        if policy::images::is_image_prune(method, &route) {
+            let filters = owner::with_owner_filter(owner, route.query.first("filters"))?;
+            route.query.set("filters", &filters);
+        }
+        // Committed and imported images carry the owner label: a LABEL change
+        // appended last, after the tenant's own changes.
+        if policy::images::labels_through_changes(method, &route) {
+            let change = policy::images::owner_label_change(owner)?;
+            route.query.0.push(("changes".into(), change));
+        }
     }
     Ok(route)
 }

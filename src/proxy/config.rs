@@ -426,6 +426,7 @@ pub fn explain(policy: &Policy) -> String {
             "a named volume in Binds or Mounts must be owned; one that does not exist yet is created first, with the owner label",
             "lists, prunes and events are filtered by the owner label; system df lists owned containers and volumes only",
             "images and the build cache are shared: pulled images carry no labels",
+            "a tag may only be set or removed (tag, build -t, commit, import, pull, rmi, load) when it is free, its image carries the owner label, or this proxy set it to that image; image prunes get the label filter",
         ] {
             out.push_str(&format!("  - {rule}\n"));
         }

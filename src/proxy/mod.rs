@@ -16,10 +16,12 @@ pub mod gomime;
 pub mod gopath;
 mod hijack;
 mod hostroutes;
+mod loadscan;
 mod owner;
 pub mod policy;
 pub mod query;
 pub mod route;
+mod tags;
 mod upstream;
 
 pub use self::cli::{main, policy_main, PolicyArgs, PolicyOptions, ProxyArgs};
@@ -182,6 +184,9 @@ pub struct Proxy {
     /// The pool for the owner checks' own requests; forwarded requests go
     /// on their client connection's own [`upstream::Connection`].
     client: Client<UnixConnector, Body>,
+    /// In owner mode, the tags this proxy set from loads, pulls and `docker
+    /// tag` (see [`policy::images`]); shared by every connection.
+    recorded: Arc<policy::images::Recorded>,
 }
 
 impl Proxy {
@@ -203,6 +208,7 @@ impl Proxy {
             body_budget: Arc::new(Semaphore::new(BODY_BUDGET >> 10)),
             heavy_checks: Arc::new(Semaphore::new(heavy_check_slots())),
             client,
+            recorded: Arc::default(),
         })
     }
 
@@ -336,6 +342,28 @@ impl Proxy {
             owner: self.policy.owner.as_ref(),
         };
         lookups.verify_target(&mut route).await?;
+        // Owner mode: a tag may only move if it is free or the owner's.
+        let images = self.policy.owner.as_ref().map(|owner| {
+            Arc::new(tags::Images {
+                client: self.client.clone(),
+                socket: self.upstream.clone(),
+                version: route.version,
+                owner: owner.clone(),
+                recorded: self.recorded.clone(),
+            })
+        });
+        let plan = match &images {
+            Some(images) => match images.plan(req.method(), &mut route).await {
+                Ok(plan) => plan,
+                Err(reject) => {
+                    // A build context or an import is often still on its way:
+                    // read it first, so the client hears the refusal.
+                    tags::drain(stream(req.into_body())).await;
+                    return Err(reject);
+                }
+            },
+            None => tags::Plan::None,
+        };
         let answer = match &self.policy.owner {
             Some(_) => policy::owner::answer(req.method(), &route),
             None => policy::owner::Answer::Plain,
@@ -345,8 +373,24 @@ impl Proxy {
         // `_budget` holds the inspected body's share of BODY_BUDGET until
         // dockerd has answered (and so has read the body forwarded to it).
         let (req, _budget) = self.upstream_request(req, &route, &lookups, hijack).await?;
-        let mut response = self.send(upstream, req).await?;
+        let req = match (&plan, &images) {
+            (tags::Plan::Load(state), Some(images)) => {
+                req.map(|body| tags::guard_load(body, images.clone(), state.clone()))
+            }
+            _ => req,
+        };
+        let sent = self.send(upstream, req).await;
+        if let Some(refusal) = plan.refusal() {
+            return Err(refusal);
+        }
+        let mut response = sent?;
         self.advertise_only_what_is_allowed(response.headers_mut());
+        if let Some(images) = images {
+            response = match images.after(plan, response).await {
+                Ok(response) => response,
+                Err(streamed) => return Ok(streamed),
+            };
+        }
         match client_upgrade {
             Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 Ok(splice_upgraded(client, response))

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod container;
+pub mod images;
 mod objects;
 pub mod owner;
 pub mod subnets;

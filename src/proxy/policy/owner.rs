@@ -8,8 +8,8 @@
 //! Images and the build cache stay shared: pulled images carry no labels
 //! (only images the tenant builds get them), so filtering images by owner
 //! would hide every pulled base image, and refusing them would break
-//! `docker run busybox`. A tenant can therefore see, tag and remove images
-//! other jobs pulled or built.
+//! `docker run busybox`. A tenant can therefore see and use images other
+//! jobs pulled or built, but not move or remove their tags ([`super::images`]).
 
 #![forbid(unsafe_code)]
 

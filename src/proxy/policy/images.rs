@@ -1,0 +1,850 @@
+//! Image tags in standalone mode (`--owner-label`): the pure half.
+//!
+//! Images stay shared between owners, but a tag is a name another CI job
+//! runs (`app:latest`), so a tenant may only set or remove a tag that is
+//! free or that points to an image it made or put there itself:
+//!
+//! - an image whose config carries the owner label: builds get it through
+//!   the `labels` parameter, commits and imports through a `LABEL` change the
+//!   proxy appends ([`owner_label_change`]); the injected label always wins
+//!   over the tenant's own labels, so no other owner can make such an image;
+//! - or a tag this proxy set itself (a load, a pull, a `docker tag`) that
+//!   still points to the image it set it to ([`Recorded`]). Ownership of
+//!   unlabelled images is recorded per tag, not per image id: an image id is
+//!   not exclusive (anyone can pull the same public image, or `docker save`
+//!   another owner's image and load it back, and get the same id).
+//!
+//! A pull may also refresh a tag whose image has no owner label and was
+//! pulled from (or pushed to) that same repository (its `RepoDigests`): two
+//! jobs pulling `busybox` is the common case, and the new content comes from
+//! the source the tag already came from. Such a refresh records nothing.
+//!
+//! `proxy::tags` asks dockerd (`GET /images/{tag}/json`) and applies these
+//! rules; `proxy::loadscan` finds the tags inside a `docker load` archive.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use super::owner::{self, Owner};
+use super::Reject;
+use crate::proxy::gojson::{fold_eq, Json};
+use crate::proxy::route::Route;
+
+/// The rule name in refusals and metrics.
+pub const RULE: &str = "image-tag";
+
+/// An image reference as dockerd's `reference.ParseNormalizedNamed` reads
+/// it: the full name (`docker.io/library/app`), and a tag and a digest when
+/// it has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub name: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// A tag as dockerd stores it: a full name and a tag, `latest` when none
+/// was given (`app` is `docker.io/library/app:latest`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tag {
+    pub name: String,
+    pub tag: String,
+}
+
+impl Tag {
+    /// The key it is recorded under: `docker.io/library/app:latest`.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.name, self.tag)
+    }
+
+    /// How the Docker CLI prints it (`app:latest`, `user/app:1`,
+    /// `registry:5000/app:latest`); also what the proxy asks dockerd about.
+    pub fn familiar(&self) -> String {
+        let name = self
+            .name
+            .strip_prefix("docker.io/library/")
+            .filter(|rest| !rest.contains('/'))
+            .or_else(|| self.name.strip_prefix("docker.io/"))
+            .unwrap_or(&self.name);
+        format!("{name}:{}", self.tag)
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.familiar())
+    }
+}
+
+/// Parses `[domain/]path[:tag][@digest]` and normalises the name as
+/// dockerd does (`splitDockerDomain`): a first component with a `.` or a
+/// `:`, `localhost`, or upper case is a registry; otherwise the registry is
+/// `docker.io`, and a single component is under `library/`;
+/// `index.docker.io` is `docker.io`. Only the shape is checked: dockerd
+/// refuses what is not a valid name, and the proxy never lets a name it
+/// could not read through (the callers refuse `None`).
+pub fn parse_reference(text: &str) -> Option<Reference> {
+    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let (rest, digest) = match text.split_once('@') {
+        Some((rest, digest)) => {
+            if !digest.contains(':') || digest.contains('@') {
+                return None;
+            }
+            (rest, Some(digest.to_string()))
+        }
+        None => (text, None),
+    };
+    let (name, tag) = match rest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag.to_string())),
+        _ => (rest, None),
+    };
+    if name.is_empty() || tag.as_deref() == Some("") || name.ends_with('/') || name.contains("//") {
+        return None;
+    }
+    Some(Reference {
+        name: normalise_name(name),
+        tag,
+        digest,
+    })
+}
+
+fn normalise_name(name: &str) -> String {
+    let (domain, remainder) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.to_lowercase() != first =>
+        {
+            (first, rest.to_string())
+        }
+        _ => ("docker.io", name.to_string()),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    let remainder = if domain == "docker.io" && !remainder.contains('/') {
+        format!("library/{remainder}")
+    } else {
+        remainder
+    };
+    format!("{domain}/{remainder}")
+}
+
+/// The tag a request sets from a `repo` and a `tag` parameter, as dockerd's
+/// `RepoTagReference` (commit), `TagImage` and `ImportImage` combine them: the
+/// `tag` parameter wins over a tag in `repo`, and `latest` is the default.
+/// `None` when `repo` is empty (no tag is set). A digest cannot be tagged:
+/// dockerd refuses it, and so does the proxy.
+pub fn repo_tag(repo: &str, tag: &str) -> Result<Option<Tag>, Reject> {
+    if repo.is_empty() {
+        return Ok(None);
+    }
+    let reference = parse_reference(repo).ok_or_else(|| invalid_reference(repo))?;
+    if reference.digest.is_some() {
+        return Err(invalid_reference(repo));
+    }
+    let tag = match tag {
+        "" => reference.tag.unwrap_or_else(|| "latest".into()),
+        tag if tag.contains([':', '/', '@']) => return Err(invalid_reference(tag)),
+        tag => tag.to_string(),
+    };
+    Ok(Some(Tag {
+        name: reference.name,
+        tag,
+    }))
+}
+
+/// A reference a tenant gave that must name a tag (`build -t`, a tag inside
+/// a `docker load` archive): `latest` when it has none; a digest is refused.
+pub fn tag_of(text: &str) -> Result<Tag, Reject> {
+    repo_tag(text, "")?.ok_or_else(|| invalid_reference(text))
+}
+
+fn invalid_reference(text: &str) -> Reject {
+    Reject::bad_request(
+        RULE,
+        format!("{text:?} is not a tag this proxy can check (name[:tag], no digest)"),
+    )
+}
+
+/// What a request does to tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagChange {
+    None,
+    /// `build -t` (every `t`), `commit`, `import`: the new image carries
+    /// the owner label.
+    Set(Vec<Tag>),
+    /// `POST /images/{source}/tag`.
+    Tag {
+        source: String,
+        tag: Tag,
+    },
+    /// `POST /images/create?fromImage=`: a pull of one tag.
+    Pull(Tag),
+    /// `DELETE /images/{name}`: a tag, a digest reference, or an image id.
+    Remove(String),
+    /// `POST /images/load`: the tags are inside the archive.
+    Load,
+}
+
+/// The tags a request would set or remove, read from its route as dockerd
+/// reads the parameters (`FormValue`: the first value; `t` of a build: every
+/// value).
+pub fn tag_change(method: &Method, route: &Route) -> Result<TagChange, Reject> {
+    let q = |name: &str| route.query.first(name).unwrap_or("");
+    let change = match (method, route.pattern) {
+        (&Method::POST, "/images/{}/tag") => match repo_tag(q("repo"), q("tag"))? {
+            Some(tag) => TagChange::Tag {
+                source: route.param().unwrap_or_default().to_string(),
+                tag,
+            },
+            // dockerd refuses an empty repo.
+            None => TagChange::None,
+        },
+        (&Method::POST, "/build") => {
+            let tags = route
+                .query
+                .0
+                .iter()
+                .filter(|(k, v)| k == "t" && !v.is_empty())
+                .map(|(_, v)| tag_of(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            TagChange::Set(tags)
+        }
+        (&Method::POST, "/commit") => {
+            TagChange::Set(repo_tag(q("repo"), q("tag"))?.into_iter().collect())
+        }
+        (&Method::POST, "/images/create") if !q("fromImage").is_empty() => {
+            pull_target(q("fromImage"), q("tag"))?
+        }
+        (&Method::POST, "/images/create") => {
+            TagChange::Set(repo_tag(q("repo"), q("tag"))?.into_iter().collect())
+        }
+        (&Method::DELETE, "/images/{}") => {
+            TagChange::Remove(route.param().unwrap_or_default().to_string())
+        }
+        (&Method::POST, "/images/load") => TagChange::Load,
+        _ => TagChange::None,
+    };
+    Ok(change)
+}
+
+/// dockerd's `PullImage(fromImage, tag)`: `tag` wins over a tag in
+/// `fromImage` and may be a digest; no tag and no digest pulls every tag.
+fn pull_target(image: &str, tag: &str) -> Result<TagChange, Reject> {
+    let reference = parse_reference(image).ok_or_else(|| invalid_reference(image))?;
+    if tag.contains(':') || (tag.is_empty() && reference.digest.is_some()) {
+        // By digest: no tag moves.
+        return Ok(TagChange::None);
+    }
+    let tag = match (tag, reference.tag) {
+        ("", Some(own)) => own,
+        ("", None) => {
+            return Err(Reject::forbidden(
+                RULE,
+                "pulling every tag of a repository (docker pull -a)",
+                "each tag could move one another owner uses; pull the tags you need one by one",
+            ))
+        }
+        (tag, _) if tag.contains(['/', '@']) => return Err(invalid_reference(tag)),
+        (tag, _) => tag.to_string(),
+    };
+    Ok(TagChange::Pull(Tag {
+        name: reference.name,
+        tag,
+    }))
+}
+
+/// Who a tag's current image (dockerd's `GET /images/{tag}/json`) belongs
+/// to, as far as moving the tag goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The tag does not exist.
+    Free,
+    /// Its image carries the owner label, or this proxy set the tag to it.
+    Owned,
+    /// A pull may refresh it from the repository it came from (nothing is recorded).
+    Refresh,
+    Foreign,
+}
+
+/// Decides whether the owner may move `tag`, given dockerd's inspect of
+/// the image it points to (`None`: no such tag) and the image id this proxy
+/// recorded setting it to.
+pub fn judge(
+    owner: &Owner,
+    tag: &Tag,
+    image: Option<&Value>,
+    recorded: Option<&str>,
+    pull: bool,
+) -> Verdict {
+    let Some(image) = image else {
+        return Verdict::Free;
+    };
+    let labels = image.pointer("/Config/Labels");
+    if owner::owns(owner, labels) {
+        return Verdict::Owned;
+    }
+    if recorded.is_some() && recorded == image_id(image) {
+        return Verdict::Owned;
+    }
+    if pull && owner::label(owner, labels) == owner::Label::Missing && pulled_from(image, &tag.name)
+    {
+        return Verdict::Refresh;
+    }
+    Verdict::Foreign
+}
+
+/// Whether the image's `RepoDigests` name the repository `name`.
+fn pulled_from(image: &Value, name: &str) -> bool {
+    image
+        .get("RepoDigests")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(parse_reference)
+        .any(|r| r.name == name)
+}
+
+pub fn image_id(image: &Value) -> Option<&str> {
+    image
+        .get("Id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+}
+
+/// The refusal for a tag another owner's image holds.
+pub fn tag_taken(what: &str, tag: &Tag) -> Reject {
+    Reject::forbidden(
+        RULE,
+        &format!("{what} {}", tag.familiar()),
+        "the tag points to an image another owner made or loaded; choose another name",
+    )
+}
+
+/// `DELETE /images/{name}`: what dockerd would remove, and whether the owner
+/// may. dockerd resolves `name` (a tag first, then an id prefix); when `name`
+/// is a prefix of the resolved id (`isImageIDPrefix`, checked after the tag
+/// lookup, as dockerd does), or a digest reference, the image itself goes
+/// (with `force`, every tag of it): allowed for an image with the owner
+/// label, or when every tag it has is one this proxy set to it. Otherwise one
+/// tag goes, under the rule for moving it. Returns the tag removed, if one.
+pub fn removal(
+    owner: &Owner,
+    name: &str,
+    image: &Value,
+    recorded: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Tag>, Reject> {
+    let id = image_id(image).unwrap_or_default();
+    let owned_by_label = owner::owns(owner, image.pointer("/Config/Labels"));
+    let hex = id.split_once(':').map_or(id, |(_, hex)| hex);
+    let by_id = id.starts_with(name) || hex.starts_with(name) || name.contains('@');
+    if by_id {
+        if owned_by_label {
+            return Ok(None);
+        }
+        for repo_tag in image
+            .get("RepoTags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let mine = parse_reference(repo_tag)
+                .and_then(|r| r.tag.map(|tag| Tag { name: r.name, tag }))
+                .is_some_and(|tag| recorded(&tag.key()).as_deref() == Some(id));
+            if !mine {
+                return Err(Reject::forbidden(
+                    RULE,
+                    &format!("removing image {name}"),
+                    format!(
+                        "it has the tag {repo_tag}, which points to an image another owner made or loaded; remove your own tags by name instead"
+                    ),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let tag = tag_of(name)?;
+    if owned_by_label || recorded(&tag.key()).as_deref() == Some(id) {
+        Ok(Some(tag))
+    } else {
+        Err(tag_taken("removing the tag", &tag))
+    }
+}
+
+/// The `changes` line that puts the owner label on a committed or imported
+/// image. dockerd applies `changes` after the request's own config, in
+/// order, so appended last it wins. The owner label is written quoted and
+/// only when it needs no escaping (the escape character can be changed by a
+/// parser directive in the tenant's own changes).
+pub fn owner_label_change(owner: &Owner) -> Result<String, Reject> {
+    let plain = |s: &str| {
+        !s.chars()
+            .any(|c| matches!(c, '"' | '\\' | '$' | '`') || c.is_control())
+    };
+    if !plain(&owner.0) || !plain(&owner.1) {
+        return Err(Reject::forbidden(
+            RULE,
+            "committing or importing an image here",
+            "the owner label has characters that cannot be written into a LABEL change safely (\", \\, $, `)",
+        ));
+    }
+    Ok(format!("LABEL \"{}\"=\"{}\"", owner.0, owner.1))
+}
+
+/// Whether the request creates an image from a commit or an import, which
+/// must then get [`owner_label_change`].
+pub fn labels_through_changes(method: &Method, route: &Route) -> bool {
+    method == Method::POST
+        && (route.pattern == "/commit"
+            || (route.pattern == "/images/create"
+                && route.query.first("fromImage").unwrap_or("").is_empty()))
+}
+
+/// `POST /images/prune` removes tags too (with `dangling=false`, of every
+/// unused image): in owner mode it gets the owner label filter, so it only
+/// prunes the owner's own images.
+pub fn is_image_prune(method: &Method, route: &Route) -> bool {
+    method == Method::POST && route.pattern == "/images/prune"
+}
+
+/// The tags this proxy set itself, with the image id it set each to.
+/// In memory only: a restarted proxy forgets them, so its tenant can no longer
+/// move the tags it loaded or pulled before (its built, committed and imported
+/// images carry the owner label and stay its own): that fails closed.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    tags: Mutex<HashMap<String, String>>,
+}
+
+/// Past this many tags the proxy stops recording (and logs it): the tenant
+/// can then not move the newer ones, which fails closed.
+pub const MAX_RECORDED: usize = 100_000;
+
+impl Recorded {
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Records `tag` as set to `id`; false when the record is full.
+    pub fn set(&self, tag: &Tag, id: &str) -> bool {
+        let mut tags = self.lock();
+        let key = tag.key();
+        if tags.len() >= MAX_RECORDED && !tags.contains_key(&key) {
+            return false;
+        }
+        tags.insert(key, id.to_string());
+        true
+    }
+
+    pub fn forget(&self, tag: &Tag) {
+        self.lock().remove(&tag.key());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.tags.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The files of a `docker load` archive that name tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagFile {
+    /// `manifest.json`: `[{"Config":..,"RepoTags":[..],"Layers":[..]}]`.
+    Manifest,
+    /// The legacy `repositories`: `{"repo":{"tag":"id"}}`, read when there is
+    /// no `manifest.json`.
+    Repositories,
+    /// An OCI layout's `index.json` (the containerd image store reads tags
+    /// from its annotations).
+    Index,
+}
+
+impl TagFile {
+    pub const ALL: [TagFile; 3] = [TagFile::Manifest, TagFile::Repositories, TagFile::Index];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TagFile::Manifest => "manifest.json",
+            TagFile::Repositories => "repositories",
+            TagFile::Index => "index.json",
+        }
+    }
+
+    pub fn of(path: &str) -> Option<TagFile> {
+        TagFile::ALL.into_iter().find(|f| f.name() == path)
+    }
+}
+
+/// Every tag the tag files of a load archive name, as written (dockerd
+/// parses them with `ParseNormalizedNamed`). Go's decoder matches field
+/// names case-insensitively and lets the last duplicate win; every
+/// candidate is collected, so the proxy checks at least what dockerd reads.
+pub fn archive_tags(file: TagFile, content: &[u8]) -> Result<Vec<String>, Reject> {
+    let bad = |why: &str| {
+        Reject::bad_request(
+            RULE,
+            format!("the archive's {} {why}; dockerd could not load it either, or not as the proxy reads it", file.name()),
+        )
+    };
+    let json = Json::parse(content).map_err(|_| bad("is not valid JSON"))?;
+    let strings = |value: &Json, out: &mut Vec<String>| -> Result<(), Reject> {
+        match value {
+            Json::Null => Ok(()),
+            Json::Array(items) => items.iter().try_for_each(|item| match item {
+                Json::String(s) => {
+                    out.push(s.clone());
+                    Ok(())
+                }
+                _ => Err(bad("has a tag that is not a string")),
+            }),
+            _ => Err(bad("has tags that are not a list")),
+        }
+    };
+    let mut tags = Vec::new();
+    match (file, &json) {
+        (TagFile::Manifest, Json::Array(items)) => {
+            for item in items {
+                match item {
+                    Json::Null => {}
+                    Json::Object(fields) => {
+                        for (_, value) in fields.iter().filter(|(k, _)| fold_eq(k, "RepoTags")) {
+                            strings(value, &mut tags)?;
+                        }
+                    }
+                    _ => return Err(bad("has an entry that is not an object")),
+                }
+            }
+        }
+        (TagFile::Repositories, Json::Object(repos)) => {
+            for (repo, tag_map) in repos {
+                match tag_map {
+                    Json::Null => {}
+                    Json::Object(tag_map) => {
+                        tags.extend(tag_map.iter().map(|(tag, _)| format!("{repo}:{tag}")))
+                    }
+                    _ => return Err(bad("maps a repository to something other than tags")),
+                }
+            }
+        }
+        (TagFile::Index, Json::Object(fields)) => {
+            for (_, manifests) in fields.iter().filter(|(k, _)| fold_eq(k, "manifests")) {
+                let Json::Array(manifests) = manifests else {
+                    continue;
+                };
+                for manifest in manifests {
+                    let Json::Object(manifest) = manifest else {
+                        continue;
+                    };
+                    for (_, annotations) in
+                        manifest.iter().filter(|(k, _)| fold_eq(k, "annotations"))
+                    {
+                        let Json::Object(annotations) = annotations else {
+                            continue;
+                        };
+                        for (key, value) in annotations {
+                            let named = key == "io.containerd.image.name"
+                                || key == "org.opencontainers.image.ref.name";
+                            if let (true, Json::String(name)) = (named, value) {
+                                tags.push(name.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (TagFile::Manifest, Json::Null) | (TagFile::Repositories, Json::Null) => {}
+        _ => return Err(bad("does not have the shape dockerd reads")),
+    }
+    Ok(tags)
+}
+
+/// The refusals for a load archive the proxy cannot read as dockerd would.
+pub fn unreadable_archive(why: impl std::fmt::Display) -> Reject {
+    Reject {
+        status: StatusCode::BAD_REQUEST,
+        rule: RULE,
+        message: format!(
+            "dindbox: this image archive cannot be loaded here: {why} (load an uncompressed or gzip tar made by docker save)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::route::route;
+    use serde_json::json;
+
+    fn owner() -> Owner {
+        ("ci.owner".into(), "a".into())
+    }
+
+    fn tag(text: &str) -> Tag {
+        tag_of(text).unwrap()
+    }
+
+    #[test]
+    fn references_normalise_as_dockerd_does() {
+        for (text, key) in [
+            ("app", "docker.io/library/app:latest"),
+            ("app:1", "docker.io/library/app:1"),
+            ("docker.io/library/app", "docker.io/library/app:latest"),
+            ("docker.io/app:v2", "docker.io/library/app:v2"),
+            (
+                "index.docker.io/library/app",
+                "docker.io/library/app:latest",
+            ),
+            ("user/app", "docker.io/user/app:latest"),
+            ("localhost/app", "localhost/app:latest"),
+            ("localhost:5000/app", "localhost:5000/app:latest"),
+            ("registry.example:5000/a/b:c", "registry.example:5000/a/b:c"),
+        ] {
+            assert_eq!(tag(text).key(), key, "{text}");
+        }
+        assert_eq!(tag("app").familiar(), "app:latest");
+        assert_eq!(tag("docker.io/user/app").familiar(), "user/app:latest");
+        assert_eq!(
+            tag("localhost:5000/app").familiar(),
+            "localhost:5000/app:latest"
+        );
+        assert!(
+            tag_of("app@sha256:0123456789abcdef0123456789abcdef").is_err(),
+            "digests are not tags"
+        );
+        assert!(tag_of("").is_err());
+        assert!(tag_of("a b").is_err());
+        assert!(tag_of("app:").is_err());
+    }
+
+    #[test]
+    fn repo_and_tag_parameters_combine_as_dockerd_combines_them() {
+        assert_eq!(repo_tag("", "x").unwrap(), None);
+        assert_eq!(repo_tag("app", "").unwrap(), Some(tag("app:latest")));
+        assert_eq!(repo_tag("app:1", "").unwrap(), Some(tag("app:1")));
+        assert_eq!(repo_tag("app:1", "2").unwrap(), Some(tag("app:2")));
+        assert!(repo_tag("app", "a/b").is_err());
+        assert!(repo_tag("app@sha256:00", "").is_err());
+    }
+
+    fn change(method: Method, target: &str) -> TagChange {
+        let route = route(&method, &target.parse().unwrap()).unwrap();
+        tag_change(&method, &route).unwrap()
+    }
+
+    #[test]
+    fn every_request_that_sets_or_removes_a_tag_is_found() {
+        assert_eq!(
+            change(
+                Method::POST,
+                "/v1.41/images/busybox/tag?repo=app&tag=latest"
+            ),
+            TagChange::Tag {
+                source: "busybox".into(),
+                tag: tag("app")
+            }
+        );
+        assert_eq!(
+            change(
+                Method::POST,
+                "/v1.41/build?t=app&t=docker.io/library/app:2&t="
+            ),
+            TagChange::Set(vec![tag("app"), tag("app:2")])
+        );
+        assert_eq!(change(Method::POST, "/v1.41/build"), TagChange::Set(vec![]));
+        assert_eq!(
+            change(Method::POST, "/v1.41/commit?container=c&repo=app&tag=x"),
+            TagChange::Set(vec![tag("app:x")])
+        );
+        assert_eq!(
+            change(Method::POST, "/v1.41/images/create?fromSrc=-&repo=app"),
+            TagChange::Set(vec![tag("app")])
+        );
+        assert_eq!(
+            change(
+                Method::POST,
+                "/v1.41/images/create?fromImage=busybox&tag=1.36"
+            ),
+            TagChange::Pull(tag("busybox:1.36"))
+        );
+        assert_eq!(
+            change(
+                Method::POST,
+                "/v1.41/images/create?fromImage=busybox:1.36&tag="
+            ),
+            TagChange::Pull(tag("busybox:1.36"))
+        );
+        assert_eq!(
+            change(
+                Method::POST,
+                "/v1.41/images/create?fromImage=busybox&tag=sha256:abcd"
+            ),
+            TagChange::None,
+            "by digest"
+        );
+        assert_eq!(
+            change(Method::DELETE, "/v1.41/images/registry:5000/app:1?force=1"),
+            TagChange::Remove("registry:5000/app:1".into())
+        );
+        assert_eq!(
+            change(Method::POST, "/v1.41/images/load?quiet=1"),
+            TagChange::Load
+        );
+        assert_eq!(
+            change(Method::GET, "/v1.41/images/app/json"),
+            TagChange::None
+        );
+        let all = route(
+            &Method::POST,
+            &"/images/create?fromImage=busybox".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            tag_change(&Method::POST, &all).unwrap_err().rule,
+            RULE,
+            "pull -a"
+        );
+    }
+
+    #[test]
+    fn a_tag_moves_only_when_free_labelled_mine_or_set_by_this_proxy() {
+        let mine = json!({"Id": "sha256:1", "Config": {"Labels": {"ci.owner": "a"}}});
+        let theirs = json!({"Id": "sha256:2", "Config": {"Labels": {"ci.owner": "b"}}});
+        let loaded = json!({"Id": "sha256:3", "Config": {"Labels": null}});
+        let t = tag("app");
+        assert_eq!(judge(&owner(), &t, None, None, false), Verdict::Free);
+        assert_eq!(
+            judge(&owner(), &t, Some(&mine), None, false),
+            Verdict::Owned
+        );
+        assert_eq!(
+            judge(&owner(), &t, Some(&theirs), None, false),
+            Verdict::Foreign
+        );
+        assert_eq!(
+            judge(&owner(), &t, Some(&loaded), None, false),
+            Verdict::Foreign
+        );
+        assert_eq!(
+            judge(&owner(), &t, Some(&loaded), Some("sha256:3"), false),
+            Verdict::Owned
+        );
+        assert_eq!(
+            judge(&owner(), &t, Some(&loaded), Some("sha256:9"), false),
+            Verdict::Foreign,
+            "the tag was moved since this proxy set it"
+        );
+        assert_eq!(
+            judge(&owner(), &t, Some(&theirs), Some("sha256:3"), false),
+            Verdict::Foreign
+        );
+    }
+
+    #[test]
+    fn a_pull_refreshes_an_unlabelled_image_from_its_own_repository_only() {
+        let pulled = json!({"Id": "sha256:3", "RepoDigests": ["busybox@sha256:ab"], "Config": {}});
+        let built = json!({"Id": "sha256:4", "RepoDigests": ["busybox@sha256:ab"],
+                           "Config": {"Labels": {"ci.owner": "b"}}});
+        let b = tag("busybox");
+        assert_eq!(
+            judge(&owner(), &b, Some(&pulled), None, true),
+            Verdict::Refresh
+        );
+        assert_eq!(
+            judge(&owner(), &b, Some(&pulled), None, false),
+            Verdict::Foreign
+        );
+        assert_eq!(
+            judge(&owner(), &b, Some(&built), None, true),
+            Verdict::Foreign
+        );
+        assert_eq!(
+            judge(&owner(), &tag("other/busybox"), Some(&pulled), None, true),
+            Verdict::Foreign
+        );
+    }
+
+    #[test]
+    fn removal_by_tag_or_by_id_follows_the_same_ownership() {
+        let id = "sha256:abcdef0123";
+        let loaded = json!({"Id": id, "RepoTags": ["app:latest", "b-app:latest"], "Config": {}});
+        let none = |_: &str| None;
+        let only_b = |key: &str| (key == "docker.io/library/b-app:latest").then(|| id.to_string());
+        let both = |_: &str| Some(id.to_string());
+        assert_eq!(
+            removal(&owner(), "app", &loaded, &none).unwrap_err().rule,
+            RULE
+        );
+        assert_eq!(
+            removal(&owner(), "b-app", &loaded, &only_b).unwrap(),
+            Some(tag("b-app"))
+        );
+        assert!(
+            removal(&owner(), "abcdef", &loaded, &only_b).is_err(),
+            "by id: app is not mine"
+        );
+        assert!(removal(&owner(), "sha256:abc", &loaded, &only_b).is_err());
+        assert_eq!(removal(&owner(), "abcdef", &loaded, &both).unwrap(), None);
+        let dangling = json!({"Id": id, "RepoTags": [], "Config": {}});
+        assert_eq!(removal(&owner(), "abc", &dangling, &none).unwrap(), None);
+        let labelled =
+            json!({"Id": id, "RepoTags": ["app:latest"], "Config": {"Labels": {"ci.owner": "a"}}});
+        assert_eq!(removal(&owner(), "abcdef", &labelled, &none).unwrap(), None);
+        assert_eq!(
+            removal(&owner(), "app", &labelled, &none).unwrap(),
+            Some(tag("app"))
+        );
+        // A tag named like a prefix of the id is an id to dockerd.
+        let abc = json!({"Id": id, "RepoTags": ["abc:latest"], "Config": {}});
+        let abc_mine = |key: &str| (key == "docker.io/library/abc:latest").then(|| id.to_string());
+        assert_eq!(removal(&owner(), "abc", &abc, &abc_mine).unwrap(), None);
+    }
+
+    #[test]
+    fn the_owner_label_change_is_plain_or_refused() {
+        assert_eq!(
+            owner_label_change(&owner()).unwrap(),
+            r#"LABEL "ci.owner"="a""#
+        );
+        for value in ["a\"b", "a$b", "a\\b", "a`b", "a\nLABEL x=y"] {
+            assert!(
+                owner_label_change(&("k".into(), value.into())).is_err(),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn archive_tags_are_read_from_every_spelling_go_accepts() {
+        let manifest = br#"[{"Config":"c.json","RepoTags":["app:latest"]},
+                            {"repotags":["b:1"],"RepoTag\u017f":["c:2"]}, null]"#;
+        assert_eq!(
+            archive_tags(TagFile::Manifest, manifest).unwrap(),
+            ["app:latest", "b:1", "c:2"]
+        );
+        let repositories = br#"{"app":{"latest":"x","v1":"y"},"b":null}"#;
+        assert_eq!(
+            archive_tags(TagFile::Repositories, repositories).unwrap(),
+            ["app:latest", "app:v1"]
+        );
+        let index = br#"{"manifests":[{"annotations":{"io.containerd.image.name":"docker.io/library/app:latest",
+                         "org.opencontainers.image.ref.name":"latest","other":"x"}}]}"#;
+        assert_eq!(
+            archive_tags(TagFile::Index, index).unwrap(),
+            ["docker.io/library/app:latest", "latest"]
+        );
+        assert!(archive_tags(TagFile::Manifest, b"{}").is_err());
+        assert!(archive_tags(TagFile::Manifest, br#"[{"RepoTags":[1]}]"#).is_err());
+        assert!(archive_tags(TagFile::Manifest, b"not json").is_err());
+    }
+}

@@ -1,0 +1,551 @@
+//! Image tags in standalone mode: the I/O half of [`policy::images`]. Before
+//! a request that sets or removes a tag is forwarded, the proxy asks dockerd
+//! what each tag points to now (`GET /images/{tag}/json`) and lets the rules
+//! decide; after it succeeded, it records the tags it set from loads, pulls
+//! and `docker tag`. A `docker load` body is scanned as it streams
+//! ([`loadscan`]) and its end is withheld until its tags are checked.
+//! Only runs with an owner label: in box mode nothing here is called.
+
+#![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyperlocal::UnixConnector;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::loadscan::{self, Compression, Scanner, Step};
+use super::policy::images::{
+    self, judge, removal, tag_change, tag_of, tag_taken, unreadable_archive, Recorded, Tag,
+    TagChange, Verdict,
+};
+use super::policy::owner::Owner;
+use super::policy::Reject;
+use super::route::{encode_param, ApiVersion, Route};
+use super::{empty, strip_hop_by_hop, Body, BoxError, BODY_LIMIT};
+
+/// The daemon, as the proxy asks it about image tags.
+pub(super) struct Images {
+    pub client: Client<UnixConnector, Body>,
+    pub socket: PathBuf,
+    pub version: ApiVersion,
+    pub owner: Owner,
+    pub recorded: Arc<Recorded>,
+}
+
+/// What to do once dockerd has answered.
+pub(super) enum Plan {
+    None,
+    /// `docker tag`: record the tag as set to the source's id.
+    Tagged {
+        tag: Tag,
+        id: String,
+    },
+    /// `docker rmi TAG`: forget the tag.
+    Removed(Tag),
+    /// A pull of a free or owned tag: record the id it points to afterwards.
+    Pulled(Tag),
+    /// `docker load`: the body is scanned and held ([`guard_load`]).
+    Load(Arc<LoadState>),
+}
+
+/// What the load scanner found: its refusal, or the tags it let through.
+#[derive(Default)]
+pub(super) struct LoadState {
+    refusal: Mutex<Option<Reject>>,
+    tags: Mutex<Vec<Tag>>,
+}
+
+impl Plan {
+    /// The load scanner's refusal, which replaces dockerd's answer (dockerd
+    /// only saw a body that broke off).
+    pub fn refusal(&self) -> Option<Reject> {
+        match self {
+            Plan::Load(state) => lock(&state.refusal).clone(),
+            _ => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Images {
+    /// Checks every tag the request would set or remove; may point a
+    /// `docker tag` at the full id of its source.
+    pub async fn plan(&self, method: &Method, route: &mut Route) -> Result<Plan, Reject> {
+        match tag_change(method, route)? {
+            TagChange::None => Ok(Plan::None),
+            TagChange::Set(tags) => {
+                for tag in &tags {
+                    self.check(tag, "moving the tag").await?;
+                }
+                Ok(Plan::None)
+            }
+            TagChange::Tag { source, tag } => {
+                let Some(image) = self.inspect(&source).await? else {
+                    return Ok(Plan::None); // dockerd answers its own 404
+                };
+                let id = images::image_id(&image).unwrap_or_default().to_string();
+                self.check(&tag, "moving the tag").await?;
+                if id.is_empty() {
+                    return Ok(Plan::None);
+                }
+                route.set_param(&id);
+                Ok(Plan::Tagged { tag, id })
+            }
+            TagChange::Pull(tag) => match self.verdict(&tag, true).await? {
+                Verdict::Free | Verdict::Owned => Ok(Plan::Pulled(tag)),
+                Verdict::Refresh => Ok(Plan::None),
+                Verdict::Foreign => Err(tag_taken("pulling over the tag", &tag)),
+            },
+            TagChange::Remove(name) => {
+                let Some(image) = self.inspect(&name).await? else {
+                    return Ok(Plan::None);
+                };
+                let recorded = |key: &str| self.recorded.get(key);
+                match removal(&self.owner, &name, &image, &recorded)? {
+                    Some(tag) => Ok(Plan::Removed(tag)),
+                    None => Ok(Plan::None),
+                }
+            }
+            TagChange::Load => Ok(Plan::Load(Arc::default())),
+        }
+    }
+
+    async fn check(&self, tag: &Tag, what: &str) -> Result<(), Reject> {
+        match self.verdict(tag, false).await? {
+            Verdict::Free | Verdict::Owned => Ok(()),
+            Verdict::Refresh | Verdict::Foreign => Err(tag_taken(what, tag)),
+        }
+    }
+
+    async fn verdict(&self, tag: &Tag, pull: bool) -> Result<Verdict, Reject> {
+        let image = self.inspect(&tag.familiar()).await?;
+        let recorded = self.recorded.get(&tag.key());
+        Ok(judge(
+            &self.owner,
+            tag,
+            image.as_ref(),
+            recorded.as_deref(),
+            pull,
+        ))
+    }
+
+    /// Records what the tags point to now (after a load or a pull this proxy
+    /// checked, each was free or owned before).
+    async fn record(&self, tags: &[Tag]) {
+        for tag in tags {
+            match self.inspect(&tag.familiar()).await {
+                Ok(Some(image)) => {
+                    if let Some(id) = images::image_id(&image) {
+                        self.remember(tag, id);
+                    }
+                }
+                Ok(None) => {}
+                Err(reject) => {
+                    warn!(tag = %tag, reason = %reject.message, "could not record a tag")
+                }
+            }
+        }
+    }
+
+    fn remember(&self, tag: &Tag, id: &str) {
+        if !self.recorded.set(tag, id) {
+            warn!(tag = %tag, "too many recorded tags: this tag will not be movable by its owner");
+        }
+    }
+
+    /// After dockerd answered: records or forgets tags, and for pulls and
+    /// loads hands back the answer to stream (the tags are recorded when it
+    /// ends, before the client sees its end).
+    pub async fn after(
+        self: Arc<Self>,
+        plan: Plan,
+        response: Response<Incoming>,
+    ) -> Result<Response<Incoming>, Response<Body>> {
+        if !response.status().is_success() {
+            return Ok(response);
+        }
+        match plan {
+            Plan::None => Ok(response),
+            Plan::Tagged { tag, id } => {
+                self.remember(&tag, &id);
+                Ok(response)
+            }
+            Plan::Removed(tag) => {
+                self.recorded.forget(&tag);
+                Ok(response)
+            }
+            Plan::Pulled(tag) => Err(self.record_at_end(response, vec![tag])),
+            Plan::Load(state) => {
+                let tags = lock(&state.tags).clone();
+                Err(self.record_at_end(response, tags))
+            }
+        }
+    }
+
+    fn record_at_end(
+        self: Arc<Self>,
+        response: Response<Incoming>,
+        tags: Vec<Tag>,
+    ) -> Response<Body> {
+        let (mut parts, mut body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(BoxError::from);
+                let failed = frame.is_err();
+                if tx.send(frame).await.is_err() || failed {
+                    return;
+                }
+            }
+            self.record(&tags).await;
+        });
+        Response::from_parts(parts, ChannelBody(rx).boxed())
+    }
+
+    /// `GET /images/{name}/json`: `None` when dockerd answers 404.
+    async fn inspect(&self, name: &str) -> Result<Option<Value>, Reject> {
+        let target = format!("/v{}/images/{}/json", self.version, encode_param(name));
+        let cannot = || {
+            Reject {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            rule: images::RULE,
+            message: format!(
+                "dindbox: could not check who owns the image {name:?}: the daemon did not answer; try again in a few seconds"
+            ),
+        }
+        };
+        let request = Request::get(hyperlocal::Uri::new(&self.socket, &target))
+            .body(empty())
+            .map_err(|_| cannot())?;
+        let response = self.client.request(request).await.map_err(|err| {
+            warn!(error = %err, %target, "dockerd did not answer an image check");
+            cannot()
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), BODY_LIMIT)
+            .collect()
+            .await
+            .map_err(|_| cannot())?
+            .to_bytes();
+        match status {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|_| cannot()),
+            status => {
+                let message = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_else(|| {
+                        format!("dindbox: dockerd answered {status} for image {name:?}")
+                    });
+                Err(Reject {
+                    status,
+                    rule: images::RULE,
+                    message,
+                })
+            }
+        }
+    }
+}
+
+/// A body fed by a task through a channel.
+struct ChannelBody(mpsc::Receiver<Result<Frame<Bytes>, BoxError>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// The body of a `docker load` as dockerd gets it in owner mode: the
+/// archive (decompressed by the proxy when it was gzip), forwarded as it is
+/// scanned, with its last byte (or the last byte of its end marker) held
+/// until its tags are checked. A refused archive is broken off, so dockerd
+/// fails the load before it applies any tag, and the refusal goes into
+/// `state` for the client.
+pub(super) fn guard_load(body: Body, images: Arc<Images>, state: Arc<LoadState>) -> Body {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut source = None;
+        if let Err(reject) = pump_load(body, &images, &state, &tx, &mut source).await {
+            let message = reject.message.clone();
+            *lock(&state.refusal) = Some(reject);
+            let _ = tx.send(Err(message.into())).await;
+            drop(tx);
+            // Read the rest of what the client sends, so it hears the refusal.
+            if let Some(mut source) = source {
+                let drained = async { while let Some(Ok(_)) = source.next().await {} };
+                let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
+            }
+        }
+    });
+    ChannelBody(rx).boxed()
+}
+
+/// How long a refused request's body is still read, so that the client
+/// (still sending) hears the refusal instead of a broken pipe.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+/// How much of it at most.
+const DRAIN_BYTES: u64 = 1 << 30;
+
+/// Reads and drops a refused request's body (bounded in time and size).
+pub(super) async fn drain(mut body: Body) {
+    let drained = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DRAIN_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
+}
+
+type Sender = mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
+
+/// Where the archive's bytes come from: the client's body, or the gzip
+/// decoder reading it on a blocking thread.
+enum Source {
+    Plain(Body, Option<Bytes>),
+    Gzip(mpsc::Receiver<Result<Bytes, String>>),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Result<Bytes, Reject>> {
+        match self {
+            Source::Plain(body, first) => {
+                if let Some(first) = first.take() {
+                    return Some(Ok(first));
+                }
+                loop {
+                    match body.frame().await? {
+                        Ok(frame) => match frame.into_data() {
+                            Ok(data) => return Some(Ok(data)),
+                            Err(_) => continue, // trailers
+                        },
+                        Err(err) => return Some(Err(read_error(err))),
+                    }
+                }
+            }
+            Source::Gzip(rx) => {
+                Some(rx.recv().await?.map_err(|err| {
+                    unreadable_archive(format!("its gzip stream is broken ({err})"))
+                }))
+            }
+        }
+    }
+}
+
+fn read_error(err: impl std::fmt::Display) -> Reject {
+    Reject::bad_request(
+        "body-read",
+        format!("failed to read the request body: {err}"),
+    )
+}
+
+async fn pump_load(
+    mut body: Body,
+    images: &Images,
+    state: &LoadState,
+    tx: &Sender,
+    slot: &mut Option<Source>,
+) -> Result<(), Reject> {
+    // Enough of the start to tell the compression, as dockerd does.
+    let mut head = Vec::new();
+    while head.len() < loadscan::DETECT_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    head.extend_from_slice(&data);
+                }
+            }
+            Some(Err(err)) => return Err(read_error(err)),
+            None => break,
+        }
+    }
+    let head = Bytes::from(head);
+    let source = slot.insert(match loadscan::detect(&head) {
+        Compression::None => Source::Plain(body, Some(head)),
+        Compression::Gzip => Source::Gzip(gunzip(body, head)),
+        Compression::Other(kind) => {
+            *slot = Some(Source::Plain(body, None));
+            return Err(unreadable_archive(format!(
+                "it is {kind}-compressed, which this proxy does not read"
+            )));
+        }
+    });
+    let mut scanner = Scanner::new();
+    // The first bytes of what dockerd gets: it would decompress again
+    // what starts like a compressed stream.
+    let mut start: Vec<u8> = Vec::with_capacity(loadscan::DETECT_BYTES);
+    let mut held: Option<Bytes> = None;
+    let mut released = false;
+    while let Some(chunk) = source.next().await {
+        let chunk = chunk?;
+        if chunk.is_empty() {
+            continue;
+        }
+        if start.len() < loadscan::DETECT_BYTES {
+            let n = chunk.len().min(loadscan::DETECT_BYTES - start.len());
+            start.extend_from_slice(&chunk[..n]);
+            compressed_twice(&start)?;
+        }
+        if released {
+            send(tx, chunk).await;
+            continue;
+        }
+        match scanner.feed(&chunk)? {
+            Step::More => {
+                if let Some(byte) = held.take() {
+                    send(tx, byte).await;
+                }
+                let last = chunk.len() - 1;
+                send(tx, chunk.slice(..last)).await;
+                held = Some(chunk.slice(last..));
+            }
+            Step::End(end) => {
+                if let Some(byte) = held.take() {
+                    send(tx, byte).await;
+                }
+                send(tx, chunk.slice(..end - 1)).await;
+                check_load(&scanner, images, state).await?;
+                send(tx, chunk.slice(end - 1..)).await;
+                released = true;
+            }
+        }
+    }
+    if !released {
+        scanner.finish()?;
+        check_load(&scanner, images, state).await?;
+        if let Some(byte) = held {
+            send(tx, byte).await;
+        }
+    }
+    Ok(())
+}
+
+fn compressed_twice(start: &[u8]) -> Result<(), Reject> {
+    match loadscan::detect(start) {
+        Compression::None => Ok(()),
+        _ => Err(unreadable_archive("it is compressed twice")),
+    }
+}
+
+/// Forwards a piece (a closed channel means dockerd stopped reading: its
+/// answer says why).
+async fn send(tx: &Sender, data: Bytes) {
+    if !data.is_empty() {
+        let _ = tx.send(Ok(Frame::data(data))).await;
+    }
+}
+
+async fn check_load(scanner: &Scanner, images: &Images, state: &LoadState) -> Result<(), Reject> {
+    let mut tags: Vec<Tag> = Vec::new();
+    for text in scanner.tags()? {
+        let tag = tag_of(&text)?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    for tag in &tags {
+        images.check(tag, "loading an image tagged").await?;
+    }
+    *lock(&state.tags) = tags;
+    Ok(())
+}
+
+/// Decompresses a gzip body (every member, as Go's reader does) on a
+/// blocking thread, in bounded pieces: the proxy forwards the archive
+/// itself, so dockerd reads exactly the bytes that were scanned.
+fn gunzip(mut body: Body, head: Bytes) -> mpsc::Receiver<Result<Bytes, String>> {
+    let (in_tx, in_rx) = mpsc::channel::<Result<Bytes, String>>(4);
+    let (out_tx, out_rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        if in_tx.send(Ok(head)).await.is_err() {
+            return;
+        }
+        while let Some(frame) = body.frame().await {
+            let piece = match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => Ok(data),
+                    Err(_) => continue,
+                },
+                Err(err) => Err(err.to_string()),
+            };
+            let failed = piece.is_err();
+            if in_tx.send(piece).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    tokio::task::spawn_blocking(move || {
+        let mut decoder = flate2::read::MultiGzDecoder::new(ChannelReader {
+            rx: in_rx,
+            current: Bytes::new(),
+        });
+        let mut buf = vec![0; 64 << 10];
+        loop {
+            match decoder.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if out_tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    let _ = out_tx.blocking_send(Err(err.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    out_rx
+}
+
+/// The client's body as a blocking reader (on the decoder's thread).
+struct ChannelReader {
+    rx: mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(data)) => self.current = data,
+                Some(Err(err)) => return Err(std::io::Error::other(err)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}

@@ -1,0 +1,291 @@
+//! End to end for issue 11 class 8: image tags do not move between owners.
+//! Two standalone proxies with different owner labels run inside one box,
+//! in front of its private dockerd socket, listening on the box's address
+//! (a check that failed could only touch that box). Owner A builds
+//! `app:latest`; owner B's `docker tag`, `docker load` (plain and gzip),
+//! `build -t`, `commit`, `import` and `rmi` of it are refused with one
+//! readable line, and the tag still points to A's image on the daemon. B's
+//! own tags work, and A can still move its own.
+//!
+//! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use harness::{harness, poll, DindBox, Out, Volume};
+
+macro_rules! need_harness {
+    () => {
+        match harness() {
+            Some(h) => h,
+            None => return,
+        }
+    };
+}
+
+/// The inner dockerd, asked directly, never through a proxy under test.
+const DIRECT: &str = "docker -H unix:///run/dindbox/docker.sock";
+
+fn box_ip(b: &DindBox) -> String {
+    let out =
+        b.h.outer(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &b.name]);
+    let ip = out.stdout.trim().to_owned();
+    assert!(!ip.is_empty(), "the box has no address:\n{out}");
+    ip
+}
+
+fn ping(addr: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+/// Starts `dindbox proxy` inside the box with an owner label.
+fn start_standalone(b: &DindBox, port: u16, owner: &str) -> String {
+    b.exec_ok(&format!(
+        "nohup dindbox proxy --ds /run/dindbox/docker.sock --ls /run/dindbox/tags-{port}.sock \
+         --listen-tcp 0.0.0.0:{port} --owner-label {owner} >/tmp/tags-{port}.log 2>&1 &"
+    ));
+    let addr = format!("{}:{port}", box_ip(b));
+    if poll(Duration::from_secs(20), || ping(&addr).then_some(())).is_none() {
+        panic!(
+            "the standalone proxy on {addr} did not answer:\n{}",
+            b.exec(&format!("cat /tmp/tags-{port}.log"))
+        );
+    }
+    addr
+}
+
+/// The CLI through one of the proxies (classic builder: BuildKit sessions
+/// are refused by a standalone proxy).
+fn via(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Out {
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_HOST", format!("tcp://{addr}"))
+        .env("DOCKER_BUILDKIT", "0")
+        .args(args);
+    harness::run(cmd, stdin, Duration::from_secs(120))
+}
+
+fn ok(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Out {
+    let out = via(addr, args, stdin);
+    assert!(
+        out.ok(),
+        "`docker {}` through {addr} must work:\n{out}",
+        args.join(" ")
+    );
+    out
+}
+
+/// The image id a tag points to, asked of the daemon directly.
+fn points_to(b: &DindBox, tag: &str) -> String {
+    b.exec(&format!(
+        "{DIRECT} image inspect -f '{{{{.Id}}}}' {tag} 2>/dev/null"
+    ))
+    .stdout
+    .trim()
+    .to_owned()
+}
+
+/// `docker save` output (the harness's busybox) with its tags replaced.
+fn retagged(saved: &[u8], tags: &[&str]) -> Vec<u8> {
+    let mut out = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(saved);
+    for entry in archive.entries().expect("read the busybox tar") {
+        let mut entry = entry.expect("an entry");
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        if path == "repositories" {
+            continue;
+        }
+        if path == "manifest.json" {
+            let mut manifest: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            manifest[0]["RepoTags"] = serde_json::json!(tags);
+            data = manifest.to_string().into_bytes();
+        }
+        let mut header = entry.header().clone();
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        out.append_data(&mut header, &path, &data[..]).unwrap();
+    }
+    out.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// B's attempt must fail with one line that says why.
+fn refused(addr: &str, args: &[&str], stdin: Option<&[u8]>, failures: &mut Vec<String>) {
+    let out = via(addr, args, stdin);
+    // The CLI may print notices of its own; the daemon's answer is one line.
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("dindbox:"))
+        .collect();
+    let readable = matches!(said.as_slice(), [line]
+        if line.starts_with("Error response from daemon: dindbox:")
+            && line.contains("app:latest")
+            && line.contains("another owner"));
+    if out.ok() || !readable {
+        failures.push(format!(
+            "`docker {}` must be refused with one line:\n{out}",
+            args.join(" ")
+        ));
+    }
+}
+
+#[test]
+fn tags_do_not_move_between_owners() {
+    let h = need_harness!();
+    let vol = Volume::new(h, "tags");
+    let b = DindBox::start(h, "tags", &vol);
+    b.load_busybox();
+    let a = start_standalone(&b, 2392, "ci.job=a");
+    let other = start_standalone(&b, 2393, "ci.job=b");
+    let dir = tempfile::tempdir().unwrap();
+    let saved = std::fs::read(&h.busybox_tar).expect("the busybox tar");
+    let write = |name: &str, data: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, data).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let app_tar = write("app.tar", &retagged(&saved, &["app:latest"]));
+    let app_gz = write("app.tar.gz", &gzip(&retagged(&saved, &["b-x:1", "app"])));
+    let b_tar = write("b-app.tar", &retagged(&saved, &["b-app:latest"]));
+    let b_gz = write("b-gz.tar.gz", &gzip(&retagged(&saved, &["b-gz:1"])));
+    let rootfs = write("rootfs.tar", &retagged(&saved, &[]));
+
+    // A builds app:latest: labelled ci.job=a.
+    ok(
+        &a,
+        &["build", "-q", "-t", "app", "-"],
+        Some(b"FROM busybox\nRUN echo a > /who\n"),
+    );
+    let a_app = points_to(&b, "app:latest");
+    assert!(a_app.starts_with("sha256:"), "A's build made no app:latest");
+    let images_before = b.exec_ok(&format!("{DIRECT} images -a -q --no-trunc | sort"));
+
+    // B cannot move or remove it, in any of the ways the CLI has.
+    let mut failures = Vec::new();
+    ok(
+        &other,
+        &["create", "--name", "b-c", "busybox", "true"],
+        None,
+    );
+    refused(&other, &["tag", "busybox", "app"], None, &mut failures);
+    refused(
+        &other,
+        &["tag", "busybox", "docker.io/library/app:latest"],
+        None,
+        &mut failures,
+    );
+    refused(&other, &["load", "-i", &app_tar], None, &mut failures);
+    refused(&other, &["load", "-i", &app_gz], None, &mut failures);
+    refused(
+        &other,
+        &["build", "-q", "-t", "app", "-"],
+        Some(b"FROM busybox\nRUN echo b > /who\n"),
+        &mut failures,
+    );
+    refused(
+        &other,
+        &["commit", "--change", "ENV X=1", "b-c", "app"],
+        None,
+        &mut failures,
+    );
+    refused(&other, &["import", &rootfs, "app"], None, &mut failures);
+    refused(&other, &["rmi", "app"], None, &mut failures);
+    refused(&other, &["rmi", "-f", "app:latest"], None, &mut failures);
+    let by_id = via(&other, &["rmi", "-f", &a_app], None);
+    if by_id.ok() {
+        failures.push(format!(
+            "`docker rmi -f <A's image id>` through B must be refused:\n{by_id}"
+        ));
+    }
+    assert_eq!(
+        points_to(&b, "app:latest"),
+        a_app,
+        "app:latest moved; {failures:#?}"
+    );
+    assert_eq!(
+        points_to(&b, "b-x:1"),
+        "",
+        "the refused gzip load tagged b-x:1"
+    );
+    let images_after = b.exec_ok(&format!("{DIRECT} images -a -q --no-trunc | sort"));
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+
+    // B's own tags work: load, tag, retag, rmi.
+    ok(&other, &["load", "-i", &b_tar], None);
+    ok(&other, &["load", "-i", &b_gz], None);
+    assert!(
+        !points_to(&b, "b-gz:1").is_empty(),
+        "the gzip load tagged nothing"
+    );
+    ok(&other, &["tag", "b-app", "b-app:v2"], None);
+    ok(
+        &other,
+        &["build", "-q", "-t", "b-built", "-"],
+        Some(b"FROM busybox\nRUN echo b > /who\n"),
+    );
+    ok(&other, &["tag", "b-built", "b-app"], None);
+    assert_eq!(
+        points_to(&b, "b-app:latest"),
+        points_to(&b, "b-built:latest")
+    );
+    ok(
+        &other,
+        &["commit", "--change", "ENV X=1", "b-c", "b-committed"],
+        None,
+    );
+    let label = b.exec_ok(&format!(
+        "{DIRECT} image inspect -f '{{{{index .Config.Labels \"ci.job\"}}}} {{{{.Config.Env}}}}' b-committed"
+    ));
+    assert!(
+        label.starts_with("b ") && label.contains("X=1"),
+        "commit label: {label}"
+    );
+    ok(&other, &["import", &rootfs, "b-imported"], None);
+    let label = b.exec_ok(&format!(
+        "{DIRECT} image inspect -f '{{{{index .Config.Labels \"ci.job\"}}}}' b-imported"
+    ));
+    assert_eq!(label.trim(), "b", "import label");
+    ok(&other, &["rmi", "b-app", "b-app:v2"], None);
+    assert_eq!(points_to(&b, "b-app:latest"), "");
+
+    // A cannot move B's tags either, and can still move its own.
+    let out = via(&a, &["tag", "busybox", "b-built"], None);
+    assert!(
+        !out.ok() && out.stderr.contains("another owner"),
+        "A moved B's tag:\n{out}"
+    );
+    ok(&a, &["tag", "busybox", "app"], None);
+    assert_ne!(
+        points_to(&b, "app:latest"),
+        a_app,
+        "A could not move its own tag"
+    );
+    assert_eq!(
+        images_before, images_after,
+        "B's refused requests changed the images"
+    );
+}
