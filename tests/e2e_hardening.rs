@@ -6,6 +6,9 @@
 //! - `dindbox proxy` standalone with `--owner-label`;
 //! - `dindbox proxy` standalone without an owner label.
 //!
+//! (Class 8, tags between owners, is tests/e2e_tags.rs; classes 6 and 7,
+//! references by id and `VolumesFrom`, are in tests/e2e_policy.rs.)
+//!
 //! The standalone proxies run inside a box, in front of its private dockerd
 //! socket, and listen on the box's address: a request that slipped through
 //! could only ever reach that box's daemon. Each hostile request must be
@@ -227,6 +230,13 @@ fn hostile_requests(other_network: &str, buildkit: bool) -> Vec<Hostile> {
             Vec::new(),
         ),
         (
+            "4. create from an image whose WORKDIR is /proc/self/fd/7",
+            "POST",
+            "/v1.41/containers/create?name=evil-image-wd".into(),
+            json.clone(),
+            br#"{"Image":"proc-workdir"}"#.to_vec(),
+        ),
+        (
             "5. a network over the metadata service's range",
             "POST",
             "/v1.41/networks/create".into(),
@@ -357,6 +367,13 @@ fn the_review_s_bypasses_are_refused_in_every_mode_and_change_nothing() {
     // Another party's network, made on the daemon directly.
     let other = b.exec_ok(&format!("{DIRECT} network create other-net"));
     let other = other.trim().to_owned();
+    // An image whose WORKDIR leads into /proc, as a Dockerfile or a loaded
+    // archive could make it; made on the daemon directly.
+    b.exec_ok(&format!(
+        "{DIRECT} create --name wd-source busybox true >/dev/null && \
+         {DIRECT} commit --change 'WORKDIR /x/../proc/self/fd/7' wd-source proc-workdir >/dev/null && \
+         {DIRECT} rm wd-source >/dev/null"
+    ));
 
     let published = b.api.strip_prefix("tcp://").expect("a TCP API").to_owned();
     let owner = start_standalone(&b, STANDALONE_PORT, "--owner-label ci.job=42");

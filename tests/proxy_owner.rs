@@ -147,7 +147,16 @@ impl Daemon {
                     ),
                 }
             }
-            // No images: every tag is free (tests/proxy_tags.rs has images).
+            // Two images whose working directories containers inherit; no
+            // tags (every tag is free; tests/proxy_tags.rs has tagged images).
+            ("GET", ["images", "wd-proc", "json"]) => (
+                200,
+                json!({"Id": "sha256:wdproc", "Config": {"WorkingDir": "/x/../proc/self/fd/7"}}),
+            ),
+            ("GET", ["images", "wd-app", "json"]) => (
+                200,
+                json!({"Id": "sha256:wdapp", "Config": {"WorkingDir": "/app"}}),
+            ),
             ("GET", ["images", _, .., "json"]) => (404, json!({"message": "No such image"})),
             ("GET", ["exec", id, "json"]) => match self.execs.iter().find(|(e, _)| e == id) {
                 Some((e, c)) => (200, json!({"ID": e, "ContainerID": c})),
@@ -781,7 +790,8 @@ async fn volumes_from_a_container_with_a_bind_mount_is_refused_in_every_mode() {
 #[tokio::test]
 async fn without_an_owner_label_volumes_from_costs_one_lookup_and_is_pinned() {
     let h = start().await;
-    let body = r#"{"Image":"b","HostConfig":{"VolumesFrom":["theirs:ro"],"Links":["theirs:t"],"NetworkMode":"theirnet"}}"#;
+    // A WorkingDir of its own: no image lookup (see the image test below).
+    let body = r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"VolumesFrom":["theirs:ro"],"Links":["theirs:t"],"NetworkMode":"theirnet"}}"#;
     let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(body)).await;
     assert_eq!(status, 200, "{answer}");
     let seen = h.seen();
@@ -933,7 +943,8 @@ async fn without_an_owner_label_no_request_costs_an_extra_round_trip() {
             "POST",
             "/containers/create",
             Some(
-                r#"{"Image":"b","HostConfig":{"Links":["theirs"],"NetworkMode":"theirnet","Binds":["fresh:/d"]}}"#,
+                // With a WorkingDir of its own, so its image is not looked up.
+                r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"Links":["theirs"],"NetworkMode":"theirnet","Binds":["fresh:/d"]}}"#,
             ),
         ),
     ] {
@@ -944,5 +955,67 @@ async fn without_an_owner_label_no_request_costs_an_extra_round_trip() {
         assert_eq!(seen.len(), 1, "{target}: {seen:?}");
         assert!(!seen[0].target.contains("filters"), "{seen:?}");
         assert!(!seen[0].body.contains("ci.owner"), "{seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_image_s_working_directory_is_checked_and_pinned_in_every_mode() {
+    let h = start().await;
+    for socket in [&h.mine, &h.plain] {
+        h.forget();
+        let (status, answer) = call(
+            socket,
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image":"wd-proc"}"#),
+        )
+        .await;
+        assert_eq!(status, 403, "{answer}");
+        assert!(
+            message(&answer).contains("the image's WorkingDir"),
+            "{answer}"
+        );
+        let posts: Vec<Seen> = h
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "POST")
+            .collect();
+        assert!(posts.is_empty(), "the daemon saw {posts:?}");
+
+        h.forget();
+        let (status, answer) = call(
+            socket,
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image":"wd-app"}"#),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        let create = h
+            .seen()
+            .into_iter()
+            .find(|s| s.method == "POST")
+            .expect("the create");
+        let create: Value = serde_json::from_str(&create.body).unwrap();
+        assert_eq!(
+            create["WorkingDir"], "/app",
+            "pinned to the image's checked directory"
+        );
+
+        // A request's own directory is checked as it is; the image is not asked.
+        h.forget();
+        let (status, answer) = call(
+            socket,
+            "POST",
+            "/containers/create",
+            Some(r#"{"Image":"wd-proc","WorkingDir":"/srv"}"#),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            h.seen().iter().all(|s| !s.target.contains("/images/")),
+            "{:?}",
+            h.seen()
+        );
     }
 }

@@ -423,6 +423,9 @@ impl Proxy {
                 })
                 .await??;
             if let Some(checked) = &mut checked {
+                if route.endpoint == Endpoint::ContainerCreate {
+                    lookups.verify_image_working_dir(checked).await?;
+                }
                 let references = policy::owner::references(route.endpoint, checked);
                 let pinned = lookups.verify_references(&references).await?;
                 // The path's network, already checked and pinned to its id.

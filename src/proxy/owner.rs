@@ -141,6 +141,23 @@ impl Upstream<'_> {
         Ok(pinned)
     }
 
+    /// A container without a `WorkingDir` of its own gets its image's, which
+    /// a Dockerfile, a commit or a loaded archive may have set to anything:
+    /// the image's is checked like a request's, and forwarded as the
+    /// container's, so a tag moved after this check cannot bring another.
+    /// An image dockerd does not have is left to dockerd (the CLI pulls it
+    /// and creates again, and the retry is checked).
+    pub async fn verify_image_working_dir(&self, body: &mut Json) -> Result<(), Reject> {
+        let Some(image) = policy::image_to_inspect(body) else {
+            return Ok(());
+        };
+        let path = format!("/images/{}/json", encode_param(&image));
+        if let Some(inspect) = self.inspect(&path, "image", &image).await? {
+            policy::pin_image_working_dir(body, &inspect)?;
+        }
+        Ok(())
+    }
+
     /// Whether labels as dockerd reports them are the owner's; without an
     /// owner label every object is.
     fn owns(&self, labels: Option<&Value>) -> bool {

@@ -848,6 +848,38 @@ pub(super) fn check_dir_path(dir: &str, name: &str) -> Result<(), Reject> {
     Ok(())
 }
 
+/// The image whose working directory a create body inherits: `None` when
+/// the body sets its own (checked already) or names no image.
+pub fn image_to_inspect(body: &Json) -> Option<String> {
+    let Json::Object(request) = body else {
+        return None;
+    };
+    if matches!(get(request, "WorkingDir"), Some(Json::String(dir)) if !dir.is_empty()) {
+        return None;
+    }
+    match get(request, "Image") {
+        Some(Json::String(image)) if !image.is_empty() => Some(image.clone()),
+        _ => None,
+    }
+}
+
+/// Checks the image's `Config.WorkingDir` (from `GET /images/{name}/json`)
+/// as a request's, and sets it as the container's own.
+pub fn pin_image_working_dir(body: &mut Json, image: &serde_json::Value) -> Result<(), Reject> {
+    let dir = image
+        .pointer("/Config/WorkingDir")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    if dir.is_empty() {
+        return Ok(());
+    }
+    check_dir_path(dir, "the image's WorkingDir")?;
+    if let Json::Object(request) = body {
+        set(request, "WorkingDir", Json::String(dir.to_string()));
+    }
+    Ok(())
+}
+
 /// `container.Ulimits` entries: dockerd passes `RLIMIT_` + the upper-cased
 /// name to runc, so a name is judged in that form; `rtprio` would open the
 /// real-time scheduling class that the `CpuRealtime*` refusal keeps closed.

@@ -24,6 +24,7 @@ use http::StatusCode;
 
 pub use self::container::{
     container_create, container_create_fields, container_update, exec_create, exec_create_fields,
+    image_to_inspect, pin_image_working_dir,
 };
 pub use self::objects::{
     build, check_changes, commit_config, image_create, network_connect, network_create,
