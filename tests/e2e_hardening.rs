@@ -237,6 +237,13 @@ fn hostile_requests(other_network: &str, buildkit: bool) -> Vec<Hostile> {
             br#"{"Image":"proc-workdir"}"#.to_vec(),
         ),
         (
+            "7. mount an operator's volume made with bind options",
+            "POST",
+            "/v1.41/containers/create?name=evil-bindvol".into(),
+            json.clone(),
+            br#"{"Image":"busybox","HostConfig":{"Binds":["host-etc:/h"]}}"#.to_vec(),
+        ),
+        (
             "5. a network over the metadata service's range",
             "POST",
             "/v1.41/networks/create".into(),
@@ -372,7 +379,8 @@ fn the_review_s_bypasses_are_refused_in_every_mode_and_change_nothing() {
     b.exec_ok(&format!(
         "{DIRECT} create --name wd-source busybox true >/dev/null && \
          {DIRECT} commit --change 'WORKDIR /x/../proc/self/fd/7' wd-source proc-workdir >/dev/null && \
-         {DIRECT} rm wd-source >/dev/null"
+         {DIRECT} rm wd-source >/dev/null && \
+         {DIRECT} volume create -o type=none -o o=bind -o device=/etc host-etc >/dev/null"
     ));
 
     let published = b.api.strip_prefix("tcp://").expect("a TCP API").to_owned();

@@ -71,6 +71,8 @@ impl Daemon {
                 ("plainvol".into(), Value::Null),
                 ("anon-mine".into(), json!({})),
                 ("anon-theirs".into(), Value::Null),
+                // Made on the daemon with the local driver's bind options.
+                ("hostvol".into(), Value::Null),
             ],
         }
     }
@@ -180,7 +182,16 @@ impl Daemon {
                 }
             }
             ("GET", ["volumes", name]) => match self.volumes.iter().find(|(n, _)| n == name) {
-                Some((n, l)) => (200, json!({"Name": n, "Labels": l})),
+                Some((n, l)) => {
+                    let options = match n.as_str() {
+                        "hostvol" => json!({"type": "none", "o": "bind", "device": "/etc"}),
+                        _ => Value::Null,
+                    };
+                    (
+                        200,
+                        json!({"Name": n, "Driver": "local", "Labels": l, "Options": options}),
+                    )
+                }
                 None => (
                     404,
                     json!({"message": format!("get {name}: no such volume")}),
@@ -943,8 +954,9 @@ async fn without_an_owner_label_no_request_costs_an_extra_round_trip() {
             "POST",
             "/containers/create",
             Some(
-                // With a WorkingDir of its own, so its image is not looked up.
-                r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"Links":["theirs"],"NetworkMode":"theirnet","Binds":["fresh:/d"]}}"#,
+                // With a WorkingDir of its own, so its image is not looked up,
+                // and no named volume (each is looked up: see below).
+                r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"Links":["theirs"],"NetworkMode":"theirnet","Binds":["/anonymous"]}}"#,
             ),
         ),
     ] {
@@ -1018,4 +1030,40 @@ async fn an_image_s_working_directory_is_checked_and_pinned_in_every_mode() {
             h.seen()
         );
     }
+}
+
+#[tokio::test]
+async fn without_an_owner_label_a_volume_made_with_driver_options_is_not_mounted() {
+    let h = start().await;
+    for bind in ["hostvol:/x", "hostvol:/x:ro"] {
+        h.forget();
+        let body =
+            format!(r#"{{"Image":"b","WorkingDir":"/w","HostConfig":{{"Binds":["{bind}"]}}}}"#);
+        let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(&body)).await;
+        assert_eq!(status, 403, "{answer}");
+        assert!(message(&answer).contains("\"o\":\"bind\""), "{answer}");
+        assert!(
+            h.seen().iter().all(|s| s.method != "POST"),
+            "{:?}",
+            h.seen()
+        );
+    }
+    let body = r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"Mounts":[{"Type":"volume","Source":"hostvol","Target":"/x"}]}}"#;
+    let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(body)).await;
+    assert_eq!(status, 403, "{answer}");
+    // A plain volume, and one that does not exist yet, are mounted: one lookup each.
+    h.forget();
+    let body =
+        r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"Binds":["plainvol:/p","fresh:/f"]}}"#;
+    let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let targets: Vec<String> = h.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(
+        targets,
+        [
+            "/v1.41/volumes/plainvol",
+            "/v1.41/volumes/fresh",
+            "/v1.41/containers/create"
+        ],
+    );
 }

@@ -118,7 +118,12 @@ impl Upstream<'_> {
                 pinned.volumes_from.push((name.clone(), id));
                 continue;
             }
-            let Some(owner) = self.owner else { continue };
+            let Some(owner) = self.owner else {
+                if let Reference::Volume { name, .. } = reference {
+                    self.verify_plain_volume(name).await?;
+                }
+                continue;
+            };
             match reference {
                 Reference::VolumesFrom(_) => {}
                 Reference::Container(name) => {
@@ -139,6 +144,21 @@ impl Upstream<'_> {
             }
         }
         Ok(pinned)
+    }
+
+    /// Without an owner label every volume is the tenant's to mount, but not
+    /// one made with driver options (by the host or an operator: a host bind
+    /// under a volume's name). A volume that does not exist yet is created by
+    /// dockerd with the local driver and no options.
+    async fn verify_plain_volume(&self, name: &str) -> Result<(), Reject> {
+        let Some(name) = owner::reference_name(name) else {
+            return Ok(());
+        };
+        let path = format!("/volumes/{}", encode_param(name));
+        match self.inspect(&path, "volume", name).await? {
+            Some(volume) => owner::check_mounted_volume(name, &volume),
+            None => Ok(()),
+        }
     }
 
     /// A container without a `WorkingDir` of its own gets its image's, which

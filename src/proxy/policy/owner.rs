@@ -365,6 +365,31 @@ pub fn reference_name(name: &str) -> Option<&str> {
 /// swarm volume; an unknown or missing type is not known to be safe.
 const SHAREABLE_MOUNTS: &[&str] = &["volume", "tmpfs"];
 
+/// A named volume a container mounts, as `GET /volumes/{name}` shows it:
+/// the local driver without options. Tenants cannot make any other kind
+/// through the proxy (volume create refuses driver options), so such a
+/// volume is the host's or an operator's, and `type=none,o=bind,device=/etc`
+/// is a host bind under a volume's name.
+pub fn check_mounted_volume(name: &str, volume: &serde_json::Value) -> Result<(), Reject> {
+    use serde_json::Value;
+    let driver = volume.get("Driver").and_then(Value::as_str);
+    let options = volume.get("Options").filter(|o| !o.is_null());
+    let plain = options.map_or(true, |o| o.as_object().is_some_and(|o| o.is_empty()));
+    if driver == Some("local") && plain {
+        return Ok(());
+    }
+    Err(Reject::forbidden(
+        "volume-options",
+        &format!("mounting volume {name:?}"),
+        format!(
+            "it was made with the {} driver and the options {}, which tenants cannot give \
+             (the local driver's options mount host paths or devices)",
+            driver.unwrap_or("unknown"),
+            options.map_or("none".into(), ToString::to_string)
+        ),
+    ))
+}
+
 /// Whether a container, as `GET /containers/{id}/json` shows it, may be a
 /// `VolumesFrom` source. dockerd copies every mount point of the source, bind
 /// mounts included, so a container the tenant did not create (a sidecar an
@@ -1188,6 +1213,29 @@ mod tests {
                     .starts_with("dindbox: --volumes-from src is not allowed: "),
                 "{}",
                 reject.message
+            );
+        }
+    }
+
+    #[test]
+    fn only_plain_local_volumes_are_mounted_without_an_owner() {
+        for plain in [
+            json(r#"{"Driver":"local","Options":null}"#),
+            json(r#"{"Driver":"local","Options":{}}"#),
+            json(r#"{"Driver":"local"}"#),
+        ] {
+            assert!(check_mounted_volume("v", &plain).is_ok(), "{plain}");
+        }
+        for hostile in [
+            json(r#"{"Driver":"local","Options":{"type":"none","o":"bind","device":"/etc"}}"#),
+            json(r#"{"Driver":"local","Options":{"type":"ext4","device":"/dev/sda1"}}"#),
+            json(r#"{"Driver":"sshfs","Options":null}"#),
+            json(r#"{"Options":null}"#),
+        ] {
+            assert_eq!(
+                check_mounted_volume("v", &hostile).unwrap_err().rule,
+                "volume-options",
+                "{hostile}"
             );
         }
     }
