@@ -21,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$DINDBOX_REPO"
 docker_up_any
 
+static=1
 if [ -n "${DINDBOX_BINARY:-}" ]; then
     binary=$DINDBOX_BINARY
     [ -x "$binary" ] || die "no dindbox binary at $binary"
@@ -28,8 +29,9 @@ if [ -n "${DINDBOX_BINARY:-}" ]; then
         say "$binary is static ($why)"
     else
         # A dynamic glibc binary still runs on the Debian base; not in the scratch image.
+        static=0
         say "warning: DINDBOX_BINARY=$binary is not static ($why): the image works on a glibc" \
-            "base only, and ${DINDBOX_IMAGE}-scratch cannot run it"
+            "base only; no ${DINDBOX_IMAGE}-scratch (tests/e2e_static.rs fails without it)"
     fi
 else
     build_static_binary
@@ -60,6 +62,10 @@ say "image $DINDBOX_IMAGE built in $(($(date +%s) - t0)) s"
 
 # The same binary alone in an empty image: no libc, no shell, no /etc.
 scratch=${DINDBOX_IMAGE}-scratch
+if [ "$static" = 0 ]; then
+    docker rmi "$scratch" >/dev/null 2>&1 || true # never leave an older binary there
+    exit 0
+fi
 mkdir -p "$context-scratch"
 cp -p "$binary" "$context-scratch/dindbox"
 printf '%s\n' 'FROM scratch' 'COPY dindbox /dindbox' 'ENTRYPOINT ["/dindbox"]' >"$context-scratch/Dockerfile"
