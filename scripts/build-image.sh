@@ -6,23 +6,37 @@
 #   DINDBOX_BASE=image       base image; default: a debootstrapped bookworm
 #                            (dindbox-base:bookworm, made and cached on first use).
 #                            With a registry, DINDBOX_BASE=debian:bookworm-slim works too.
-#   DINDBOX_BINARY=path      use this binary instead of `cargo build --release`
+#   DINDBOX_BINARY=path      use this binary instead of the static `cargo build` below
+#
+# The binary is static (glibc linked in, no PT_INTERP, no NEEDED): built with
+#   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
+#       --bin dindbox --target "$(rustc -vV | sed -n 's/^host: //p')"
+# into target/<triple>/release/dindbox, so it drops into any base, Alpine's
+# docker:dind included. The explicit --target keeps RUSTFLAGS off build scripts
+# and proc-macros. A second image, ${DINDBOX_IMAGE}-scratch, holds nothing but
+# that binary (FROM scratch: no libc, no shell); tests/e2e_static.rs runs it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cd "$DINDBOX_REPO"
 docker_up_any
 
+static=1
 if [ -n "${DINDBOX_BINARY:-}" ]; then
     binary=$DINDBOX_BINARY
+    [ -x "$binary" ] || die "no dindbox binary at $binary"
+    if why=$(static_elf "$binary"); then
+        say "$binary is static ($why)"
+    else
+        # A dynamic glibc binary still runs on the Debian base; not in the scratch image.
+        static=0
+        say "warning: DINDBOX_BINARY=$binary is not static ($why): the image works on a glibc" \
+            "base only; no ${DINDBOX_IMAGE}-scratch (tests/e2e_static.rs fails without it)"
+    fi
 else
-    say "cargo build --release"
-    t0=$(date +%s)
-    cargo build --release --locked --bin dindbox
-    say "cargo build took $(($(date +%s) - t0)) s"
-    binary=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/dindbox
+    build_static_binary
+    binary=$(static_binary_path)
 fi
-[ -x "$binary" ] || die "no dindbox binary at $binary"
 
 base=${DINDBOX_BASE:-$DINDBOX_BASE_IMAGE}
 if [ "$base" = "$DINDBOX_BASE_IMAGE" ]; then ensure_base_image; fi
@@ -45,3 +59,21 @@ fi
 current=$(docker image inspect -f '{{.Id}}' "$DINDBOX_IMAGE")
 if [ -n "$previous" ] && [ "$previous" != "$current" ]; then docker rmi "$previous" >/dev/null 2>&1 || true; fi
 say "image $DINDBOX_IMAGE built in $(($(date +%s) - t0)) s"
+
+# The same binary alone in an empty image: no libc, no shell, no /etc.
+scratch=${DINDBOX_IMAGE}-scratch
+if [ "$static" = 0 ]; then
+    docker rmi "$scratch" >/dev/null 2>&1 || true # never leave an older binary there
+    exit 0
+fi
+mkdir -p "$context-scratch"
+cp -p "$binary" "$context-scratch/dindbox"
+printf '%s\n' 'FROM scratch' 'COPY dindbox /dindbox' 'ENTRYPOINT ["/dindbox"]' >"$context-scratch/Dockerfile"
+previous=$(docker image inspect -f '{{.Id}}' "$scratch" 2>/dev/null || true)
+if ! docker build -t "$scratch" "$context-scratch" >"$context-scratch.log" 2>&1; then
+    tail -n 40 "$context-scratch.log" >&2
+    die "docker build of $scratch failed (log: $context-scratch.log)"
+fi
+current=$(docker image inspect -f '{{.Id}}' "$scratch")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then docker rmi "$previous" >/dev/null 2>&1 || true; fi
+say "image $scratch (the binary alone, FROM scratch) built"

@@ -35,9 +35,10 @@ ensure_packages() {
     # docker-compose: Debian's compose v1 (python); bookworm has no compose v2
     # plugin, and the e2e compose test talks to boxes with it.
     # golang-go: tests/go_differential.rs checks the proxy's parsers against Go's.
+    # binutils: readelf, with which build-image.sh checks that the binary is static.
     for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap \
         iptables:iptables jq:jq pgrep:procps setsid:util-linux \
-        docker-compose:docker-compose go:golang-go; do
+        docker-compose:docker-compose go:golang-go readelf:binutils; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done
@@ -54,6 +55,92 @@ ensure_packages() {
     apt-get update -qq || die "apt-get update failed" || return 1
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
         die "apt-get install ${missing[*]} failed" || return 1
+}
+
+# ---------------------------------------------------------------- binaries
+
+# Prints the glibc NSS entry points linked into the ELF file $1 (one a line;
+# nothing when there are none). In a static glibc (2.36 here) they still read
+# /etc/hosts, /etc/passwd and DNS themselves (the files and dns backends are
+# built in), but any other backend nsswitch.conf names (systemd, sss, ldap, ...)
+# is dlopen()ed from libnss_*.so of the exact glibc it was built with: absent on
+# Alpine or in an empty image, so such a lookup answers differently there.
+# dindbox links none: it takes IP literals, numeric ids and socket paths.
+nss_symbols() {
+    command -v nm >/dev/null 2>&1 || die "nm not found (package binutils)" || return 1
+    nm "$1" 2>/dev/null | awk '$2 ~ /^[TtWw]$/ {print $3}' | grep -E '^(getaddrinfo|gethostbyname2?(_r)?|gethostbyaddr(_r)?|getnameinfo|getservby(name|port)(_r)?|getpw(nam|uid|ent)(_r)?|getgr(nam|gid|ent)(_r)?|getgrouplist|initgroups|getspnam(_r)?|getprotobyname(_r)?)$' | sort -u || true
+}
+
+# The host's target triple (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu, ...).
+host_triple() {
+    local triple
+    triple=$(rustc -vV | sed -n 's/^host: //p')
+    [ -n "$triple" ] || die "rustc -vV printed no host triple" || return 1
+    echo "$triple"
+}
+
+# Where build_static_binary leaves the binary: target/<triple>/release/dindbox.
+static_binary_path() {
+    local triple
+    triple=$(host_triple) || return 1
+    echo "$(cd "$DINDBOX_REPO" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/$triple/release/dindbox"
+}
+
+# Builds the static dindbox (glibc linked in) and checks it is static. The
+# explicit --target keeps RUSTFLAGS off build scripts and proc-macros (which
+# cannot be static) and puts the result in target/<triple>/release.
+build_static_binary() {
+    local triple t0 binary why nss
+    triple=$(host_triple) || return 1
+    say "cargo build --release --target $triple (static: +crt-static)"
+    t0=$(date +%s)
+    # Run from `cargo test` (the e2e harness), our environment holds what cargo
+    # sets for a test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...). Build scripts
+    # that track those (ring's) would rebuild every time it differs from a build
+    # from a shell: drop them, so both share one build.
+    local var unset=()
+    for var in $(compgen -e); do
+        case $var in
+        CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_NAME | CARGO_BIN_NAME | CARGO_BIN_EXE_* | \
+            CARGO_PRIMARY_PACKAGE | CARGO_TARGET_TMPDIR | CARGO_CFG_* | OUT_DIR) unset+=(-u "$var") ;;
+        esac
+    done
+    (cd "$DINDBOX_REPO" && env "${unset[@]}" RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --release --locked --bin dindbox --target "$triple") || return 1
+    binary=$(static_binary_path) || return 1
+    why=$(static_elf "$binary") || die "the static build made a dynamic binary: $binary ($why)" || return 1
+    say "cargo build took $(($(date +%s) - t0)) s; $binary is static ($why)"
+    nss=$(nss_symbols "$binary" | paste -sd' ' -)
+    [ -z "$nss" ] || say "warning: the static binary links glibc NSS lookups ($nss): beyond" \
+        "/etc files and DNS they need libnss_*.so of this glibc (absent on Alpine); see nss_symbols"
+}
+
+# Succeeds when the ELF file $1 is static: no PT_INTERP (no dynamic loader asked
+# for) and no DT_NEEDED (no shared library). A static-pie (what +crt-static makes
+# on x86_64 and arm64 gnu) has a dynamic section for its own relocations, but
+# neither of those. Prints why, either way.
+static_elf() {
+    local file=$1 headers dynamic
+    command -v readelf >/dev/null 2>&1 ||
+        die "readelf not found (package binutils); cannot check that $file is static" || return 1
+    headers=$(readelf -lW "$file" 2>&1) || {
+        echo "not an ELF file: $headers"
+        return 1
+    }
+    dynamic=$(readelf -dW "$file" 2>&1) || true
+    if grep -q 'INTERP' <<<"$headers"; then
+        echo "it asks for $(grep -o 'interpreter: [^]]*' <<<"$headers" || echo 'a program interpreter')"
+        return 1
+    fi
+    if grep -q '(NEEDED)' <<<"$dynamic"; then
+        echo "it needs $(grep '(NEEDED)' <<<"$dynamic" | grep -o '\[.*\]' | tr -d '[]' | paste -sd, -)"
+        return 1
+    fi
+    if grep -q 'Elf file type is DYN' <<<"$headers"; then
+        echo "static-pie: no PT_INTERP, no DT_NEEDED"
+    else
+        echo "no PT_INTERP, no DT_NEEDED"
+    fi
 }
 
 # ---------------------------------------------------------------- outer docker

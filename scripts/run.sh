@@ -66,7 +66,7 @@ fi
 storage=(-v "$volume:/var/lib/docker")
 if [ -n "$graphdriver" ]; then
     [ "$(id -u)" = 0 ] || die "--graphdriver needs root (it makes a shared bind mount on the host)"
-    binary=${DINDBOX_BINARY:-$(cd "$DINDBOX_REPO" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/dindbox}
+    binary=${DINDBOX_BINARY:-$(static_binary_path)} # the one build-image.sh built
     area=$gd_root/$name
     mkdir -p "$area" "$gd_run"
     # The server's overlay mounts reach the box only through propagation.

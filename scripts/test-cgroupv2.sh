@@ -12,7 +12,7 @@
 #   FORCE=image        rebuild only the disk image and initramfs from the cached rootfs
 #   BENCH=1            also time start-to-ready of a bare dockerd box vs a dindbox box
 #   BENCH_ROUNDS=N     rounds of that (default 1)
-#   DINDBOX_BINARY=P   test this binary instead of `cargo build --release`
+#   DINDBOX_BINARY=P   test this binary instead of the static build (lib.sh build_static_binary)
 #   V2_LIMIT=S         hard limit on the qemu run (default 420 s, +150 s per BENCH round;
 #                      SIGTERM at the limit, SIGKILL 10 s later)
 #   V2_MEM=MB, V2_SMP=N   guest memory (1536) and vCPUs (1; see "Emulation" below)
@@ -155,9 +155,8 @@ ensure_v2_packages
 if [ -n "${DINDBOX_BINARY:-}" ]; then
     binary=$DINDBOX_BINARY
 else
-    say "cargo build --release"
-    cargo build --release --locked --bin dindbox
-    binary=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/dindbox
+    build_static_binary # the binary the image carries
+    binary=$(static_binary_path)
 fi
 [ -x "$binary" ] || die "no dindbox binary at $binary"
 t_build=$(elapsed)

@@ -4,8 +4,9 @@
 //!
 //! Needs root. The harness (tests/e2e/harness.rs) starts a private outer
 //! dockerd through scripts/lib.sh and builds the image with
-//! scripts/build-image.sh from the binary cargo built for this target
-//! (`DINDBOX_E2E_SKIP_BUILD=1` uses the existing image). Every test runs its
+//! scripts/build-image.sh from the static binary users get (a nested, static
+//! `cargo build`; `DINDBOX_BINARY=path` picks another binary,
+//! `DINDBOX_E2E_SKIP_BUILD=1` uses the existing image). Every test runs its
 //! own box on its own volume and port, removed even when the test fails.
 
 #[path = "e2e/harness.rs"]

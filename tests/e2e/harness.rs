@@ -86,13 +86,16 @@ fn setup() -> Result<Harness, String> {
     if std::env::var("DINDBOX_E2E_SKIP_BUILD").as_deref() == Ok("1") {
         eprintln!("dindbox e2e: DINDBOX_E2E_SKIP_BUILD=1, using the existing {image}");
     } else {
-        // The binary cargo built for this test target (same profile), so no nested cargo.
+        // The static binary users get: build-image.sh runs a static `cargo
+        // build --target <host>` into target/<triple>/release (nested cargo is
+        // fine: cargo holds no build lock while the tests run), and also makes
+        // IMAGE-scratch, the binary alone. A DINDBOX_BINARY in our environment
+        // (e.g. the binary cargo built for this test) is used instead.
         let mut cmd = Command::new("bash");
         cmd.current_dir(repo())
             .arg("scripts/build-image.sh")
             .env("DINDBOX_DOCKER_HOST", &outer)
-            .env("DINDBOX_IMAGE", &image)
-            .env("DINDBOX_BINARY", env!("CARGO_BIN_EXE_dindbox"));
+            .env("DINDBOX_IMAGE", &image);
         run_setup(cmd, "scripts/build-image.sh")?;
     }
     let h = Harness {
