@@ -795,8 +795,7 @@ async fn a_tag_taken_by_another_owner_during_a_slow_build_is_not_moved() {
     assert!(body.contains("Successfully tagged b-mine:latest"), "{body}");
     let last = body
         .lines()
-        .filter(|l| l.starts_with('{'))
-        .last()
+        .rfind(|l| l.starts_with('{'))
         .unwrap_or_default();
     let last: Value = serde_json::from_str(last.trim()).unwrap_or_else(|_| panic!("{body}"));
     let error = last["error"].as_str().unwrap_or_default();
