@@ -160,7 +160,8 @@ impl Daemon {
                 .map(|(_, v)| v.into_owned())
                 .collect();
             let id = made(self, t);
-            return (200, Value::String(build_stream(&id)));
+            let quiet = param("q") == "1";
+            return (200, Value::String(build_stream(&id, quiet)));
         }
         if method == "POST" && path == "/commit" {
             let id = made(self, vec![repo_tag()]);
@@ -384,16 +385,19 @@ async fn fake_response(
 
 /// A classic builder's answer (API 1.41, BuildKit off) for a build that
 /// made `id`, without its tags: dockerd tags only the `t` it got.
-fn build_stream(id: &str) -> String {
-    [
-        json!({"stream": "Step 1/1 : FROM busybox\n"}),
-        json!({"stream": " ---> 0123456789ab\n"}),
-        json!({"aux": {"ID": id}}),
-        json!({"stream": format!("Successfully built {}\n", &id[7..19])}),
-    ]
-    .iter()
-    .map(|m| format!("{m}\r\n"))
-    .collect()
+/// Quiet (`q`), only the id once it is done.
+fn build_stream(id: &str, quiet: bool) -> String {
+    let messages = if quiet {
+        vec![json!({"stream": format!("{id}\n")})]
+    } else {
+        vec![
+            json!({"stream": "Step 1/1 : FROM busybox\n"}),
+            json!({"stream": " ---> 0123456789ab\n"}),
+            json!({"id": "moby.image.id", "aux": {"ID": id}}),
+            json!({"stream": format!("Successfully built {}\n", &id[7..19])}),
+        ]
+    };
+    messages.iter().map(|m| format!("{m}\r\n")).collect()
 }
 
 /// Sends one request and returns (status, body).

@@ -520,6 +520,9 @@ pub struct MessageScan {
     aux: Option<String>,
     /// The last `{"stream":"Successfully built <short id>\n"}` (the classic builder).
     built: Option<String>,
+    /// The last `{"stream":"sha256:...\n"}`: all a quiet build (`q`) prints,
+    /// once it is done (what its steps print is not sent).
+    quiet: Option<String>,
     /// The last `{"status":"sha256:..."}` (an import).
     status: Option<String>,
 }
@@ -576,6 +579,12 @@ impl MessageScan {
                 self.built = Some(short.to_string());
             }
         }
+        if let Some(id) = text("stream")
+            .and_then(|s| s.strip_suffix('\n'))
+            .filter(|s| is_image_id(s))
+        {
+            self.quiet = Some(id.to_string());
+        }
         if let Some(id) = text("status").filter(|s| is_image_id(s)) {
             self.status = Some(id.to_string());
         }
@@ -587,10 +596,13 @@ impl MessageScan {
     }
 
     /// The id of the image the request made: a build's `aux` id, or its
-    /// "Successfully built" short id; an import's last status id.
+    /// "Successfully built" short id, or for a quiet build the id it prints
+    /// at the end (dockerd sends nothing else then); an import's last status
+    /// id.
     pub fn image_id(&self, maker: Maker) -> Option<&str> {
         match maker {
-            Maker::Build { .. } => self.aux.as_deref().or(self.built.as_deref()),
+            Maker::Build { quiet: true } => self.quiet.as_deref(),
+            Maker::Build { quiet: false } => self.aux.as_deref().or(self.built.as_deref()),
             Maker::Import => self.status.as_deref(),
             Maker::Commit => None,
         }
@@ -861,9 +873,14 @@ mod tests {
         classic.feed(b"{\"stream\":\"Successfully built ababababab12\\n\"}");
         classic.finish();
         assert_eq!(
-            classic.image_id(Maker::Build { quiet: true }),
+            classic.image_id(Maker::Build { quiet: false }),
             Some("ababababab12")
         );
+        // Quiet (`q`): dockerd sends the id alone, at the end.
+        let mut quiet = MessageScan::default();
+        quiet.feed(format!("{{\"stream\":\"{id}\\n\"}}\r\n").as_bytes());
+        assert_eq!(quiet.image_id(Maker::Build { quiet: true }), Some(&*id));
+        assert_eq!(quiet.image_id(Maker::Build { quiet: false }), None);
         let mut failed = MessageScan::default();
         failed.feed(b"{\"errorDetail\":{\"message\":\"x\"},\"error\":\"x\"}\r\n");
         assert!(failed.failed());
