@@ -127,6 +127,32 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// `POST /build` of a one-line Dockerfile, raw, without a tag: the message
+/// stream as dockerd sends it.
+fn raw_build(addr: &str) -> String {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dockerfile = b"FROM busybox\nRUN echo raw > /who\n";
+    let mut header = tar::Header::new_ustar();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "Dockerfile", &dockerfile[..])
+        .unwrap();
+    let context = tar.into_inner().unwrap();
+    let mut stream = TcpStream::connect(addr).expect("connect to the proxy");
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let head = format!(
+        "POST /v1.41/build HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        context.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&context).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// B's attempt must fail with one line that says why.
 fn refused(addr: &str, args: &[&str], stdin: Option<&[u8]>, failures: &mut Vec<String>) {
     let out = via(addr, args, stdin);
@@ -269,6 +295,71 @@ fn tags_do_not_move_between_owners() {
         "{DIRECT} image inspect -f '{{{{index .Config.Labels \"ci.job\"}}}}' b-imported"
     ));
     assert_eq!(label.trim(), "b", "import label");
+    // Built, committed and imported untagged, tagged by the proxy: the
+    // output looks as usual.
+    let built = ok(
+        &other,
+        &["build", "-t", "b-loud", "-t", "b-loud:v2", "-"],
+        Some(b"FROM busybox\nRUN echo loud > /who\n"),
+    );
+    let loud = points_to(&b, "b-loud:latest");
+    assert!(loud.starts_with("sha256:"), "no b-loud:latest:\n{built}");
+    assert!(
+        built
+            .stdout
+            .contains(&format!("Successfully built {}", &loud[7..19]))
+            && built.stdout.contains("Successfully tagged b-loud:latest\n")
+            && built.stdout.contains("Successfully tagged b-loud:v2\n"),
+        "build output:\n{built}"
+    );
+    assert_eq!(points_to(&b, "b-loud:v2"), loud);
+    let committed = ok(&other, &["commit", "b-c", "b-committed:2"], None);
+    assert_eq!(
+        committed.stdout.trim(),
+        points_to(&b, "b-committed:2"),
+        "commit output:\n{committed}"
+    );
+    let imported = ok(&other, &["import", &rootfs, "b-imported:2"], None);
+    assert_eq!(
+        imported.stdout.trim(),
+        points_to(&b, "b-imported:2"),
+        "import output:\n{imported}"
+    );
+    // dockerd 20.10's own build stream, as the proxy reads it (no tag: passed
+    // through untouched).
+    let raw = raw_build(&other);
+    assert!(
+        raw.contains(r#""aux":{"ID":"sha256:"#)
+            && raw.contains(r#"{"stream":"Successfully built "#),
+        "dockerd's build stream:\n{raw}"
+    );
+
+    // B's slow build of a free tag that A takes meanwhile: not moved; the
+    // build fails with the reason, its image stays untagged.
+    let slow = {
+        let other = other.clone();
+        std::thread::spawn(move || {
+            via(
+                &other,
+                &["build", "-t", "b-race", "-"],
+                Some(b"FROM busybox\nRUN sleep 8\n"),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    ok(&a, &["tag", "busybox", "b-race"], None);
+    let a_race = points_to(&b, "b-race:latest");
+    let slow = slow.join().unwrap();
+    assert!(
+        !slow.ok()
+            && slow.stderr.contains("dindbox:")
+            && slow.stderr.contains("b-race:latest")
+            && slow.stderr.contains("another owner")
+            && !slow.stdout.contains("Successfully tagged"),
+        "B's slow build must fail on the tag A took:\n{slow}"
+    );
+    assert_eq!(points_to(&b, "b-race:latest"), a_race, "b-race moved");
+
     ok(&other, &["rmi", "b-app", "b-app:v2"], None);
     assert_eq!(points_to(&b, "b-app:latest"), "");
 

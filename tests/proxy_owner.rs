@@ -160,6 +160,9 @@ impl Daemon {
                 json!({"Id": "sha256:wdapp", "Config": {"WorkingDir": "/app"}}),
             ),
             ("GET", ["images", _, .., "json"]) => (404, json!({"message": "No such image"})),
+            // A commit makes an image; the proxy then sets its tag itself.
+            ("POST", ["commit"]) => (201, json!({"Id": format!("sha256:{}", "c".repeat(64))})),
+            ("POST", ["images", .., "tag"]) => (201, Value::Null),
             ("GET", ["exec", id, "json"]) => match self.execs.iter().find(|(e, _)| e == id) {
                 Some((e, c)) => (200, json!({"ID": e, "ContainerID": c})),
                 None => (
@@ -934,12 +937,19 @@ async fn commit_needs_an_owned_container() {
     let h = start().await;
     let (status, body) = call(&h.mine, "POST", "/commit?container=theirs&repo=x", None).await;
     assert_eq!(status, 404, "{body}");
-    let (status, _) = call(&h.mine, "POST", "/commit?container=mine&repo=x", None).await;
-    assert_eq!(status, 200);
+    let (status, body) = call(&h.mine, "POST", "/commit?container=mine&repo=x", None).await;
+    assert_eq!(status, 201, "{body}");
     assert_eq!(
         h.forwarded()[0].target,
-        "/v1.41/commit?container=aaaa1111&repo=x&changes=LABEL+%22ci.owner%22%3D%22job-1%22",
-        "the committed image gets the owner label"
+        "/v1.41/commit?container=aaaa1111&changes=LABEL+%22ci.owner%22%3D%22job-1%22",
+        "the committed image gets the owner label (and its tag afterwards)"
+    );
+    assert_eq!(
+        h.forwarded()[1].target,
+        format!(
+            "/v1.41/images/sha256:{}/tag?repo=docker.io%2Flibrary%2Fx&tag=latest",
+            "c".repeat(64)
+        )
     );
 }
 

@@ -45,6 +45,9 @@ struct Daemon {
     images: Vec<Image>,
     tags: HashMap<String, String>,
     next: usize,
+    /// A request to this path waits for the sender to fire or drop (a slow
+    /// build, commit or import): the test changes tags meanwhile.
+    gate: Option<(String, tokio::sync::oneshot::Receiver<()>)>,
 }
 
 fn familiar(name: &str) -> String {
@@ -77,6 +80,7 @@ impl Daemon {
                 ("mine:latest".into(), "sha256:mine000000".into()),
             ]),
             next: 0,
+            gate: None,
         }
     }
 
@@ -93,7 +97,7 @@ impl Daemon {
 
     fn new_image(&mut self, owner: Option<&'static str>) -> String {
         self.next += 1;
-        let id = format!("sha256:new{:07}", self.next);
+        let id = format!("sha256:{:064x}", self.next);
         self.images.push(Image {
             id: id.clone(),
             owner,
@@ -137,6 +141,40 @@ impl Daemon {
                 200,
                 json!({"stream": format!("Loaded image: {}\n", tags.join(","))}),
             );
+        }
+        // Images made with their tags, as dockerd would tag them if asked.
+        let made = |daemon: &mut Daemon, tags: Vec<String>| {
+            let id = daemon.new_image(Some(MINE));
+            for tag in tags.into_iter().filter(|t| !t.is_empty()) {
+                daemon.tags.insert(familiar(&tag), id.clone());
+            }
+            id
+        };
+        let repo_tag = || match (param("repo"), param("tag")) {
+            (repo, tag) if tag.is_empty() || repo.is_empty() => repo,
+            (repo, tag) => format!("{repo}:{tag}"),
+        };
+        if method == "POST" && path == "/build" {
+            let t = form_urlencoded::parse(query.as_bytes())
+                .filter(|(k, _)| k == "t")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            let id = made(self, t);
+            let quiet = param("q") == "1";
+            return (200, Value::String(build_stream(&id, quiet)));
+        }
+        if method == "POST" && path == "/commit" {
+            let id = made(self, vec![repo_tag()]);
+            return (201, json!({"Id": id}));
+        }
+        if method == "POST" && path == "/images/create" && param("fromImage").is_empty() {
+            let id = made(self, vec![repo_tag()]);
+            let stream = format!(
+                "{}\r\n{}\r\n",
+                json!({"status": "Importing", "progressDetail": {}}),
+                json!({"status": id})
+            );
+            return (200, Value::String(stream));
         }
         if method == "GET" && path.starts_with("/containers/") {
             return (
@@ -226,6 +264,26 @@ impl Harness {
             .count()
     }
 
+    /// The id of the image the fake made last.
+    fn newest(&self) -> String {
+        let daemon = self.daemon.lock().unwrap();
+        daemon.images.last().unwrap().id.clone()
+    }
+
+    /// Holds the next request to `path` (after dockerd got it whole) until
+    /// the returned sender fires.
+    fn slow(&self, path: &str) -> tokio::sync::oneshot::Sender<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.daemon.lock().unwrap().gate = Some((path.into(), rx));
+        tx
+    }
+
+    /// Whether dockerd has got a request to `path`.
+    fn got(&self, path: &str) -> bool {
+        let daemon = self.daemon.lock().unwrap();
+        daemon.seen.iter().any(|s| s.target.contains(path))
+    }
+
     fn forget(&self) {
         self.daemon.lock().unwrap().seen.clear();
     }
@@ -287,28 +345,59 @@ async fn fake_response(
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).ok();
-    let mut daemon = daemon.lock().unwrap();
-    daemon.seen.push(Seen {
-        method: parts.method.to_string(),
-        target: parts.uri.to_string(),
-        whole: body.is_some(),
-    });
     let path = parts.uri.path();
     let path = path.strip_prefix("/v1.41").unwrap_or(path);
     let path = percent_encoding::percent_decode_str(path)
         .decode_utf8_lossy()
         .into_owned();
+    let gate = {
+        let mut daemon = daemon.lock().unwrap();
+        daemon.seen.push(Seen {
+            method: parts.method.to_string(),
+            target: parts.uri.to_string(),
+            whole: body.is_some(),
+        });
+        match daemon.gate.take() {
+            Some((gated, gate)) if gated == path => Some(gate),
+            other => {
+                daemon.gate = other;
+                None
+            }
+        }
+    };
+    if let Some(gate) = gate {
+        let _ = gate.await;
+    }
+    let mut daemon = daemon.lock().unwrap();
     let query = parts.uri.query().unwrap_or("");
     let (status, answer) = daemon.answer(parts.method.as_str(), &path, query, body.as_deref());
     Response::builder()
         .status(status)
         .header("Content-Type", "application/json")
-        .body(Full::new(Bytes::from(if answer.is_null() {
-            String::new()
-        } else {
-            answer.to_string()
+        .body(Full::new(Bytes::from(match answer {
+            Value::Null => String::new(),
+            // A message stream, as it is.
+            Value::String(stream) => stream,
+            answer => answer.to_string(),
         })))
         .unwrap()
+}
+
+/// A classic builder's answer (API 1.41, BuildKit off) for a build that
+/// made `id`, without its tags: dockerd tags only the `t` it got.
+/// Quiet (`q`), only the id once it is done.
+fn build_stream(id: &str, quiet: bool) -> String {
+    let messages = if quiet {
+        vec![json!({"stream": format!("{id}\n")})]
+    } else {
+        vec![
+            json!({"stream": "Step 1/1 : FROM busybox\n"}),
+            json!({"stream": " ---> 0123456789ab\n"}),
+            json!({"id": "moby.image.id", "aux": {"ID": id}}),
+            json!({"stream": format!("Successfully built {}\n", &id[7..19])}),
+        ]
+    };
+    messages.iter().map(|m| format!("{m}\r\n")).collect()
 }
 
 /// Sends one request and returns (status, body).
@@ -437,16 +526,26 @@ async fn free_and_own_tags_move_and_a_tag_set_here_stays_movable() {
     assert_eq!(answer.0, 201, "{answer:?}");
     h.forget();
     // Builds, commits and imports of free tags pass; commits and imports get
-    // the owner label as the last change.
-    for target in [
-        "/v1.41/build?t=b-new",
-        "/v1.41/commit?container=c&repo=b-new&changes=ENV+A%3D1",
-        "/v1.41/images/create?fromSrc=-&repo=b-new",
+    // the owner label as the last change. Their tags are not forwarded:
+    // the proxy sets them afterwards.
+    for (target, status) in [
+        ("/v1.41/build?t=b-new", 200),
+        (
+            "/v1.41/commit?container=c&repo=b-new&changes=ENV+A%3D1",
+            201,
+        ),
+        ("/v1.41/images/create?fromSrc=-&repo=b-new", 200),
     ] {
         let answer = call(&h.mine, "POST", target, b"").await;
-        assert_eq!(answer.0, 200, "{target}: {answer:?}");
+        assert_eq!(answer.0, status, "{target}: {answer:?}");
+        assert!(!answer.1.contains("error"), "{target}: {answer:?}");
     }
-    let forwarded = h.forwarded();
+    let forwarded: Vec<Seen> = h
+        .forwarded()
+        .into_iter()
+        .filter(|s| !s.target.contains("/tag?"))
+        .collect();
+    assert_eq!(forwarded.len(), 3, "{forwarded:?}");
     assert!(forwarded[0].target.contains("labels="), "{forwarded:?}");
     for seen in &forwarded[1..] {
         assert!(
@@ -455,6 +554,11 @@ async fn free_and_own_tags_move_and_a_tag_set_here_stays_movable() {
             "{seen:?}"
         );
     }
+    assert!(
+        forwarded.iter().all(|s| !s.target.contains("b-new")),
+        "{forwarded:?}"
+    );
+    assert_eq!(h.tag("b-new:latest").as_deref(), Some(&*h.newest()));
     // rmi of a tag set here passes and is forgotten.
     let answer = call(&h.mine, "DELETE", "/v1.41/images/b-app", b"").await;
     assert_eq!(answer.0, 200, "{answer:?}");
@@ -605,5 +709,178 @@ async fn box_mode_checks_no_tag_and_streams_loads_untouched() {
         h.questions(),
         0,
         "no extra round trip without an owner label"
+    );
+}
+
+/// The requests the proxy made to set tags, in order.
+fn tag_requests(h: &Harness) -> Vec<String> {
+    h.forwarded()
+        .into_iter()
+        .filter(|s| s.target.contains("/tag?"))
+        .map(|s| s.target)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_build_tags_its_image_itself_and_prints_each_tag_as_dockerd_does() {
+    let h = start().await;
+    let answer = call(&h.mine, "POST", "/v1.41/build?t=b-app&t=b-app:v2", b"").await;
+    assert_eq!(answer.0, 200, "{answer:?}");
+    let id = h.newest();
+    let build = &h.forwarded()[0];
+    assert!(
+        build.target.starts_with("/v1.41/build?") && !build.target.contains("t="),
+        "dockerd gets no tag: {build:?}"
+    );
+    assert_eq!(
+        tag_requests(&h),
+        [
+            format!("/v1.41/images/{id}/tag?repo=docker.io%2Flibrary%2Fb-app&tag=latest"),
+            format!("/v1.41/images/{id}/tag?repo=docker.io%2Flibrary%2Fb-app&tag=v2"),
+        ]
+    );
+    assert_eq!(h.tag("b-app:latest").as_deref(), Some(&*id));
+    assert_eq!(h.tag("b-app:v2").as_deref(), Some(&*id));
+    // dockerd's own lines, then the proxy's, in order, and no error.
+    let lines = [
+        format!("Successfully built {}", &id[7..19]),
+        "Successfully tagged b-app:latest".into(),
+        "Successfully tagged b-app:v2".into(),
+    ];
+    let at: Vec<usize> = lines
+        .iter()
+        .map(|l| {
+            answer
+                .1
+                .find(l.as_str())
+                .unwrap_or_else(|| panic!("{l}: {answer:?}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{answer:?}");
+    assert!(!answer.1.contains("error"), "{answer:?}");
+    // Quiet: no "Successfully" lines from the proxy either.
+    let quiet = call(&h.mine, "POST", "/v1.41/build?t=b-q&q=1", b"").await;
+    assert!(!quiet.1.contains("Successfully tagged"), "{quiet:?}");
+    assert_eq!(h.tag("b-q:latest"), Some(h.newest()));
+    // Set here: the tag stays movable by its owner.
+    let answer = call(&h.mine, "POST", "/v1.41/images/mine/tag?repo=b-app", b"").await;
+    assert_eq!(answer.0, 201, "{answer:?}");
+}
+
+/// Starts `target` through job-1's proxy with dockerd holding it at `path`;
+/// meanwhile job-2 takes `b-app:latest`; then lets dockerd answer.
+async fn race(h: &Harness, path: &str, target: &'static str) -> (u16, String) {
+    let release = h.slow(path);
+    let socket = h.mine.clone();
+    let client = tokio::spawn(async move { call(&socket, "POST", target, b"").await });
+    for _ in 0..200 {
+        if h.got(path) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(h.got(path), "dockerd got {target}");
+    // Owner job-2 builds b-app meanwhile (its own proxy checked it free).
+    h.daemon
+        .lock()
+        .unwrap()
+        .tags
+        .insert("b-app:latest".into(), "sha256:theirs0000".into());
+    release.send(()).unwrap();
+    client.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_tag_taken_by_another_owner_during_a_slow_build_is_not_moved() {
+    let h = start().await;
+    let (status, body) = race(&h, "/build", "/v1.41/build?t=b-mine&t=b-app").await;
+    // The stream started well; its last message is the refusal.
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Successfully tagged b-mine:latest"), "{body}");
+    let last = body
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    let last: Value = serde_json::from_str(last.trim()).unwrap_or_else(|_| panic!("{body}"));
+    let error = last["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("dindbox: ")
+            && error.contains("b-app:latest")
+            && error.contains("another owner")
+            && error.contains("built untagged"),
+        "{body}"
+    );
+    assert_eq!(last["errorDetail"]["message"], last["error"]);
+    assert!(!body.contains("Successfully tagged b-app"), "{body}");
+    assert_eq!(h.tag("b-app:latest").as_deref(), Some("sha256:theirs0000"));
+    assert_eq!(h.tag("b-mine:latest"), Some(h.newest()));
+}
+
+#[tokio::test]
+async fn a_tag_taken_during_a_commit_or_an_import_is_not_moved() {
+    let h = start().await;
+    let (status, body) = race(&h, "/commit", "/v1.41/commit?container=c&repo=b-app").await;
+    assert_eq!(status, 403, "{body}");
+    let message: Value = serde_json::from_str(&body).unwrap();
+    let message = message["message"].as_str().unwrap();
+    assert!(
+        message.contains("b-app:latest") && message.contains("committed untagged"),
+        "{message}"
+    );
+    assert_eq!(h.tag("b-app:latest").as_deref(), Some("sha256:theirs0000"));
+    h.daemon.lock().unwrap().tags.remove("b-app:latest");
+
+    let (status, body) = race(
+        &h,
+        "/images/create",
+        "/v1.41/images/create?fromSrc=-&repo=b-app&tag=latest",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&h.newest()) && body.contains(r#""error":"dindbox: "#),
+        "{body}"
+    );
+    assert!(body.contains("imported untagged"), "{body}");
+    assert_eq!(h.tag("b-app:latest").as_deref(), Some("sha256:theirs0000"));
+    assert!(tag_requests(&h).is_empty(), "{:?}", tag_requests(&h));
+}
+
+#[tokio::test]
+async fn commits_and_imports_tag_their_image_themselves() {
+    let h = start().await;
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/commit?container=c&repo=b-c&tag=1",
+        b"",
+    )
+    .await;
+    assert_eq!(answer.0, 201, "{answer:?}");
+    let committed = h.newest();
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer.1).unwrap()["Id"],
+        committed
+    );
+    assert_eq!(h.tag("b-c:1").as_deref(), Some(&*committed));
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/create?fromSrc=-&repo=b-i",
+        b"",
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{answer:?}");
+    assert!(!answer.1.contains("error"), "{answer:?}");
+    let imported = h.newest();
+    assert_eq!(h.tag("b-i:latest").as_deref(), Some(&*imported));
+    assert_eq!(tag_requests(&h).len(), 2, "{:?}", tag_requests(&h));
+    assert!(
+        h.forwarded()
+            .iter()
+            .filter(|s| !s.target.contains("/tag?"))
+            .all(|s| !s.target.contains("repo=")),
+        "{:?}",
+        h.forwarded()
     );
 }

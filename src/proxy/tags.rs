@@ -2,8 +2,12 @@
 //! a request that sets or removes a tag is forwarded, the proxy asks dockerd
 //! what each tag points to now (`GET /images/{tag}/json`) and lets the rules
 //! decide; after it succeeded, it records the tags it set from loads, pulls
-//! and `docker tag`. A `docker load` body is scanned as it streams
-//! ([`loadscan`]) and its end is withheld until its tags are checked.
+//! and `docker tag`. A build, commit or import goes to dockerd without its
+//! tags: the proxy reads the new image id from the answer, checks each tag
+//! again and sets it itself (`POST /images/{id}/tag`), so a tag taken by
+//! another owner while a build ran is not moved. A `docker load` body is
+//! scanned as it streams ([`loadscan`]) and its end is withheld until its
+//! tags are checked.
 //! Only runs with an owner label: in box mode nothing here is called.
 
 #![forbid(unsafe_code)]
@@ -26,13 +30,13 @@ use tracing::warn;
 
 use super::loadscan::{self, Compression, Scanner, Step};
 use super::policy::images::{
-    self, judge, removal, tag_change, tag_of, tag_taken, unreadable_archive, Recorded, Tag,
-    TagChange, Verdict,
+    self, judge, removal, tag_change, tag_of, tag_taken, unreadable_archive, withhold_tags, Maker,
+    MessageScan, Recorded, Tag, TagChange, Verdict,
 };
 use super::policy::owner::Owner;
 use super::policy::Reject;
 use super::route::{encode_param, ApiVersion, Route};
-use super::{empty, strip_hop_by_hop, Body, BoxError, BODY_LIMIT};
+use super::{empty, error_response, full, strip_hop_by_hop, Body, BoxError, BODY_LIMIT};
 
 /// The daemon, as the proxy asks it about image tags.
 pub(super) struct Images {
@@ -57,6 +61,12 @@ pub(super) enum Plan {
     Pulled(Tag),
     /// `docker load`: the body is scanned and held ([`guard_load`]).
     Load(Arc<LoadState>),
+    /// A build, commit or import forwarded without its tags: the proxy
+    /// checks each again and sets it on the id dockerd answers.
+    Make {
+        maker: Maker,
+        tags: Vec<Tag>,
+    },
 }
 
 /// What the load scanner found: its refusal, or the tags it let through.
@@ -88,10 +98,22 @@ impl Images {
         match tag_change(method, route)? {
             TagChange::None => Ok(Plan::None),
             TagChange::Set(tags) => {
-                for tag in &tags {
-                    self.check(tag, "moving the tag").await?;
+                // Checked now so a refusal comes before the work, and again
+                // just before each tag is set.
+                let mut unique: Vec<Tag> = Vec::new();
+                for tag in tags {
+                    self.check(&tag, "moving the tag").await?;
+                    if !unique.contains(&tag) {
+                        unique.push(tag);
+                    }
                 }
-                Ok(Plan::None)
+                match withhold_tags(method, route) {
+                    Some(maker) if !unique.is_empty() => Ok(Plan::Make {
+                        maker,
+                        tags: unique,
+                    }),
+                    _ => Ok(Plan::None),
+                }
             }
             TagChange::Tag { source, tag } => {
                 let Some(image) = self.inspect(&source).await? else {
@@ -193,7 +215,156 @@ impl Images {
                 let tags = lock(&state.tags).clone();
                 Err(self.record_at_end(response, tags))
             }
+            Plan::Make {
+                maker: Maker::Commit,
+                tags,
+            } => Err(self.tag_commit(response, &tags).await),
+            Plan::Make { maker, tags } => Err(self.tag_at_end(response, maker, tags)),
         }
+    }
+
+    /// Sets `tag` on the image `id` if it is still free or the owner's: one
+    /// check immediately before `POST /images/{id}/tag`, then recorded.
+    async fn set_tag(&self, id: &str, tag: &Tag) -> Result<(), Reject> {
+        self.check(tag, "moving the tag").await?;
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("repo", &tag.name)
+            .append_pair("tag", &tag.tag)
+            .finish();
+        let target = format!("/v{}/images/{}/tag?{query}", self.version, encode_param(id));
+        let (status, body) = self.ask(Method::POST, &target, id).await?;
+        if !status.is_success() {
+            return Err(dockerd_error(status, &body, id));
+        }
+        self.remember(tag, id);
+        Ok(())
+    }
+
+    /// Sets `tags` in order, as dockerd would have; stops at the first it
+    /// cannot set. `made` says how the image came about, for the refusal.
+    async fn set_tags(
+        &self,
+        id: &str,
+        tags: &[Tag],
+        made: &str,
+        mut tagged: impl FnMut(&Tag),
+    ) -> Result<(), Reject> {
+        for tag in tags {
+            if let Err(mut reject) = self.set_tag(id, tag).await {
+                reject.message = format!(
+                    "{} (the image was {made} untagged: {})",
+                    reject.message,
+                    short_id(id)
+                );
+                return Err(reject);
+            }
+            tagged(tag);
+        }
+        Ok(())
+    }
+
+    /// A commit's answer is one JSON object: read it, tag its id, and pass
+    /// it on, or a refusal in its place (the image exists, untagged).
+    async fn tag_commit(&self, response: Response<Incoming>, tags: &[Tag]) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let answer = match Limited::new(body, BODY_LIMIT).collect().await {
+            Ok(answer) => answer.to_bytes(),
+            Err(_) => return error_response(&no_id(tags, "committed")),
+        };
+        let Some(id) = images::committed_id(&answer) else {
+            return error_response(&no_id(tags, "committed"));
+        };
+        match self.set_tags(&id, tags, "committed", |_| {}).await {
+            Ok(()) => Response::from_parts(parts, full(answer.to_vec())),
+            Err(reject) => error_response(&reject),
+        }
+    }
+
+    /// A build's or an import's message stream, passed on as it comes and
+    /// scanned for the image id; when it ends well, the tags are set and
+    /// their outcome goes at its end: "Successfully tagged" lines as dockerd
+    /// prints them for a build, or an error message the CLI prints and
+    /// exits non-zero on.
+    fn tag_at_end(
+        self: Arc<Self>,
+        response: Response<Incoming>,
+        maker: Maker,
+        tags: Vec<Tag>,
+    ) -> Response<Body> {
+        let (mut parts, mut body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        // Lines may be added at its end.
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut scan = MessageScan::default();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(BoxError::from);
+                let failed = frame.is_err();
+                if let Some(data) = frame.as_ref().ok().and_then(Frame::data_ref) {
+                    scan.feed(data);
+                }
+                if tx.send(frame).await.is_err() || failed {
+                    return;
+                }
+            }
+            scan.finish();
+            if scan.failed() {
+                return; // dockerd's error is the answer
+            }
+            let made = match maker {
+                Maker::Build { .. } => "built",
+                _ => "imported",
+            };
+            let Some(id) = scan.image_id(maker).map(str::to_string) else {
+                let _ = tx.send(Ok(error_message(&no_id(&tags, made)))).await;
+                return;
+            };
+            let mut lines = Vec::new();
+            let result = self
+                .set_tags(&id, &tags, made, |tag| {
+                    if maker == (Maker::Build { quiet: false }) {
+                        let line = format!("Successfully tagged {}\n", tag.familiar());
+                        lines.push(message_line(&serde_json::json!({ "stream": line })));
+                    }
+                })
+                .await;
+            for line in lines {
+                let _ = tx.send(Ok(line)).await;
+            }
+            if let Err(reject) = result {
+                let _ = tx.send(Ok(error_message(&reject))).await;
+            }
+        });
+        Response::from_parts(parts, ChannelBody(rx).boxed())
+    }
+
+    /// One request to dockerd, its answer read whole.
+    async fn ask(
+        &self,
+        method: Method,
+        target: &str,
+        name: &str,
+    ) -> Result<(StatusCode, Bytes), Reject> {
+        let cannot = || unavailable(name);
+        let request = Request::builder()
+            .method(method)
+            .uri(hyperlocal::Uri::new(&self.socket, target))
+            .body(empty())
+            .map_err(|_| cannot())?;
+        let response = self.client.request(request).await.map_err(|err| {
+            warn!(error = %err, %target, "dockerd did not answer an image check");
+            cannot()
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), BODY_LIMIT)
+            .collect()
+            .await
+            .map_err(|_| cannot())?
+            .to_bytes();
+        Ok((status, body))
     }
 
     fn record_at_end(
@@ -220,48 +391,71 @@ impl Images {
     /// `GET /images/{name}/json`: `None` when dockerd answers 404.
     async fn inspect(&self, name: &str) -> Result<Option<Value>, Reject> {
         let target = format!("/v{}/images/{}/json", self.version, encode_param(name));
-        let cannot = || {
-            Reject {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            rule: images::RULE,
-            message: format!(
-                "dindbox: could not check who owns the image {name:?}: the daemon did not answer; try again in a few seconds"
-            ),
-        }
-        };
-        let request = Request::get(hyperlocal::Uri::new(&self.socket, &target))
-            .body(empty())
-            .map_err(|_| cannot())?;
-        let response = self.client.request(request).await.map_err(|err| {
-            warn!(error = %err, %target, "dockerd did not answer an image check");
-            cannot()
-        })?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), BODY_LIMIT)
-            .collect()
-            .await
-            .map_err(|_| cannot())?
-            .to_bytes();
+        let (status, body) = self.ask(Method::GET, &target, name).await?;
         match status {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => serde_json::from_slice(&body)
                 .map(Some)
-                .map_err(|_| cannot()),
-            status => {
-                let message = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-                    .unwrap_or_else(|| {
-                        format!("dindbox: dockerd answered {status} for image {name:?}")
-                    });
-                Err(Reject {
-                    status,
-                    rule: images::RULE,
-                    message,
-                })
-            }
+                .map_err(|_| unavailable(name)),
+            status => Err(dockerd_error(status, &body, name)),
         }
     }
+}
+
+fn unavailable(name: &str) -> Reject {
+    Reject {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        rule: images::RULE,
+        message: format!(
+            "dindbox: could not check who owns the image {name:?}: the daemon did not answer; try again in a few seconds"
+        ),
+    }
+}
+
+/// dockerd's own error answer about `name`, passed on.
+fn dockerd_error(status: StatusCode, body: &[u8], name: &str) -> Reject {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| format!("dindbox: dockerd answered {status} for image {name:?}"));
+    Reject {
+        status,
+        rule: images::RULE,
+        message,
+    }
+}
+
+/// dockerd's answer named no image id, so no tag was set.
+fn no_id(tags: &[Tag], made: &str) -> Reject {
+    let tags: Vec<String> = tags.iter().map(Tag::familiar).collect();
+    Reject {
+        status: StatusCode::BAD_GATEWAY,
+        rule: images::RULE,
+        message: format!(
+            "dindbox: the daemon's answer named no image id, so the image was {made} untagged; tags not set: {}",
+            tags.join(", ")
+        ),
+    }
+}
+
+/// `sha256:0123456789ab`, as short as the CLI prints ids.
+fn short_id(id: &str) -> &str {
+    let end = id.find(':').map_or(0, |i| i + 1) + 12;
+    id.get(..end).unwrap_or(id)
+}
+
+/// One message of a JSON message stream, as dockerd frames it.
+fn message_line(message: &Value) -> Frame<Bytes> {
+    Frame::data(Bytes::from(format!("{message}\r\n")))
+}
+
+/// An error message at the end of a stream: the CLI prints it and exits
+/// non-zero.
+fn error_message(reject: &Reject) -> Frame<Bytes> {
+    message_line(&serde_json::json!({
+        "errorDetail": { "message": reject.message },
+        "error": reject.message,
+    }))
 }
 
 /// A body fed by a task through a channel.

@@ -181,7 +181,8 @@ fn invalid_reference(text: &str) -> Reject {
 pub enum TagChange {
     None,
     /// `build -t` (every `t`), `commit`, `import`: the new image carries
-    /// the owner label.
+    /// the owner label; the tags are withheld ([`withhold_tags`]) and set by
+    /// the proxy once the image exists.
     Set(Vec<Tag>),
     /// `POST /images/{source}/tag`.
     Tag {
@@ -236,6 +237,53 @@ pub fn tag_change(method: &Method, route: &Route) -> Result<TagChange, Reject> {
         _ => TagChange::None,
     };
     Ok(change)
+}
+
+/// A request that makes an image and tags it: in owner mode its tag
+/// parameters are taken off ([`withhold_tags`]) and the proxy sets the tags
+/// itself on the id dockerd answers, each checked again just before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Maker {
+    /// `POST /build`; `quiet` (`q`): dockerd prints no "Successfully"
+    /// lines, nor does the proxy.
+    Build { quiet: bool },
+    /// `POST /commit`: one JSON answer, `{"Id":"sha256:..."}`.
+    Commit,
+    /// `POST /images/create?fromSrc=`: a message stream ending with
+    /// `{"status":"sha256:..."}`.
+    Import,
+}
+
+/// Takes the tag parameters off a build (`t`), a commit or an import
+/// (`repo`, `tag`), so dockerd makes the image untagged and the tags move
+/// only when the proxy sets them, right after checking them again: a build
+/// can take minutes, and a tag checked at its start may have been taken by
+/// another owner by its end. `None` for any other request.
+pub fn withhold_tags(method: &Method, route: &mut Route) -> Option<Maker> {
+    let import = route.query.first("fromImage").unwrap_or("").is_empty();
+    let maker = match (method, route.pattern) {
+        (&Method::POST, "/build") => Maker::Build {
+            quiet: go_bool(route.query.first("q").unwrap_or("")),
+        },
+        (&Method::POST, "/commit") => Maker::Commit,
+        (&Method::POST, "/images/create") if import => Maker::Import,
+        _ => return None,
+    };
+    let withheld: &[&str] = match maker {
+        Maker::Build { .. } => &["t"],
+        Maker::Commit | Maker::Import => &["repo", "tag"],
+    };
+    route
+        .query
+        .0
+        .retain(|(k, _)| !withheld.contains(&k.as_str()));
+    Some(maker)
+}
+
+/// dockerd's `httputils.BoolValue`.
+fn go_bool(value: &str) -> bool {
+    let value = value.trim().to_lowercase();
+    !matches!(value.as_str(), "" | "0" | "no" | "false" | "none")
 }
 
 /// dockerd's `PullImage(fromImage, tag)`: `tag` wins over a tag in
@@ -457,6 +505,128 @@ impl Recorded {
     }
 }
 
+/// Reads dockerd's JSON message stream (one message a line, as its
+/// `streamformatter` writes them) as it passes to the client: whether it
+/// carried an error, and the image id a build or an import announced.
+/// Only dockerd's own messages count: what a build's `RUN` prints arrives
+/// JSON-escaped inside `stream` strings, never as a message of its own, and
+/// dockerd prints its "Successfully built" line last.
+#[derive(Debug, Default)]
+pub struct MessageScan {
+    line: Vec<u8>,
+    overlong: bool,
+    failed: bool,
+    /// The last `{"aux":{"ID":"sha256:..."}}` (a build, since API 1.30).
+    aux: Option<String>,
+    /// The last `{"stream":"Successfully built <short id>\n"}` (the classic builder).
+    built: Option<String>,
+    /// The last `{"stream":"sha256:...\n"}`: all a quiet build (`q`) prints,
+    /// once it is done (what its steps print is not sent).
+    quiet: Option<String>,
+    /// The last `{"status":"sha256:..."}` (an import).
+    status: Option<String>,
+}
+
+/// A message longer than this is not one the scan looks for: skipped.
+const MESSAGE_LIMIT: usize = 1 << 20;
+
+impl MessageScan {
+    pub fn feed(&mut self, data: &[u8]) {
+        for piece in data.split_inclusive(|b| *b == b'\n') {
+            if !self.overlong {
+                if self.line.len() + piece.len() > MESSAGE_LIMIT {
+                    self.overlong = true;
+                    self.line.clear();
+                } else {
+                    self.line.extend_from_slice(piece);
+                }
+            }
+            if piece.ends_with(b"\n") {
+                self.end_line();
+            }
+        }
+    }
+
+    /// The stream ended: reads a last message without its newline.
+    pub fn finish(&mut self) {
+        self.end_line();
+    }
+
+    fn end_line(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        if std::mem::take(&mut self.overlong) {
+            return;
+        }
+        let Ok(message) = serde_json::from_slice::<Value>(&line) else {
+            return;
+        };
+        let text = |key: &str| message.get(key).and_then(Value::as_str);
+        if message.get("error").is_some_and(|e| !e.is_null())
+            || message.get("errorDetail").is_some_and(|e| !e.is_null())
+        {
+            self.failed = true;
+        }
+        if let Some(id) = message.pointer("/aux/ID").and_then(Value::as_str) {
+            if is_image_id(id) {
+                self.aux = Some(id.to_string());
+            }
+        }
+        if let Some(short) = text("stream")
+            .and_then(|s| s.strip_prefix("Successfully built "))
+            .and_then(|s| s.strip_suffix('\n'))
+        {
+            if !short.is_empty() && short.len() <= 64 && short.bytes().all(is_lower_hex) {
+                self.built = Some(short.to_string());
+            }
+        }
+        if let Some(id) = text("stream")
+            .and_then(|s| s.strip_suffix('\n'))
+            .filter(|s| is_image_id(s))
+        {
+            self.quiet = Some(id.to_string());
+        }
+        if let Some(id) = text("status").filter(|s| is_image_id(s)) {
+            self.status = Some(id.to_string());
+        }
+    }
+
+    /// Whether a message carried an error (dockerd failed the request).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The id of the image the request made: a build's `aux` id, or its
+    /// "Successfully built" short id, or for a quiet build the id it prints
+    /// at the end (dockerd sends nothing else then); an import's last status
+    /// id.
+    pub fn image_id(&self, maker: Maker) -> Option<&str> {
+        match maker {
+            Maker::Build { quiet: true } => self.quiet.as_deref(),
+            Maker::Build { quiet: false } => self.aux.as_deref().or(self.built.as_deref()),
+            Maker::Import => self.status.as_deref(),
+            Maker::Commit => None,
+        }
+    }
+}
+
+/// The id in a commit's answer (`{"Id":"sha256:..."}`).
+pub fn committed_id(answer: &[u8]) -> Option<String> {
+    let answer: Value = serde_json::from_slice(answer).ok()?;
+    image_id(&answer)
+        .filter(|id| is_image_id(id))
+        .map(str::to_string)
+}
+
+/// `sha256:` and 64 lower-case hex digits.
+fn is_image_id(id: &str) -> bool {
+    id.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(is_lower_hex))
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
 /// The files of a `docker load` archive that name tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagFile {
@@ -640,6 +810,90 @@ mod tests {
     fn change(method: Method, target: &str) -> TagChange {
         let route = route(&method, &target.parse().unwrap()).unwrap();
         tag_change(&method, &route).unwrap()
+    }
+
+    #[test]
+    fn builds_commits_and_imports_reach_dockerd_without_their_tags() {
+        let withheld = |target: &str| {
+            let mut route = route(&Method::POST, &target.parse().unwrap()).unwrap();
+            let maker = withhold_tags(&Method::POST, &mut route);
+            (maker, route.target())
+        };
+        assert_eq!(
+            withheld("/v1.41/build?t=app&q=1&t=app:2&labels=x"),
+            (
+                Some(Maker::Build { quiet: true }),
+                "/v1.41/build?q=1&labels=x".into()
+            )
+        );
+        assert_eq!(
+            withheld("/v1.41/build?t=app&q=false").0,
+            Some(Maker::Build { quiet: false })
+        );
+        assert_eq!(
+            withheld("/v1.41/commit?container=c&repo=app&tag=1&changes=X"),
+            (
+                Some(Maker::Commit),
+                "/v1.41/commit?container=c&changes=X".into()
+            )
+        );
+        assert_eq!(
+            withheld("/v1.41/images/create?fromSrc=-&repo=app&tag=1&fromImage="),
+            (
+                Some(Maker::Import),
+                "/v1.41/images/create?fromSrc=-&fromImage=".into()
+            )
+        );
+        assert_eq!(
+            withheld("/v1.41/images/create?fromImage=app&tag=1"),
+            (None, "/v1.41/images/create?fromImage=app&tag=1".into())
+        );
+    }
+
+    #[test]
+    fn the_made_image_id_is_read_from_dockerds_own_messages() {
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let mut build = MessageScan::default();
+        // What RUN prints is escaped inside a stream string.
+        let forged = json!({"stream": format!("{{\"aux\":{{\"ID\":\"{id}\"}}}}\nSuccessfully built 0123\n")});
+        build
+            .feed(format!("{forged}\r\n{{\"stream\":\"Successfully built 0123\"}}\r\n").as_bytes());
+        assert_eq!(build.image_id(Maker::Build { quiet: false }), None);
+        let end = format!(
+            "{{\"aux\":{{\"ID\":\"{id}\"}}}}\r\n{{\"stream\":\"Successfully built ababababab12\\n\"}}\r\n"
+        );
+        // Split anywhere: messages are read whole.
+        for byte in end.as_bytes().chunks(3) {
+            build.feed(byte);
+        }
+        build.finish();
+        assert_eq!(build.image_id(Maker::Build { quiet: false }), Some(&*id));
+        assert!(!build.failed());
+        let mut classic = MessageScan::default();
+        classic.feed(b"{\"stream\":\"Successfully built ababababab12\\n\"}");
+        classic.finish();
+        assert_eq!(
+            classic.image_id(Maker::Build { quiet: false }),
+            Some("ababababab12")
+        );
+        // Quiet (`q`): dockerd sends the id alone, at the end.
+        let mut quiet = MessageScan::default();
+        quiet.feed(format!("{{\"stream\":\"{id}\\n\"}}\r\n").as_bytes());
+        assert_eq!(quiet.image_id(Maker::Build { quiet: true }), Some(&*id));
+        assert_eq!(quiet.image_id(Maker::Build { quiet: false }), None);
+        let mut failed = MessageScan::default();
+        failed.feed(b"{\"errorDetail\":{\"message\":\"x\"},\"error\":\"x\"}\r\n");
+        assert!(failed.failed());
+        let mut import = MessageScan::default();
+        import.feed(
+            format!("{{\"status\":\"Downloading\"}}\r\n{{\"status\":\"{id}\"}}\r\n").as_bytes(),
+        );
+        assert_eq!(import.image_id(Maker::Import), Some(&*id));
+        assert_eq!(
+            committed_id(format!("{{\"Id\":\"{id}\"}}").as_bytes()),
+            Some(id)
+        );
+        assert_eq!(committed_id(b"{\"Id\":\"abc\"}"), None);
     }
 
     #[test]
