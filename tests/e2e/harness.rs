@@ -5,7 +5,8 @@
 //! loudly; without root every test is skipped with a loud message.
 //!
 //! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
-//! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs); each uses a part of it.
+//! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs, tests/e2e_bases.rs);
+//! each uses a part of it.
 
 #![allow(dead_code)]
 
@@ -135,31 +136,30 @@ fn setup_image(image: String, suite: Option<&str>) -> Result<Harness, String> {
     Ok(h)
 }
 
-/// Harnesses for images on other Debian bases, one per suite, built once per
-/// test process.
-static SUITES: Mutex<Vec<(String, &'static Result<Harness, String>)>> = Mutex::new(Vec::new());
+/// The Debian suites scripts/lib.sh debootstraps bases of.
+const SUITES: [&str; 3] = ["bookworm", "trixie", "sid"];
+/// Their harnesses, each built once per test process; two suites build at
+/// once (their debootstraps take minutes the first time).
+static SUITE_HARNESS: [OnceLock<Result<Harness, String>>; 3] =
+    [OnceLock::new(), OnceLock::new(), OnceLock::new()];
 
-/// The harness whose image is `dindbox:dev-<suite>`, built on the
-/// debootstrapped Debian `suite` (trixie, sid; scripts/lib.sh), or `None`
-/// (after a loud message) when not root. `DINDBOX_IMAGE_<SUITE>` names
-/// another tag.
+/// The harness whose image is `dindbox:dev-<suite>` (`DINDBOX_IMAGE_<SUITE>`
+/// names another tag), built on the debootstrapped Debian `suite` (trixie,
+/// sid; scripts/lib.sh), or `None` (after a loud message) when not root.
 pub fn harness_for_suite(suite: &str) -> Option<&'static Harness> {
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("\n!!! dindbox e2e SKIPPED: needs root (see tests/e2e/harness.rs).\n");
         return None;
     }
-    // Held while building: two tests of one suite wait for one build.
-    let mut suites = SUITES.lock().unwrap_or_else(|e| e.into_inner());
-    let built = match suites.iter().find(|(s, _)| s == suite) {
-        Some((_, built)) => *built,
-        None => {
-            let image = std::env::var(format!("DINDBOX_IMAGE_{}", suite.to_uppercase()))
-                .unwrap_or_else(|_| format!("dindbox:dev-{suite}"));
-            let built: &'static _ = Box::leak(Box::new(setup_image(image, Some(suite))));
-            suites.push((suite.to_string(), built));
-            built
-        }
-    };
+    let i = SUITES
+        .iter()
+        .position(|s| *s == suite)
+        .unwrap_or_else(|| panic!("unknown Debian suite {suite:?} (one of {SUITES:?})"));
+    let built = SUITE_HARNESS[i].get_or_init(|| {
+        let image = std::env::var(format!("DINDBOX_IMAGE_{}", suite.to_uppercase()))
+            .unwrap_or_else(|_| format!("dindbox:dev-{suite}"));
+        setup_image(image, Some(suite))
+    });
     match built {
         Ok(h) => Some(h),
         Err(err) => {
