@@ -2,9 +2,12 @@
 # Builds the dindbox image (default tag dindbox:dev) into the daemon in
 # DINDBOX_DOCKER_HOST (else the host's Docker, else the private outer one).
 #
-#   DINDBOX_IMAGE=tag        image tag (default dindbox:dev)
-#   DINDBOX_BASE=image       base image; default: a debootstrapped bookworm
-#                            (dindbox-base:bookworm, made and cached on first use).
+#   DINDBOX_SUITE=suite      the Debian suite of the debootstrapped base: bookworm
+#                            (dockerd 20.10, the default), trixie (26.1) or sid (28.5);
+#                            its base is dindbox-base:<suite>, made and cached on first use.
+#   DINDBOX_IMAGE=tag        image tag (default dindbox:dev on bookworm,
+#                            dindbox:dev-<suite> on the others)
+#   DINDBOX_BASE=image       another base image instead of the debootstrapped one.
 #                            With a registry, DINDBOX_BASE=debian:bookworm-slim works too.
 #   DINDBOX_BINARY=path      use this binary instead of the static `cargo build` below
 #
@@ -47,13 +50,14 @@ context=$DINDBOX_CACHE/context-$(printf %s "$DINDBOX_IMAGE" | tr -c "A-Za-z0-9._
 mkdir -p "$context"
 cp -p image/Dockerfile "$context/Dockerfile"
 cp -p "$binary" "$context/dindbox"
+log=$context.build.log
 
 say "docker build -t $DINDBOX_IMAGE (BASE=$base)"
 t0=$(date +%s)
 previous=$(docker image inspect -f '{{.Id}}' "$DINDBOX_IMAGE" 2>/dev/null || true)
-if ! docker build --build-arg "BASE=$base" -t "$DINDBOX_IMAGE" "$context" >"$DINDBOX_CACHE/build.log" 2>&1; then
-    tail -n 40 "$DINDBOX_CACHE/build.log" >&2
-    die "docker build failed (log: $DINDBOX_CACHE/build.log)"
+if ! docker build --build-arg "BASE=$base" -t "$DINDBOX_IMAGE" "$context" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "docker build failed (log: $log)"
 fi
 # The image this tag named before is garbage now (unless a box still uses it).
 current=$(docker image inspect -f '{{.Id}}' "$DINDBOX_IMAGE")

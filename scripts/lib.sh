@@ -10,12 +10,48 @@ DINDBOX_TEST_DIR=${DINDBOX_TEST_DIR:-/var/lib/dindbox-test}
 DINDBOX_CACHE=${DINDBOX_CACHE:-/var/cache/dindbox}
 DINDBOX_OUTER_DIR=${DINDBOX_OUTER_DIR:-$DINDBOX_TEST_DIR/outer}
 DINDBOX_OUTER_SOCK=$DINDBOX_OUTER_DIR/docker.sock
-DINDBOX_BASE_IMAGE=${DINDBOX_BASE_IMAGE:-dindbox-base:bookworm}
-DINDBOX_IMAGE=${DINDBOX_IMAGE:-dindbox:dev}
-DINDBOX_DEBIAN_MIRROR=${DINDBOX_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# What the debootstrapped base holds; part of the cache key.
+# The Debian suite of the debootstrapped base: bookworm (dockerd 20.10, the default),
+# trixie (26.1) or sid (28.5). Its image is dindbox-base:<suite>.
+DINDBOX_SUITE=${DINDBOX_SUITE:-bookworm}
+DINDBOX_BASE_IMAGE=${DINDBOX_BASE_IMAGE:-dindbox-base:$DINDBOX_SUITE}
+# The image built on it: dindbox:dev on bookworm, dindbox:dev-<suite> on the others.
+if [ "$DINDBOX_SUITE" = bookworm ]; then
+    DINDBOX_IMAGE=${DINDBOX_IMAGE:-dindbox:dev}
+else
+    DINDBOX_IMAGE=${DINDBOX_IMAGE:-dindbox:dev-$DINDBOX_SUITE}
+fi
+
+# Prints the Debian archive this machine's apt uses: the first URI (deb822
+# .sources or one-line sources.list) that serves a suite other than *-security.
+# The project names no mirror of its own; DINDBOX_DEBIAN_MIRROR overrides.
+debian_mirror_from_apt() {
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        # deb822: stanzas split by blank lines; "URIs:" and "Suites:" fields.
+        awk 'function flush() { if (uri != "" && suites != "" && suites !~ /-security/) { print uri; found = 1; exit } uri = ""; suites = "" }
+             /^[[:space:]]*$/ { flush(); next }
+             /^URIs:/ { uri = $2 } /^Suites:/ { $1 = ""; suites = $0 }
+             END { if (!found) flush() }' "$f" | head -n 1
+    done | head -n 1 | grep . && return 0
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+             if ($(i + 1) !~ /-security/) { print $i; exit } }' | grep .
+}
+DINDBOX_DEBIAN_MIRROR=${DINDBOX_DEBIAN_MIRROR:-$(debian_mirror_from_apt || true)}
+
+# What the debootstrapped base of a suite holds (debootstrap --include); part of
+# the cache key. debootstrap installs no Recommends, so docker-cli is named.
 # apparmor: apparmor_parser, which the inner dockerd needs on AppArmor hosts.
-DINDBOX_BASE_PACKAGES=docker.io,iptables,ca-certificates,procps,apparmor
+dindbox_base_packages() {
+    case $1 in
+    bookworm) echo docker.io,iptables,ca-certificates,procps,apparmor ;;
+    trixie) echo docker.io,docker-cli,iptables,ca-certificates,procps,apparmor ;;
+    sid) echo docker.io,docker-cli,docker-buildx,docker-compose,containerd,runc,iptables,ca-certificates,procps,apparmor ;;
+    *) die "unknown Debian suite '$1' (bookworm | trixie | sid)" ;;
+    esac
+}
+DINDBOX_BASE_PACKAGES=$(dindbox_base_packages "$DINDBOX_SUITE" 2>/dev/null || true)
 BUSYBOX_TAR=$DINDBOX_CACHE/busybox.tar
 DINDBOX_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The Debian daemon is 20.10: use its classic builder (no buildx needed).
@@ -292,33 +328,44 @@ use_host_docker_if_any() {
 
 # ---------------------------------------------------------------- images
 
-# Imports a Debian bookworm rootfs (debootstrap, cached as a tarball) as $DINDBOX_BASE_IMAGE.
+# Imports a debootstrapped Debian rootfs of SUITE (default $DINDBOX_SUITE; cached
+# as a tarball under $DINDBOX_CACHE) as IMAGE (default dindbox-base:SUITE).
+# Signatures are checked against the host's debian-archive-keyring; the archive
+# snapshot's expired Valid-Until does not stop debootstrap.
 ensure_base_image() {
-    local key tarball root t0
-    if docker image inspect "$DINDBOX_BASE_IMAGE" >/dev/null 2>&1; then return 0; fi
-    key=$(printf '%s\n' "bookworm minbase $DINDBOX_BASE_PACKAGES" | md5sum | cut -c1-12)
-    tarball=$DINDBOX_CACHE/base-bookworm-$key.tar
+    local suite=${1:-$DINDBOX_SUITE} image=${2:-} packages key tarball root log t0
+    [ -n "$image" ] || if [ "$suite" = "$DINDBOX_SUITE" ]; then image=$DINDBOX_BASE_IMAGE; else image=dindbox-base:$suite; fi
+    if docker image inspect "$image" >/dev/null 2>&1; then return 0; fi
+    packages=$(dindbox_base_packages "$suite") || return 1
+    key=$(printf '%s\n' "$suite minbase $packages" | md5sum | cut -c1-12)
+    tarball=$DINDBOX_CACHE/base-$suite-$key.tar
+    log=$DINDBOX_CACHE/debootstrap-$suite.log
     mkdir -p "$DINDBOX_CACHE"
     if [ ! -s "$tarball" ]; then
-        root=$DINDBOX_CACHE/base-rootfs.tmp
+        [ -n "$DINDBOX_DEBIAN_MIRROR" ] ||
+            die "no Debian mirror in this machine's apt sources; set DINDBOX_DEBIAN_MIRROR" || return 1
+        root=$DINDBOX_CACHE/base-rootfs-$suite.tmp
         rm -rf "$root"
-        say "debootstrapping bookworm with $DINDBOX_BASE_PACKAGES (about a minute or two)"
+        say "debootstrapping $suite with $packages from $DINDBOX_DEBIAN_MIRROR (a few minutes)"
         t0=$(date +%s)
-        debootstrap --variant=minbase --include="$DINDBOX_BASE_PACKAGES" \
-            bookworm "$root" "$DINDBOX_DEBIAN_MIRROR" >"$DINDBOX_CACHE/debootstrap.log" 2>&1 || {
-            tail -n 30 "$DINDBOX_CACHE/debootstrap.log" >&2
-            die "debootstrap failed (log: $DINDBOX_CACHE/debootstrap.log)" || return 1
+        debootstrap --variant=minbase --include="$packages" \
+            "$suite" "$root" "$DINDBOX_DEBIAN_MIRROR" >"$log" 2>&1 || {
+            tail -n 30 "$log" >&2
+            die "debootstrap of $suite failed (log: $log)" || return 1
         }
         # Downloaded .debs and package lists only make the image bigger.
         rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/tmp/*
+        # The archive snapshot's Release files are past Valid-Until: apt in the box
+        # (and the Dockerfile's fallback install) would refuse them.
+        echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99dindbox-snapshot"
         tar --numeric-owner -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
         rm -rf "$root"
-        say "debootstrap took $(($(date +%s) - t0)) s; cached $tarball"
+        say "debootstrap of $suite took $(($(date +%s) - t0)) s; cached $tarball"
     fi
-    say "importing $tarball as $DINDBOX_BASE_IMAGE"
+    say "importing $tarball as $image"
     docker import --change 'CMD ["/bin/bash"]' \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        "$tarball" "$DINDBOX_BASE_IMAGE" >/dev/null
+        "$tarball" "$image" >/dev/null
 }
 
 # Makes busybox:latest (a busybox-static rootfs) in the current DOCKER_HOST and

@@ -103,12 +103,13 @@ fn build_context() -> Vec<u8> {
     tar.into_inner().expect("finish the tar")
 }
 
-/// What the inner dockerd holds, as text to compare.
+/// What the inner dockerd holds, as text to compare. No `Status` ("Up 1 second"):
+/// it changes with the clock; the state, start time and exit code do not.
 fn daemon_state(b: &DindBox) -> String {
     b.exec_ok(&format!(
         "d='{DIRECT}'; \
-         echo containers; $d ps -a --no-trunc --format '{{{{.Names}}}} {{{{.Status}}}}' | sed 's/ ago//' | sort; \
-         for c in $($d ps -aq); do $d inspect -f '{{{{.Name}}}} execs={{{{len .ExecIDs}}}} wd={{{{.Config.WorkingDir}}}} nets={{{{range $k, $v := .NetworkSettings.Networks}}}}{{{{$k}}}},{{{{end}}}}' $c; done | sort; \
+         echo containers; $d ps -a --no-trunc --format '{{{{.Names}}}} {{{{.State}}}}' | sort; \
+         for c in $($d ps -aq); do $d inspect -f '{{{{.Name}}}} started={{{{.State.StartedAt}}}} exit={{{{.State.ExitCode}}}} execs={{{{len .ExecIDs}}}} wd={{{{.Config.WorkingDir}}}} nets={{{{range $k, $v := .NetworkSettings.Networks}}}}{{{{$k}}}},{{{{end}}}}' $c; done | sort; \
          echo networks; $d network ls --format '{{{{.Name}}}} {{{{.ID}}}}' | sort; \
          echo volumes; $d volume ls -q | sort; \
          echo images; $d images -a --no-trunc --format '{{{{.Repository}}}}:{{{{.Tag}}}} {{{{.ID}}}}' | sort"

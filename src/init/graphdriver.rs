@@ -359,6 +359,12 @@ mod tests {
         let err = version_gate(v28).unwrap_err();
         assert!(err.contains("28.2"), "{err}");
         assert!(err.contains("removed graphdriver plugins"), "{err}");
+        // Debian's trixie and sid engines, as their dockerd prints them.
+        let trixie = parse_version("Docker version 26.1.5+dfsg1, build 411e817").unwrap();
+        assert_eq!(version_gate(trixie), Ok(false));
+        let sid = "Docker version 28.5.2+dfsg4, build 3ef3c07c883be49a2e8097bcf6d2952fce1d70eb";
+        assert_eq!(parse_version(sid), Some((28, 5)));
+        assert!(version_gate((28, 5)).is_err());
         assert!(version_gate((1, 12)).is_err());
         assert_eq!(version_gate((1, 13)), Ok(false));
         assert_eq!(parse_version("dockerd: command not found"), None);

@@ -5,7 +5,8 @@
 //! loudly; without root every test is skipped with a loud message.
 //!
 //! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
-//! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs); each uses a part of it.
+//! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs, tests/e2e_bases.rs);
+//! each uses a part of it.
 
 #![allow(dead_code)]
 
@@ -61,28 +62,44 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn setup() -> Result<Harness, String> {
-    let started = Instant::now();
-    // The private outer dockerd, unless DINDBOX_DOCKER_HOST names another daemon.
-    let script = "set -euo pipefail; source scripts/lib.sh; ensure_packages; \
-                  if [ -n \"${DINDBOX_DOCKER_HOST:-}\" ]; then docker_up_any; else outer_docker_up; fi; \
-                  ensure_busybox_image; echo \"DOCKER_HOST=$DOCKER_HOST\"; echo \"BUSYBOX_TAR=$BUSYBOX_TAR\"";
-    let mut cmd = Command::new("bash");
-    cmd.current_dir(repo())
-        .args(["-c", script])
-        .env_remove("DOCKER_HOST");
-    let stdout = run_setup(cmd, "outer dockerd / busybox setup (scripts/lib.sh)")?;
-    let value = |key: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-            .map(str::to_owned)
-            .ok_or_else(|| format!("setup printed no {key}=:\n{stdout}"))
-    };
-    let outer = value("DOCKER_HOST")?;
-    let busybox_tar = PathBuf::from(value("BUSYBOX_TAR")?);
-    let image = std::env::var("DINDBOX_IMAGE").unwrap_or_else(|_| "dindbox:dev".into());
+/// The outer daemon (DOCKER_HOST) and the busybox tarball, set up once per
+/// test process whichever images it uses.
+static OUTER: OnceLock<Result<(String, PathBuf), String>> = OnceLock::new();
 
+fn setup_outer() -> Result<(String, PathBuf), String> {
+    OUTER
+        .get_or_init(|| {
+            // The private outer dockerd, unless DINDBOX_DOCKER_HOST names another daemon.
+            let script = "set -euo pipefail; source scripts/lib.sh; ensure_packages; \
+                          if [ -n \"${DINDBOX_DOCKER_HOST:-}\" ]; then docker_up_any; else outer_docker_up; fi; \
+                          ensure_busybox_image; echo \"DOCKER_HOST=$DOCKER_HOST\"; echo \"BUSYBOX_TAR=$BUSYBOX_TAR\"";
+            let mut cmd = Command::new("bash");
+            cmd.current_dir(repo())
+                .args(["-c", script])
+                .env_remove("DOCKER_HOST");
+            let stdout = run_setup(cmd, "outer dockerd / busybox setup (scripts/lib.sh)")?;
+            let value = |key: &str| {
+                stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("setup printed no {key}=:\n{stdout}"))
+            };
+            Ok((value("DOCKER_HOST")?, PathBuf::from(value("BUSYBOX_TAR")?)))
+        })
+        .clone()
+}
+
+fn setup() -> Result<Harness, String> {
+    let image = std::env::var("DINDBOX_IMAGE").unwrap_or_else(|_| "dindbox:dev".into());
+    setup_image(image, None)
+}
+
+/// The harness for `image`, built by scripts/build-image.sh (on the
+/// debootstrapped base of `suite` when given) unless DINDBOX_E2E_SKIP_BUILD=1.
+fn setup_image(image: String, suite: Option<&str>) -> Result<Harness, String> {
+    let started = Instant::now();
+    let (outer, busybox_tar) = setup_outer()?;
     if std::env::var("DINDBOX_E2E_SKIP_BUILD").as_deref() == Ok("1") {
         eprintln!("dindbox e2e: DINDBOX_E2E_SKIP_BUILD=1, using the existing {image}");
     } else {
@@ -96,6 +113,11 @@ fn setup() -> Result<Harness, String> {
             .arg("scripts/build-image.sh")
             .env("DINDBOX_DOCKER_HOST", &outer)
             .env("DINDBOX_IMAGE", &image);
+        if let Some(suite) = suite {
+            cmd.env("DINDBOX_SUITE", suite)
+                .env_remove("DINDBOX_BASE")
+                .env_remove("DINDBOX_BASE_IMAGE");
+        }
         run_setup(cmd, "scripts/build-image.sh")?;
     }
     let h = Harness {
@@ -115,6 +137,38 @@ fn setup() -> Result<Harness, String> {
         h.image
     );
     Ok(h)
+}
+
+/// The Debian suites scripts/lib.sh debootstraps bases of.
+const SUITES: [&str; 3] = ["bookworm", "trixie", "sid"];
+/// Their harnesses, each built once per test process; two suites build at
+/// once (their debootstraps take minutes the first time).
+static SUITE_HARNESS: [OnceLock<Result<Harness, String>>; 3] =
+    [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+
+/// The harness whose image is `dindbox:dev-<suite>` (`DINDBOX_IMAGE_<SUITE>`
+/// names another tag), built on the debootstrapped Debian `suite` (trixie,
+/// sid; scripts/lib.sh), or `None` (after a loud message) when not root.
+pub fn harness_for_suite(suite: &str) -> Option<&'static Harness> {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("\n!!! dindbox e2e SKIPPED: needs root (see tests/e2e/harness.rs).\n");
+        return None;
+    }
+    let i = SUITES
+        .iter()
+        .position(|s| *s == suite)
+        .unwrap_or_else(|| panic!("unknown Debian suite {suite:?} (one of {SUITES:?})"));
+    let built = SUITE_HARNESS[i].get_or_init(|| {
+        let image = std::env::var(format!("DINDBOX_IMAGE_{}", suite.to_uppercase()))
+            .unwrap_or_else(|_| format!("dindbox:dev-{suite}"));
+        setup_image(image, Some(suite))
+    });
+    match built {
+        Ok(h) => Some(h),
+        Err(err) => {
+            panic!("dindbox e2e harness setup for the {suite} base failed (as root):\n{err}")
+        }
+    }
 }
 
 /// Runs a setup script with its progress and errors going straight to our

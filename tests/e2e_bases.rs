@@ -1,0 +1,107 @@
+//! End to end on the other Debian bases (issue 12, "Image on a current
+//! engine"): the image built on a debootstrapped trixie (dockerd 26.1) and on
+//! a debootstrapped sid (dockerd 28.5, containerd 2.1, runc 1.3), each as
+//! `dindbox:dev-<suite>` (scripts/build-image.sh with `DINDBOX_SUITE`). The
+//! bookworm base (20.10) is what the rest of the e2e suite runs on.
+//!
+//! For each: a box starts; `docker version` through the proxy names the
+//! engine's version and the API the proxy caps it at (1.41, which both
+//! engines still accept); `docker run --rm busybox echo hi` works;
+//! `docker run --privileged` is refused with the `dindbox:` reason and leaves
+//! no container behind; `docker stop` of the box (an inner container that
+//! ignores SIGTERM running) exits 0 within the grace.
+//!
+//! The base is debootstrapped once and cached under $DINDBOX_CACHE (a few
+//! minutes the first time); the image is built once per test process.
+//! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{harness_for_suite, run, DindBox, Volume};
+
+/// The API version the proxy serves today (it caps every request at it).
+const PROXY_API: &str = "1.41";
+
+#[test]
+fn trixie_box_runs_refuses_and_stops() {
+    smoke("trixie", "26.1.");
+}
+
+#[test]
+fn sid_box_runs_refuses_and_stops() {
+    smoke("sid", "28.5.");
+}
+
+fn smoke(suite: &str, engine: &str) {
+    let Some(h) = harness_for_suite(suite) else {
+        return;
+    };
+    let tag = format!("base-{suite}");
+    let vol = Volume::new(h, &tag);
+    let b = DindBox::start(h, &tag, &vol);
+
+    // The engine's own version, the API the proxy caps it at, and the
+    // version the client negotiated down to.
+    let out = b.docker_ok(&[
+        "version",
+        "--format",
+        "{{.Server.Version}} {{.Server.APIVersion}} {{.Client.APIVersion}}",
+    ]);
+    let fields: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert!(
+        fields.len() == 3
+            && fields[0].starts_with(engine)
+            && fields[1] == PROXY_API
+            && fields[2] == PROXY_API,
+        "{suite}: `docker version` through the proxy must show engine {engine}x and API \
+         {PROXY_API} on both sides:\n{out}"
+    );
+    eprintln!("{suite}: engine {} at API {}", fields[0], fields[1]);
+
+    b.load_busybox();
+    let out = b.docker_ok(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert_eq!(out.stdout, "hi\n", "{suite}: busybox echo:\n{out}");
+
+    // A refusal: the proxy's reason, and nothing created.
+    let before = b.docker_ok(&["ps", "-aq"]).stdout;
+    let out = b.docker(&["run", "--rm", "--privileged", "busybox", "true"]);
+    if out.ok() || !out.stderr.contains("dindbox:") {
+        b.fail(&format!(
+            "{suite}: `docker run --privileged` must fail with a `dindbox:` reason:\n{out}"
+        ));
+    }
+    eprintln!("{suite}: --privileged refused: {}", out.stderr.trim());
+    let after = b.docker_ok(&["ps", "-aq"]).stdout;
+    assert_eq!(
+        before, after,
+        "{suite}: a refused `docker run --privileged` must create no container"
+    );
+
+    // An inner container whose PID 1 ignores SIGTERM, so init's drain and
+    // this engine's shutdown both run; the box must stop cleanly within the
+    // outer 10 s grace.
+    b.docker_ok(&["run", "-d", "busybox", "sleep", "1000"]);
+    let started = Instant::now();
+    let out = run(
+        h.outer_cmd(&["stop", &b.name]),
+        None,
+        Duration::from_secs(30),
+    );
+    let took = started.elapsed();
+    b.expect_ok(&out);
+    let code = b.state("{{.State.ExitCode}}");
+    eprintln!(
+        "{suite}: docker stop took {} ms, exit code {code}",
+        took.as_millis()
+    );
+    if code != "0" || took > Duration::from_secs(10) {
+        b.fail(&format!(
+            "{suite}: `docker stop` must stop the box cleanly (exit code 0) within 10 s; \
+             it took {:.1} s and the exit code is {code}",
+            took.as_secs_f64()
+        ));
+    }
+}
