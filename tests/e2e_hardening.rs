@@ -25,7 +25,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use harness::{harness, poll, DindBox, Out, Volume};
+use harness::{harness, DindBox, Out, Volume, DIRECT};
 
 macro_rules! need_harness {
     () => {
@@ -35,10 +35,6 @@ macro_rules! need_harness {
         }
     };
 }
-
-/// The inner dockerd, asked directly (its private socket, from inside the
-/// box), never through a proxy under test.
-const DIRECT: &str = "docker -H unix:///run/dindbox/docker.sock";
 
 /// Where the standalone proxies listen inside the box.
 const STANDALONE_PORT: u16 = 2390;
@@ -114,38 +110,6 @@ fn daemon_state(b: &DindBox) -> String {
          echo volumes; $d volume ls -q | sort; \
          echo images; $d images -a --no-trunc --format '{{{{.Repository}}}}:{{{{.Tag}}}} {{{{.ID}}}}' | sort"
     ))
-}
-
-/// The box's address on the outer bridge.
-fn box_ip(b: &DindBox) -> String {
-    let out =
-        b.h.outer(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &b.name]);
-    let ip = out.stdout.trim().to_owned();
-    assert!(
-        !ip.is_empty(),
-        "the box has no address on the outer bridge:\n{out}"
-    );
-    ip
-}
-
-/// Starts `dindbox proxy` inside the box in front of its private socket,
-/// listening on the box's address; `extra` are more flags.
-fn start_standalone(b: &DindBox, port: u16, extra: &str) -> String {
-    b.exec_ok(&format!(
-        "nohup dindbox proxy --ds /run/dindbox/docker.sock --ls /run/dindbox/standalone-{port}.sock \
-         --listen-tcp 0.0.0.0:{port} {extra} >/tmp/standalone-{port}.log 2>&1 &"
-    ));
-    let addr = format!("{}:{port}", box_ip(b));
-    let ready = poll(Duration::from_secs(20), || {
-        TcpStream::connect(&addr)
-            .ok()
-            .and_then(|_| (send(&addr, "GET", "/_ping", b"", b"").status == 200).then_some(()))
-    });
-    if ready.is_none() {
-        let log = b.exec(&format!("cat /tmp/standalone-{port}.log"));
-        panic!("the standalone proxy on {addr} did not answer within 20 s:\n{log}");
-    }
-    addr
 }
 
 /// The CLI through one of the proxies.
@@ -385,8 +349,8 @@ fn the_review_s_bypasses_are_refused_in_every_mode_and_change_nothing() {
     ));
 
     let published = b.api.strip_prefix("tcp://").expect("a TCP API").to_owned();
-    let owner = start_standalone(&b, STANDALONE_PORT, "--owner-label ci.job=42");
-    let plain = start_standalone(&b, STANDALONE_PORT + 1, "");
+    let owner = b.start_standalone_proxy(STANDALONE_PORT, "--owner-label ci.job=42");
+    let plain = b.start_standalone_proxy(STANDALONE_PORT + 1, "");
     let proxies = [
         Proxy {
             what: "box",

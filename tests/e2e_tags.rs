@@ -17,7 +17,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{harness, poll, DindBox, Out, Volume};
+use harness::{harness, DindBox, Out, Volume, DIRECT};
 
 macro_rules! need_harness {
     () => {
@@ -26,44 +26,6 @@ macro_rules! need_harness {
             None => return,
         }
     };
-}
-
-/// The inner dockerd, asked directly, never through a proxy under test.
-const DIRECT: &str = "docker -H unix:///run/dindbox/docker.sock";
-
-fn box_ip(b: &DindBox) -> String {
-    let out =
-        b.h.outer(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &b.name]);
-    let ip = out.stdout.trim().to_owned();
-    assert!(!ip.is_empty(), "the box has no address:\n{out}");
-    ip
-}
-
-fn ping(addr: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = stream.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
-}
-
-/// Starts `dindbox proxy` inside the box with an owner label.
-fn start_standalone(b: &DindBox, port: u16, owner: &str) -> String {
-    b.exec_ok(&format!(
-        "nohup dindbox proxy --ds /run/dindbox/docker.sock --ls /run/dindbox/tags-{port}.sock \
-         --listen-tcp 0.0.0.0:{port} --owner-label {owner} >/tmp/tags-{port}.log 2>&1 &"
-    ));
-    let addr = format!("{}:{port}", box_ip(b));
-    if poll(Duration::from_secs(20), || ping(&addr).then_some(())).is_none() {
-        panic!(
-            "the standalone proxy on {addr} did not answer:\n{}",
-            b.exec(&format!("cat /tmp/tags-{port}.log"))
-        );
-    }
-    addr
 }
 
 /// The CLI through one of the proxies (classic builder: BuildKit sessions
@@ -180,8 +142,8 @@ fn tags_do_not_move_between_owners() {
     let vol = Volume::new(h, "tags");
     let b = DindBox::start(h, "tags", &vol);
     b.load_busybox();
-    let a = start_standalone(&b, 2392, "ci.job=a");
-    let other = start_standalone(&b, 2393, "ci.job=b");
+    let a = b.start_standalone_proxy(2392, "--owner-label ci.job=a");
+    let other = b.start_standalone_proxy(2393, "--owner-label ci.job=b");
     let dir = tempfile::tempdir().unwrap();
     let saved = std::fs::read(&h.busybox_tar).expect("the busybox tar");
     let write = |name: &str, data: &[u8]| {

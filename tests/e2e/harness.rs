@@ -13,7 +13,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -408,6 +408,22 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The inner dockerd of a box, asked directly (its private socket, from
+/// inside the box), never through a proxy under test.
+pub const DIRECT: &str = "docker -H unix:///run/dindbox/docker.sock";
+
+/// Whether `GET /_ping` at `addr` (TCP, plain HTTP) answers 200.
+pub fn ping(addr: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
 /// Whether a name made by [`unique`] belongs to a test process that is gone.
 pub fn left_by_a_dead_run(name: &str) -> bool {
     let mut parts = name.rsplitn(3, '-');
@@ -620,6 +636,40 @@ impl<'h> DindBox<'h> {
         let out = self.exec(script);
         self.expect_ok(&out);
         out.stdout
+    }
+
+    /// The box's address on the outer bridge.
+    pub fn ip(&self) -> String {
+        let out = self.h.outer(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.IPAddress}}",
+            &self.name,
+        ]);
+        let ip = out.stdout.trim().to_owned();
+        assert!(
+            !ip.is_empty(),
+            "the box has no address on the outer bridge:\n{out}"
+        );
+        ip
+    }
+
+    /// Starts `dindbox proxy` inside the box, in front of its private dockerd
+    /// socket, listening on the box's address (`flags` are more of its
+    /// flags), and answers that address once `/_ping` answers. A request that
+    /// slipped through such a proxy could only reach this box's daemon.
+    pub fn start_standalone_proxy(&self, port: u16, flags: &str) -> String {
+        self.exec_ok(&format!(
+            "nohup dindbox proxy --ds /run/dindbox/docker.sock \
+             --ls /run/dindbox/standalone-{port}.sock --listen-tcp 0.0.0.0:{port} {flags} \
+             >/tmp/standalone-{port}.log 2>&1 &"
+        ));
+        let addr = format!("{}:{port}", self.ip());
+        if poll(Duration::from_secs(20), || ping(&addr).then_some(())).is_none() {
+            let log = self.exec(&format!("cat /tmp/standalone-{port}.log"));
+            panic!("the standalone proxy on {addr} did not answer within 20 s:\n{log}");
+        }
+        addr
     }
 
     /// `docker inspect -f FORMAT` of the box on the outer daemon.
