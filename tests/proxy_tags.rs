@@ -45,6 +45,8 @@ struct Daemon {
     images: Vec<Image>,
     tags: HashMap<String, String>,
     next: usize,
+    /// The tags dockerd read from the manifests of loads.
+    loaded_tags: Vec<String>,
     /// A request to this path waits for the sender to fire or drop (a slow
     /// build, commit or import): the test changes tags meanwhile.
     gate: Option<(String, tokio::sync::oneshot::Receiver<()>)>,
@@ -80,6 +82,7 @@ impl Daemon {
                 ("mine:latest".into(), "sha256:mine000000".into()),
             ]),
             next: 0,
+            loaded_tags: Vec::new(),
             gate: None,
         }
     }
@@ -123,24 +126,40 @@ impl Daemon {
             let Some(body) = body else {
                 return (500, json!({"message": "unexpected EOF"}));
             };
-            let mut tags = Vec::new();
+            // As dockerd 20.10's image/tarexport/load.go: each manifest
+            // entry is an image, tagged with its RepoTags ("Loaded image:
+            // TAG"); when the last had none, one message lists every id.
+            let mut manifest = Value::Null;
             for entry in tar::Archive::new(body).entries().unwrap() {
                 let mut entry = entry.unwrap();
                 if entry.path().unwrap().to_str() == Some("manifest.json") {
-                    let manifest: Value = serde_json::from_reader(&mut entry).unwrap();
-                    for tag in manifest[0]["RepoTags"].as_array().unwrap() {
-                        tags.push(tag.as_str().unwrap().to_string());
-                    }
+                    manifest = serde_json::from_reader(&mut entry).unwrap();
                 }
             }
-            let id = self.new_image(None);
-            for tag in &tags {
-                self.tags.insert(familiar(tag), id.clone());
+            let mut stream = String::new();
+            let mut ids = String::new();
+            let mut last_tagged = false;
+            for item in manifest.as_array().unwrap() {
+                let tags: Vec<String> = item["RepoTags"]
+                    .as_array()
+                    .map(|t| t.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+                    .unwrap_or_default();
+                self.loaded_tags.extend(tags.iter().cloned());
+                let id = self.new_image(None);
+                ids += &format!("Loaded image ID: {id}\n");
+                for tag in &tags {
+                    self.tags.insert(familiar(tag), id.clone());
+                    stream += &format!(
+                        "{}\r\n",
+                        json!({"stream": format!("Loaded image: {tag}\n")})
+                    );
+                }
+                last_tagged = !tags.is_empty();
             }
-            return (
-                200,
-                json!({"stream": format!("Loaded image: {}\n", tags.join(","))}),
-            );
+            if !last_tagged {
+                stream += &format!("{}\r\n", json!({"stream": ids}));
+            }
+            return (200, Value::String(stream));
         }
         // Images made with their tags, as dockerd would tag them if asked.
         let made = |daemon: &mut Daemon, tags: Vec<String>| {
@@ -643,8 +662,30 @@ async fn a_load_of_free_tags_passes_whole_and_its_tags_become_movable() {
         h.forget();
         let answer = call(&h.mine, "POST", "/v1.41/images/load?quiet=1", &body).await;
         assert_eq!(answer.0, 200, "{answer:?}");
-        assert!(answer.1.contains("Loaded image"), "{answer:?}");
+        let shown = if tag.contains(':') {
+            tag.to_string()
+        } else {
+            format!("{tag}:latest")
+        };
+        assert!(
+            answer
+                .1
+                .contains(&format!("{{\"stream\":\"Loaded image: {shown}\\n\"}}")),
+            "{answer:?}"
+        );
+        assert!(!answer.1.contains("Loaded image ID"), "{answer:?}");
+        assert!(!answer.1.contains("error"), "{answer:?}");
         assert!(h.forwarded().iter().all(|s| s.whole), "{:?}", h.forwarded());
+        // dockerd loaded it untagged; the proxy set the tag on its id.
+        assert!(h.daemon.lock().unwrap().loaded_tags.is_empty());
+        assert_eq!(h.tag(&shown), Some(h.newest()));
+        assert!(
+            tag_requests(&h)
+                .iter()
+                .any(|t| t.starts_with(&format!("/v1.41/images/{}/tag?", h.newest()))),
+            "{:?}",
+            tag_requests(&h)
+        );
         // Loaded here: movable and removable by this owner.
         let (repo, t) = tag.split_once(':').unwrap_or((tag, "latest"));
         let target = format!("/v1.41/images/mine/tag?repo={repo}&tag={t}");
@@ -770,9 +811,14 @@ async fn a_build_tags_its_image_itself_and_prints_each_tag_as_dockerd_does() {
 /// Starts `target` through job-1's proxy with dockerd holding it at `path`;
 /// meanwhile job-2 takes `b-app:latest`; then lets dockerd answer.
 async fn race(h: &Harness, path: &str, target: &'static str) -> (u16, String) {
+    race_with(h, path, target, Vec::new()).await
+}
+
+/// [`race`] with a request body.
+async fn race_with(h: &Harness, path: &str, target: &'static str, body: Vec<u8>) -> (u16, String) {
     let release = h.slow(path);
     let socket = h.mine.clone();
-    let client = tokio::spawn(async move { call(&socket, "POST", target, b"").await });
+    let client = tokio::spawn(async move { call(&socket, "POST", target, &body).await });
     for _ in 0..200 {
         if h.got(path) {
             break;
@@ -883,4 +929,127 @@ async fn commits_and_imports_tag_their_image_themselves() {
         "{:?}",
         h.forwarded()
     );
+}
+
+#[tokio::test]
+async fn a_tag_taken_by_another_owner_during_a_slow_load_is_not_moved() {
+    let h = start().await;
+    for (n, body) in [
+        archive(&["b-mine:1", "b-app"]),
+        gzip(&archive(&["b-mine:1", "b-app"])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        h.daemon.lock().unwrap().tags.remove("b-app:latest");
+        h.forget();
+        let (status, body) =
+            race_with(&h, "/images/load", "/v1.41/images/load?quiet=1", body).await;
+        assert_eq!(status, 200, "{n}: {body}");
+        assert!(body.contains("Loaded image: b-mine:1"), "{body}");
+        assert!(!body.contains("Loaded image: b-app"), "{body}");
+        let last = body
+            .lines()
+            .rfind(|l| l.starts_with('{'))
+            .unwrap_or_default();
+        let last: Value = serde_json::from_str(last.trim()).unwrap_or_else(|_| panic!("{body}"));
+        let error = last["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("dindbox: ")
+                && error.contains("b-app:latest")
+                && error.contains("another owner")
+                && error.contains("loaded untagged"),
+            "{body}"
+        );
+        assert_eq!(last["errorDetail"]["message"], last["error"]);
+        assert_eq!(h.tag("b-app:latest").as_deref(), Some("sha256:theirs0000"));
+        assert_eq!(h.tag("b-mine:1"), Some(h.newest()));
+        assert!(
+            h.daemon.lock().unwrap().loaded_tags.is_empty(),
+            "dockerd saw no tag"
+        );
+    }
+}
+
+/// An archive of two images, the second untagged (as `docker save a b`
+/// makes when b has no tag).
+fn two_images(first: &[&str], second: &[&str]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let manifest = json!([
+        {"Config": "c.json", "RepoTags": first, "Layers": []},
+        {"Config": "d.json", "RepoTags": second, "Layers": []},
+    ]);
+    for (name, data) in [
+        ("c.json", b"{}".to_vec()),
+        ("d.json", b"{}".to_vec()),
+        ("manifest.json", manifest.to_string().into_bytes()),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn each_image_of_a_load_gets_its_own_tags_and_untagged_ids_print_as_dockerd_prints_them() {
+    let h = start().await;
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/load",
+        &two_images(&["b-one:1"], &["b-two:2", "b-two:3"]),
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{answer:?}");
+    let ids: Vec<String> = {
+        let d = h.daemon.lock().unwrap();
+        d.images[d.images.len() - 2..]
+            .iter()
+            .map(|i| i.id.clone())
+            .collect()
+    };
+    assert_eq!(h.tag("b-one:1").as_ref(), Some(&ids[0]));
+    assert_eq!(h.tag("b-two:2").as_ref(), Some(&ids[1]));
+    assert_eq!(h.tag("b-two:3").as_ref(), Some(&ids[1]));
+    assert!(
+        answer.1.contains("Loaded image: b-one:1") && answer.1.contains("Loaded image: b-two:3"),
+        "{answer:?}"
+    );
+    assert!(!answer.1.contains("Loaded image ID"), "{answer:?}");
+    // The last image untagged: dockerd lists every id, and so does the proxy.
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/load",
+        &two_images(&["b-three:1"], &[]),
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{answer:?}");
+    assert!(answer.1.contains("Loaded image: b-three:1"), "{answer:?}");
+    assert_eq!(
+        answer.1.matches("Loaded image ID: sha256:").count(),
+        2,
+        "{answer:?}"
+    );
+    // A legacy archive with tags only in `repositories` is refused.
+    let mut tar = tar::Builder::new(Vec::new());
+    let data = br#"{"b-legacy":{"1":"abc"}}"#;
+    let mut hd = tar::Header::new_ustar();
+    hd.set_size(data.len() as u64);
+    hd.set_mode(0o644);
+    hd.set_cksum();
+    tar.append_data(&mut hd, "repositories", &data[..]).unwrap();
+    let (status, answer) = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/load",
+        &tar.into_inner().unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("repositories"), "{answer}");
+    assert_eq!(h.tag("b-legacy:1"), None);
 }

@@ -25,7 +25,9 @@
 use std::collections::HashSet;
 
 use super::gopath::clean_path;
-use super::policy::images::{archive_tags, unreadable_archive, TagFile};
+use super::policy::images::{
+    archive_tags, manifest_entries, strip_archive_tags, unreadable_archive, TagFile,
+};
 use super::policy::Reject;
 
 const BLOCK: usize = 512;
@@ -33,6 +35,9 @@ const BLOCK: usize = 512;
 pub const MAX_TAG_FILE: u64 = 1 << 20;
 /// Go's `maxSpecialFileSize`: the largest PAX header or GNU long name.
 const MAX_SPECIAL: u64 = 1 << 20;
+/// The extended headers (PAX, GNU long names) held before the entry they
+/// name, at most: until that entry's header says whether it is a tag file.
+const MAX_PENDING: usize = 4 << 20;
 /// Entries and links an archive may have (a `docker save` has a handful per layer).
 const MAX_ENTRIES: u64 = 1_000_000;
 const MAX_LINKS: usize = 100_000;
@@ -77,6 +82,32 @@ pub enum Step {
     End(usize),
 }
 
+/// What the archive becomes for dockerd: a piece of the chunk just fed,
+/// as it came, or bytes of the scanner's own (held extended headers, a tag
+/// file with its tags taken out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Input(std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+/// Where the data and padding of the current entry go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Pass,
+    /// An extended header's: held with it.
+    Hold,
+    /// A tag file's: captured, and written again when it ends.
+    Drop,
+}
+
+/// A tag file being read: its header and the extended headers before it.
+#[derive(Debug)]
+struct Held {
+    prefix: Vec<u8>,
+    header: Vec<u8>,
+}
+
 #[derive(Debug)]
 enum Sink {
     Skip,
@@ -105,6 +136,9 @@ pub struct Scanner {
     links: HashSet<String>,
     files: Vec<(TagFile, Vec<u8>)>,
     seen: HashSet<&'static str>,
+    route: Route,
+    pending: Vec<u8>,
+    held: Option<Held>,
 }
 
 impl Default for Scanner {
@@ -130,11 +164,19 @@ impl Scanner {
             links: HashSet::new(),
             files: Vec::new(),
             seen: HashSet::new(),
+            route: Route::Pass,
+            pending: Vec::new(),
+            held: None,
         }
     }
 
-    /// Reads the next bytes of the (uncompressed) archive.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Step, Reject> {
+    /// Reads the next bytes of the (uncompressed) archive, and appends to
+    /// `out` what dockerd gets for them: the same bytes, except that tag
+    /// files come with their tags taken out (a new header, data and
+    /// padding), and that header blocks (and extended headers) come once
+    /// they are whole. At [`Step::End`] everything up to the end marker is
+    /// in `out`.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Piece>) -> Result<Step, Reject> {
         let mut i = 0;
         while i < data.len() {
             if self.ended {
@@ -148,15 +190,17 @@ impl Scanner {
                 if !matches!(self.sink, Sink::Skip) {
                     self.captured.extend_from_slice(&rest[..n]);
                 }
+                self.route_bytes(data, i..i + n, out);
                 self.data_left -= n as u64;
                 i += n;
                 if self.data_left == 0 {
-                    self.entry_done()?;
+                    self.entry_done(out)?;
                 }
                 continue;
             }
             if self.pad_left > 0 {
                 let n = rest.len().min(self.pad_left as usize);
+                self.route_bytes(data, i..i + n, out);
                 self.pad_left -= n as u64;
                 i += n;
                 continue;
@@ -166,7 +210,7 @@ impl Scanner {
             i += n;
             if self.header.len() == BLOCK {
                 let block = std::mem::replace(&mut self.header, Vec::with_capacity(BLOCK));
-                self.block(&block)?;
+                self.block(block, out)?;
                 if self.ended {
                     return Ok(Step::End(i));
                 }
@@ -177,8 +221,14 @@ impl Scanner {
 
     /// The body ended: Go's reader ends cleanly only on a header boundary
     /// (a truncated archive fails the load in dockerd, and here).
+    /// Extended headers with no entry after them are refused too.
     pub fn finish(&self) -> Result<(), Reject> {
-        if self.ended || (self.header.is_empty() && self.data_left == 0 && self.pad_left == 0) {
+        if self.ended
+            || (self.header.is_empty()
+                && self.data_left == 0
+                && self.pad_left == 0
+                && self.pending.is_empty())
+        {
             Ok(())
         } else {
             Err(unreadable_archive("the archive is truncated"))
@@ -194,14 +244,50 @@ impl Scanner {
         Ok(tags)
     }
 
-    fn block(&mut self, block: &[u8]) -> Result<(), Reject> {
+    /// The tags of each image of the archive's `manifest.json`, in order;
+    /// `None` without one.
+    pub fn manifest(&self) -> Result<Option<Vec<Vec<String>>>, Reject> {
+        match self.files.iter().find(|(f, _)| *f == TagFile::Manifest) {
+            Some((_, content)) => manifest_entries(content).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The tags of one of the archive's tag files (none without it).
+    pub fn tags_of(&self, file: TagFile) -> Result<Vec<String>, Reject> {
+        match self.files.iter().find(|(f, _)| *f == file) {
+            Some((_, content)) => archive_tags(file, content),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn route_bytes(&mut self, data: &[u8], range: std::ops::Range<usize>, out: &mut Vec<Piece>) {
+        match self.route {
+            Route::Pass => push_input(out, range),
+            Route::Hold => self.pending.extend_from_slice(&data[range]),
+            Route::Drop => {}
+        }
+    }
+
+    /// Held extended headers that turned out not to name a tag file, then
+    /// `block`, go out as they came.
+    fn pass_block(&mut self, block: Vec<u8>, out: &mut Vec<Piece>) {
+        let mut bytes = std::mem::take(&mut self.pending);
+        bytes.extend_from_slice(&block);
+        out.push(Piece::Owned(bytes));
+        self.route = Route::Pass;
+    }
+
+    fn block(&mut self, block: Vec<u8>, out: &mut Vec<Piece>) -> Result<(), Reject> {
         if block.iter().all(|&b| b == 0) {
             if self.zero_block {
                 self.ended = true;
             }
             self.zero_block = true;
+            self.pass_block(block, out);
             return Ok(());
         }
+        let block = &block[..];
         if self.zero_block {
             return Err(bad_header("a zero block followed by more data"));
         }
@@ -235,15 +321,33 @@ impl Scanner {
                     b'L' => Sink::LongName,
                     _ => Sink::LongLink,
                 };
-                self.start_data(size)
+                if typeflag == b'g' {
+                    // An entry of its own: what was held goes on.
+                    self.pass_block(block.to_vec(), out);
+                } else {
+                    let total = self.pending.len() as u64 + BLOCK as u64 + size + BLOCK as u64;
+                    if total > MAX_PENDING as u64 {
+                        return Err(bad_header("too many extended headers before one entry"));
+                    }
+                    self.pending.extend_from_slice(block);
+                    self.route = Route::Hold;
+                }
+                self.start_data(size, out)
             }
-            _ => self.entry(name, typeflag, size),
+            _ => self.entry(block, name, typeflag, size, out),
         }
     }
 
     /// A file, directory or link: the PAX records and GNU long name read
     /// before it apply (the long name wins over a PAX path, as in Go).
-    fn entry(&mut self, mut name: String, mut typeflag: u8, mut size: u64) -> Result<(), Reject> {
+    fn entry(
+        &mut self,
+        block: &[u8],
+        mut name: String,
+        mut typeflag: u8,
+        mut size: u64,
+        out: &mut Vec<Piece>,
+    ) -> Result<(), Reject> {
         if let Some(path) = self.pax_path.take() {
             name = path;
         }
@@ -299,25 +403,36 @@ impl Scanner {
                 )));
             }
             self.sink = Sink::File(file);
+            self.held = Some(Held {
+                prefix: std::mem::take(&mut self.pending),
+                header: block.to_vec(),
+            });
+            self.route = Route::Drop;
+        } else {
+            self.pass_block(block.to_vec(), out);
         }
-        self.start_data(if header_only { 0 } else { size })
+        self.start_data(if header_only { 0 } else { size }, out)
     }
 
-    fn start_data(&mut self, size: u64) -> Result<(), Reject> {
+    fn start_data(&mut self, size: u64, out: &mut Vec<Piece>) -> Result<(), Reject> {
         self.captured.clear();
         self.data_left = size;
         self.pad_left = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
         if size == 0 {
-            self.entry_done()?;
+            self.entry_done(out)?;
         }
         Ok(())
     }
 
-    fn entry_done(&mut self) -> Result<(), Reject> {
+    fn entry_done(&mut self, out: &mut Vec<Piece>) -> Result<(), Reject> {
         let data = std::mem::take(&mut self.captured);
         match std::mem::replace(&mut self.sink, Sink::Skip) {
             Sink::Skip => {}
-            Sink::File(file) => self.files.push((file, data)),
+            Sink::File(file) => {
+                let held = self.held.take().expect("a tag file's header is held");
+                out.push(Piece::Owned(rewrite(file, held, &data)?));
+                self.files.push((file, data));
+            }
             Sink::LongName => self.long_name = Some(go_string(&data)),
             Sink::LongLink => {}
             Sink::Pax => {
@@ -336,6 +451,56 @@ impl Scanner {
         }
         Ok(())
     }
+}
+
+fn push_input(out: &mut Vec<Piece>, range: std::ops::Range<usize>) {
+    if range.is_empty() {
+        return;
+    }
+    if let Some(Piece::Input(last)) = out.last_mut() {
+        if last.end == range.start {
+            last.end = range.end;
+            return;
+        }
+    }
+    out.push(Piece::Input(range));
+}
+
+/// A tag file's entry as dockerd gets it: unchanged when it names no tag
+/// dockerd would set; else its data without the tags, under its own header
+/// with the new size and checksum, or, when extended headers named it (a
+/// PAX `path` or `size`, a GNU long name), under a plain USTAR header with
+/// its cleaned name (where dockerd's untar puts it either way), the
+/// extended headers dropped. Padded to a block.
+fn rewrite(file: TagFile, held: Held, data: &[u8]) -> Result<Vec<u8>, Reject> {
+    let pad = |bytes: &mut Vec<u8>| {
+        let len = bytes.len();
+        bytes.resize(len.div_ceil(BLOCK) * BLOCK, 0);
+    };
+    let Some(stripped) = strip_archive_tags(file, data)? else {
+        let mut bytes = held.prefix;
+        bytes.extend_from_slice(&held.header);
+        bytes.extend_from_slice(data);
+        pad(&mut bytes);
+        return Ok(bytes);
+    };
+    let mut header = if held.prefix.is_empty() {
+        tar::Header::from_byte_slice(&held.header).clone()
+    } else {
+        let mut header = tar::Header::new_ustar();
+        header
+            .set_path(file.name())
+            .map_err(|_| bad_header("a tag file name"))?;
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header
+    };
+    header.set_size(stripped.len() as u64);
+    header.set_cksum();
+    let mut bytes = header.as_bytes().to_vec();
+    bytes.extend_from_slice(&stripped);
+    pad(&mut bytes);
+    Ok(bytes)
 }
 
 /// A PAX header's `path` and `size` (records parsed by `tar::PaxExtensions`;
@@ -468,19 +633,206 @@ mod tests {
         tar.append_data(&mut h, name, data).unwrap();
     }
 
-    fn scan(archive: &[u8], chunk: usize) -> Result<(Vec<String>, Option<usize>), Reject> {
+    /// The archive as dockerd gets it, through the scanner in chunks.
+    fn pass(archive: &[u8], chunk: usize) -> Result<(Scanner, Vec<u8>, Option<usize>), Reject> {
         let mut scanner = Scanner::new();
         let mut end = None;
+        let mut out = Vec::new();
         for (n, piece) in archive.chunks(chunk).enumerate() {
-            if let Step::End(at) = scanner.feed(piece)? {
+            let mut pieces = Vec::new();
+            let step = scanner.feed(piece, &mut pieces)?;
+            for p in pieces {
+                match p {
+                    Piece::Input(r) => out.extend_from_slice(&piece[r]),
+                    Piece::Owned(b) => out.extend_from_slice(&b),
+                }
+            }
+            if let Step::End(at) = step {
                 end = Some(n * chunk + at);
+                out.extend_from_slice(&piece[at..]);
                 break;
             }
         }
         if end.is_none() {
             scanner.finish()?;
         }
+        Ok((scanner, out, end))
+    }
+
+    fn scan(archive: &[u8], chunk: usize) -> Result<(Vec<String>, Option<usize>), Reject> {
+        let (scanner, _, end) = pass(archive, chunk)?;
         Ok((scanner.tags()?, end))
+    }
+
+    /// Each entry's path and data, as the tar crate reads the archive.
+    fn entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut tar = tar::Archive::new(archive);
+        tar.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+                (path, data)
+            })
+            .collect()
+    }
+
+    fn manifest_of(archive: &[u8]) -> serde_json::Value {
+        let (_, data) = entries(archive)
+            .into_iter()
+            .find(|(p, _)| p == "manifest.json")
+            .unwrap();
+        serde_json::from_slice(&data).unwrap()
+    }
+
+    #[test]
+    fn the_manifest_goes_on_without_its_tags_and_everything_else_unchanged() {
+        let short = br#"[{"Config":"c.json","RepoTags":[],"Layers":[]}]"#;
+        let long = format!(
+            r#"[{{"Config":"c.json","RepoTags":["{}:latest","b:2"],"Layers":["abc/layer.tar"]}},{{"Config":"d.json","RepoTags":["two:1"],"Layers":[]}}]"#,
+            "x".repeat(700)
+        );
+        for manifest in [MANIFEST, long.as_bytes(), short] {
+            let mut tar = tar::Builder::new(Vec::new());
+            file(&mut tar, "abc/layer.tar", &[7; 1500]);
+            file(&mut tar, "manifest.json", manifest);
+            file(&mut tar, "c.json", b"{}");
+            let archive = tar.into_inner().unwrap();
+            for chunk in [1, 100, 512, 4096, archive.len()] {
+                let (scanner, out, end) = pass(&archive, chunk).unwrap();
+                assert_eq!(end, Some(archive.len()));
+                let tags: Vec<Vec<String>> = scanner.manifest().unwrap().unwrap();
+                let original: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+                assert_eq!(tags.len(), original.as_array().unwrap().len());
+                // The tar crate checks every header's checksum.
+                let (before, after) = (entries(&archive), entries(&out));
+                assert_eq!(before.len(), after.len());
+                for ((p1, d1), (p2, d2)) in before.iter().zip(&after) {
+                    assert_eq!(p1, p2);
+                    if p1 != "manifest.json" {
+                        assert_eq!(d1, d2, "{p1} unchanged");
+                    }
+                }
+                let mut expected = original.clone();
+                for item in expected
+                    .as_array_mut()
+                    .unwrap()
+                    .iter_mut()
+                    .filter(|_| manifest != short)
+                {
+                    item.as_object_mut().unwrap().remove("RepoTags");
+                }
+                assert_eq!(manifest_of(&out), expected, "chunk {chunk}");
+                if manifest == short {
+                    assert!(out == archive, "nothing to take out: byte-identical");
+                } else {
+                    // Only the manifest entry changed: the bytes before it are identical.
+                    assert!(out[..2048] == archive[..2048]);
+                    assert_ne!(out.len(), 0);
+                }
+            }
+        }
+        // Two images, each with its own tags, in order.
+        let mut tar = tar::Builder::new(Vec::new());
+        file(&mut tar, "manifest.json", long.as_bytes());
+        let (scanner, out, _) = pass(&tar.into_inner().unwrap(), 333).unwrap();
+        assert_eq!(
+            scanner.manifest().unwrap().unwrap(),
+            vec![
+                vec![format!("{}:latest", "x".repeat(700)), "b:2".into()],
+                vec!["two:1".to_string()]
+            ]
+        );
+        assert_eq!(
+            scan(&out, 512).unwrap().0,
+            Vec::<String>::new(),
+            "dockerd sees no tag"
+        );
+    }
+
+    #[test]
+    fn a_manifest_named_by_pax_or_gnu_headers_is_rewritten_under_a_plain_header() {
+        // PAX path and size.
+        let mut tar = tar::Builder::new(Vec::new());
+        let size = MANIFEST.len().to_string();
+        tar.append_pax_extensions([("path", &b"manifest.json"[..]), ("size", size.as_bytes())])
+            .unwrap();
+        let mut h = header("innocent.txt", tar::EntryType::Regular, 0);
+        h.set_size(0);
+        h.set_cksum();
+        // The header says 0 bytes, PAX says the real size: write the data raw.
+        let mut raw = tar.into_inner().unwrap();
+        raw.truncate(raw.len() - 1024); // the end marker
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(MANIFEST);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+        let mut more = tar::Builder::new(Vec::new());
+        file(&mut more, "c.json", b"{}");
+        raw.extend(more.into_inner().unwrap());
+        let (_, out, _) = pass(&raw, 200).unwrap();
+        assert_eq!(
+            manifest_of(&out),
+            serde_json::json!([{"Config":"c.json","Layers":[]}])
+        );
+        assert_eq!(entries(&out).len(), 2);
+        assert_eq!(scan(&out, 512).unwrap().0, Vec::<String>::new());
+
+        // GNU long name.
+        let mut tar = tar::Builder::new(Vec::new());
+        let long = b"manifest.json\0";
+        let mut l = tar::Header::new_gnu();
+        l.set_path("././@LongLink").unwrap();
+        l.set_entry_type(tar::EntryType::GNULongName);
+        l.set_size(long.len() as u64);
+        l.set_cksum();
+        tar.append(&l, &long[..]).unwrap();
+        let h = header(
+            "innocent.txt",
+            tar::EntryType::Regular,
+            MANIFEST.len() as u64,
+        );
+        tar.append(&h, MANIFEST).unwrap();
+        let (_, out, _) = pass(&tar.into_inner().unwrap(), 100).unwrap();
+        assert_eq!(
+            manifest_of(&out),
+            serde_json::json!([{"Config":"c.json","Layers":[]}])
+        );
+        assert_eq!(entries(&out).len(), 1);
+
+        // Extended headers before another entry pass unchanged.
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.append_pax_extensions([("path", &b"some/long/layer.tar"[..])])
+            .unwrap();
+        let h = header("layer.tar", tar::EntryType::Regular, 3);
+        tar.append(&h, &b"abc"[..]).unwrap();
+        let archive = tar.into_inner().unwrap();
+        assert!(pass(&archive, 77).unwrap().1 == archive);
+    }
+
+    #[test]
+    fn index_names_are_taken_out_and_repositories_passes() {
+        let mut tar = tar::Builder::new(Vec::new());
+        file(&mut tar, "repositories", br#"{"app":{"v1":"x"}}"#);
+        file(
+            &mut tar,
+            "index.json",
+            br#"{"manifests":[{"annotations":{"io.containerd.image.name":"b:2","x":"y"}}]}"#,
+        );
+        let archive = tar.into_inner().unwrap();
+        let (scanner, out, _) = pass(&archive, 64).unwrap();
+        assert_eq!(scanner.tags_of(TagFile::Repositories).unwrap(), ["app:v1"]);
+        assert!(scanner.manifest().unwrap().is_none());
+        assert_eq!(scan(&out, 512).unwrap().0, ["app:v1"]);
+        let (_, index) = entries(&out)
+            .into_iter()
+            .find(|(p, _)| p == "index.json")
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&index).unwrap(),
+            serde_json::json!({"manifests":[{"annotations":{"x":"y"}}]})
+        );
     }
 
     fn saved() -> Vec<u8> {

@@ -28,10 +28,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::loadscan::{self, Compression, Scanner, Step};
+use super::loadscan::{self, Compression, Piece, Scanner, Step};
 use super::policy::images::{
-    self, judge, removal, tag_change, tag_of, tag_taken, unreadable_archive, withhold_tags, Maker,
-    MessageScan, Recorded, Tag, TagChange, Verdict,
+    self, judge, loaded_ids, pair_loaded, removal, tag_change, tag_of, tag_taken,
+    unreadable_archive, withhold_tags, Maker, MessageScan, Recorded, Tag, TagChange, TagFile,
+    Verdict,
 };
 use super::policy::owner::Owner;
 use super::policy::Reject;
@@ -69,11 +70,12 @@ pub(super) enum Plan {
     },
 }
 
-/// What the load scanner found: its refusal, or the tags it let through.
+/// What the load scanner found: its refusal, or the tags of each image of
+/// the manifest it let through (without them).
 #[derive(Default)]
 pub(super) struct LoadState {
     refusal: Mutex<Option<Reject>>,
-    tags: Mutex<Vec<Tag>>,
+    entries: Mutex<Vec<Vec<Tag>>>,
 }
 
 impl Plan {
@@ -212,8 +214,11 @@ impl Images {
             }
             Plan::Pulled(tag) => Err(self.record_at_end(response, vec![tag])),
             Plan::Load(state) => {
-                let tags = lock(&state.tags).clone();
-                Err(self.record_at_end(response, tags))
+                let entries = lock(&state.entries).clone();
+                if entries.iter().all(Vec::is_empty) {
+                    return Ok(response);
+                }
+                Err(self.tag_loaded(response, entries))
             }
             Plan::Make {
                 maker: Maker::Commit,
@@ -336,6 +341,104 @@ impl Images {
             }
             if let Err(reject) = result {
                 let _ = tx.send(Ok(error_message(&reject))).await;
+            }
+        });
+        Response::from_parts(parts, ChannelBody(rx).boxed())
+    }
+
+    /// A load's answer, passed on message by message, except the
+    /// `Loaded image ID` message dockerd prints for images it loaded without
+    /// tags (all of them here, one id per manifest entry, in order): the
+    /// proxy checks and sets each entry's tags on its id, and prints
+    /// `Loaded image: TAG` as dockerd would have, or an error the CLI prints
+    /// and exits non-zero on.
+    fn tag_loaded(
+        self: Arc<Self>,
+        response: Response<Incoming>,
+        entries: Vec<Vec<Tag>>,
+    ) -> Response<Body> {
+        let (mut parts, mut body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut scan = MessageScan::default();
+            let mut line: Vec<u8> = Vec::new();
+            let mut ids: Vec<String> = Vec::new();
+            let mut id_lines: Vec<Bytes> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let data = match frame {
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => data,
+                        Err(_) => continue,
+                    },
+                    Err(err) => {
+                        let _ = tx.send(Err(BoxError::from(err))).await;
+                        return;
+                    }
+                };
+                scan.feed(&data);
+                let mut out = Vec::new();
+                for piece in data.split_inclusive(|b| *b == b'\n') {
+                    line.extend_from_slice(piece);
+                    if !piece.ends_with(b"\n") && line.len() <= LOAD_LINE_LIMIT {
+                        continue;
+                    }
+                    let whole = std::mem::take(&mut line);
+                    match loaded_ids(&whole) {
+                        Some(found) => {
+                            ids.extend(found);
+                            id_lines.push(Bytes::from(whole));
+                        }
+                        None => out.extend_from_slice(&whole),
+                    }
+                }
+                if !out.is_empty() && tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
+                    return;
+                }
+            }
+            scan.finish();
+            if !line.is_empty() {
+                let _ = tx.send(Ok(Frame::data(Bytes::from(line)))).await;
+            }
+            if scan.failed() {
+                for id_line in id_lines {
+                    let _ = tx.send(Ok(Frame::data(id_line))).await;
+                }
+                return; // dockerd's error is the answer
+            }
+            let all: Vec<Tag> = entries.iter().flatten().cloned().collect();
+            let Some(loaded) = pair_loaded(&entries, &ids) else {
+                let _ = tx.send(Ok(error_message(&no_id(&all, "loaded")))).await;
+                return;
+            };
+            let mut lines = Vec::new();
+            let mut result = Ok(());
+            for (id, tags) in &loaded {
+                result = self
+                    .set_tags(id, tags, "loaded", |tag| {
+                        let line = format!("Loaded image: {}\n", tag.familiar());
+                        lines.push(message_line(&serde_json::json!({ "stream": line })));
+                    })
+                    .await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            for line in lines {
+                let _ = tx.send(Ok(line)).await;
+            }
+            match result {
+                // dockerd prints the ids when the last image had no tag.
+                Ok(()) if entries.last().is_some_and(Vec::is_empty) => {
+                    for id_line in id_lines {
+                        let _ = tx.send(Ok(Frame::data(id_line))).await;
+                    }
+                }
+                Ok(()) => {}
+                Err(reject) => {
+                    let _ = tx.send(Ok(error_message(&reject))).await;
+                }
             }
         });
         Response::from_parts(parts, ChannelBody(rx).boxed())
@@ -473,6 +576,9 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// A line of a load's answer longer than this is passed on in pieces.
+const LOAD_LINE_LIMIT: usize = 1 << 20;
+
 /// The body of a `docker load` as dockerd gets it in owner mode: the
 /// archive (decompressed by the proxy when it was gzip), forwarded as it is
 /// scanned, with its last byte (or the last byte of its end marker) held
@@ -592,6 +698,7 @@ async fn pump_load(
         }
     });
     let mut scanner = Scanner::new();
+    let mut pieces = Vec::new();
     // The first bytes of what dockerd gets: it would decompress again
     // what starts like a compressed stream.
     let mut start: Vec<u8> = Vec::with_capacity(loadscan::DETECT_BYTES);
@@ -611,24 +718,31 @@ async fn pump_load(
             send(tx, chunk).await;
             continue;
         }
-        match scanner.feed(&chunk)? {
-            Step::More => {
-                if let Some(byte) = held.take() {
-                    send(tx, byte).await;
-                }
-                let last = chunk.len() - 1;
-                send(tx, chunk.slice(..last)).await;
-                held = Some(chunk.slice(last..));
+        pieces.clear();
+        let step = scanner.feed(&chunk, &mut pieces)?;
+        // Everything but the last byte goes on.
+        for piece in pieces.drain(..) {
+            let piece = match piece {
+                Piece::Input(range) => chunk.slice(range),
+                Piece::Owned(bytes) => Bytes::from(bytes),
+            };
+            if piece.is_empty() {
+                continue;
             }
-            Step::End(end) => {
-                if let Some(byte) = held.take() {
-                    send(tx, byte).await;
-                }
-                send(tx, chunk.slice(..end - 1)).await;
-                check_load(&scanner, images, state).await?;
-                send(tx, chunk.slice(end - 1..)).await;
-                released = true;
+            if let Some(byte) = held.take() {
+                send(tx, byte).await;
             }
+            let last = piece.len() - 1;
+            send(tx, piece.slice(..last)).await;
+            held = Some(piece.slice(last..));
+        }
+        if let Step::End(end) = step {
+            check_load(&scanner, images, state).await?;
+            if let Some(byte) = held.take() {
+                send(tx, byte).await;
+            }
+            send(tx, chunk.slice(end..)).await;
+            released = true;
         }
     }
     if !released {
@@ -656,18 +770,41 @@ async fn send(tx: &Sender, data: Bytes) {
     }
 }
 
+/// Checks the tags of a whole archive (dockerd got it without them): those
+/// of its `manifest.json`, which the proxy sets once dockerd has loaded the
+/// images. An archive with tags only in the legacy `repositories` (which
+/// dockerd reads without a `manifest.json`) is refused; `index.json` names
+/// went to dockerd stripped (dockerd 20.10 ignores the file, the
+/// containerd image store would have tagged with them).
 async fn check_load(scanner: &Scanner, images: &Images, state: &LoadState) -> Result<(), Reject> {
-    let mut tags: Vec<Tag> = Vec::new();
-    for text in scanner.tags()? {
-        let tag = tag_of(&text)?;
-        if !tags.contains(&tag) {
-            tags.push(tag);
+    scanner.tags()?;
+    let Some(manifest) = scanner.manifest()? else {
+        if !scanner.tags_of(TagFile::Repositories)?.is_empty() {
+            return Err(unreadable_archive(
+                "its tags are in a legacy `repositories` file without a manifest.json, which the proxy cannot take out of the load",
+            ));
         }
+        return Ok(());
+    };
+    let mut entries = Vec::with_capacity(manifest.len());
+    let mut unique: Vec<Tag> = Vec::new();
+    for texts in manifest {
+        let mut tags: Vec<Tag> = Vec::new();
+        for text in texts {
+            let tag = tag_of(&text)?;
+            if !unique.contains(&tag) {
+                unique.push(tag.clone());
+            }
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        entries.push(tags);
     }
-    for tag in &tags {
+    for tag in &unique {
         images.check(tag, "loading an image tagged").await?;
     }
-    *lock(&state.tags) = tags;
+    *lock(&state.entries) = entries;
     Ok(())
 }
 

@@ -739,6 +739,110 @@ pub fn archive_tags(file: TagFile, content: &[u8]) -> Result<Vec<String>, Reject
     Ok(tags)
 }
 
+/// The names an OCI `index.json` gives its images (what dockerd's
+/// containerd image store tags them with).
+const INDEX_NAMES: [&str; 2] = [
+    "io.containerd.image.name",
+    "org.opencontainers.image.ref.name",
+];
+
+/// A tag file with its tags taken out, for dockerd to load the images
+/// untagged (the proxy tags them afterwards): `manifest.json` without any
+/// spelling of `RepoTags`, `index.json` without the name annotations.
+/// `None` when there is nothing to take out (the file passes unchanged);
+/// `repositories` always passes (dockerd reads it only when there is no
+/// `manifest.json`, and such an archive with tags is refused).
+pub fn strip_archive_tags(file: TagFile, content: &[u8]) -> Result<Option<Vec<u8>>, Reject> {
+    // Refuses what the tag check would refuse; without tags, unchanged.
+    if archive_tags(file, content)?.is_empty() {
+        return Ok(None);
+    }
+    let Ok(mut json) = Json::parse(content) else {
+        return Ok(None);
+    };
+    let mut changed = false;
+    match (file, &mut json) {
+        (TagFile::Manifest, Json::Array(items)) => {
+            for item in items {
+                if let Json::Object(fields) = item {
+                    let before = fields.len();
+                    fields.retain(|(k, _)| !fold_eq(k, "RepoTags"));
+                    changed |= fields.len() != before;
+                }
+            }
+        }
+        (TagFile::Index, Json::Object(fields)) => {
+            for (_, manifests) in fields.iter_mut().filter(|(k, _)| fold_eq(k, "manifests")) {
+                let Json::Array(manifests) = manifests else {
+                    continue;
+                };
+                for manifest in manifests {
+                    let Json::Object(manifest) = manifest else {
+                        continue;
+                    };
+                    for (_, annotations) in manifest
+                        .iter_mut()
+                        .filter(|(k, _)| fold_eq(k, "annotations"))
+                    {
+                        let Json::Object(annotations) = annotations else {
+                            continue;
+                        };
+                        let before = annotations.len();
+                        annotations.retain(|(k, _)| !INDEX_NAMES.contains(&k.as_str()));
+                        changed |= annotations.len() != before;
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(changed.then(|| json.to_vec()))
+}
+
+/// The tags of each image of a `manifest.json`, in its order (the order
+/// dockerd loads them and prints their ids in).
+pub fn manifest_entries(content: &[u8]) -> Result<Vec<Vec<String>>, Reject> {
+    let Json::Array(items) = Json::parse(content)
+        .map_err(|_| unreadable_archive("its manifest.json is not valid JSON"))?
+    else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .map(|item| {
+            let single = Json::Array(vec![item.clone()]).to_vec();
+            archive_tags(TagFile::Manifest, &single)
+        })
+        .collect()
+}
+
+/// The image ids of a message of dockerd's load answer made only of
+/// `Loaded image ID: sha256:...` lines (what it prints, all in one message,
+/// when the last image it loaded had no tag); `None` for any other message.
+pub fn loaded_ids(line: &[u8]) -> Option<Vec<String>> {
+    let message: Value = serde_json::from_slice(line).ok()?;
+    let fields = message.as_object()?;
+    if fields.len() != 1 {
+        return None;
+    }
+    let text = fields.get("stream")?.as_str()?;
+    let mut ids = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let id = line
+            .strip_prefix("Loaded image ID: ")?
+            .strip_suffix('\n')
+            .filter(|id| is_image_id(id))?;
+        ids.push(id.to_string());
+    }
+    (!ids.is_empty()).then_some(ids)
+}
+
+/// Pairs the ids dockerd loaded (one per manifest entry, in order) with the
+/// tags each entry had; `None` when they do not pair up.
+pub fn pair_loaded<T: Clone>(entries: &[Vec<T>], ids: &[String]) -> Option<Vec<(String, Vec<T>)>> {
+    (entries.len() == ids.len()).then(|| ids.iter().cloned().zip(entries.iter().cloned()).collect())
+}
+
 /// The refusals for a load archive the proxy cannot read as dockerd would.
 pub fn unreadable_archive(why: impl std::fmt::Display) -> Reject {
     Reject {
@@ -1100,5 +1204,67 @@ mod tests {
         assert!(archive_tags(TagFile::Manifest, b"{}").is_err());
         assert!(archive_tags(TagFile::Manifest, br#"[{"RepoTags":[1]}]"#).is_err());
         assert!(archive_tags(TagFile::Manifest, b"not json").is_err());
+    }
+
+    #[test]
+    fn every_spelling_of_repo_tags_is_taken_out_of_a_manifest() {
+        let manifest = br#"[{"Config":"c.json","RepoTags":["app:latest"],"Layers":["l"]},
+                            {"repotags":["b:1"],"RepoTag\u017f":["c:2"],"Config":"d.json"}]"#;
+        let stripped = strip_archive_tags(TagFile::Manifest, manifest)
+            .unwrap()
+            .unwrap();
+        assert!(archive_tags(TagFile::Manifest, &stripped)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            serde_json::from_slice::<Value>(&stripped).unwrap(),
+            json!([{"Config":"c.json","Layers":["l"]},{"Config":"d.json"}])
+        );
+        assert_eq!(
+            manifest_entries(manifest).unwrap(),
+            vec![
+                vec!["app:latest".to_string()],
+                vec!["b:1".into(), "c:2".into()]
+            ]
+        );
+        let untagged = br#"[{"Config":"c.json","Layers":[]}]"#;
+        assert_eq!(
+            strip_archive_tags(TagFile::Manifest, untagged).unwrap(),
+            None
+        );
+        assert_eq!(
+            strip_archive_tags(TagFile::Repositories, br#"{"a":{"b":"c"}}"#).unwrap(),
+            None
+        );
+        assert!(strip_archive_tags(TagFile::Manifest, br#"[{"RepoTags":[1]}]"#).is_err());
+    }
+
+    #[test]
+    fn loaded_image_ids_are_read_from_dockerd_s_load_answer_and_paired_in_order() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let line = json!({"stream": format!("Loaded image ID: {a}\nLoaded image ID: {b}\n")});
+        let ids = loaded_ids(line.to_string().as_bytes()).unwrap();
+        assert_eq!(ids, [a.clone(), b.clone()]);
+        for other in [
+            json!({"stream": "Loaded image: app:latest\n"}),
+            json!({"stream": format!("Loaded image ID: {a}\nsomething else\n")}),
+            json!({"stream": "Loaded image ID: sha256:short\n"}),
+            json!({"stream": format!("Loaded image ID: {a}\n"), "error": "x"}),
+            json!({"status": "Loading layer"}),
+        ] {
+            assert_eq!(loaded_ids(other.to_string().as_bytes()), None, "{other}");
+        }
+        let entries = vec![vec!["x:1"], vec![], vec!["y:2", "z:3"]];
+        let c = format!("sha256:{}", "c".repeat(64));
+        assert_eq!(
+            pair_loaded(&entries, &[a.clone(), b.clone(), c.clone()]).unwrap(),
+            vec![
+                (a.clone(), vec!["x:1"]),
+                (b.clone(), vec![]),
+                (c, vec!["y:2", "z:3"])
+            ]
+        );
+        assert_eq!(pair_loaded(&entries, &[a, b]), None);
     }
 }
