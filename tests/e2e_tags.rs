@@ -83,6 +83,53 @@ fn retagged(saved: &[u8], tags: &[&str]) -> Vec<u8> {
     out.into_inner().unwrap()
 }
 
+/// `docker save` output (the harness's busybox) as two images: busybox
+/// tagged `first`, and the same layers under another config (a label more,
+/// so another id) tagged `second`.
+fn two_images(saved: &[u8], first: &[&str], second: &[&str]) -> Vec<u8> {
+    let mut files = Vec::new();
+    let mut archive = tar::Archive::new(saved);
+    for entry in archive.entries().expect("read the busybox tar") {
+        let mut entry = entry.expect("an entry");
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        if path != "repositories" {
+            files.push((path, entry.header().clone(), data));
+        }
+    }
+    let (_, _, manifest) = files.iter().find(|(p, _, _)| p == "manifest.json").unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    let config = manifest[0]["Config"].as_str().unwrap().to_string();
+    let (_, header, config) = files.iter().find(|(p, _, _)| *p == config).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(config).unwrap();
+    config["config"]["Labels"] = serde_json::json!({"dindbox.e2e": "second"});
+    let config = config.to_string().into_bytes();
+    let mut other = manifest[0].clone();
+    other["Config"] = "second.json".into();
+    other["RepoTags"] = serde_json::json!(second);
+    manifest[0]["RepoTags"] = serde_json::json!(first);
+    manifest.as_array_mut().unwrap().push(other);
+    let manifest = manifest.to_string().into_bytes();
+    let mut out = tar::Builder::new(Vec::new());
+    let mut header = header.clone();
+    header.set_size(config.len() as u64);
+    header.set_cksum();
+    out.append_data(&mut header, "second.json", &config[..])
+        .unwrap();
+    for (path, mut header, data) in files {
+        let data = if path == "manifest.json" {
+            manifest.clone()
+        } else {
+            data
+        };
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        out.append_data(&mut header, &path, &data[..]).unwrap();
+    }
+    out.into_inner().unwrap()
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(data).unwrap();
@@ -223,8 +270,14 @@ fn tags_do_not_move_between_owners() {
     );
 
     // B's own tags work: load, tag, retag, rmi.
-    ok(&other, &["load", "-i", &b_tar], None);
-    ok(&other, &["load", "-i", &b_gz], None);
+    let loaded = ok(&other, &["load", "-i", &b_tar], None);
+    assert_eq!(
+        loaded.stdout.trim(),
+        "Loaded image: b-app:latest",
+        "{loaded}"
+    );
+    let loaded = ok(&other, &["load", "-i", &b_gz], None);
+    assert_eq!(loaded.stdout.trim(), "Loaded image: b-gz:1", "{loaded}");
     assert!(
         !points_to(&b, "b-gz:1").is_empty(),
         "the gzip load tagged nothing"
@@ -321,6 +374,47 @@ fn tags_do_not_move_between_owners() {
         "B's slow build must fail on the tag A took:\n{slow}"
     );
     assert_eq!(points_to(&b, "b-race:latest"), a_race, "b-race moved");
+
+    // dockerd 20.10 itself, loading two images without tags (what the
+    // proxy forwards): one message, one `Loaded image ID` per manifest
+    // entry, in manifest order.
+    let direct = h.outer_cmd(&["exec", "-i", &b.name, "sh", "-c", &format!("{DIRECT} load")]);
+    let direct = harness::run(
+        direct,
+        Some(&two_images(&saved, &[], &[])),
+        Duration::from_secs(120),
+    );
+    eprintln!(
+        "dockerd's load of two untagged images printed:\n{}",
+        direct.stdout
+    );
+    let ids: Vec<&str> = direct
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("Loaded image ID: "))
+        .collect();
+    assert!(
+        direct.ok()
+            && ids.len() == 2
+            && ids[0] != ids[1]
+            && ids.iter().all(|i| i.starts_with("sha256:")),
+        "dockerd's load of two untagged images:\n{direct}"
+    );
+    // Through B's proxy, each image gets its own tags: the ids are paired
+    // with the manifest's entries as dockerd printed them.
+    let two = write(
+        "two.tar",
+        &two_images(&saved, &["b-one:1"], &["b-two:1", "b-two:2"]),
+    );
+    let loaded = ok(&other, &["load", "-i", &two], None);
+    assert_eq!(
+        loaded.stdout.trim(),
+        "Loaded image: b-one:1\nLoaded image: b-two:1\nLoaded image: b-two:2",
+        "{loaded}"
+    );
+    assert_eq!(points_to(&b, "b-one:1"), ids[0]);
+    assert_eq!(points_to(&b, "b-two:1"), ids[1]);
+    assert_eq!(points_to(&b, "b-two:2"), ids[1]);
 
     ok(&other, &["rmi", "b-app", "b-app:v2"], None);
     assert_eq!(points_to(&b, "b-app:latest"), "");

@@ -12,7 +12,10 @@
 //! reports where the archive ends: at the end-of-archive marker (two zero
 //! blocks; Go stops reading there) or at the end of the body. The caller
 //! forwards everything before that point, checks the tags, and only then
-//! lets dockerd have the rest.
+//! lets dockerd have the rest. The scanner also hands back what dockerd
+//! gets: the archive with `manifest.json`'s `RepoTags` and `index.json`'s
+//! image names taken out (that entry held whole, then written again with a
+//! new header), every other byte as it came.
 //!
 //! In doubt it refuses: a tag file that is not a plain regular file (dockerd
 //! follows a symlink), that is larger than [`MAX_TAG_FILE`], or that comes

@@ -6,8 +6,9 @@
 //! tags: the proxy reads the new image id from the answer, checks each tag
 //! again and sets it itself (`POST /images/{id}/tag`), so a tag taken by
 //! another owner while a build ran is not moved. A `docker load` body is
-//! scanned as it streams ([`loadscan`]) and its end is withheld until its
-//! tags are checked.
+//! scanned as it streams ([`loadscan`]), goes to dockerd with its tags taken
+//! out, and its end is withheld until its tags are checked; the proxy then
+//! sets them on the ids dockerd's answer names, the same way.
 //! Only runs with an owner label: in box mode nothing here is called.
 
 #![forbid(unsafe_code)]
@@ -581,7 +582,7 @@ const LOAD_LINE_LIMIT: usize = 1 << 20;
 
 /// The body of a `docker load` as dockerd gets it in owner mode: the
 /// archive (decompressed by the proxy when it was gzip), forwarded as it is
-/// scanned, with its last byte (or the last byte of its end marker) held
+/// scanned, its tag files without their tags, with its last byte (or the last byte of its end marker) held
 /// until its tags are checked. A refused archive is broken off, so dockerd
 /// fails the load before it applies any tag, and the refusal goes into
 /// `state` for the client.
