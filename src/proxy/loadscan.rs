@@ -697,7 +697,12 @@ mod tests {
             r#"[{{"Config":"c.json","RepoTags":["{}:latest","b:2"],"Layers":["abc/layer.tar"]}},{{"Config":"d.json","RepoTags":["two:1"],"Layers":[]}}]"#,
             "x".repeat(700)
         );
-        for manifest in [MANIFEST, long.as_bytes(), short] {
+        // Re-serialised larger (`1e2` is written `100.0`), across a block.
+        let grows = format!(
+            r#"[{{"Config":"c.json","RepoTags":["a:1"],"Layers":[],"Extra":[{}]}}]"#,
+            vec!["1e2"; 200].join(",")
+        );
+        for manifest in [MANIFEST, long.as_bytes(), short, grows.as_bytes()] {
             let mut tar = tar::Builder::new(Vec::new());
             file(&mut tar, "abc/layer.tar", &[7; 1500]);
             file(&mut tar, "manifest.json", manifest);
@@ -728,6 +733,9 @@ mod tests {
                     item.as_object_mut().unwrap().remove("RepoTags");
                 }
                 assert_eq!(manifest_of(&out), expected, "chunk {chunk}");
+                if manifest == grows.as_bytes() {
+                    assert!(out.len() > archive.len(), "the manifest entry grew a block");
+                }
                 if manifest == short {
                     assert!(out == archive, "nothing to take out: byte-identical");
                 } else {
