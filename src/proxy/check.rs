@@ -10,6 +10,7 @@ use http::{Method, Uri};
 use super::gojson::{Json, ParseError};
 use super::gomime;
 use super::policy::{self, owner, Policy, Reject};
+pub use super::route::BodyType;
 use super::route::{self, Endpoint, Route};
 
 /// Routes a request and checks everything but its body: the endpoint is on
@@ -22,8 +23,8 @@ pub fn admit(
     headers: &HeaderMap,
 ) -> Result<Route, Reject> {
     let mut route = route::route_allowing(method, uri, &policy.allow)?;
-    let body = body_type(headers)?;
-    if takes_tar(method, route.pattern) && body == BodyType::Json {
+    route.body_type = body_type(headers)?;
+    if takes_tar(method, route.pattern) && route.body_type == BodyType::Json {
         return Err(Reject::bad_request(
             "content-type",
             "this endpoint takes a tar body, not application/json",
@@ -178,34 +179,6 @@ fn takes_tar(method: &Method, pattern: &str) -> bool {
             "/build" | "/images/load" | "/images/create" | "/plugins/create"
         ) | (&Method::PUT, "/containers/{}/archive")
     )
-}
-
-/// The kind of body a request carries, as the proxy forwards it: dockerd
-/// gets the proxy's own spelling of `Content-Type` ([`BodyType::header`]),
-/// never the client's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyType {
-    /// No `Content-Type`.
-    Untyped,
-    Json,
-    Tar,
-    /// `text/plain`: how the Docker client types a raw body it does not
-    /// label (`docker cp`, `docker import`), and bodiless POSTs.
-    Text,
-    Binary,
-}
-
-impl BodyType {
-    /// The `Content-Type` forwarded to dockerd.
-    pub fn header(self) -> Option<&'static str> {
-        match self {
-            BodyType::Untyped => None,
-            BodyType::Json => Some("application/json"),
-            BodyType::Tar => Some("application/x-tar"),
-            BodyType::Text => Some("text/plain"),
-            BodyType::Binary => Some("application/octet-stream"),
-        }
-    }
 }
 
 /// Reads `Content-Type` as dockerd's Go would ([`gomime`]) and allows only

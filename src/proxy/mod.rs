@@ -442,7 +442,7 @@ impl Proxy {
             stream(body)
         };
         strip_hop_by_hop(&mut parts.headers, hijack);
-        forward_content_type(&mut parts.headers)?;
+        forward_content_type(&mut parts.headers, route.body_type);
         // hyper re-frames the body: a fresh Content-Length, or chunked when unknown.
         parts.headers.remove(header::CONTENT_LENGTH);
         // Origin form (RFC 9112 §3.2.1), as it goes on the wire.
@@ -772,13 +772,11 @@ async fn read_answer(body: Incoming) -> Result<Bytes, Reject> {
 /// Replaces the client's `Content-Type` with the proxy's spelling of the
 /// type it admitted ([`check::body_type`]), so dockerd reads the body as the
 /// proxy did.
-fn forward_content_type(headers: &mut HeaderMap) -> Result<(), Reject> {
-    let body_type = check::body_type(headers)?;
+fn forward_content_type(headers: &mut HeaderMap, body_type: check::BodyType) {
     headers.remove(header::CONTENT_TYPE);
     if let Some(value) = body_type.header() {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
     }
-    Ok(())
 }
 
 /// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1).

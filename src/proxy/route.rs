@@ -98,6 +98,35 @@ pub enum Endpoint {
     CheckpointCreate,
 }
 
+/// The kind of body a request carries, as the proxy forwards it: dockerd
+/// gets the proxy's own spelling of `Content-Type` ([`BodyType::header`]; set by `check::admit`),
+/// never the client's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyType {
+    /// No `Content-Type`.
+    #[default]
+    Untyped,
+    Json,
+    Tar,
+    /// `text/plain`: how the Docker client types a raw body it does not
+    /// label (`docker cp`, `docker import`), and bodiless POSTs.
+    Text,
+    Binary,
+}
+
+impl BodyType {
+    /// The `Content-Type` forwarded to dockerd.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            BodyType::Untyped => None,
+            BodyType::Json => Some("application/json"),
+            BodyType::Tar => Some("application/x-tar"),
+            BodyType::Text => Some("text/plain"),
+            BodyType::Binary => Some("application/octet-stream"),
+        }
+    }
+}
+
 /// A request's target, parsed and re-encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -108,6 +137,8 @@ pub struct Route {
     /// The allow-list pattern the path matched, e.g. `/containers/{}/json`.
     pub pattern: &'static str,
     pub query: Query,
+    /// The body's type, as `check::admit` read its `Content-Type`.
+    pub body_type: BodyType,
 }
 
 impl Route {
@@ -379,6 +410,7 @@ pub fn route_allowing(
         path: path.to_string(),
         pattern,
         query,
+        body_type: BodyType::Untyped,
     })
 }
 

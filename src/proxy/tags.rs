@@ -299,10 +299,7 @@ impl Images {
         maker: Maker,
         tags: Vec<Tag>,
     ) -> Response<Body> {
-        let (mut parts, mut body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers, false);
-        // Lines may be added at its end.
-        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let (parts, mut body) = to_extend(response);
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut scan = MessageScan::default();
@@ -358,9 +355,7 @@ impl Images {
         response: Response<Incoming>,
         entries: Vec<Vec<Tag>>,
     ) -> Response<Body> {
-        let (mut parts, mut body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers, false);
-        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let (parts, mut body) = to_extend(response);
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut scan = MessageScan::default();
@@ -880,4 +875,13 @@ impl Read for ChannelReader {
         self.current = self.current.slice(n..);
         Ok(n)
     }
+}
+
+/// dockerd's answer, to be passed on with lines the proxy adds at its end:
+/// no hop-by-hop headers, and no `Content-Length`.
+fn to_extend(response: Response<Incoming>) -> (http::response::Parts, Incoming) {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    (parts, body)
 }

@@ -772,8 +772,10 @@ fn check_networking(policy: &Policy, request: &[(String, Json)]) -> Result<(), R
     Ok(())
 }
 
-/// An endpoint's settings, at create or connect. dockerd's `getNetworkID`
-/// prefers `NetworkID` over the network the request names, so a tenant could
+/// An endpoint's settings, at create or connect (`network.EndpointSettings`,
+/// decoded with Go's folding: `networkid` is `NetworkID`; honoured at every
+/// API version). dockerd's `getNetworkID` prefers `NetworkID` over the
+/// network the request names, so a tenant could
 /// join a network other than the one the proxy checked: it must be empty, as
 /// the Docker CLI and compose leave it.
 pub(super) fn check_endpoint(
@@ -880,7 +882,8 @@ pub fn pin_image_working_dir(body: &mut Json, image: &serde_json::Value) -> Resu
     Ok(())
 }
 
-/// `container.Ulimits` entries: dockerd passes `RLIMIT_` + the upper-cased
+/// `container.Ulimits` entries (`[]*units.Ulimit`, every API version; also
+/// `/build?ulimits=`, a JSON string in the query): dockerd passes `RLIMIT_` + the upper-cased
 /// name to runc, so a name is judged in that form; `rtprio` would open the
 /// real-time scheduling class that the `CpuRealtime*` refusal keeps closed.
 pub(super) fn check_ulimits(ulimits: &[Json], at: &str) -> Result<(), Reject> {

@@ -90,7 +90,9 @@ pub fn build(policy: &Policy, query: &Query) -> Result<Query, Reject> {
     Ok(query)
 }
 
-/// `version=2` selects BuildKit with the request's body as its context, no
+/// `version` is read by `r.FormValue` (the first value; the form body cannot
+/// add one, since the proxy forwards its own Content-Type) at every API
+/// version from 1.38. `version=2` selects BuildKit with the request's body as its context, no
 /// `/session` needed: it is BuildKit all the same, so it needs the same
 /// setting as the BuildKit tunnels.
 fn check_builder_version(policy: &Policy, version: &str) -> Result<(), Reject> {

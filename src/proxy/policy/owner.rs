@@ -390,6 +390,14 @@ pub fn check_mounted_volume(name: &str, volume: &serde_json::Value) -> Result<()
     ))
 }
 
+/// The array at `pointer` in an inspect answer; empty when there is none.
+fn array_at<'a>(value: &'a serde_json::Value, pointer: &str) -> &'a [serde_json::Value] {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+}
+
 /// Whether a container, as `GET /containers/{id}/json` shows it, may be a
 /// `VolumesFrom` source. dockerd copies every mount point of the source, bind
 /// mounts included, so a container the tenant did not create (a sidecar an
@@ -412,10 +420,7 @@ pub fn check_volumes_from_source(name: &str, container: &serde_json::Value) -> R
             "dockerd did not list the mounts of container {name:?}"
         )));
     };
-    let declared = container
-        .pointer("/HostConfig/Mounts")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let declared = array_at(container, "/HostConfig/Mounts");
     for mount in mounts.iter().chain(declared) {
         let kind = text(mount.get("Type"));
         if !SHAREABLE_MOUNTS.contains(&kind.as_str()) {
@@ -425,10 +430,7 @@ pub fn check_volumes_from_source(name: &str, container: &serde_json::Value) -> R
             )));
         }
     }
-    let binds = container
-        .pointer("/HostConfig/Binds")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let binds = array_at(container, "/HostConfig/Binds");
     for bind in binds {
         let Some(bind) = bind.as_str() else {
             return Err(refuse(format!(

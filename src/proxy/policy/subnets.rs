@@ -4,6 +4,8 @@
 //! 169.254.169.254) would capture or black-hole the host's traffic. So a
 //! subnet must lie inside the allowed pools and overlap none of the host's
 //! routes, and a container's static address must lie inside the pools.
+//! `IPAM.Config` and `IPAMConfig` are honoured at every API version; Go reads
+//! them as strings (`net.ParseCIDR`, `net.ParseIP` in libnetwork).
 
 #![forbid(unsafe_code)]
 
