@@ -8,7 +8,7 @@
 use super::value::{
     array, boolean, decode, display, inject_labels, integer, non_empty, set, set_default, string,
 };
-use super::{Policy, Reject};
+use super::{endpoints, mounts, Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
 use crate::proxy::gopath::clean_path;
 
@@ -87,6 +87,7 @@ pub(super) const MOUNT: &[Field] = &[
             field("DriverConfig", Pointer(DRIVER_CONFIG)),
         ]),
     ),
+    field("ImageOptions", Pointer(&[field("Subpath", Scalar)])),
     field(
         "TmpfsOptions",
         Pointer(&[
@@ -95,6 +96,8 @@ pub(super) const MOUNT: &[Field] = &[
             field("Options", Slice),
         ]),
     ),
+    // An empty struct in Go: any object (or null) decodes; a cluster mount's.
+    field("ClusterOptions", Pointer(&[])),
 ];
 
 /// `units.Ulimit`.
@@ -207,6 +210,7 @@ pub(super) const ENDPOINT_SETTINGS: &[Field] = &[
     field("GlobalIPv6PrefixLen", Scalar),
     field("MacAddress", Scalar),
     field("DriverOpts", Map),
+    field("GwPriority", Scalar),
     field("DNSNames", Slice),
 ];
 
@@ -296,7 +300,7 @@ pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
         _ => Vec::new(),
     };
     check_host_config(policy, &host_config)?;
-    check_networking(policy, &request)?;
+    check_networking(policy, &host_config, &request)?;
     set_default(&mut host_config, "CgroupnsMode", "private");
     set_default(&mut host_config, "IpcMode", "private");
     apply_budget(policy, &mut host_config, Budget::Create)?;
@@ -565,8 +569,9 @@ fn is_volume_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-/// Volume and tmpfs mounts only; a volume mount may not pass driver options
-/// (the local driver's `o=bind,device=/` is a host bind under another name).
+/// Volume, tmpfs and image mounts only, each with its own options; a volume
+/// mount may not pass driver options (the local driver's
+/// `o=bind,device=/` is a host bind under another name).
 fn check_mounts(hc: &[(String, Json)]) -> Result<(), Reject> {
     check_mounts_at(hc, "HostConfig.Mounts")
 }
@@ -577,9 +582,21 @@ pub(super) fn check_mounts_at(object: &[(String, Json)], at: &str) -> Result<(),
     for (i, mount) in array(object, "Mounts").iter().enumerate() {
         let Json::Object(mount) = mount else { continue };
         let path = format!("{at}[{i}]");
-        match string(mount, "Type", &format!("{path}.Type"))? {
-            "volume" => check_volume_options(mount, &path)?,
-            "tmpfs" => {}
+        let mount_type = string(mount, "Type", &format!("{path}.Type"))?;
+        match mount_type {
+            "volume" => {
+                mounts::check_own_options(mount, mount_type, &path)?;
+                check_volume_options(mount, &path)?;
+                mounts::check_volume_subpath(mount, &path)?;
+            }
+            "tmpfs" => {
+                mounts::check_own_options(mount, mount_type, &path)?;
+                mounts::check_tmpfs_options(mount, &path)?;
+            }
+            "image" => {
+                mounts::check_own_options(mount, mount_type, &path)?;
+                mounts::check_image_mount(mount, &path)?;
+            }
             t if t.eq_ignore_ascii_case("bind") => {
                 let source = string(mount, "Source", &format!("{path}.Source"))?;
                 return Err(Reject::forbidden(
@@ -592,7 +609,7 @@ pub(super) fn check_mounts_at(object: &[(String, Json)], at: &str) -> Result<(),
                 return Err(Reject::forbidden(
                     "mount-type",
                     "this mount type",
-                    format!("{path} has type {t:?}; only volume and tmpfs are allowed"),
+                    format!("{path} has type {t:?}; only volume, tmpfs and image are allowed"),
                 ))
             }
         }
@@ -746,21 +763,21 @@ fn check_resources(policy: &Policy, r: &[(String, Json)]) -> Result<(), Reject> 
     Ok(())
 }
 
-fn check_networking(policy: &Policy, request: &[(String, Json)]) -> Result<(), Reject> {
-    let Some(Json::Object(networking)) = get(request, "NetworkingConfig") else {
-        return Ok(());
+/// The networks a create joins, and each endpoint's settings.
+fn check_networking(
+    policy: &Policy,
+    host_config: &[(String, Json)],
+    request: &[(String, Json)],
+) -> Result<(), Reject> {
+    let endpoints = match get(request, "NetworkingConfig") {
+        Some(Json::Object(networking)) => match get(networking, "EndpointsConfig") {
+            Some(Json::Object(endpoints)) => endpoints.as_slice(),
+            _ => &[],
+        },
+        _ => &[],
     };
-    let Some(Json::Object(endpoints)) = get(networking, "EndpointsConfig") else {
-        return Ok(());
-    };
+    endpoints::check_networks(host_config, endpoints)?;
     for (network, settings) in endpoints {
-        if network == "host" {
-            return Err(Reject::forbidden(
-                "namespace",
-                "the host's network namespace",
-                "NetworkingConfig names the host network",
-            ));
-        }
         if let Json::Object(settings) = settings {
             check_endpoint(
                 policy,
@@ -793,13 +810,7 @@ pub(super) fn check_endpoint(
             ));
         }
     }
-    if non_empty(settings, "DriverOpts") {
-        return Err(Reject::forbidden(
-            "endpoint-driver-opts",
-            "endpoint driver options",
-            format!("{at}.DriverOpts can set host interface sysctls"),
-        ));
-    }
+    endpoints::check_driver_opts(settings, at)?;
     if let Some(Json::Object(ipam)) = get(settings, "IPAMConfig") {
         policy
             .subnets
@@ -991,12 +1002,54 @@ mod tests {
             "mount-type",
         ),
         (
-            r#"{"HostConfig":{"Mounts":[{"Type":"image","Source":"other"}]}}"#,
+            r#"{"HostConfig":{"Mounts":[{"Type":"Image","Source":"other"}]}}"#,
             "mount-type",
         ),
         (
             r#"{"HostConfig":{"Mounts":[{"Type":"cluster"}]}}"#,
             "mount-type",
+        ),
+        // API 1.42-1.48 mount options: another type's options, subpaths out
+        // of the volume or image, tmpfs options dockerd would not take
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v","BindOptions":{"CreateMountpoint":true}}]}}"#,
+            "mount-options",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/t","bindoptions":{"ReadOnlyNonRecursive":true}}]}}"#,
+            "mount-options",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"image","Source":"busybox","Target":"/i","BindOptions":{"Propagation":"rshared"}}]}}"#,
+            "mount-options",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v","ClusterOptions":{}}]}}"#,
+            "mount-options",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"Subpath":"../../etc"}}]}}"#,
+            "mount-subpath",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"Subpath":"/etc"}}]}}"#,
+            "mount-subpath",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/v","VolumeOptions":{"Subpath":"app"}}]}}"#,
+            "mount-subpath",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"image","Source":"busybox","Target":"/i","ImageOptions":{"Subpath":"a/../../x"}}]}}"#,
+            "mount-subpath",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Options":[["dev"]]}}]}}"#,
+            "tmpfs-options",
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Options":[["exec"]],"options":[["suid"]]}}]}}"#,
+            "tmpfs-options",
         ),
         (
             r#"{"HostConfig":{"Mounts":[{"Target":"/x"}]}}"#,
@@ -1149,7 +1202,36 @@ mod tests {
         // endpoint options, /proc working directories
         (
             r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"x"}}}}}"#,
+            "endpoint-sysctl",
+        ),
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv4.conf.IFNAME.forwarding=1"}}}}}"#,
+            "endpoint-sysctl",
+        ),
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"DriverOpts":{"com.docker.network.endpoint.ifname":"eth9"}}}}}"#,
             "endpoint-driver-opts",
+        ),
+        // several networks (API 1.44): each one checked, none alone
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{},"host":{}}}}"#,
+            "namespace",
+        ),
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{},"container:db":{}}}}"#,
+            "namespace",
+        ),
+        (
+            r#"{"HostConfig":{"NetworkMode":"a"},"NetworkingConfig":{"EndpointsConfig":{"a":{},"none":{}}}}"#,
+            "network-none",
+        ),
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{},"b":{"NetworkID":"c"}}}}"#,
+            "endpoint-network-id",
+        ),
+        (
+            r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{},"b":{"IPAMConfig":{"IPv4Address":"169.254.169.254"}}}}}"#,
+            "network-subnet",
         ),
         (r#"{"WorkingDir":"/proc/self/fd/7"}"#, "working-dir"),
         // ... as dockerd cleans them (the review's spellings), and the symlinks into /proc
@@ -1248,6 +1330,14 @@ mod tests {
         (
             r#"{"HostConfig":{"SecurityOpt":["no-new-privileges"],"Sysctls":{"net.ipv4.ip_unprivileged_port_start":"0"},"NetworkMode":"mynet","Memory":1048576,"MaskedPaths":null}}"#,
             r#"{"HostConfig":{"SecurityOpt":["no-new-privileges"],"Sysctls":{"net.ipv4.ip_unprivileged_port_start":"0"},"NetworkMode":"mynet","Memory":1048576,"MaskedPaths":null,"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"HostConfig":{"Mounts":[{"Type":"image","Source":"busybox","Target":"/i","ImageOptions":{"Subpath":"bin"}},{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"Subpath":"a/../app"}},{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Options":[["exec"]]},"BindOptions":null}]}}"#,
+            r#"{"HostConfig":{"Mounts":[{"Type":"image","Source":"busybox","Target":"/i","ImageOptions":{"Subpath":"bin"}},{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"Subpath":"a/../app"}},{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Options":[["exec"]]},"BindOptions":null}],"CgroupnsMode":"private","IpcMode":"private"}}"#,
+        ),
+        (
+            r#"{"HostConfig":{"NetworkMode":"a"},"NetworkingConfig":{"EndpointsConfig":{"a":{"MacAddress":"02:42:ac:11:00:09","GwPriority":10,"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv6.conf.IFNAME.disable_ipv6=1"}},"b":{"gwpriority":-1,"Junk":1}}}}"#,
+            r#"{"HostConfig":{"NetworkMode":"a","CgroupnsMode":"private","IpcMode":"private"},"NetworkingConfig":{"EndpointsConfig":{"a":{"MacAddress":"02:42:ac:11:00:09","GwPriority":10,"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv6.conf.IFNAME.disable_ipv6=1"}},"b":{"GwPriority":-1}}}}"#,
         ),
         (
             r#"{"HostConfig":{"LogConfig":{"Type":"json-file","Config":{"max-size":"10m"}},"RestartPolicy":{"Name":"always"},"restartpolicy":null}}"#,

@@ -10,7 +10,9 @@
 #![forbid(unsafe_code)]
 
 mod container;
+pub mod endpoints;
 pub mod images;
+mod mounts;
 mod objects;
 pub mod owner;
 pub mod subnets;

@@ -278,6 +278,7 @@ const NETWORK_CREATE: &[Field] = &[
     field("CheckDuplicate", Scalar),
     field("Driver", Scalar),
     field("Scope", Scalar),
+    field("EnableIPv4", Scalar),
     field("EnableIPv6", Scalar),
     field("IPAM", Pointer(IPAM)),
     field("Internal", Scalar),
@@ -699,7 +700,38 @@ mod tests {
             network_connect(&Policy::default(), &body(connect))
                 .unwrap_err()
                 .rule,
+            "endpoint-sysctl"
+        );
+        let connect = r#"{"Container":"c","EndpointConfig":{"DriverOpts":{"com.docker.network.endpoint.macaddress":"x"}}}"#;
+        assert_eq!(
+            network_connect(&Policy::default(), &body(connect))
+                .unwrap_err()
+                .rule,
             "endpoint-driver-opts"
+        );
+    }
+
+    #[test]
+    fn connect_takes_the_endpoint_fields_of_api_1_44_to_1_54() {
+        let connect = r#"{"Container":"c","EndpointConfig":{"MacAddress":"02:42:ac:11:00:09","GwPriority":5,"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv4.conf.IFNAME.arp_ignore=1"}}}"#;
+        assert_eq!(
+            network_connect(&Policy::default(), &body(connect))
+                .unwrap()
+                .to_vec(),
+            connect.as_bytes()
+        );
+    }
+
+    #[test]
+    fn enable_ipv4_reaches_the_tenant_s_own_network() {
+        let forwarded = network_create(
+            &Policy::default(),
+            &body(r#"{"Name":"n","enableipv4":false,"EnableIPv6":true}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(forwarded.to_vec()).unwrap(),
+            r#"{"Name":"n","EnableIPv4":false,"EnableIPv6":true}"#
         );
     }
 
