@@ -1,13 +1,14 @@
 //! Swarm services, secrets, configs and the swarm itself, and checkpoints:
 //! the bodies of the families a policy setting enables ([`super::Family`]),
-//! as Engine API 1.41 defines them (`swarm.ServiceSpec`, `swarm.SecretSpec`,
+//! as Engine API 1.41 to 1.55 define them (`swarm.ServiceSpec`, `swarm.SecretSpec`,
 //! `swarm.ConfigSpec`, `swarm.InitRequest`, `types.CheckpointCreateOptions`).
 //!
 //! A service's tasks are containers the daemon creates itself, so they never
 //! pass the container-create rules on their way: the service's
-//! `TaskTemplate.ContainerSpec` gets the same rules here, for the fields 1.41
-//! has (mounts, added capabilities, sysctls, SELinux and credential-spec
-//! privileges, isolation, working directory), plus the task-level ones (a
+//! `TaskTemplate.ContainerSpec` gets the same rules here (mounts, added
+//! capabilities, sysctls, SELinux and credential-spec privileges, and from
+//! API 1.44 seccomp, AppArmor and no-new-privileges, from 1.46 OomScoreAdj;
+//! isolation, working directory), plus the task-level ones (a
 //! plugin runtime, log drivers, generic resources, network driver options)
 //! and the memory and pids budget in `Resources.Limits`.
 
@@ -23,7 +24,7 @@ use super::{Family, Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
 use crate::proxy::query::Query;
 
-use Kind::{Map, Opaque, Pointer, Scalar, Slice, SliceOf, Struct};
+use Kind::{Map, Nullable, Opaque, Pointer, Scalar, Slice, SliceOf, Struct};
 
 /// `swarm.Driver`: a log driver, a secret driver, a templating driver.
 const DRIVER: &[Field] = &[field("Name", Scalar), field("Options", Map)];
@@ -47,6 +48,13 @@ const PRIVILEGES: &[Field] = &[
             field("Level", Scalar),
         ]),
     ),
+    // API 1.44.
+    field(
+        "Seccomp",
+        Pointer(&[field("Mode", Scalar), field("Profile", Scalar)]),
+    ),
+    field("AppArmor", Pointer(&[field("Mode", Scalar)])),
+    field("NoNewPrivileges", Scalar),
 ];
 
 const FILE_TARGET: &[Field] = &[
@@ -114,6 +122,8 @@ const CONTAINER_SPEC: &[Field] = &[
             field("Soft", Scalar),
         ]),
     ),
+    // API 1.46.
+    field("OomScoreAdj", Scalar),
 ];
 
 const NETWORK_ATTACHMENT: &[Field] = &[
@@ -145,6 +155,9 @@ const TASK_SPEC: &[Field] = &[
                     field("GenericResources", Slice),
                 ]),
             ),
+            // API 1.52: like a container's MemorySwap and MemorySwappiness.
+            field("SwapBytes", Nullable),
+            field("MemorySwappiness", Nullable),
         ]),
     ),
     field("RestartPolicy", Opaque),
@@ -200,10 +213,10 @@ fn take_object(object: &mut [(String, Json)], name: &str) -> Vec<(String, Json)>
     }
 }
 
-/// dockerd 20.10 ignores keys it does not know, but a newer daemon behind the
+/// dockerd ignores keys it does not know, but a newer daemon behind the
 /// proxy may know one that reaches the host (services got seccomp, AppArmor
-/// and OomScoreAdj settings after 1.41): unknown keys directly under `prefix`
-/// are refused, as they are in a container's HostConfig.
+/// and OomScoreAdj settings in 1.44 and 1.46): unknown keys directly under
+/// `prefix` are refused, as they are in a container's HostConfig.
 fn refuse_unknown_keys(unknown: &[String], prefix: &str) -> Result<(), Reject> {
     let key = unknown
         .iter()
@@ -322,6 +335,7 @@ fn check_container_spec(spec: &[(String, Json)]) -> Result<(), Reject> {
                 ));
             }
         }
+        check_confinement(privileges)?;
         if let Some(Json::Object(credential)) = get(privileges, "CredentialSpec") {
             let empty =
                 |v: &Json| matches!(v, Json::Null) || matches!(v, Json::String(s) if s.is_empty());
@@ -334,6 +348,13 @@ fn check_container_spec(spec: &[(String, Json)]) -> Result<(), Reject> {
             }
         }
     }
+    if integer(spec, "OomScoreAdj", &format!("{AT}.OomScoreAdj"))? < 0 {
+        return Err(Reject::forbidden(
+            "oom-score-adj",
+            "a negative OomScoreAdj",
+            "it would shift the OOM killer onto other processes",
+        ));
+    }
     if !matches!(
         string(spec, "Isolation", &format!("{AT}.Isolation"))?,
         "" | "default"
@@ -345,6 +366,39 @@ fn check_container_spec(spec: &[(String, Json)]) -> Result<(), Reject> {
         ));
     }
     check_dir(spec, "Dir")
+}
+
+/// `Privileges.Seccomp` and `Privileges.AppArmor` (API 1.44): the executor
+/// turns `unconfined` into `seccomp=unconfined`, `custom` into
+/// `seccomp=<Profile>` and AppArmor `disabled` into `apparmor=unconfined`
+/// (`applyPrivileges`). Only the default profiles are allowed, as on a
+/// container; `NoNewPrivileges` only adds confinement.
+fn check_confinement(privileges: &[(String, Json)]) -> Result<(), Reject> {
+    const AT: &str = "TaskTemplate.ContainerSpec.Privileges";
+    if let Some(Json::Object(seccomp)) = get(privileges, "Seccomp") {
+        let mode = string(seccomp, "Mode", &format!("{AT}.Seccomp.Mode"))?;
+        let profile = string(seccomp, "Profile", &format!("{AT}.Seccomp.Profile"))?;
+        if !matches!(mode, "" | "default") || !profile.is_empty() {
+            return Err(Reject::forbidden(
+                "security-opt",
+                &format!("seccomp mode {mode:?}"),
+                format!(
+                    "{AT}.Seccomp must keep the default profile (no unconfined or custom profile)"
+                ),
+            ));
+        }
+    }
+    if let Some(Json::Object(apparmor)) = get(privileges, "AppArmor") {
+        let mode = string(apparmor, "Mode", &format!("{AT}.AppArmor.Mode"))?;
+        if !matches!(mode, "" | "default") {
+            return Err(Reject::forbidden(
+                "security-opt",
+                &format!("AppArmor mode {mode:?}"),
+                format!("{AT}.AppArmor must keep the default profile"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The box's budget on `Resources.Limits`: the default when the service asks
@@ -603,8 +657,22 @@ mod tests {
             ),
             (
                 r#""Privileges":{"Seccomp":{"Mode":"unconfined"}}"#,
-                "unknown-field",
+                "security-opt",
             ),
+            (
+                r#""Privileges":{"seccomp":{"Mode":"custom","Profile":"e30="}}"#,
+                "security-opt",
+            ),
+            (
+                r#""Privileges":{"Seccomp":{"Profile":"e30="}}"#,
+                "security-opt",
+            ),
+            (
+                r#""Privileges":{"AppArmor":{"Mode":"disabled"}}"#,
+                "security-opt",
+            ),
+            (r#""Privileges":{"FutureConfinement":{}}"#, "unknown-field"),
+            (r#""OomScoreAdj":-1000"#, "oom-score-adj"),
             (r#""Privileged":true"#, "unknown-field"),
             (r#""Isolation":"hyperv""#, "isolation"),
             (
@@ -645,6 +713,24 @@ mod tests {
     fn what_the_cli_sends_for_a_plain_service_passes() {
         let spec = r#"{"Name":"web","Labels":{},"TaskTemplate":{"ContainerSpec":{"Image":"busybox:latest","Args":["sleep","600"],"Init":false,"StopGracePeriod":10000000000,"DNSConfig":{},"Privileges":{"CredentialSpec":null,"SELinuxContext":null},"Isolation":"default"},"Resources":{"Limits":{},"Reservations":{}},"RestartPolicy":{"Condition":"any","MaxAttempts":0},"Placement":{},"ForceUpdate":0,"Runtime":"container"},"Mode":{"Replicated":{"Replicas":1}},"UpdateConfig":{"Parallelism":1,"FailureAction":"pause"},"EndpointSpec":{"Mode":"vip","Ports":[{"Protocol":"tcp","TargetPort":80,"PublishedPort":8080,"PublishMode":"ingress"}]}}"#;
         assert!(service(spec).is_ok(), "{:?}", service(spec));
+    }
+
+    #[test]
+    fn the_confining_fields_of_api_1_44_to_1_52_pass() {
+        let spec = container_spec(
+            r#""Privileges":{"Seccomp":{"Mode":"default"},"AppArmor":{"Mode":"default"},"NoNewPrivileges":true},"OomScoreAdj":500"#,
+        );
+        let forwarded: serde_json::Value = serde_json::from_str(&service(&spec).unwrap()).unwrap();
+        assert_eq!(
+            forwarded["TaskTemplate"]["ContainerSpec"]["Privileges"],
+            serde_json::json!({"Seccomp":{"Mode":"default"},"AppArmor":{"Mode":"default"},"NoNewPrivileges":true})
+        );
+        let swap = r#"{"TaskTemplate":{"ContainerSpec":{"Image":"b"},"Resources":{"SwapBytes":0,"MemorySwappiness":10}}}"#;
+        let forwarded: serde_json::Value = serde_json::from_str(&service(swap).unwrap()).unwrap();
+        assert_eq!(
+            forwarded["TaskTemplate"]["Resources"]["MemorySwappiness"],
+            10
+        );
     }
 
     #[test]
