@@ -678,11 +678,87 @@ pub fn hide_endpoints(network: &mut serde_json::Value) {
 
 /// The lists inside `GET /system/df`'s answer that hold other owners'
 /// objects, cut down to owned ones (images and build cache stay shared).
+/// From API 1.52 the same lists also come as `ContainersUsage.Items` and
+/// `VolumesUsage.Items`, next to counts and sizes over every owner's
+/// objects: those are counted again over the owned items, as dockerd counts
+/// them (`daemon/disk_usage.go`), and are zero when dockerd listed no items.
 pub fn filter_disk_usage(owner: &Owner, usage: &mut serde_json::Value) {
     for key in ["Containers", "Volumes"] {
         if let Some(serde_json::Value::Array(items)) = usage.get_mut(key) {
             items.retain(|item| owns(owner, item.get("Labels")));
         }
+    }
+    for (key, count) in [
+        (
+            "ContainersUsage",
+            container_usage as fn(&serde_json::Value) -> Usage,
+        ),
+        ("VolumesUsage", volume_usage),
+    ] {
+        if let Some(serde_json::Value::Object(summary)) = usage.get_mut(key) {
+            recount_usage(owner, summary, count);
+        }
+    }
+}
+
+/// What one listed object adds to a usage summary.
+struct Usage {
+    size: i64,
+    reclaimable: bool,
+}
+
+/// A container: its writable layer, reclaimable unless it is running,
+/// paused or restarting.
+fn container_usage(item: &serde_json::Value) -> Usage {
+    let state = item.get("State").and_then(serde_json::Value::as_str);
+    Usage {
+        size: item
+            .get("SizeRw")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
+        reclaimable: !matches!(state, Some("running" | "paused" | "restarting")),
+    }
+}
+
+/// A volume: its size when known (-1 is unknown and counts as in use),
+/// reclaimable when no container uses it.
+fn volume_usage(item: &serde_json::Value) -> Usage {
+    let data = |name: &str| {
+        item.pointer(&format!("/UsageData/{name}"))
+            .and_then(serde_json::Value::as_i64)
+    };
+    let size = data("Size").unwrap_or(-1);
+    Usage {
+        size: size.max(0),
+        reclaimable: size != -1 && data("RefCount") == Some(0),
+    }
+}
+
+fn recount_usage(
+    owner: &Owner,
+    summary: &mut serde_json::Map<String, serde_json::Value>,
+    count: fn(&serde_json::Value) -> Usage,
+) {
+    let mut items = match summary.remove("Items") {
+        Some(serde_json::Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    items.retain(|item| owns(owner, item.get("Labels")));
+    let (mut active, mut total_size, mut reclaimable) = (0, 0, 0);
+    for item in &items {
+        let usage = count(item);
+        total_size += usage.size;
+        match usage.reclaimable {
+            true => reclaimable += usage.size,
+            false => active += 1,
+        }
+    }
+    summary.insert("TotalCount".into(), items.len().into());
+    summary.insert("ActiveCount".into(), active.into());
+    summary.insert("TotalSize".into(), total_size.into());
+    summary.insert("Reclaimable".into(), reclaimable.into());
+    if !items.is_empty() {
+        summary.insert("Items".into(), items.into());
     }
 }
 
@@ -1288,6 +1364,47 @@ mod tests {
                     "Containers":[{"Id":"c1","Labels":{"ci.owner":"job-1"}}],
                     "Volumes":[{"Name":"v2","Labels":{"ci.owner":"job-1"}}]}"#
             )
+        );
+    }
+
+    #[test]
+    fn disk_usage_of_api_1_52_is_counted_over_owned_objects_only() {
+        let mut usage = json(
+            r#"{"ContainersUsage":{"ActiveCount":2,"TotalCount":3,"TotalSize":111,"Reclaimable":101,"Items":[
+                    {"Id":"c1","Labels":{"ci.owner":"job-1"},"State":"running","SizeRw":10},
+                    {"Id":"c2","Labels":{"ci.owner":"job-2"},"State":"running","SizeRw":1},
+                    {"Id":"c3","Labels":{"ci.owner":"job-1"},"State":"exited","SizeRw":100}]},
+                "VolumesUsage":{"ActiveCount":1,"TotalCount":3,"TotalSize":7,"Reclaimable":5,"Items":[
+                    {"Name":"v1","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":5,"RefCount":0}},
+                    {"Name":"v2","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":-1,"RefCount":-1}},
+                    {"Name":"v3","Labels":null,"UsageData":{"Size":2,"RefCount":1}}]},
+                "ImagesUsage":{"TotalCount":9}}"#,
+        );
+        filter_disk_usage(&owner(), &mut usage);
+        assert_eq!(
+            usage["ContainersUsage"],
+            json(
+                r#"{"ActiveCount":1,"TotalCount":2,"TotalSize":110,"Reclaimable":100,"Items":[
+                    {"Id":"c1","Labels":{"ci.owner":"job-1"},"State":"running","SizeRw":10},
+                    {"Id":"c3","Labels":{"ci.owner":"job-1"},"State":"exited","SizeRw":100}]}"#
+            )
+        );
+        assert_eq!(
+            usage["VolumesUsage"],
+            json(
+                r#"{"ActiveCount":1,"TotalCount":2,"TotalSize":5,"Reclaimable":5,"Items":[
+                    {"Name":"v1","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":5,"RefCount":0}},
+                    {"Name":"v2","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":-1,"RefCount":-1}}]}"#
+            )
+        );
+        assert_eq!(usage["ImagesUsage"], json(r#"{"TotalCount":9}"#));
+        // Without items, every owner's totals are not passed on.
+        let mut totals =
+            json(r#"{"ContainersUsage":{"ActiveCount":4,"TotalCount":4,"TotalSize":9}}"#);
+        filter_disk_usage(&owner(), &mut totals);
+        assert_eq!(
+            totals["ContainersUsage"],
+            json(r#"{"ActiveCount":0,"TotalCount":0,"TotalSize":0,"Reclaimable":0}"#)
         );
     }
 }
