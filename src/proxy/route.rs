@@ -241,6 +241,8 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/images/{}/json", Plain),
     (Method::GET, "/images/{}/history", Plain),
     (Method::GET, "/images/{}/get", Plain),
+    // API 1.55: the image's attestations (read-only, like its inspect).
+    (Method::GET, "/images/{}/attestations", Plain),
     (Method::POST, "/images/{}/push", Plain),
     (Method::POST, "/images/{}/tag", Plain),
     (Method::DELETE, "/images/{}", Plain),
@@ -264,6 +266,26 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::POST, "/volumes/prune", Plain),
     (Method::GET, "/volumes/{}", Plain),
     (Method::DELETE, "/volumes/{}", Plain),
+];
+
+/// Endpoints dockerd serves that stay off the allow-list, with the reason a
+/// refusal gives (every other endpoint off the list gets a plain one).
+const REFUSED: &[(Method, &str, &str)] = &[
+    (
+        Method::PUT,
+        "/volumes/{}",
+        "it updates swarm cluster (CSI) volumes (API 1.42), which tenants cannot create",
+    ),
+    (
+        Method::GET,
+        "/debug/{}",
+        "it shows the daemon's internals (pprof profiles, expvar state), also under /v<version>/ from API 1.48",
+    ),
+    (
+        Method::GET,
+        "/containers/{}/attach/ws",
+        "the proxy does not splice websocket attaches; use attach",
+    ),
 ];
 
 /// The endpoints of the families a policy setting enables (Engine API 1.41,
@@ -378,11 +400,14 @@ pub fn route_allowing(
     let path = clean_path(uri)?;
     let (version, path) = split_version(&path)?;
     let off_the_list = || {
-        Reject::forbidden(
-            "endpoint",
-            &format!("{method} {path}"),
-            "this endpoint is not on dindbox's allow-list",
-        )
+        let why = REFUSED
+            .iter()
+            .find(|(m, pattern, _)| m == method && matches(pattern, path))
+            .map_or(
+                "this endpoint is not on dindbox's allow-list",
+                |(_, _, why)| why,
+            );
+        Reject::forbidden("endpoint", &format!("{method} {path}"), why)
     };
     let gated = GATED
         .iter()
@@ -651,6 +676,45 @@ mod tests {
             assert_eq!(reject.rule, "endpoint", "{method} {target}");
             assert_eq!(reject.status, http::StatusCode::FORBIDDEN);
         }
+    }
+
+    #[test]
+    fn known_endpoints_off_the_list_say_why() {
+        for (method, target, why) in [
+            (
+                Method::PUT,
+                "/v1.41/volumes/shared",
+                "cluster (CSI) volumes",
+            ),
+            (Method::GET, "/debug/pprof/", "pprof"),
+            (Method::GET, "/v1.41/debug/vars", "expvar"),
+            (Method::GET, "/v1.41/debug/pprof/heap", "pprof"),
+            (
+                Method::GET,
+                "/containers/abc/attach/ws?stdin=1",
+                "websocket",
+            ),
+        ] {
+            let reject = route_of(method.clone(), target).expect_err(target);
+            assert_eq!(reject.rule, "endpoint", "{target}");
+            assert!(reject.message.contains(why), "{target}: {}", reject.message);
+        }
+        assert!(route_of(Method::GET, "/debug")
+            .unwrap_err()
+            .message
+            .contains("not on dindbox's allow-list"));
+    }
+
+    #[test]
+    fn image_attestations_are_read_like_an_inspect() {
+        let route = route_of(
+            Method::GET,
+            "/images/registry:5000/app:1/attestations?statement=1",
+        )
+        .unwrap();
+        assert_eq!(route.endpoint, Plain);
+        assert_eq!(route.param(), Some("registry:5000/app:1"));
+        assert!(route_of(Method::POST, "/images/app/attestations").is_err());
     }
 
     fn route_allowing_all(method: Method, target: &str) -> Result<Route, Reject> {
