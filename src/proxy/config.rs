@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use super::policy::{Family, Policy};
+use super::policy::{versions, Family, Policy};
 
 /// The policy file as written. Unknown keys are errors, so a typo never
 /// silently leaves a setting at its default.
@@ -386,14 +386,14 @@ pub fn explain(policy: &Policy) -> String {
     out.push_str("Refused on container create and update:\n");
     for rule in [
         "privileged mode; added capabilities",
-        "host bind mounts (Binds with a host path, Mounts of type bind); mount types other than volume and tmpfs; volume driver options",
+        "host bind mounts (Binds with a host path, Mounts of type bind, bind options on any mount); mount types other than volume, tmpfs and image; volume driver options; subpaths out of their volume or image; tmpfs options other than exec and noexec",
         "devices, device cgroup rules, device requests, per-device block IO settings",
         "host and container: namespaces (pid, ipc, network, uts, user, cgroup)",
         "security options other than no-new-privileges; MaskedPaths/ReadonlyPaths",
         "sysctls outside the safe list; runtimes; volume drivers; log drivers other than json-file, local, none",
         "a tenant-chosen cgroup parent; OomKillDisable; negative OomScoreAdj; real-time scheduling (CpuRealtime*, rtprio ulimits); annotations; shareable IPC",
         "HostConfig keys dindbox does not know; working directories that clean to /proc (or /dev/fd)",
-        "endpoint NetworkID/EndpointID (dockerd would join that network instead); link-local addresses",
+        "endpoint NetworkID/EndpointID (dockerd would join that network instead); link-local addresses; endpoint driver options other than safe per-interface sysctls; the host network, container: and none with another network, in any EndpointsConfig slot",
     ] {
         out.push_str(&format!("  - {rule}\n"));
     }
@@ -430,6 +430,16 @@ pub fn explain(policy: &Policy) -> String {
         ] {
             out.push_str(&format!("  - {rule}\n"));
         }
+    }
+    out.push_str(&format!(
+        "Engine API {}.{} (Docker 20.10) to {}.{}: what each version added that tenants can send (the rules apply at every version):\n",
+        versions::OLDEST_KNOWN.0,
+        versions::OLDEST_KNOWN.1,
+        versions::NEWEST_KNOWN.0,
+        versions::NEWEST_KNOWN.1,
+    ));
+    for line in versions::explain() {
+        out.push_str(&format!("  {line}\n"));
     }
     out.push_str(&format!(
         "BuildKit sessions (/session, /grpc): {}\n",
@@ -613,6 +623,25 @@ mod tests {
         assert!(text.contains("plugins: refused"), "{text}");
         assert!(text.contains("trusts the tenant"), "{text}");
         assert!(text.contains("SSRF"), "{text}");
+    }
+
+    #[test]
+    fn explain_lists_what_each_api_version_added() {
+        let text = explain(&Policy::default());
+        assert!(
+            text.contains("Engine API 1.41 (Docker 20.10) to 1.55"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  at 1.43: HostConfig.Annotations — refused: passed verbatim to the OCI runtime"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("at 1.48: Mounts[].Type image, Mounts[].ImageOptions.Subpath — checked:"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -500,8 +500,8 @@ fn check_host_config(policy: &Policy, hc: &[(String, Json)]) -> Result<(), Rejec
     if non_empty(hc, "Annotations") {
         return Err(Reject::forbidden(
             "annotations",
-            "OCI annotations",
-            "they are passed to the runtime verbatim",
+            "HostConfig.Annotations",
+            "dockerd passes them verbatim to the OCI runtime (API 1.43 and later)",
         ));
     }
     if let Some(Json::Object(opts)) = get(hc, "StorageOpt") {

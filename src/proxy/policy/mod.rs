@@ -18,6 +18,7 @@ pub mod owner;
 pub mod subnets;
 mod swarm;
 mod value;
+pub mod versions;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
