@@ -707,6 +707,7 @@ fn scalar_type(name: &str) -> Scalar {
         "Mode",
         "IPPrefixLen",
         "GlobalIPv6PrefixLen",
+        "GwPriority",
     ];
     if BOOLS.contains(&name) {
         Scalar::Bool
@@ -897,6 +898,15 @@ fn struct_value(fields: &'static [Field], depth: u32) -> BoxedStrategy<Text> {
     if depth == 0 {
         return Just(b"{}".to_vec()).boxed();
     }
+    let unknown = (
+        proptest::sample::select(vec!["Foo", "Privileged", "Memory", "Cpuset", "GwPriority"])
+            .prop_flat_map(key),
+        wrong_value(),
+    );
+    if fields.is_empty() {
+        // An empty Go struct (ClusterOptions): only keys it ignores.
+        return object_of(vec(unknown, 0..3).boxed());
+    }
     let hot: Vec<Field> = fields
         .iter()
         .filter(|f| HOT.contains(&f.name))
@@ -908,11 +918,6 @@ fn struct_value(fields: &'static [Field], depth: u32) -> BoxedStrategy<Text> {
         false => prop_oneof![proptest::sample::select(hot), any_field].boxed(),
     };
     let entry = pick.prop_flat_map(move |f| (key(f.name), value(f, depth - 1)));
-    let unknown = (
-        proptest::sample::select(vec!["Foo", "Privileged", "Memory", "Cpuset", "GwPriority"])
-            .prop_flat_map(key),
-        wrong_value(),
-    );
     let entries = vec(prop_oneof![6 => entry, 1 => unknown], 0..5).boxed();
     object_of(entries)
 }
@@ -954,6 +959,9 @@ fn json_seeds() -> Vec<(Shape, Text)> {
         r#"{"NetworkingConfig":{"EndpointsConfig":{"mine":{"NetworkID":"theirs"}}}}"#,
         r#"{"Cmd":"ls","Entrypoint":null,"WorkingDir":"/x/../proc/self/fd/7"}"#,
         r#"{"HostConfig":{"Memory":-0}}"#,
+        r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{"GwPriority":1,"gwpriority":null},"b":{"GwPriority":"1"}}}}"#,
+        r#"{"HostConfig":{"Mounts":[{"Type":"image","ImageOptions":{"Subpath":"a"},"imageoptions":null,"ClusterOptions":{"x":1}}]}}"#,
+        r#"{"HostConfig":{"Mounts":[{"Type":"tmpfs","TmpfsOptions":{"Options":[["exec"]],"options":[["noexec"],["dev"]]}}]}}"#,
     ]
     .iter()
     .map(|b| (Shape::Create, b.as_bytes().to_vec()))

@@ -372,7 +372,11 @@ fn table() -> Vec<(Request, Expect)> {
             Err("mount-type"),
         ),
         (
-            host_config(r#""Mounts":[{"Type":"image","Source":"busybox"}]"#),
+            host_config(r#""Mounts":[{"Type":"image","Source":"busybox","Target":"/i"}]"#),
+            OK,
+        ),
+        (
+            host_config(r#""Mounts":[{"Type":"IMAGE","Source":"busybox","Target":"/i"}]"#),
             Err("mount-type"),
         ),
         (
@@ -1068,6 +1072,202 @@ fn table() -> Vec<(Request, Expect)> {
             Err("buildkit"),
         ),
         (get("/v1.41/plugins/x/json"), Err("plugins")),
+        // ---- what Engine API 1.42-1.55 added (the rules apply at every
+        // version: dockerd decodes these fields whatever the request's)
+        (
+            host_config(
+                r#""Mounts":[{"Type":"volume","Source":"v","Target":"/v","BindOptions":{"CreateMountpoint":true}}]"#,
+            ),
+            Err("mount-options"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"tmpfs","Target":"/t","BINDOPTIONS":{"ReadOnlyForceRecursive":true}}]"#,
+            ),
+            Err("mount-options"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"volume","Source":"v","Target":"/v","TmpfsOptions":{"Options":[["exec"]]}}]"#,
+            ),
+            Err("mount-options"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"bind","Source":"/","Target":"/h","BindOptions":{"CreateMountpoint":true}}]"#,
+            ),
+            Err("host-bind"),
+        ),
+        (host_config(r#""ConsoleSize":[40,120]"#), OK),
+        (
+            post(
+                "/v1.41/containers/abc/exec",
+                r#"{"Cmd":["sh"],"Tty":true,"ConsoleSize":[40,120]}"#,
+            ),
+            OK,
+        ),
+        (
+            host_config(r#""annotations":{"run.oci.keep_original_groups":"1"}"#),
+            Err("annotations"),
+        ),
+        (host_config(r#""Annotations":{}"#), OK),
+        (
+            create(
+                r#"{"Image":"b","HostConfig":{"NetworkMode":"front"},"NetworkingConfig":{"EndpointsConfig":{"front":{"GwPriority":1},"back":{"MacAddress":"02:42:ac:11:00:09","Aliases":["db"]}}}}"#,
+            ),
+            OK,
+        ),
+        (
+            create(r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"front":{},"host":{}}}}"#),
+            Err("namespace"),
+        ),
+        (
+            create(
+                r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"front":{},"container:abc":{}}}}"#,
+            ),
+            Err("namespace"),
+        ),
+        (
+            create(
+                r#"{"Image":"b","HostConfig":{"NetworkMode":"none"},"NetworkingConfig":{"EndpointsConfig":{"front":{}}}}"#,
+            ),
+            Err("network-none"),
+        ),
+        (
+            create(
+                r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"front":{},"back":{"NetworkID":"theirs"}}}}"#,
+            ),
+            Err("endpoint-network-id"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"Subpath":"app/logs"}}]"#,
+            ),
+            OK,
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"subpath":"../../../etc"}}]"#,
+            ),
+            Err("mount-subpath"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"Subpath":"/var/lib/docker"}}]"#,
+            ),
+            Err("mount-subpath"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"image","Source":"busybox","Target":"/i","ImageOptions":{"Subpath":"etc"}}]"#,
+            ),
+            OK,
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"image","Source":"busybox","Target":"/i","ImageOptions":{"Subpath":"etc/../.."}}]"#,
+            ),
+            Err("mount-subpath"),
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":65536,"Options":[["noexec"]]}}]"#,
+            ),
+            OK,
+        ),
+        (
+            host_config(
+                r#""Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Options":[["suid"]]}}]"#,
+            ),
+            Err("tmpfs-options"),
+        ),
+        (
+            create(
+                r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"n":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv4.conf.IFNAME.arp_ignore=1,net.ipv6.conf.ifname.disable_ipv6=1"}}}}}"#,
+            ),
+            OK,
+        ),
+        (
+            create(
+                r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"n":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv6.conf.IFNAME.disable_ipv6=1,net.ipv4.conf.IFNAME.route_localnet=1"}}}}}"#,
+            ),
+            Err("endpoint-sysctl"),
+        ),
+        (
+            post(
+                "/v1.41/networks/n/connect",
+                r#"{"Container":"c","EndpointConfig":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv4.conf.IFNAME.forwarding=1"}}}"#,
+            ),
+            Err("endpoint-sysctl"),
+        ),
+        (
+            post(
+                "/v1.41/networks/n/connect",
+                r#"{"Container":"c","EndpointConfig":{"GwPriority":100,"MacAddress":"02:42:ac:11:00:0a"}}"#,
+            ),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/networks/create",
+                r#"{"Name":"n","EnableIPv4":true,"Options":{"com.docker.network.enable_ipv4":"false"}}"#,
+            ),
+            Err("network-options"),
+        ),
+        (
+            host_config(r#""DeviceRequests":[{"Driver":"cdi","DeviceIDs":["vendor.com/class=x"]}]"#),
+            Err("devices"),
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/update",
+                r#"{"BlkioWeightDevice":[{"Path":"/dev/sda","Weight":500}]}"#,
+            ),
+            Err("devices"),
+        ),
+        (
+            post(
+                "/v1.41/containers/abc/update",
+                r#"{"BlkioDeviceWriteIOps":[],"CpuShares":512}"#,
+            ),
+            OK,
+        ),
+        (
+            post(
+                "/v1.41/volumes/create",
+                r#"{"Name":"csi","ClusterVolumeSpec":{"AccessMode":{"Scope":"single"}}}"#,
+            ),
+            Err("swarm"),
+        ),
+        (
+            (Method::PUT, "/v1.41/volumes/csi?version=1", JSON, "{}".into()),
+            Err("endpoint"),
+        ),
+        (get("/v1.41/debug/vars"), Err("endpoint")),
+        (get("/v1.41/debug/pprof/goroutine?debug=2"), Err("endpoint")),
+        (post("/v1.41/containers/abc/stop?signal=SIGTERM&t=5", ""), OK),
+        (post("/v1.41/containers/abc/restart?signal=9", ""), OK),
+        (get("/v1.41/containers/abc/json?size=1"), OK),
+        (get("/v1.41/images/json?manifests=1&shared-size=1"), OK),
+        (get("/v1.41/images/busybox/attestations?platform=%7B%7D&statement=1"), OK),
+        (
+            (
+                Method::DELETE,
+                "/v1.41/images/app?platforms=%7B%22os%22%3A%22linux%22%7D",
+                "",
+                String::new(),
+            ),
+            OK,
+        ),
+        (
+            tar("/v1.41/images/load?platform=%7B%22os%22%3A%22linux%22%2C%22architecture%22%3A%22amd64%22%7D"),
+            OK,
+        ),
+        (get("/v1.41/images/get?names=busybox&platform=%7B%22os%22%3A%22linux%22%7D"), OK),
+        (
+            post("/v1.41/build/prune?reserved-space=1GB&max-used-space=2GB", ""),
+            OK,
+        ),
     ]
 }
 
@@ -1254,6 +1454,26 @@ fn family_table() -> Vec<(Request, Expect, Expect)> {
         ),
         (
             service(r#""Privileges":{"AppArmor":{"Mode":"disabled"}}"#),
+            endpoint,
+            Err("security-opt"),
+        ),
+        (
+            service(r#""Privileges":{"Seccomp":{"Mode":"custom","Profile":"e30="}}"#),
+            endpoint,
+            Err("security-opt"),
+        ),
+        (
+            service(r#""Privileges":{"Seccomp":{"Mode":"default"},"NoNewPrivileges":true}"#),
+            endpoint,
+            Ok(()),
+        ),
+        (
+            service(r#""OomScoreAdj":-17"#),
+            endpoint,
+            Err("oom-score-adj"),
+        ),
+        (
+            service(r#""Privileges":{"Unknown":{}}"#),
             endpoint,
             Err("unknown-field"),
         ),
