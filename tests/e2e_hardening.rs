@@ -21,11 +21,7 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-use harness::{harness, DindBox, Out, Volume, DIRECT};
+use harness::{harness, send, DindBox, Out, Volume, DIRECT};
 
 macro_rules! need_harness {
     () => {
@@ -45,45 +41,6 @@ struct Proxy {
     what: &'static str,
     addr: String,
     buildkit: bool,
-}
-
-/// An HTTP answer: status and body.
-struct Answer {
-    status: u16,
-    body: String,
-}
-
-/// Sends one request as raw bytes (the header values may be anything) and
-/// reads the answer to the end (`Connection: close`).
-fn send(addr: &str, method: &str, target: &str, content_type: &[u8], body: &[u8]) -> Answer {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("set a read timeout");
-    let mut request =
-        format!("{method} {target} HTTP/1.1\r\nHost: dindbox\r\nConnection: close\r\n")
-            .into_bytes();
-    if !content_type.is_empty() {
-        request.extend_from_slice(b"Content-Type: ");
-        request.extend_from_slice(content_type);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-    request.extend_from_slice(body);
-    stream.write_all(&request).expect("send the request");
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {target}: no HTTP answer: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Answer { status, body }
 }
 
 /// A tar with one `Dockerfile`, as a build context.

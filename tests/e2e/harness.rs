@@ -412,6 +412,45 @@ pub fn free_port() -> u16 {
 /// inside the box), never through a proxy under test.
 pub const DIRECT: &str = "docker -H unix:///run/dindbox/docker.sock";
 
+/// An HTTP answer: status and body.
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Sends one request as raw bytes (the header values may be anything) and
+/// reads the answer to the end (`Connection: close`).
+pub fn send(addr: &str, method: &str, target: &str, content_type: &[u8], body: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("set a read timeout");
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: dindbox\r\nConnection: close\r\n")
+            .into_bytes();
+    if !content_type.is_empty() {
+        request.extend_from_slice(b"Content-Type: ");
+        request.extend_from_slice(content_type);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    request.extend_from_slice(body);
+    stream.write_all(&request).expect("send the request");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {target}: no HTTP answer: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Answer { status, body }
+}
+
 /// Whether `GET /_ping` at `addr` (TCP, plain HTTP) answers 200.
 pub fn ping(addr: &str) -> bool {
     let Ok(mut stream) = TcpStream::connect(addr) else {

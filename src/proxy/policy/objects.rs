@@ -251,8 +251,8 @@ pub fn volume_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
     if !matches!(get(&request, "ClusterVolumeSpec"), None | Some(Json::Null)) {
         return Err(Reject::forbidden(
             "swarm",
-            "cluster volumes",
-            "swarm is not available to tenants",
+            "a cluster volume (ClusterVolumeSpec)",
+            "swarm's cluster (CSI) volumes come from volume plugins, which tenants cannot use",
         ));
     }
     inject_labels(&mut request, &policy.injected_labels());

@@ -1,0 +1,215 @@
+//! End to end for the versioned policy (issue 12, "a versioned policy"): the
+//! fields Engine API 1.42-1.55 added, on the sid box (dockerd 28.5.2, API
+//! 1.51), through the box's proxy.
+//!
+//! The proxy serves API 1.41 until the version window opens, so these send
+//! the fields dockerd 28.5 honours at 1.41 anyway (they are not gated by the
+//! request's version): tmpfs mount `Options` and endpoint sysctls, and the
+//! refusals, which the proxy makes at every version. What passes must take
+//! effect in the container (an `exec` tmpfs runs a program, an endpoint
+//! sysctl is set on the container's interface); what is refused must answer
+//! one readable `dindbox:` line and leave the daemon as it was.
+//!
+//! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use harness::{harness_for_suite, send, unique, DindBox, Volume, DIRECT};
+
+const JSON: &[u8] = b"application/json";
+
+/// The box's proxy address, `host:port`.
+fn proxy(b: &DindBox) -> String {
+    b.api.trim_start_matches("tcp://").to_string()
+}
+
+/// Creates a container through the proxy with a raw body; its id.
+fn create(b: &DindBox, body: &str) -> String {
+    let answer = send(
+        &proxy(b),
+        "POST",
+        &format!("/v1.41/containers/create?name={}", unique("fields")),
+        JSON,
+        body.as_bytes(),
+    );
+    if answer.status != 201 {
+        b.fail(&format!(
+            "create {body} answered {}: {}",
+            answer.status, answer.body
+        ));
+    }
+    let id = answer
+        .body
+        .split_once(r#""Id":""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(id, _)| id.to_string());
+    id.unwrap_or_else(|| b.fail(&format!("no Id in the create answer {}", answer.body)))
+}
+
+/// What the inner dockerd holds (asked directly, not through the proxy).
+fn daemon_state(b: &DindBox) -> String {
+    b.exec_ok(&format!(
+        "d='{DIRECT}'; \
+         echo containers; $d ps -a --no-trunc --format '{{{{.ID}}}} {{{{.Names}}}} {{{{.State}}}}' | sort; \
+         echo networks; $d network ls --format '{{{{.Name}}}} {{{{.ID}}}}' | sort; \
+         echo volumes; $d volume ls -q | sort"
+    ))
+}
+
+#[test]
+fn sid_box_honours_the_tmpfs_options_and_endpoint_sysctls_it_lets_through() {
+    let Some(h) = harness_for_suite("sid") else {
+        return;
+    };
+    let vol = Volume::new(h, "fields");
+    let b = DindBox::start(h, "fields", &vol);
+    b.load_busybox();
+
+    // A tmpfs mount is noexec unless TmpfsOptions.Options says exec: the
+    // same program runs from one and not from the other.
+    let program = r#"["sh","-c","cp /bin/busybox /t/bb && /t/bb echo ran-from-tmpfs"]"#;
+    let exec = create(
+        &b,
+        &format!(
+            r#"{{"Image":"busybox","Cmd":{program},"HostConfig":{{"Mounts":[{{"Type":"tmpfs","Target":"/t","TmpfsOptions":{{"Options":[["exec"]]}}}}]}}}}"#
+        ),
+    );
+    let out = b.docker_ok(&["start", "-a", &exec]);
+    assert_eq!(out.stdout, "ran-from-tmpfs\n", "{out}");
+    let noexec = create(
+        &b,
+        &format!(
+            r#"{{"Image":"busybox","Cmd":{program},"HostConfig":{{"Mounts":[{{"Type":"tmpfs","Target":"/t"}}]}}}}"#
+        ),
+    );
+    let out = b.docker(&["start", "-a", &noexec]);
+    assert!(
+        !out.ok() && out.stderr.contains("Permission denied"),
+        "without exec the tmpfs must stay noexec:\n{out}"
+    );
+
+    // An endpoint sysctl from the safe list lands on the container's eth0.
+    let network = unique("fields-net");
+    b.docker_ok(&["network", "create", &network]);
+    let sysctl = create(
+        &b,
+        &format!(
+            r#"{{"Image":"busybox","Cmd":["cat","/proc/sys/net/ipv4/conf/eth0/arp_ignore"],
+                "HostConfig":{{"NetworkMode":"{network}"}},
+                "NetworkingConfig":{{"EndpointsConfig":{{"{network}":{{"DriverOpts":{{"com.docker.network.endpoint.sysctls":"net.ipv4.conf.IFNAME.arp_ignore=1"}}}}}}}}}}"#
+        ),
+    );
+    let out = b.docker_ok(&["start", "-a", &sysctl]);
+    assert_eq!(out.stdout, "1\n", "arp_ignore on the endpoint:\n{out}");
+}
+
+#[test]
+fn sid_box_refuses_the_new_fields_it_does_not_let_through_and_changes_nothing() {
+    let Some(h) = harness_for_suite("sid") else {
+        return;
+    };
+    let vol = Volume::new(h, "fields-refused");
+    let b = DindBox::start(h, "fields-refused", &vol);
+    b.load_busybox();
+    let network = unique("fields-net");
+    b.docker_ok(&["network", "create", &network]);
+    b.docker_ok(&["volume", "create", "data"]);
+    let before = daemon_state(&b);
+
+    let create = |fields: &str| format!(r#"{{"Image":"busybox","Cmd":["true"],{fields}}}"#);
+    let refused: Vec<(&str, &str, String, String)> = vec![
+        (
+            "tmpfs option dev",
+            "POST",
+            "/v1.41/containers/create".into(),
+            create(r#""HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"Options":[["dev"]]}}]}"#),
+        ),
+        (
+            "endpoint sysctl forwarding",
+            "POST",
+            "/v1.41/containers/create".into(),
+            create(&format!(
+                r#""HostConfig":{{"NetworkMode":"{network}"}},"NetworkingConfig":{{"EndpointsConfig":{{"{network}":{{"DriverOpts":{{"com.docker.network.endpoint.sysctls":"net.ipv4.conf.IFNAME.forwarding=1"}}}}}}}}"#
+            )),
+        ),
+        (
+            "annotations",
+            "POST",
+            "/v1.41/containers/create".into(),
+            create(r#""HostConfig":{"Annotations":{"run.oci.keep_original_groups":"1"}}"#),
+        ),
+        (
+            "a CDI device request",
+            "POST",
+            "/v1.41/containers/create".into(),
+            create(r#""HostConfig":{"DeviceRequests":[{"Driver":"cdi","DeviceIDs":["vendor.com/class=x"]}]}"#),
+        ),
+        (
+            "bind options on a volume mount",
+            "POST",
+            "/v1.41/containers/create".into(),
+            create(r#""HostConfig":{"Mounts":[{"Type":"volume","Source":"data","Target":"/d","BindOptions":{"CreateMountpoint":true}}]}"#),
+        ),
+        (
+            "a volume subpath out of the volume",
+            "POST",
+            "/v1.41/containers/create".into(),
+            create(r#""HostConfig":{"Mounts":[{"Type":"volume","Source":"data","Target":"/d","VolumeOptions":{"Subpath":"../../.."}}]}"#),
+        ),
+        (
+            "none with another network",
+            "POST",
+            "/v1.41/containers/create".into(),
+            create(&format!(
+                r#""HostConfig":{{"NetworkMode":"none"}},"NetworkingConfig":{{"EndpointsConfig":{{"{network}":{{}}}}}}"#
+            )),
+        ),
+        (
+            "connect with an endpoint sysctl route_localnet",
+            "POST",
+            format!("/v1.41/networks/{network}/connect"),
+            r#"{"Container":"nothing","EndpointConfig":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv4.conf.IFNAME.route_localnet=1"}}}"#.into(),
+        ),
+        (
+            "a cluster volume",
+            "PUT",
+            "/v1.41/volumes/data".into(),
+            "{}".into(),
+        ),
+        ("the debug endpoints", "GET", "/v1.41/debug/vars".into(), String::new()),
+    ];
+    for (what, method, target, body) in &refused {
+        let content_type = if body.is_empty() { &b""[..] } else { JSON };
+        let answer = send(&proxy(&b), method, target, content_type, body.as_bytes());
+        let message = answer
+            .body
+            .split_once(r#""message":""#)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(m, _)| m.to_string())
+            .unwrap_or_default();
+        if answer.status != 403 || !message.starts_with("dindbox: ") {
+            b.fail(&format!(
+                "{what}: {method} {target} {body} must be refused with a dindbox: message; \
+                 it answered {} {}",
+                answer.status, answer.body
+            ));
+        }
+        eprintln!("{what}: {message}");
+    }
+
+    // The CLI prints each refusal as one line and exits non-zero.
+    let cdi = b.docker(&["run", "--rm", "--device", "vendor.com/class=x", "busybox", "true"]);
+    let lines: Vec<&str> = cdi.stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        !cdi.ok() && lines.len() == 1 && lines[0].contains("dindbox: "),
+        "`docker run --device vendor.com/class=x` must fail with one dindbox: line:\n{cdi}"
+    );
+    eprintln!("CLI CDI device: {}", lines[0]);
+
+    assert_eq!(
+        daemon_state(&b),
+        before,
+        "the refused requests must leave the daemon as it was"
+    );
+}
