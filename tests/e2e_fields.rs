@@ -39,11 +39,9 @@ fn create(b: &DindBox, body: &str) -> String {
             answer.status, answer.body
         ));
     }
-    let id = answer
-        .body
-        .split_once(r#""Id":""#)
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .map(|(id, _)| id.to_string());
+    let id = serde_json::from_str::<serde_json::Value>(answer.body.trim())
+        .ok()
+        .and_then(|v| v["Id"].as_str().map(str::to_string));
     id.unwrap_or_else(|| b.fail(&format!("no Id in the create answer {}", answer.body)))
 }
 
@@ -68,7 +66,7 @@ fn sid_box_honours_the_tmpfs_options_and_endpoint_sysctls_it_lets_through() {
 
     // A tmpfs mount is noexec unless TmpfsOptions.Options says exec: the
     // same program runs from one and not from the other.
-    let program = r#"["sh","-c","cp /bin/busybox /t/bb && /t/bb echo ran-from-tmpfs"]"#;
+    let program = r#"["sh","-c","cp /bin/busybox /t/busybox && /t/busybox echo ran-from-tmpfs"]"#;
     let exec = create(
         &b,
         &format!(
@@ -182,11 +180,9 @@ fn sid_box_refuses_the_new_fields_it_does_not_let_through_and_changes_nothing() 
     for (what, method, target, body) in &refused {
         let content_type = if body.is_empty() { &b""[..] } else { JSON };
         let answer = send(&proxy(&b), method, target, content_type, body.as_bytes());
-        let message = answer
-            .body
-            .split_once(r#""message":""#)
-            .and_then(|(_, rest)| rest.split_once('"'))
-            .map(|(m, _)| m.to_string())
+        let message = serde_json::from_str::<serde_json::Value>(answer.body.trim())
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or_default();
         if answer.status != 403 || !message.starts_with("dindbox: ") {
             b.fail(&format!(
@@ -198,14 +194,26 @@ fn sid_box_refuses_the_new_fields_it_does_not_let_through_and_changes_nothing() 
         eprintln!("{what}: {message}");
     }
 
-    // The CLI prints each refusal as one line and exits non-zero.
-    let cdi = b.docker(&["run", "--rm", "--device", "vendor.com/class=x", "busybox", "true"]);
-    let lines: Vec<&str> = cdi.stderr.lines().filter(|l| !l.is_empty()).collect();
+    // The CLI prints the refusal as one line (then its own `--help` hint)
+    // and exits non-zero.
+    let cdi = b.docker(&[
+        "run",
+        "--rm",
+        "--device",
+        "vendor.com/class=x",
+        "busybox",
+        "true",
+    ]);
+    let reasons: Vec<&str> = cdi
+        .stderr
+        .lines()
+        .filter(|l| l.contains("dindbox: "))
+        .collect();
     assert!(
-        !cdi.ok() && lines.len() == 1 && lines[0].contains("dindbox: "),
+        !cdi.ok() && reasons.len() == 1,
         "`docker run --device vendor.com/class=x` must fail with one dindbox: line:\n{cdi}"
     );
-    eprintln!("CLI CDI device: {}", lines[0]);
+    eprintln!("CLI CDI device: {}", reasons[0]);
 
     assert_eq!(
         daemon_state(&b),
