@@ -389,14 +389,27 @@ async fn a_newer_daemon_is_advertised_at_the_version_the_policy_knows() {
 #[tokio::test]
 async fn endpoints_off_the_allow_list_never_reach_the_daemon() {
     let h = start().await;
-    for raw in [
-        &post("/v1.41/plugins/pull?remote=evil", "[]")[..],
-        &post("/v1.41/swarm/join", r#"{"RemoteAddrs":["10.0.0.1"]}"#)[..],
-        b"GET /debug/pprof/ HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+    for (raw, why) in [
+        (
+            &post("/v1.41/plugins/pull?remote=evil", "[]")[..],
+            "not on dindbox's allow-list",
+        ),
+        (
+            &post("/v1.41/swarm/join", r#"{"RemoteAddrs":["10.0.0.1"]}"#)[..],
+            "not on dindbox's allow-list",
+        ),
+        (
+            b"GET /debug/pprof/ HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+            "the daemon's internals",
+        ),
+        (
+            b"GET /v1.41/debug/vars HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+            "the daemon's internals",
+        ),
     ] {
         let answer = exchange(&h.proxy_socket, raw).await;
         assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
-        assert!(answer.contains("not on dindbox's allow-list"), "{answer}");
+        assert!(answer.contains(why), "{answer}");
     }
     assert!(h.seen.lock().unwrap().is_empty());
 }
