@@ -1187,6 +1187,35 @@ mod tests {
     }
 
     #[test]
+    fn each_of_several_networks_is_named_and_pinned_with_its_own_settings() {
+        // API 1.44: a create joins every network in EndpointsConfig at once.
+        let body = r#"{"HostConfig":{"NetworkMode":"backend"},"NetworkingConfig":{"EndpointsConfig":{
+            "backend":{"GwPriority":10,"MacAddress":"02:42:ac:11:00:09"},
+            "frontend":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv6.conf.IFNAME.disable_ipv6=1"}}}}}"#;
+        let refs = references(
+            Endpoint::ContainerCreate,
+            &Json::parse(body.as_bytes()).unwrap(),
+        );
+        assert_eq!(
+            refs,
+            vec![
+                Reference::Network("backend".into()),
+                Reference::Network("frontend".into())
+            ]
+        );
+        let forwarded = pinned_body(Endpoint::ContainerCreate, body, None);
+        assert_eq!(
+            forwarded["NetworkingConfig"],
+            json(
+                r#"{"EndpointsConfig":{
+                    "n-back":{"GwPriority":10,"MacAddress":"02:42:ac:11:00:09","NetworkID":"n-back"},
+                    "n-front":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv6.conf.IFNAME.disable_ipv6=1"},"NetworkID":"n-front"}}}"#
+            )
+        );
+        assert_eq!(forwarded["HostConfig"]["NetworkMode"], "n-back");
+    }
+
+    #[test]
     fn two_endpoint_keys_for_one_network_are_refused() {
         let mut body =
             Json::parse(br#"{"NetworkingConfig":{"EndpointsConfig":{"backend":{},"n-ba":{}}}}"#)
