@@ -669,10 +669,14 @@ pub fn answer(method: &Method, route: &Route) -> Answer {
     }
 }
 
-/// A built-in network's answer without the endpoints of the containers on it.
+/// A built-in network's answer without the endpoints of the containers on
+/// it, nor (API 1.52) its `Status`, whose `IPsInUse` counts every owner's.
 pub fn hide_endpoints(network: &mut serde_json::Value) {
     if let Some(containers) = network.get_mut("Containers") {
         *containers = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let Some(network) = network.as_object_mut() {
+        network.remove("Status");
     }
 }
 
@@ -1369,8 +1373,10 @@ mod tests {
             let route = route(&method, &path.parse().unwrap()).unwrap();
             assert_eq!(answer(&method, &route), expected, "{method} {path}");
         }
-        let mut bridge =
-            json(r#"{"Name":"bridge","Containers":{"c1":{"Name":"theirs"}},"IPAM":{}}"#);
+        let mut bridge = json(
+            r#"{"Name":"bridge","Containers":{"c1":{"Name":"theirs"}},"IPAM":{},
+                "Status":{"IPAM":{"Subnets":{"172.17.0.0/16":{"IPsInUse":7}}}}}"#,
+        );
         hide_endpoints(&mut bridge);
         assert_eq!(
             bridge,

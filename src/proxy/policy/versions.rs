@@ -464,6 +464,15 @@ pub const VERSIONS: &[Version] = &[
                 )),
                 refused: None,
             },
+            Change {
+                what: "GET /networks/{id} Status (IPAM use)",
+                decision: Decision::Checked,
+                why: "owner mode leaves it out of the built-in networks' answers, whose counts are every owner's",
+                allowed: Some(Answer(
+                    "proxy::policy::owner::tests::answers_read_before_passing_on",
+                )),
+                refused: None,
+            },
             allowed(
                 "services: Resources.SwapBytes, MemorySwappiness",
                 "like a container's MemorySwap and MemorySwappiness",
