@@ -8,7 +8,9 @@
 //! refusals, which the proxy makes at every version. What passes must take
 //! effect in the container (an `exec` tmpfs runs a program, an endpoint
 //! sysctl is set on the container's interface); what is refused must answer
-//! one readable `dindbox:` line and leave the daemon as it was.
+//! one readable `dindbox:` line and leave the daemon as it was. The last
+//! test sends the same through the real CLI at the version it negotiates,
+//! once the window is open (it is ignored until then).
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
