@@ -13,6 +13,7 @@ mod container;
 pub mod images;
 mod objects;
 pub mod owner;
+pub mod pull;
 pub mod subnets;
 mod swarm;
 mod value;
