@@ -5,7 +5,9 @@
 //! `app:latest`; owner B's `docker tag`, `docker load` (plain and gzip),
 //! `build -t`, `commit`, `import` and `rmi` of it are refused with one
 //! readable line, and the tag still points to A's image on the daemon. B's
-//! own tags work, and A can still move its own.
+//! own tags work, and A can still move its own. Pulls run against a real
+//! registry on the box's loopback, and two owners race to load one tag, on
+//! dockerd 20.10 and 28.5 (the sid base).
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
@@ -670,4 +672,94 @@ fn pulls_do_not_move_another_owners_tag_on_dockerd_28() {
         return;
     };
     pulls_do_not_move_another_owners_tag(h);
+}
+
+/// Two owners load one free tag at the same time, each its own image (A's
+/// small, B's with a 96 MiB layer): one load sets the tag, the other is
+/// refused (when its own archive has been read, if the tag was taken by
+/// then; or after dockerd loaded it untagged), and the tag never points at
+/// the loser's image.
+fn loads_of_one_free_tag_race(h: &harness::Harness) {
+    let vol = Volume::new(h, "loadrace");
+    let b = DindBox::start(h, "loadrace", &vol);
+    b.start_standalone_proxy(2392, "--owner-label ci.job=a");
+    b.start_standalone_proxy(2393, "--owner-label ci.job=b");
+    // The two archives, tagged race:1, made on the daemon and removed from it.
+    let ids = b.exec_ok(&format!(
+        "set -e; for x in a:1048576 b:100663296; do n=${{x%%:*}}; mkdir /tmp/$n; \
+         head -c ${{x#*:}} /dev/urandom >/tmp/$n/blob; tar -C /tmp/$n -c . | {DIRECT} import - race:1 >/dev/null; \
+         {DIRECT} image inspect -f '{{{{.Id}}}}' race:1; {DIRECT} save race:1 >/tmp/$n.tar; \
+         {DIRECT} rmi race:1 >/dev/null; rm -r /tmp/$n; done"
+    ));
+    let ids: Vec<&str> = ids.lines().collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let load = |port: u16, archive: &str| {
+        let script = format!(
+            "docker -H unix:///run/dindbox/standalone-{port}.sock load -i /tmp/{archive}.tar"
+        );
+        let cmd = h.outer_cmd(&["exec", &b.name, "sh", "-c", &script]);
+        std::thread::spawn(move || harness::run(cmd, None, Duration::from_secs(180)))
+    };
+    // B's big load first: A's small one overtakes it.
+    let other = load(2393, "b");
+    let a = load(2392, "a");
+    let outs = [a.join().unwrap(), other.join().unwrap()];
+    let tagged = points_to(&b, "race:1");
+    let winners: Vec<usize> = (0..2).filter(|&i| outs[i].ok()).collect();
+    let [winner] = winners[..] else {
+        panic!(
+            "exactly one load must set race:1:\n{}\n{}",
+            outs[0], outs[1]
+        );
+    };
+    let loser = 1 - winner;
+    assert_eq!(
+        tagged, ids[winner],
+        "race:1 must point at the winner's image"
+    );
+    assert_eq!(
+        outs[winner].stdout.trim(),
+        "Loaded image: race:1",
+        "{}",
+        outs[winner]
+    );
+    let refusal = &outs[loser];
+    let after_loading = refusal.stderr.contains("loaded untagged");
+    assert!(
+        refusal.stderr.contains("dindbox: ")
+            && refusal.stderr.contains("race:1 is not allowed")
+            && refusal.stderr.contains("another owner")
+            && !refusal.stdout.contains("Loaded image: race"),
+        "the other load must end with the refusal:\n{refusal}"
+    );
+    eprintln!(
+        "load race: {} won; the other was refused {}",
+        ["A", "B"][winner],
+        if after_loading {
+            "after dockerd loaded its image untagged"
+        } else {
+            "once its archive was read"
+        }
+    );
+    // The loser's image is untagged, or was never loaded.
+    let loser_tags = b.exec_ok(&format!(
+        "{DIRECT} image inspect -f '{{{{len .RepoTags}}}}' {} 2>/dev/null || echo none",
+        ids[loser]
+    ));
+    let expected = if after_loading { "0" } else { "none" };
+    assert_eq!(loser_tags.trim(), expected, "the loser's image");
+}
+
+#[test]
+fn loads_of_one_free_tag_race_on_dockerd_20_10() {
+    let h = need_harness!();
+    loads_of_one_free_tag_race(h);
+}
+
+#[test]
+fn loads_of_one_free_tag_race_on_dockerd_28() {
+    let Some(h) = harness::harness_for_suite("sid") else {
+        return;
+    };
+    loads_of_one_free_tag_race(h);
 }
