@@ -475,6 +475,7 @@ impl Registry {
             let probe = Command::new("nsenter")
                 .args(["-t", &pid, "-n", "bash", "-c"])
                 .arg("exec 3<>/dev/tcp/127.0.0.1/5000")
+                .stderr(std::process::Stdio::null())
                 .status();
             probe.is_ok_and(|s| s.success()).then_some(())
         });
@@ -539,10 +540,13 @@ fn raw_pull(addr: &str, image: &str, tag: &str, on_start: impl FnOnce()) -> Vec<
 /// Owner B's `docker pull` of a tag owner A holds is refused before any
 /// download; a free tag is pulled and set by the proxy (the CLI prints what
 /// it prints for a pull by tag); a tag A takes while B's pull downloads is
-/// not moved when the pull ends.
-fn pulls_do_not_move_another_owners_tag(h: &harness::Harness) {
+/// not moved when the pull ends. `extra`: more `docker run` arguments;
+/// `driver`: the storage driver dockerd must report with them.
+fn pulls_do_not_move_another_owners_tag(h: &harness::Harness, extra: &[&str], driver: &str) {
     let vol = Volume::new(h, "pull");
-    let b = DindBox::start(h, "pull", &vol);
+    let b = DindBox::start_with(h, "pull", &vol, extra);
+    let reported = b.exec_ok(&format!("{DIRECT} info -f '{{{{.Driver}}}}'"));
+    assert_eq!(reported.trim(), driver, "the image store under test");
     b.load_busybox();
     let registry = Registry::start(&b);
     // The registry's content, pushed from the daemon itself: bb:1 and bb:2
@@ -663,7 +667,7 @@ fn pulls_do_not_move_another_owners_tag(h: &harness::Harness) {
 #[test]
 fn pulls_do_not_move_another_owners_tag_on_dockerd_20_10() {
     let h = need_harness!();
-    pulls_do_not_move_another_owners_tag(h);
+    pulls_do_not_move_another_owners_tag(h, &[], "overlay2");
 }
 
 #[test]
@@ -671,7 +675,18 @@ fn pulls_do_not_move_another_owners_tag_on_dockerd_28() {
     let Some(h) = harness::harness_for_suite("sid") else {
         return;
     };
-    pulls_do_not_move_another_owners_tag(h);
+    pulls_do_not_move_another_owners_tag(h, &[], "overlay2");
+}
+
+/// dockerd 28.5 with the containerd image store: a pull by digest names an
+/// image `NAME@sha256:…` there, whose id is the manifest's digest.
+#[test]
+fn pulls_do_not_move_another_owners_tag_on_dockerd_28_containerd_store() {
+    let Some(h) = harness::harness_for_suite("sid") else {
+        return;
+    };
+    let feature = "DOCKERD_ARGS=--feature containerd-snapshotter=true";
+    pulls_do_not_move_another_owners_tag(h, &["-e", feature], "overlayfs");
 }
 
 /// Two owners load one free tag at the same time, each its own image (A's
