@@ -5,7 +5,9 @@
 //! `app:latest`; owner B's `docker tag`, `docker load` (plain and gzip),
 //! `build -t`, `commit`, `import` and `rmi` of it are refused with one
 //! readable line, and the tag still points to A's image on the daemon. B's
-//! own tags work, and A can still move its own.
+//! own tags work, and A can still move its own. Pulls run against a real
+//! registry on the box's loopback, and two owners race to load one tag, on
+//! dockerd 20.10 and 28.5 (the sid base).
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
@@ -435,4 +437,344 @@ fn tags_do_not_move_between_owners() {
         images_before, images_after,
         "B's refused requests changed the images"
     );
+}
+
+/// `docker-registry` (Debian's distribution registry) serving on
+/// 127.0.0.1:5000 in the box's network namespace, so its dockerd reaches it
+/// on loopback (which dockerd lets be plain HTTP); killed on drop.
+struct Registry {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+const REGISTRY: &str = "127.0.0.1:5000";
+
+impl Registry {
+    fn start(b: &DindBox) -> Registry {
+        let pid = b.state("{{.State.Pid}}");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {REGISTRY}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new("nsenter")
+            .args(["-t", &pid, "-n", "docker-registry", "serve"])
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry (scripts/lib.sh ensure_packages installs it)");
+        let registry = Registry { child, _dir: dir };
+        let up = harness::poll(Duration::from_secs(20), || {
+            let probe = Command::new("nsenter")
+                .args(["-t", &pid, "-n", "bash", "-c"])
+                .arg("exec 3<>/dev/tcp/127.0.0.1/5000")
+                .stderr(std::process::Stdio::null())
+                .status();
+            probe.is_ok_and(|s| s.success()).then_some(())
+        });
+        assert!(up.is_some(), "the registry did not listen within 20 s");
+        registry
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal the registry");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every tag on the daemon, with the image it points to.
+fn all_tags(b: &DindBox) -> String {
+    b.exec_ok(&format!(
+        "{DIRECT} images --format '{{{{.Repository}}}}:{{{{.Tag}}}} {{{{.ID}}}}' | grep -v '<none>' | sort"
+    ))
+}
+
+/// `POST /images/create` of `image`:`tag` through `addr`, raw; `on_start`
+/// runs once dockerd has begun to pull (its `Pulling from` message came).
+/// Returns the answer's messages.
+fn raw_pull(addr: &str, image: &str, tag: &str, on_start: impl FnOnce()) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let mut stream = TcpStream::connect(addr).expect("connect to the proxy");
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+    let head = format!(
+        "POST /v1.41/images/create?fromImage={image}&tag={tag} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut on_start = Some(on_start);
+    let mut messages = Vec::new();
+    for line in std::io::BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+            continue; // the status line, headers
+        };
+        if !message.is_object() {
+            continue; // chunk sizes
+        }
+        let started = message["status"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Pulling from"));
+        messages.push(message);
+        if started {
+            if let Some(f) = on_start.take() {
+                f();
+            }
+        }
+    }
+    messages
+}
+
+/// Owner B's `docker pull` of a tag owner A holds is refused before any
+/// download; a free tag is pulled and set by the proxy (the CLI prints what
+/// it prints for a pull by tag); a tag A takes while B's pull downloads is
+/// not moved when the pull ends. `extra`: more `docker run` arguments;
+/// `driver`: the storage driver dockerd must report with them.
+fn pulls_do_not_move_another_owners_tag(h: &harness::Harness, extra: &[&str], driver: &str) {
+    let vol = Volume::new(h, "pull");
+    let b = DindBox::start_with(h, "pull", &vol, extra);
+    let reported = b.exec_ok(&format!("{DIRECT} info -f '{{{{.Driver}}}}'"));
+    assert_eq!(reported.trim(), driver, "the image store under test");
+    b.load_busybox();
+    let registry = Registry::start(&b);
+    // The registry's content, pushed from the daemon itself: bb:1 and bb:2
+    // are busybox, bb:3 a layer of 96 MiB (a download long enough to stop).
+    b.exec_ok(&format!(
+        "set -e; for t in 1 2; do {DIRECT} tag busybox {REGISTRY}/bb:$t; {DIRECT} push -q {REGISTRY}/bb:$t; done; \
+         mkdir /tmp/big && head -c 100663296 /dev/urandom >/tmp/big/blob && \
+         tar -C /tmp/big -c . | {DIRECT} import - {REGISTRY}/bb:3 && {DIRECT} push -q {REGISTRY}/bb:3 && \
+         {DIRECT} rmi {REGISTRY}/bb:1 {REGISTRY}/bb:2 {REGISTRY}/bb:3 && rm -r /tmp/big"
+    ));
+    let a = b.start_standalone_proxy(2392, "--owner-label ci.job=a");
+    let other = b.start_standalone_proxy(2393, "--owner-label ci.job=b");
+    let bb = |t: &str| format!("{REGISTRY}/bb:{t}");
+
+    // A builds bb:2 here: its tag.
+    ok(
+        &a,
+        &["build", "-q", "-t", &bb("2"), "-"],
+        Some(b"FROM busybox\nRUN echo a > /who\n"),
+    );
+    let a_bb2 = points_to(&b, &bb("2"));
+    let before = all_tags(&b);
+    let out = via(&other, &["pull", &bb("2")], None);
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("dindbox:"))
+        .collect();
+    assert!(
+        !out.ok()
+            && matches!(said.as_slice(), [line] if line.starts_with("Error response from daemon: dindbox:")
+                && line.contains("bb:2") && line.contains("another owner")),
+        "B's pull of A's tag must be refused with one line:\n{out}"
+    );
+    assert_eq!(points_to(&b, &bb("2")), a_bb2, "bb:2 moved");
+    assert_eq!(
+        all_tags(&b),
+        before,
+        "the refused pull changed the daemon's tags"
+    );
+
+    // A free tag: pulled by digest, tagged by B's proxy, printed as usual.
+    let pulled = ok(&other, &["pull", &bb("1")], None);
+    let digest = b.exec_ok(&format!(
+        "{DIRECT} image inspect -f '{{{{range .RepoDigests}}}}{{{{.}}}}{{{{end}}}}' {}",
+        bb("1")
+    ));
+    let digest = digest.trim().rsplit_once('@').map(|(_, d)| d.to_string());
+    let digest = digest.unwrap_or_else(|| panic!("bb:1 has no digest:\n{pulled}"));
+    assert!(
+        pulled.stdout.starts_with("1: Pulling from bb\n")
+            && pulled.stdout.contains(&format!("Digest: {digest}\n"))
+            && pulled
+                .stdout
+                .contains(&format!("Status: Downloaded newer image for {}\n", bb("1")))
+            && pulled.stdout.trim_end().ends_with(&bb("1"))
+            && !pulled.stdout.contains('@'),
+        "B's pull output:\n{pulled}"
+    );
+    assert_eq!(points_to(&b, &bb("1")), points_to(&b, "busybox"));
+    let again = ok(&other, &["pull", &bb("1")], None);
+    assert!(
+        again
+            .stdout
+            .contains(&format!("Status: Image is up to date for {}\n", bb("1"))),
+        "{again}"
+    );
+    // Set by B's proxy: B may move it; A may not.
+    let out = via(&a, &["tag", "busybox", &bb("1")], None);
+    assert!(
+        !out.ok() && out.stderr.contains("another owner"),
+        "A moved B's tag:\n{out}"
+    );
+    ok(&other, &["rmi", &bb("1")], None);
+
+    // B pulls bb:3 (free); A takes bb:3 for its own image while the layer
+    // downloads (the registry stopped meanwhile).
+    use nix::sys::signal::Signal;
+    let messages = raw_pull(&other, &format!("{REGISTRY}/bb"), "3", || {
+        registry.signal(Signal::SIGSTOP);
+        let tagged = via(&a, &["tag", &bb("2"), &bb("3")], None);
+        registry.signal(Signal::SIGCONT);
+        assert!(tagged.ok(), "A's tag of bb:3:\n{tagged}");
+    });
+    assert_eq!(points_to(&b, &bb("3")), a_bb2, "bb:3 moved");
+    let last = messages.last().cloned().unwrap_or_default();
+    let error = last["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("dindbox: ")
+            && error.contains("bb:3")
+            && error.contains("another owner")
+            && error.contains("pulled untagged"),
+        "B's pull must end with the refusal: {messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["status"] == "Pulling from bb" && m["id"] == "3"),
+        "{messages:#?}"
+    );
+    assert!(
+        !messages.iter().any(|m| m["status"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Status:"))),
+        "{messages:#?}"
+    );
+    // The image is there, untagged by B.
+    let untagged = b.exec_ok(&format!(
+        "{DIRECT} images --digests --format '{{{{.Repository}}}} {{{{.Tag}}}} {{{{.ID}}}}' {REGISTRY}/bb"
+    ));
+    assert!(
+        untagged.lines().any(|l| l.contains("<none>")),
+        "the pulled bb:3 image:\n{untagged}"
+    );
+    drop(registry);
+}
+
+#[test]
+fn pulls_do_not_move_another_owners_tag_on_dockerd_20_10() {
+    let h = need_harness!();
+    pulls_do_not_move_another_owners_tag(h, &[], "overlay2");
+}
+
+#[test]
+fn pulls_do_not_move_another_owners_tag_on_dockerd_28() {
+    let Some(h) = harness::harness_for_suite("sid") else {
+        return;
+    };
+    pulls_do_not_move_another_owners_tag(h, &[], "overlay2");
+}
+
+/// dockerd 28.5 with the containerd image store: a pull by digest names an
+/// image `NAME@sha256:…` there, whose id is the manifest's digest.
+#[test]
+fn pulls_do_not_move_another_owners_tag_on_dockerd_28_containerd_store() {
+    let Some(h) = harness::harness_for_suite("sid") else {
+        return;
+    };
+    let feature = "DOCKERD_ARGS=--feature containerd-snapshotter=true";
+    pulls_do_not_move_another_owners_tag(h, &["-e", feature], "overlayfs");
+}
+
+/// Two owners load one free tag at the same time, each its own image (A's
+/// small, B's with a 96 MiB layer): one load sets the tag, the other is
+/// refused (when its own archive has been read, if the tag was taken by
+/// then; or after dockerd loaded it untagged), and the tag never points at
+/// the loser's image.
+fn loads_of_one_free_tag_race(h: &harness::Harness) {
+    let vol = Volume::new(h, "loadrace");
+    let b = DindBox::start(h, "loadrace", &vol);
+    b.start_standalone_proxy(2392, "--owner-label ci.job=a");
+    b.start_standalone_proxy(2393, "--owner-label ci.job=b");
+    // The two archives, tagged race:1, made on the daemon and removed from it.
+    let ids = b.exec_ok(&format!(
+        "set -e; for x in a:1048576 b:100663296; do n=${{x%%:*}}; mkdir /tmp/$n; \
+         head -c ${{x#*:}} /dev/urandom >/tmp/$n/blob; tar -C /tmp/$n -c . | {DIRECT} import - race:1 >/dev/null; \
+         {DIRECT} image inspect -f '{{{{.Id}}}}' race:1; {DIRECT} save race:1 >/tmp/$n.tar; \
+         {DIRECT} rmi race:1 >/dev/null; rm -r /tmp/$n; done"
+    ));
+    let ids: Vec<&str> = ids.lines().collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let load = |port: u16, archive: &str| {
+        let script = format!(
+            "docker -H unix:///run/dindbox/standalone-{port}.sock load -i /tmp/{archive}.tar"
+        );
+        let cmd = h.outer_cmd(&["exec", &b.name, "sh", "-c", &script]);
+        std::thread::spawn(move || harness::run(cmd, None, Duration::from_secs(180)))
+    };
+    // B's big load first: A's small one overtakes it.
+    let other = load(2393, "b");
+    let a = load(2392, "a");
+    let outs = [a.join().unwrap(), other.join().unwrap()];
+    let tagged = points_to(&b, "race:1");
+    let winners: Vec<usize> = (0..2).filter(|&i| outs[i].ok()).collect();
+    let [winner] = winners[..] else {
+        panic!(
+            "exactly one load must set race:1:\n{}\n{}",
+            outs[0], outs[1]
+        );
+    };
+    let loser = 1 - winner;
+    assert_eq!(
+        tagged, ids[winner],
+        "race:1 must point at the winner's image"
+    );
+    assert_eq!(
+        outs[winner].stdout.trim(),
+        "Loaded image: race:1",
+        "{}",
+        outs[winner]
+    );
+    let refusal = &outs[loser];
+    let after_loading = refusal.stderr.contains("loaded untagged");
+    assert!(
+        refusal.stderr.contains("dindbox: ")
+            && refusal.stderr.contains("race:1 is not allowed")
+            && refusal.stderr.contains("another owner")
+            && !refusal.stdout.contains("Loaded image: race"),
+        "the other load must end with the refusal:\n{refusal}"
+    );
+    eprintln!(
+        "load race: {} won; the other was refused {}",
+        ["A", "B"][winner],
+        if after_loading {
+            "after dockerd loaded its image untagged"
+        } else {
+            "once its archive was read"
+        }
+    );
+    // The loser's image is untagged, or was never loaded.
+    let loser_tags = b.exec_ok(&format!(
+        "{DIRECT} image inspect -f '{{{{len .RepoTags}}}}' {} 2>/dev/null || echo none",
+        ids[loser]
+    ));
+    let expected = if after_loading { "0" } else { "none" };
+    assert_eq!(loser_tags.trim(), expected, "the loser's image");
+}
+
+#[test]
+fn loads_of_one_free_tag_race_on_dockerd_20_10() {
+    let h = need_harness!();
+    loads_of_one_free_tag_race(h);
+}
+
+#[test]
+fn loads_of_one_free_tag_race_on_dockerd_28() {
+    let Some(h) = harness::harness_for_suite("sid") else {
+        return;
+    };
+    loads_of_one_free_tag_race(h);
 }

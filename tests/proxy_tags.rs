@@ -50,6 +50,22 @@ struct Daemon {
     /// A request to this path waits for the sender to fire or drop (a slow
     /// build, commit or import): the test changes tags meanwhile.
     gate: Option<(String, tokio::sync::oneshot::Receiver<()>)>,
+    /// The registry behind it: `name:tag` → manifest digest.
+    registry: HashMap<String, String>,
+}
+
+/// A registry that does not answer.
+const UNREACHABLE: &str = "127.0.0.1:5001/";
+
+fn digest(n: u8) -> String {
+    format!("sha256:{}", format!("{n:02x}").repeat(32))
+}
+
+/// `docker.io/library/app@sha256:..` as `app@sha256:..`.
+fn short_name(reference: &str) -> &str {
+    reference
+        .strip_prefix("docker.io/library/")
+        .unwrap_or(reference)
 }
 
 fn familiar(name: &str) -> String {
@@ -84,10 +100,22 @@ impl Daemon {
             next: 0,
             loaded_tags: Vec::new(),
             gate: None,
+            registry: HashMap::from([
+                ("busybox:latest".into(), digest(0xb0)),
+                ("b-pulled:1".into(), digest(0xb1)),
+                ("b-app:latest".into(), digest(0xb2)),
+                ("app:latest".into(), digest(0xa0)),
+            ]),
         }
     }
 
     fn resolve(&self, name: &str) -> Option<&Image> {
+        if name.contains('@') {
+            return self
+                .images
+                .iter()
+                .find(|i| i.digests.iter().any(|d| short_name(d) == short_name(name)));
+        }
         let id = self.tags.get(&familiar(name)).cloned().or_else(|| {
             let hex = name.strip_prefix("sha256:").unwrap_or(name);
             self.images
@@ -241,6 +269,30 @@ impl Daemon {
             self.tags.remove(&familiar(name));
             return (200, json!([{"Untagged": name}]));
         }
+        if let Some(name) = path
+            .strip_prefix("/distribution/")
+            .and_then(|p| p.strip_suffix("/json"))
+        {
+            // As dockerd 20.10 and 28.5 answer (checked against a registry).
+            if name.starts_with(UNREACHABLE) {
+                let message = "Get \"http://127.0.0.1:5001/v2/\": dial tcp 127.0.0.1:5001: connect: connection refused";
+                return (500, json!({ "message": message }));
+            }
+            return match self.registry.get(&familiar(name)) {
+                Some(digest) => (
+                    200,
+                    json!({"Descriptor": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                        "digest": digest, "size": 527}, "Platforms": [{"architecture": "amd64", "os": "linux"}]}),
+                ),
+                None => (
+                    404,
+                    json!({"message": "manifest unknown: manifest unknown"}),
+                ),
+            };
+        }
+        if method == "POST" && path == "/images/create" && param("fromImage").contains('@') {
+            return (200, Value::String(self.pull_by_digest(&param("fromImage"))));
+        }
         if method == "POST" && path == "/images/create" && !param("fromImage").is_empty() {
             let id = self.new_image(None);
             let tag = format!("{}:{}", param("fromImage"), param("tag"));
@@ -248,6 +300,38 @@ impl Daemon {
             return (200, json!({"status": "Downloaded newer image"}));
         }
         (200, json!({"Id": "c0ffee"}))
+    }
+
+    /// A pull of `name@digest`, as dockerd 20.10 answers it: no tag is set,
+    /// the image gets the digest reference (a new image unless one has it).
+    fn pull_by_digest(&mut self, reference: &str) -> String {
+        let (name, digest) = reference.split_once('@').unwrap();
+        let known = self.images.iter().any(|i| {
+            i.digests
+                .iter()
+                .any(|d| short_name(d) == short_name(reference))
+        });
+        if !known {
+            self.new_image(None);
+            let image = self.images.last_mut().unwrap();
+            image.digests.push(reference.to_string());
+        }
+        let done = if known {
+            "Image is up to date"
+        } else {
+            "Downloaded newer image"
+        };
+        let repo = short_name(name);
+        [
+            json!({"status": format!("Pulling from {repo}"), "id": reference}),
+            json!({"status": "Pulling fs layer", "progressDetail": {}, "id": "1cde3b27ce98"}),
+            json!({"status": "Pull complete", "progressDetail": {}, "id": "1cde3b27ce98"}),
+            json!({"status": format!("Digest: {digest}")}),
+            json!({"status": format!("Status: {done} for {}", short_name(reference))}),
+        ]
+        .iter()
+        .map(|m| format!("{m}\r\n"))
+        .collect()
     }
 }
 
@@ -596,6 +680,13 @@ async fn pulls_refresh_shared_images_but_record_only_free_tags() {
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
+    assert!(
+        answer
+            .1
+            .contains("Downloaded newer image for busybox:latest"),
+        "{answer:?}"
+    );
+    assert_eq!(h.tag("busybox:latest"), Some(h.newest()));
     // ...but that does not make the tag the puller's.
     h.daemon
         .lock()
@@ -630,6 +721,127 @@ async fn pulls_refresh_shared_images_but_record_only_free_tags() {
     )
     .await;
     assert_eq!(all.0, 403, "pull -a: {all:?}");
+}
+
+/// The messages of a streamed answer, parsed.
+fn messages(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l.trim()).unwrap_or_else(|_| panic!("{body}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pull_goes_to_dockerd_by_digest_and_the_proxy_sets_the_tag() {
+    let h = start().await;
+    let (status, body) = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/create?fromImage=b-pulled&tag=1&platform=linux%2Famd64",
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let pulled = h.newest();
+    // dockerd got the digest the registry had for the tag, and no tag.
+    let d = digest(0xb1);
+    assert_eq!(
+        h.forwarded()
+            .iter()
+            .map(|s| s.target.clone())
+            .collect::<Vec<_>>(),
+        [
+            format!(
+                "/v1.41/images/create?fromImage=docker.io%2Flibrary%2Fb-pulled%40sha256%3A{}&platform=linux%2Famd64",
+                &d[7..]
+            ),
+            format!("/v1.41/images/{pulled}/tag?repo=docker.io%2Flibrary%2Fb-pulled&tag=1"),
+        ]
+    );
+    assert!(h.got("/v1.41/distribution/docker.io/library/b-pulled:1/json"));
+    assert_eq!(h.tag("b-pulled:1"), Some(pulled.clone()));
+    // What the client reads is a pull by tag.
+    let read = messages(&body);
+    assert_eq!(
+        read[0],
+        json!({"status": "Pulling from b-pulled", "id": "1"})
+    );
+    assert!(read.contains(&json!({"status": format!("Digest: {d}")})));
+    assert_eq!(
+        read.last().unwrap(),
+        &json!({"status": "Status: Downloaded newer image for b-pulled:1"})
+    );
+    assert!(!body.contains('@') && !body.contains("error"), "{body}");
+    // Again: nothing moves, and dockerd's word for that.
+    h.forget();
+    let (_, body) = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/create?fromImage=b-pulled:1",
+        b"",
+    )
+    .await;
+    assert_eq!(
+        messages(&body).last().unwrap(),
+        &json!({"status": "Status: Image is up to date for b-pulled:1"}),
+        "{body}"
+    );
+    assert!(tag_requests(&h).is_empty(), "{:?}", tag_requests(&h));
+    assert_eq!(h.tag("b-pulled:1"), Some(pulled));
+}
+
+#[tokio::test]
+async fn a_tag_taken_by_another_owner_during_a_slow_pull_is_not_moved() {
+    let h = start().await;
+    let (status, body) = race(
+        &h,
+        "/images/create",
+        "/v1.41/images/create?fromImage=b-app&tag=latest",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let last = messages(&body).pop().unwrap();
+    let error = last["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("dindbox: ")
+            && error.contains("b-app:latest")
+            && error.contains("another owner")
+            && error.contains(&format!("pulled untagged: {}", &h.newest()[..19])),
+        "{body}"
+    );
+    assert_eq!(last["errorDetail"]["message"], last["error"]);
+    assert!(!body.contains("Status:"), "{body}");
+    assert_eq!(h.tag("b-app:latest").as_deref(), Some("sha256:theirs0000"));
+    assert!(tag_requests(&h).is_empty(), "{:?}", tag_requests(&h));
+}
+
+#[tokio::test]
+async fn a_pull_whose_tag_cannot_be_resolved_fails_and_nothing_is_pulled() {
+    let h = start().await;
+    for (target, status, said) in [
+        (
+            "/v1.41/images/create?fromImage=127.0.0.1:5001/b-x&tag=1",
+            500,
+            "connection refused",
+        ),
+        (
+            "/v1.41/images/create?fromImage=b-nowhere:1",
+            404,
+            "manifest unknown",
+        ),
+    ] {
+        let answer = call(&h.mine, "POST", target, b"").await;
+        assert_eq!(answer.0, status, "{answer:?}");
+        let message: Value = serde_json::from_str(&answer.1).unwrap();
+        let message = message["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("dindbox: could not resolve ")
+                && message.contains("to a digest")
+                && message.ends_with(said),
+            "{message}"
+        );
+    }
+    assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
 }
 
 #[tokio::test]

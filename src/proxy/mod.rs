@@ -353,7 +353,14 @@ impl Proxy {
             })
         });
         let plan = match &images {
-            Some(images) => match images.plan(req.method(), &mut route).await {
+            Some(images) => match images
+                .plan(
+                    req.method(),
+                    &mut route,
+                    req.headers().get("X-Registry-Auth"),
+                )
+                .await
+            {
                 Ok(plan) => plan,
                 Err(reject) => {
                     // A build context or an import is often still on its way:

@@ -8,10 +8,13 @@
 //! another owner while a build ran is not moved. A `docker load` body is
 //! scanned as it streams ([`loadscan`]), goes to dockerd with its tags taken
 //! out, and its end is withheld until its tags are checked; the proxy then
-//! sets them on the ids dockerd's answer names, the same way.
+//! sets them on the ids dockerd's answer names, the same way. A pull of a
+//! tag goes to dockerd by digest and is tagged the same way ([`pull`]).
 //! Only runs with an owner label: in box mode nothing here is called.
 
 #![forbid(unsafe_code)]
+
+mod pull;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -20,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
@@ -59,8 +62,12 @@ pub(super) enum Plan {
     },
     /// `docker rmi TAG`: forget the tag.
     Removed(Tag),
-    /// A pull of a free or owned tag: record the id it points to afterwards.
-    Pulled(Tag),
+    /// A pull of a tag, forwarded by `digest`: the proxy checks the tag
+    /// again and sets it on the pulled image.
+    Pull {
+        tag: Tag,
+        digest: String,
+    },
     /// `docker load`: the body is scanned and held ([`guard_load`]).
     Load(Arc<LoadState>),
     /// A build, commit or import forwarded without its tags: the proxy
@@ -96,8 +103,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Images {
     /// Checks every tag the request would set or remove; may point a
-    /// `docker tag` at the full id of its source.
-    pub async fn plan(&self, method: &Method, route: &mut Route) -> Result<Plan, Reject> {
+    /// `docker tag` at the full id of its source, and a pull at the digest
+    /// its tag has now (asked with the client's `X-Registry-Auth`).
+    pub async fn plan(
+        &self,
+        method: &Method,
+        route: &mut Route,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Plan, Reject> {
         match tag_change(method, route)? {
             TagChange::None => Ok(Plan::None),
             TagChange::Set(tags) => {
@@ -130,11 +143,7 @@ impl Images {
                 route.set_param(&id);
                 Ok(Plan::Tagged { tag, id })
             }
-            TagChange::Pull(tag) => match self.verdict(&tag, true).await? {
-                Verdict::Free | Verdict::Owned => Ok(Plan::Pulled(tag)),
-                Verdict::Refresh => Ok(Plan::None),
-                Verdict::Foreign => Err(tag_taken("pulling over the tag", &tag)),
-            },
+            TagChange::Pull(tag) => self.plan_pull(tag, route, auth).await,
             TagChange::Remove(name) => {
                 let Some(image) = self.inspect(&name).await? else {
                     return Ok(Plan::None);
@@ -168,24 +177,6 @@ impl Images {
         ))
     }
 
-    /// Records what the tags point to now (after a load or a pull this proxy
-    /// checked, each was free or owned before).
-    async fn record(&self, tags: &[Tag]) {
-        for tag in tags {
-            match self.inspect(&tag.familiar()).await {
-                Ok(Some(image)) => {
-                    if let Some(id) = images::image_id(&image) {
-                        self.remember(tag, id);
-                    }
-                }
-                Ok(None) => {}
-                Err(reject) => {
-                    warn!(tag = %tag, reason = %reject.message, "could not record a tag")
-                }
-            }
-        }
-    }
-
     fn remember(&self, tag: &Tag, id: &str) {
         if !self.recorded.set(tag, id) {
             warn!(tag = %tag, "too many recorded tags: this tag will not be movable by its owner");
@@ -213,7 +204,7 @@ impl Images {
                 self.recorded.forget(&tag);
                 Ok(response)
             }
-            Plan::Pulled(tag) => Err(self.record_at_end(response, vec![tag])),
+            Plan::Pull { tag, digest } => Err(self.tag_pulled(response, tag, digest)),
             Plan::Load(state) => {
                 let entries = lock(&state.entries).clone();
                 if entries.iter().all(Vec::is_empty) {
@@ -233,6 +224,13 @@ impl Images {
     /// check immediately before `POST /images/{id}/tag`, then recorded.
     async fn set_tag(&self, id: &str, tag: &Tag) -> Result<(), Reject> {
         self.check(tag, "moving the tag").await?;
+        self.tag_image(id, tag).await?;
+        self.remember(tag, id);
+        Ok(())
+    }
+
+    /// `POST /images/{id}/tag`, unchecked: callers check the tag just before.
+    async fn tag_image(&self, id: &str, tag: &Tag) -> Result<(), Reject> {
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("repo", &tag.name)
             .append_pair("tag", &tag.tag)
@@ -242,7 +240,6 @@ impl Images {
         if !status.is_success() {
             return Err(dockerd_error(status, &body, id));
         }
-        self.remember(tag, id);
         Ok(())
     }
 
@@ -256,13 +253,8 @@ impl Images {
         mut tagged: impl FnMut(&Tag),
     ) -> Result<(), Reject> {
         for tag in tags {
-            if let Err(mut reject) = self.set_tag(id, tag).await {
-                reject.message = format!(
-                    "{} (the image was {made} untagged: {})",
-                    reject.message,
-                    short_id(id)
-                );
-                return Err(reject);
+            if let Err(reject) = self.set_tag(id, tag).await {
+                return Err(made_untagged(reject, made, id));
             }
             tagged(tag);
         }
@@ -375,20 +367,13 @@ impl Images {
                 };
                 scan.feed(&data);
                 let mut out = Vec::new();
-                for piece in data.split_inclusive(|b| *b == b'\n') {
-                    line.extend_from_slice(piece);
-                    if !piece.ends_with(b"\n") && line.len() <= LOAD_LINE_LIMIT {
-                        continue;
+                for_each_line(&mut line, &data, |whole| match loaded_ids(&whole) {
+                    Some(found) => {
+                        ids.extend(found);
+                        id_lines.push(Bytes::from(whole));
                     }
-                    let whole = std::mem::take(&mut line);
-                    match loaded_ids(&whole) {
-                        Some(found) => {
-                            ids.extend(found);
-                            id_lines.push(Bytes::from(whole));
-                        }
-                        None => out.extend_from_slice(&whole),
-                    }
-                }
+                    None => out.extend_from_slice(&whole),
+                });
                 if !out.is_empty() && tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
                     return;
                 }
@@ -447,12 +432,25 @@ impl Images {
         target: &str,
         name: &str,
     ) -> Result<(StatusCode, Bytes), Reject> {
+        self.ask_as(method, target, name, None).await
+    }
+
+    /// [`Images::ask`] with the client's registry credentials, if it sent any.
+    async fn ask_as(
+        &self,
+        method: Method,
+        target: &str,
+        name: &str,
+        auth: Option<&HeaderValue>,
+    ) -> Result<(StatusCode, Bytes), Reject> {
         let cannot = || unavailable(name);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
-            .uri(hyperlocal::Uri::new(&self.socket, target))
-            .body(empty())
-            .map_err(|_| cannot())?;
+            .uri(hyperlocal::Uri::new(&self.socket, target));
+        if let Some(auth) = auth {
+            request = request.header("X-Registry-Auth", auth);
+        }
+        let request = request.body(empty()).map_err(|_| cannot())?;
         let response = self.client.request(request).await.map_err(|err| {
             warn!(error = %err, %target, "dockerd did not answer an image check");
             cannot()
@@ -464,27 +462,6 @@ impl Images {
             .map_err(|_| cannot())?
             .to_bytes();
         Ok((status, body))
-    }
-
-    fn record_at_end(
-        self: Arc<Self>,
-        response: Response<Incoming>,
-        tags: Vec<Tag>,
-    ) -> Response<Body> {
-        let (mut parts, mut body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers, false);
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(BoxError::from);
-                let failed = frame.is_err();
-                if tx.send(frame).await.is_err() || failed {
-                    return;
-                }
-            }
-            self.record(&tags).await;
-        });
-        Response::from_parts(parts, ChannelBody(rx).boxed())
     }
 
     /// `GET /images/{name}/json`: `None` when dockerd answers 404.
@@ -513,15 +490,32 @@ fn unavailable(name: &str) -> Reject {
 
 /// dockerd's own error answer about `name`, passed on.
 fn dockerd_error(status: StatusCode, body: &[u8], name: &str) -> Reject {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+    let message = dockerd_message(body)
         .unwrap_or_else(|| format!("dindbox: dockerd answered {status} for image {name:?}"));
     Reject {
         status,
         rule: images::RULE,
         message,
     }
+}
+
+/// The `message` of dockerd's error answer.
+fn dockerd_message(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("message")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// A refusal to tag an image that now exists untagged: says so, with its id.
+fn made_untagged(mut reject: Reject, made: &str, id: &str) -> Reject {
+    reject.message = format!(
+        "{} (the image was {made} untagged: {})",
+        reject.message,
+        short_id(id)
+    );
+    reject
 }
 
 /// dockerd's answer named no image id, so no tag was set.
@@ -572,8 +566,20 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-/// A line of a load's answer longer than this is passed on in pieces.
-const LOAD_LINE_LIMIT: usize = 1 << 20;
+/// A line of a load's or a pull's answer longer than this is passed on in pieces.
+const LINE_LIMIT: usize = 1 << 20;
+
+/// Splits a message stream into its lines as it comes: `pending` holds
+/// the start of a line the next piece ends; `each` gets every whole line
+/// (with its newline), or a piece of an overlong one.
+fn for_each_line(pending: &mut Vec<u8>, data: &[u8], mut each: impl FnMut(Vec<u8>)) {
+    for piece in data.split_inclusive(|b| *b == b'\n') {
+        pending.extend_from_slice(piece);
+        if piece.ends_with(b"\n") || pending.len() > LINE_LIMIT {
+            each(std::mem::take(pending));
+        }
+    }
+}
 
 /// The body of a `docker load` as dockerd gets it in owner mode: the
 /// archive (decompressed by the proxy when it was gzip), forwarded as it is

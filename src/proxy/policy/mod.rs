@@ -15,6 +15,7 @@ pub mod images;
 mod mounts;
 mod objects;
 pub mod owner;
+pub mod pull;
 pub mod subnets;
 mod swarm;
 mod value;
