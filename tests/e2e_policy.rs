@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use harness::{harness, poll, run, unique, DindBox, Harness, Out, Volume, PREFIX};
+use harness::{harness, poll, run, unique, DindBox, Harness, Out, Volume, DIRECT, PREFIX};
 
 /// `let h = need_harness!();` or return (skipped, loudly) when not root.
 macro_rules! need_harness {
@@ -206,6 +206,78 @@ fn every_refused_flag_prints_the_dindbox_reason_and_creates_nothing() {
     assert!(
         failures.is_empty(),
         "{} problem(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+// ---------------------------------------------------------------- families that are off
+
+/// Issue 12: a family that is off looks like Docker with that feature off
+/// (what clients' own clean-up expects), and stays shut. The box's own CLI
+/// runs each command twice, through the proxy (the box's public socket) and
+/// straight to the inner dockerd: the same output and exit code, except the
+/// way in (swarm init, plugin install), which is refused with the reason.
+#[test]
+fn families_that_are_off_answer_like_docker_with_the_feature_off() {
+    let h = need_harness!();
+    let vol = Volume::new(h, "off");
+    let b = DindBox::start(h, "off", &vol);
+    let mut failures = Vec::new();
+    for args in [
+        "plugin ls",
+        "plugin inspect vieux/sshfs",
+        "plugin rm vieux/sshfs",
+        "plugin disable vieux/sshfs",
+        "inspect no-such-object",
+        "swarm leave --force",
+        "swarm unlock-key",
+        "node ls",
+        "service ls",
+        "service rm web",
+        "secret ls",
+        "config inspect c1",
+    ] {
+        let both = |docker: &str| {
+            b.exec(&format!("{docker} {args} 2>&1; echo \"exit $?\""))
+                .stdout
+        };
+        let (proxied, direct) = (both("docker"), both(DIRECT));
+        eprintln!("docker {args}: {}", proxied.trim().replace('\n', " | "));
+        if proxied != direct {
+            failures.push(format!(
+                "`docker {args}`\n--- through the proxy:\n{proxied}--- straight to dockerd:\n{direct}"
+            ));
+        }
+    }
+    for (what, args) in [
+        ("docker swarm init", "swarm init"),
+        (
+            "docker plugin install",
+            "plugin install --grant-all-permissions vieux/sshfs",
+        ),
+    ] {
+        let out = b.exec(&format!("docker {args}"));
+        let out = Out {
+            stderr: out.stderr + &out.stdout,
+            ..out
+        };
+        if let Some(problem) = refusal_problem(what, &out) {
+            failures.push(problem);
+        }
+    }
+    let swarm = b.exec_ok(&format!(
+        "{DIRECT} info --format '{{{{.Swarm.LocalNodeState}}}}'"
+    ));
+    if swarm.trim() != "inactive" {
+        failures.push(format!(
+            "swarm mode must stay inactive; it is {:?}",
+            swarm.trim()
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} difference(s) from Docker with the feature off:\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );

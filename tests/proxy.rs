@@ -137,8 +137,13 @@ async fn fake_response(
     } else {
         r#"{"Id":"c0ffee","Warnings":[]}"#
     };
+    // What dockerd's middlewares put on every answer.
     Response::builder()
         .status(200)
+        .header("Server", "Docker/27.0.0 (linux)")
+        .header("Api-Version", "1.46")
+        .header("Ostype", "linux")
+        .header("Docker-Experimental", "false")
         .body(Full::new(Bytes::from(text)))
         .unwrap()
 }
@@ -392,11 +397,11 @@ async fn endpoints_off_the_allow_list_never_reach_the_daemon() {
     for (raw, why) in [
         (
             &post("/v1.41/plugins/pull?remote=evil", "[]")[..],
-            "not on dindbox's allow-list",
+            "plugins are off",
         ),
         (
             &post("/v1.41/swarm/join", r#"{"RemoteAddrs":["10.0.0.1"]}"#)[..],
-            "not on dindbox's allow-list",
+            "swarm mode is off",
         ),
         (
             b"GET /debug/pprof/ HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
@@ -412,6 +417,86 @@ async fn endpoints_off_the_allow_list_never_reach_the_daemon() {
         assert!(answer.contains(why), "{answer}");
     }
     assert!(h.seen.lock().unwrap().is_empty());
+}
+
+fn get(target: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// Splits a raw answer into its head (lower-cased) and its body.
+fn head_and_body(answer: &str) -> (String, &str) {
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+    (head.to_ascii_lowercase(), body)
+}
+
+/// Issue 12: docker-py cleans up as against a plain daemon (`leave_swarm`
+/// takes 503 for "not in a swarm", `plugins.list()` wants a list): a family
+/// that is off answers as dockerd 28.5 with that feature off, with dockerd's
+/// own headers, and nothing reaches the daemon; the way in stays refused.
+#[tokio::test]
+async fn families_that_are_off_answer_as_docker_with_the_feature_off_without_the_daemon() {
+    let h = start().await;
+    // dockerd's headers are learnt from its answers (every client pings first).
+    let ping = exchange(&h.proxy_socket, &get("/_ping")).await;
+    assert!(ping.starts_with("HTTP/1.1 200"), "{ping}");
+    let not_manager = r#"{"message":"This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."}"#;
+    let privileged_service = r#"{"TaskTemplate":{"ContainerSpec":{"Image":"busybox","Mounts":[{"Type":"bind","Source":"/","Target":"/host"}]}}}"#;
+    for (raw, status, body) in [
+        (get("/v1.41/swarm"), "503", not_manager),
+        (get("/v1.41/services?filters=%7B%7D"), "503", not_manager),
+        (
+            post("/v1.41/services/create", privileged_service),
+            "503",
+            not_manager,
+        ),
+        (
+            post("/v1.41/swarm/leave?force=1", ""),
+            "503",
+            r#"{"message":"This node is not part of a swarm"}"#,
+        ),
+        (get("/v1.41/plugins"), "200", "[]"),
+        (
+            get("/v1.41/plugins/vieux/sshfs:latest/json"),
+            "404",
+            r#"{"message":"plugin \"vieux/sshfs:latest\" not found"}"#,
+        ),
+        (
+            get("/v1.41/containers/c/checkpoints"),
+            "501",
+            r#"{"message":"This experimental feature is disabled by default. Start the Docker daemon in experimental mode in order to enable it."}"#,
+        ),
+    ] {
+        let answer = exchange(&h.proxy_socket, &raw).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        let (head, answered) = head_and_body(&answer);
+        assert_eq!(answered, body, "{answer}");
+        for header in [
+            "content-type: application/json",
+            "server: docker/27.0.0 (linux)",
+            "api-version: 1.41",
+            "ostype: linux",
+            "docker-experimental: false",
+        ] {
+            assert!(head.contains(header), "no {header:?} in:\n{answer}");
+        }
+    }
+    let init = exchange(&h.proxy_socket, &post("/v1.41/swarm/init", "{}")).await;
+    assert!(init.starts_with("HTTP/1.1 403"), "{init}");
+    assert!(
+        init.contains("dindbox: POST /swarm/init is not allowed: swarm mode is off"),
+        "{init}"
+    );
+    let seen: Vec<String> = h
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.target.clone())
+        .collect();
+    assert_eq!(seen, ["/v1.41/_ping"], "only the ping reached the daemon");
 }
 
 #[tokio::test]

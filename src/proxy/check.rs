@@ -23,6 +23,13 @@ pub fn admit(
     headers: &HeaderMap,
 ) -> Result<Route, Reject> {
     let mut route = route::route_allowing(method, uri, &policy.allow)?;
+    // A family that is off: Docker's answer with the feature off or a
+    // refusal, given by the proxy itself (`Proxy::forward` never forwards an
+    // `Off` route), whatever the rest of the request says.
+    if let Endpoint::Off(family, when_off) = route.endpoint {
+        policy::off::answer(family, when_off, method, &route)?;
+        return Ok(route);
+    }
     route.body_type = body_type(headers)?;
     if takes_tar(method, route.pattern) && route.body_type == BodyType::Json {
         return Err(Reject::bad_request(
@@ -57,16 +64,6 @@ pub fn admit(
                 "a checkpoint directory",
                 "dir names a directory on the daemon's host; use the default",
             ))
-        }
-        Endpoint::NoSuchPlugin => {
-            return Err(Reject {
-                status: http::StatusCode::NOT_FOUND,
-                rule: "plugins",
-                message: format!(
-                    "dindbox: plugins are not available, so there is no plugin {:?}",
-                    route.param().unwrap_or_default()
-                ),
-            })
         }
         _ => {}
     }
@@ -236,6 +233,8 @@ fn content_type_error(why: impl std::fmt::Display) -> Reject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::policy::off::WhenOff;
+    use crate::proxy::policy::Family;
 
     fn admit_get(target: &str) -> Result<Route, Reject> {
         admit(
@@ -250,15 +249,87 @@ mod tests {
     fn plugin_inspect_is_a_404_so_generic_inspect_says_no_such_object() {
         let reject = admit_get("/v1.41/plugins/busybox/json").unwrap_err();
         assert_eq!(reject.status, http::StatusCode::NOT_FOUND);
-        assert!(
-            reject.message.contains(r#"no plugin "busybox""#),
-            "{}",
-            reject.message
+        assert_eq!(reject.message, r#"plugin "busybox" not found"#);
+    }
+
+    /// Docker's answers with the feature off (dockerd 28.5's own messages),
+    /// whatever else the request says; the way in stays refused with the reason.
+    #[test]
+    fn families_that_are_off_answer_as_docker_with_the_feature_off() {
+        let answer = |method: Method, target: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+            admit(
+                &Policy::default(),
+                &method,
+                &target.parse().unwrap(),
+                &headers,
+            )
+            .map(|route| route.endpoint)
+            .map_err(|r| (r.status.as_u16(), r.message))
+        };
+        let not_manager = (
+            503,
+            "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" \
+             to connect this node to swarm and try again."
+                .to_string(),
         );
         assert_eq!(
-            admit_get("/v1.41/plugins").unwrap_err().status,
-            http::StatusCode::FORBIDDEN
+            answer(Method::GET, "/v1.41/swarm"),
+            Err(not_manager.clone())
         );
+        assert_eq!(
+            answer(Method::GET, "/v1.41/services?filters=%7B%7D"),
+            Err(not_manager.clone())
+        );
+        assert_eq!(
+            answer(Method::DELETE, "/v1.41/secrets/s1"),
+            Err(not_manager.clone())
+        );
+        assert_eq!(
+            answer(Method::POST, "/v1.41/swarm/leave?force=1"),
+            Err((503, "This node is not part of a swarm".into()))
+        );
+        assert_eq!(
+            answer(Method::DELETE, "/v1.41/plugins/vieux/sshfs:latest?force=1"),
+            Err((404, r#"plugin "vieux/sshfs:latest" not found"#.into()))
+        );
+        let experimental = (
+            501,
+            "This experimental feature is disabled by default. Start the Docker daemon in \
+             experimental mode in order to enable it."
+                .to_string(),
+        );
+        // `dir` names a host directory when checkpoints are on; off, nothing is read.
+        assert_eq!(
+            answer(Method::GET, "/v1.41/containers/c/checkpoints?dir=/etc"),
+            Err(experimental)
+        );
+        // `GET /plugins`: admitted, and answered `[]` by `Proxy::forward`.
+        assert!(matches!(
+            answer(Method::GET, "/v1.41/plugins"),
+            Ok(Endpoint::Off(Family::Plugins, WhenOff::NoPlugins))
+        ));
+        for (method, target, why) in [
+            (Method::POST, "/v1.41/swarm/init", "swarm mode is off"),
+            (Method::POST, "/v1.41/swarm/join", "swarm mode is off"),
+            (
+                Method::POST,
+                "/v1.41/plugins/pull?remote=x",
+                "plugins are off",
+            ),
+            (Method::POST, "/v1.41/plugins/x/enable", "plugins are off"),
+            (Method::GET, "/v1.41/distribution/busybox/json", "registry"),
+        ] {
+            let (status, message) = answer(method.clone(), target).unwrap_err();
+            assert_eq!(status, 403, "{method} {target}");
+            assert!(
+                message.starts_with("dindbox: ")
+                    && message.contains("is not allowed: ")
+                    && message.contains(why),
+                "{method} {target}: {message}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod check;
 mod cli;
 pub mod config;
+mod daemon_headers;
 pub mod gojson;
 pub mod gomime;
 pub mod gopath;
@@ -187,6 +188,10 @@ pub struct Proxy {
     /// In owner mode, the tags this proxy set from loads, pulls and `docker
     /// tag` (see [`policy::images`]); shared by every connection.
     recorded: Arc<policy::images::Recorded>,
+    /// dockerd's own headers, for the answers the proxy gives itself (once
+    /// dockerd has answered a request: every client starts with `/_ping` or
+    /// `/version`).
+    daemon_headers: daemon_headers::DaemonHeaders,
 }
 
 impl Proxy {
@@ -209,6 +214,7 @@ impl Proxy {
             heavy_checks: Arc::new(Semaphore::new(heavy_check_slots())),
             client,
             recorded: Arc::default(),
+            daemon_headers: Default::default(),
         })
     }
 
@@ -316,7 +322,9 @@ impl Proxy {
                     .as_ref()
                     .map_or("box", |(_, value)| value.as_str());
                 warn!(rule = reject.rule, %method, %path, status = reject.status.as_u16(), tenant, remote = %peer, reason = %reject.message, "refused");
-                error_response(&reject)
+                let mut response = error_response(&reject);
+                self.daemon_headers.stamp(response.headers_mut());
+                response
             }
         }
     }
@@ -331,6 +339,14 @@ impl Proxy {
     ) -> Result<Response<Body>, Reject> {
         let mut route = check::admit(&self.policy, req.method(), req.uri(), req.headers())?;
         *endpoint = route.pattern;
+        if let Endpoint::Off(family, when_off) = route.endpoint {
+            // A family that is off: Docker's own answer with the feature off
+            // (`admit` returned the others as errors), given here, never forwarded.
+            let body = policy::off::answer(family, when_off, req.method(), &route)?;
+            let mut response = json_response(StatusCode::OK, body);
+            self.daemon_headers.stamp(response.headers_mut());
+            return Ok(response);
+        }
         // Standalone mode with an owner label: ask dockerd who owns what the
         // request names. Without one, only a create with `VolumesFrom` costs
         // an extra round trip (its sources' mounts are checked).
@@ -392,6 +408,7 @@ impl Proxy {
         }
         let mut response = sent?;
         self.advertise_only_what_is_allowed(response.headers_mut());
+        self.daemon_headers.remember(response.headers());
         if let Some(images) = images {
             response = match images.after(plan, response).await {
                 Ok(response) => response,
@@ -830,8 +847,13 @@ fn full(bytes: Vec<u8>) -> Body {
 /// A refusal as the Docker CLI expects it: `{"message": "..."}`.
 fn error_response(reject: &Reject) -> Response<Body> {
     let body = serde_json::json!({ "message": reject.message }).to_string();
-    let mut response = Response::new(full(body.into_bytes()));
-    *response.status_mut() = reject.status;
+    json_response(reject.status, &body)
+}
+
+/// An answer the proxy gives itself: `status` and a JSON `body`.
+fn json_response(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(full(body.as_bytes().to_vec()));
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

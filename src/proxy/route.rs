@@ -13,6 +13,7 @@ use std::fmt;
 use http::{Method, Uri};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
+use super::policy::off::WhenOff;
 use super::policy::{Family, Reject};
 use super::query::Query;
 
@@ -78,10 +79,10 @@ pub enum Endpoint {
     NetworkCreate,
     NetworkConnect,
     NetworkDisconnect,
-    /// `GET /plugins/{name}/json`: answered 404 by the proxy itself. Plugins
-    /// are refused, but `docker inspect NAME` asks for a plugin after the
-    /// other object types and must hear "no such object", not a refusal.
-    NoSuchPlugin,
+    /// An endpoint of a family that is off: answered by the proxy itself as
+    /// Docker with that feature off would, or refused; never forwarded
+    /// (see [`policy::off`](super::policy::off)).
+    Off(Family, WhenOff),
     /// `POST /services/create` and `/services/{id}/update`: a `ServiceSpec`.
     ServiceCreate,
     /// `POST /secrets/create` and `/secrets/{id}/update`: a `SecretSpec`.
@@ -189,6 +190,7 @@ const PATH: &AsciiSet = &CONTROLS
     .add(b'}');
 
 use Endpoint::*;
+use WhenOff::*;
 
 /// The allow-list: `{}` is a dockerd `{name:.*}` parameter (one or more
 /// segments). The first match wins, as in dockerd's router; literal routes
@@ -290,72 +292,275 @@ const REFUSED: &[(Method, &str, &str)] = &[
 
 /// The endpoints of the families a policy setting enables (Engine API 1.41,
 /// moby 20.10's routers: plugin, swarm, checkpoint, distribution). They are
-/// looked up before [`ROUTES`]; while their family is off they are refused
-/// as if they were not on the list at all.
-const GATED: &[(Method, &str, Endpoint, Family)] = &[
+/// looked up before [`ROUTES`]; while their family is off they answer as
+/// the last column says (Docker's own answer with the feature off, or a
+/// refusal; [`policy::off`](super::policy::off)), without reaching dockerd.
+const GATED: &[(Method, &str, Endpoint, Family, WhenOff)] = &[
     // plugins (api/server/router/plugin)
-    (Method::GET, "/plugins", Plain, Family::Plugins),
-    (Method::GET, "/plugins/privileges", Plain, Family::Plugins),
-    (Method::POST, "/plugins/pull", Plain, Family::Plugins),
-    (Method::POST, "/plugins/create", Plain, Family::Plugins),
-    (Method::GET, "/plugins/{}/json", Plain, Family::Plugins),
-    (Method::POST, "/plugins/{}/enable", Plain, Family::Plugins),
-    (Method::POST, "/plugins/{}/disable", Plain, Family::Plugins),
-    (Method::POST, "/plugins/{}/push", Plain, Family::Plugins),
-    (Method::POST, "/plugins/{}/upgrade", Plain, Family::Plugins),
-    (Method::POST, "/plugins/{}/set", Plain, Family::Plugins),
-    (Method::DELETE, "/plugins/{}", Plain, Family::Plugins),
+    (Method::GET, "/plugins", Plain, Family::Plugins, NoPlugins),
+    (
+        Method::GET,
+        "/plugins/privileges",
+        Plain,
+        Family::Plugins,
+        Refused,
+    ),
+    (
+        Method::POST,
+        "/plugins/pull",
+        Plain,
+        Family::Plugins,
+        Refused,
+    ),
+    (
+        Method::POST,
+        "/plugins/create",
+        Plain,
+        Family::Plugins,
+        Refused,
+    ),
+    (
+        Method::GET,
+        "/plugins/{}/json",
+        Plain,
+        Family::Plugins,
+        NoSuchPlugin,
+    ),
+    (
+        Method::POST,
+        "/plugins/{}/enable",
+        Plain,
+        Family::Plugins,
+        Refused,
+    ),
+    (
+        Method::POST,
+        "/plugins/{}/disable",
+        Plain,
+        Family::Plugins,
+        NoSuchPlugin,
+    ),
+    (
+        Method::POST,
+        "/plugins/{}/push",
+        Plain,
+        Family::Plugins,
+        NoSuchPlugin,
+    ),
+    (
+        Method::POST,
+        "/plugins/{}/upgrade",
+        Plain,
+        Family::Plugins,
+        Refused,
+    ),
+    (
+        Method::POST,
+        "/plugins/{}/set",
+        Plain,
+        Family::Plugins,
+        NoSuchPlugin,
+    ),
+    (
+        Method::DELETE,
+        "/plugins/{}",
+        Plain,
+        Family::Plugins,
+        NoSuchPlugin,
+    ),
     // swarm (api/server/router/swarm)
-    (Method::GET, "/swarm", Plain, Family::Swarm),
-    (Method::POST, "/swarm/init", SwarmInit, Family::Swarm),
-    (Method::POST, "/swarm/join", SwarmJoin, Family::Swarm),
-    (Method::POST, "/swarm/leave", Plain, Family::Swarm),
-    (Method::POST, "/swarm/update", SwarmUpdate, Family::Swarm),
-    (Method::GET, "/swarm/unlockkey", Plain, Family::Swarm),
-    (Method::POST, "/swarm/unlock", Plain, Family::Swarm),
-    (Method::GET, "/services", Plain, Family::Swarm),
+    (Method::GET, "/swarm", Plain, Family::Swarm, NotSwarmManager),
+    (
+        Method::POST,
+        "/swarm/init",
+        SwarmInit,
+        Family::Swarm,
+        Refused,
+    ),
+    (
+        Method::POST,
+        "/swarm/join",
+        SwarmJoin,
+        Family::Swarm,
+        Refused,
+    ),
+    (
+        Method::POST,
+        "/swarm/leave",
+        Plain,
+        Family::Swarm,
+        NotInSwarm,
+    ),
+    (
+        Method::POST,
+        "/swarm/update",
+        SwarmUpdate,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::GET,
+        "/swarm/unlockkey",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::POST,
+        "/swarm/unlock",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::GET,
+        "/services",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
     (
         Method::POST,
         "/services/create",
         ServiceCreate,
         Family::Swarm,
+        NotSwarmManager,
     ),
-    (Method::GET, "/services/{}/logs", Plain, Family::Swarm),
+    (
+        Method::GET,
+        "/services/{}/logs",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
     (
         Method::POST,
         "/services/{}/update",
         ServiceCreate,
         Family::Swarm,
+        NotSwarmManager,
     ),
-    (Method::GET, "/services/{}", Plain, Family::Swarm),
-    (Method::DELETE, "/services/{}", Plain, Family::Swarm),
-    (Method::GET, "/nodes", Plain, Family::Swarm),
-    (Method::POST, "/nodes/{}/update", Plain, Family::Swarm),
-    (Method::GET, "/nodes/{}", Plain, Family::Swarm),
-    (Method::DELETE, "/nodes/{}", Plain, Family::Swarm),
-    (Method::GET, "/tasks", Plain, Family::Swarm),
-    (Method::GET, "/tasks/{}/logs", Plain, Family::Swarm),
-    (Method::GET, "/tasks/{}", Plain, Family::Swarm),
-    (Method::GET, "/secrets", Plain, Family::Swarm),
-    (Method::POST, "/secrets/create", SecretCreate, Family::Swarm),
+    (
+        Method::GET,
+        "/services/{}",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::DELETE,
+        "/services/{}",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (Method::GET, "/nodes", Plain, Family::Swarm, NotSwarmManager),
+    (
+        Method::POST,
+        "/nodes/{}/update",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::GET,
+        "/nodes/{}",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::DELETE,
+        "/nodes/{}",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (Method::GET, "/tasks", Plain, Family::Swarm, NotSwarmManager),
+    (
+        Method::GET,
+        "/tasks/{}/logs",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::GET,
+        "/tasks/{}",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::GET,
+        "/secrets",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::POST,
+        "/secrets/create",
+        SecretCreate,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
     (
         Method::POST,
         "/secrets/{}/update",
         SecretCreate,
         Family::Swarm,
+        NotSwarmManager,
     ),
-    (Method::GET, "/secrets/{}", Plain, Family::Swarm),
-    (Method::DELETE, "/secrets/{}", Plain, Family::Swarm),
-    (Method::GET, "/configs", Plain, Family::Swarm),
-    (Method::POST, "/configs/create", ConfigCreate, Family::Swarm),
+    (
+        Method::GET,
+        "/secrets/{}",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::DELETE,
+        "/secrets/{}",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::GET,
+        "/configs",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::POST,
+        "/configs/create",
+        ConfigCreate,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
     (
         Method::POST,
         "/configs/{}/update",
         ConfigCreate,
         Family::Swarm,
+        NotSwarmManager,
     ),
-    (Method::GET, "/configs/{}", Plain, Family::Swarm),
-    (Method::DELETE, "/configs/{}", Plain, Family::Swarm),
+    (
+        Method::GET,
+        "/configs/{}",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
+    (
+        Method::DELETE,
+        "/configs/{}",
+        Plain,
+        Family::Swarm,
+        NotSwarmManager,
+    ),
     // checkpoints (api/server/router/checkpoint, experimental daemons only).
     // dockerd routes `DELETE /containers/{name}` on one segment, so the
     // checkpoint delete must be found here before `DELETE /containers/{}`.
@@ -364,18 +569,21 @@ const GATED: &[(Method, &str, Endpoint, Family)] = &[
         "/containers/{}/checkpoints",
         Plain,
         Family::Checkpoints,
+        NotExperimental,
     ),
     (
         Method::POST,
         "/containers/{}/checkpoints",
         CheckpointCreate,
         Family::Checkpoints,
+        NotExperimental,
     ),
     (
         Method::DELETE,
         "/containers/{}/checkpoints/{}",
         Plain,
         Family::Checkpoints,
+        NotExperimental,
     ),
     // distribution (api/server/router/distribution)
     (
@@ -383,6 +591,7 @@ const GATED: &[(Method, &str, Endpoint, Family)] = &[
         "/distribution/{}/json",
         Plain,
         Family::Distribution,
+        Refused,
     ),
 ];
 
@@ -411,13 +620,12 @@ pub fn route_allowing(
     };
     let gated = GATED
         .iter()
-        .find(|(m, pattern, _, _)| m == method && matches(pattern, path));
+        .find(|(m, pattern, ..)| m == method && matches(pattern, path));
     let (pattern, endpoint) = match gated {
-        Some(&(_, pattern, endpoint, family)) if allowed.contains(&family) => (pattern, endpoint),
-        // `docker inspect NAME` asks for a plugin after the other object
-        // types: with plugins off it must hear "no such object".
-        Some(&(_, pattern @ "/plugins/{}/json", _, _)) => (pattern, NoSuchPlugin),
-        Some(_) => return Err(off_the_list()),
+        Some(&(_, pattern, endpoint, family, _)) if allowed.contains(&family) => {
+            (pattern, endpoint)
+        }
+        Some(&(_, pattern, _, family, when_off)) => (pattern, Off(family, when_off)),
         None => {
             let Some(&(_, pattern, endpoint)) = ROUTES
                 .iter()
@@ -658,13 +866,6 @@ mod tests {
     #[test]
     fn endpoints_off_the_allow_list_are_refused() {
         for (method, target) in [
-            (Method::POST, "/plugins/pull"),
-            (Method::POST, "/swarm/init"),
-            (Method::POST, "/swarm/join"),
-            (Method::POST, "/services/create"),
-            (Method::GET, "/secrets"),
-            (Method::GET, "/distribution/busybox/json"),
-            (Method::POST, "/containers/abc/checkpoints"),
             (Method::GET, "/debug/pprof/"),
             (Method::GET, "/containers/create"),
             (Method::PUT, "/containers/create"),
@@ -766,8 +967,12 @@ mod tests {
                 Plain,
             ),
         ] {
-            let refused = route_of(method.clone(), target).expect_err(target);
-            assert_eq!(refused.rule, "endpoint", "{method} {target}");
+            let off = route_of(method.clone(), target).expect(target);
+            assert!(
+                matches!(off.endpoint, Off(..)),
+                "{method} {target}: {:?}",
+                off.endpoint
+            );
             let allowed = route_allowing_all(method.clone(), target).expect(target);
             assert_eq!(allowed.endpoint, endpoint, "{method} {target}");
         }
@@ -776,9 +981,9 @@ mod tests {
     #[test]
     fn checkpoint_delete_is_not_mistaken_for_a_container_delete() {
         // dockerd routes DELETE /containers/{name} on one segment, so this is
-        // the checkpoint delete, refused while checkpoints are off.
-        let refused = route_of(Method::DELETE, "/containers/abc/checkpoints/cp1").unwrap_err();
-        assert_eq!(refused.rule, "endpoint");
+        // the checkpoint delete, answered by the proxy while checkpoints are off.
+        let off = route_of(Method::DELETE, "/containers/abc/checkpoints/cp1").unwrap();
+        assert_eq!(off.endpoint, Off(Family::Checkpoints, NotExperimental));
         let route = route_allowing_all(Method::DELETE, "/containers/abc/checkpoints/cp1").unwrap();
         assert_eq!(route.pattern, "/containers/{}/checkpoints/{}");
         assert_eq!(route.param(), Some("abc"));
@@ -794,13 +999,85 @@ mod tests {
 
     #[test]
     fn plugin_inspect_is_answered_as_absent_until_plugins_are_allowed() {
-        assert_eq!(endpoint(Method::GET, "/plugins/x/json"), NoSuchPlugin);
+        assert_eq!(
+            endpoint(Method::GET, "/plugins/x/json"),
+            Off(Family::Plugins, NoSuchPlugin)
+        );
         assert_eq!(
             route_allowing_all(Method::GET, "/plugins/x/json")
                 .unwrap()
                 .endpoint,
             Plain
         );
+    }
+
+    /// What each gated endpoint answers while its family is off: the way in
+    /// (and what asks a registry) refused, the rest as Docker with the
+    /// feature off.
+    #[test]
+    fn gated_endpoints_answer_as_docker_with_the_feature_off_except_the_way_in() {
+        use Family::*;
+        for (method, target, off) in [
+            (Method::GET, "/plugins", Off(Plugins, NoPlugins)),
+            (
+                Method::GET,
+                "/plugins/vieux/sshfs:latest/json",
+                Off(Plugins, NoSuchPlugin),
+            ),
+            (
+                Method::DELETE,
+                "/plugins/vieux/sshfs",
+                Off(Plugins, NoSuchPlugin),
+            ),
+            (
+                Method::POST,
+                "/plugins/p/disable",
+                Off(Plugins, NoSuchPlugin),
+            ),
+            (Method::POST, "/plugins/p/set", Off(Plugins, NoSuchPlugin)),
+            (Method::POST, "/plugins/p/push", Off(Plugins, NoSuchPlugin)),
+            (Method::POST, "/plugins/pull", Off(Plugins, Refused)),
+            (Method::POST, "/plugins/create", Off(Plugins, Refused)),
+            (Method::POST, "/plugins/p/enable", Off(Plugins, Refused)),
+            (Method::POST, "/plugins/p/upgrade", Off(Plugins, Refused)),
+            (Method::GET, "/plugins/privileges", Off(Plugins, Refused)),
+            (Method::POST, "/swarm/init", Off(Swarm, Refused)),
+            (Method::POST, "/swarm/join", Off(Swarm, Refused)),
+            (Method::POST, "/swarm/leave", Off(Swarm, NotInSwarm)),
+            (Method::GET, "/swarm", Off(Swarm, NotSwarmManager)),
+            (Method::POST, "/swarm/unlock", Off(Swarm, NotSwarmManager)),
+            (
+                Method::POST,
+                "/services/create",
+                Off(Swarm, NotSwarmManager),
+            ),
+            (Method::GET, "/services/s/logs", Off(Swarm, NotSwarmManager)),
+            (Method::DELETE, "/nodes/n", Off(Swarm, NotSwarmManager)),
+            (Method::GET, "/tasks", Off(Swarm, NotSwarmManager)),
+            (Method::GET, "/secrets", Off(Swarm, NotSwarmManager)),
+            (
+                Method::POST,
+                "/configs/c/update",
+                Off(Swarm, NotSwarmManager),
+            ),
+            (
+                Method::GET,
+                "/containers/c/checkpoints",
+                Off(Checkpoints, NotExperimental),
+            ),
+            (
+                Method::POST,
+                "/containers/c/checkpoints",
+                Off(Checkpoints, NotExperimental),
+            ),
+            (
+                Method::GET,
+                "/distribution/busybox/json",
+                Off(Distribution, Refused),
+            ),
+        ] {
+            assert_eq!(endpoint(method.clone(), target), off, "{method} {target}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod images;
 mod mounts;
 mod objects;
+pub mod off;
 pub mod owner;
 pub mod pull;
 pub mod subnets;
