@@ -585,7 +585,8 @@ const GATED: &[(Method, &str, Endpoint, Family, WhenOff)] = &[
         Family::Checkpoints,
         NotExperimental,
     ),
-    // distribution (api/server/router/distribution)
+    // distribution (api/server/router/distribution): refused while off, as
+    // Docker has no "off" for a registry lookup to imitate.
     (
         Method::GET,
         "/distribution/{}/json",

@@ -6,7 +6,7 @@
 //!
 //! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
 //! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs, tests/e2e_bases.rs,
-//! tests/e2e_fields.rs);
+//! tests/e2e_fields.rs, tests/e2e_dockerpy.rs);
 //! each uses a part of it.
 
 #![allow(dead_code)]

@@ -46,6 +46,9 @@ pub fn build(policy: &Policy, query: &Query) -> Result<Query, Reject> {
             ),
         ));
     }
+    // Refused, not imitated (`policy::off`): Docker has no "off" for a remote
+    // context, and any answer dockerd gives for one (a clone or download that
+    // failed) would be about a fetch that never happened.
     if query.first("remote").is_some_and(|r| !r.is_empty()) && !policy.allows(Family::BuildRemote) {
         return Err(Reject::forbidden(
             "build-remote",
@@ -149,6 +152,8 @@ pub fn image_create(policy: &Policy, query: &Query) -> Result<(), Reject> {
     match query.first("fromSrc") {
         None | Some("" | "-") => Ok(()),
         Some(_) if policy.allows(Family::ImportUrl) => Ok(()),
+        // Refused, not imitated (`policy::off`): Docker cannot be told not to
+        // download, so there is no "off" answer to copy.
         Some(url) => Err(Reject::forbidden(
             "import-url",
             "importing an image from a URL",
