@@ -1597,7 +1597,7 @@ fn family_table() -> Vec<(Request, Expect, Expect)> {
         ),
         (
             post("/v1.41/containers/abc/start?checkpoint=c1", ""),
-            Err("checkpoints"),
+            not_experimental,
             OK,
         ),
         (
@@ -1605,6 +1605,11 @@ fn family_table() -> Vec<(Request, Expect, Expect)> {
                 "/v1.41/containers/abc/start?checkpoint=c1&checkpoint-dir=/x",
                 "",
             ),
+            not_experimental,
+            Err("checkpoint-dir"),
+        ),
+        (
+            post("/v1.41/containers/abc/start?checkpoint-dir=/x", ""),
             Err("checkpoint-dir"),
             Err("checkpoint-dir"),
         ),

@@ -403,17 +403,17 @@ pub fn explain(policy: &Policy) -> String {
         "builds with a host or container network, a cgroup parent, security options, rtprio ulimits, or BuildKit (version=2) unless BuildKit is allowed",
         "commits and imports whose WORKDIR (changes, config, ONBUILD) leads into /proc",
         "volumes with a driver or driver options; networks other than bridge, with IPAM drivers or host-reaching options",
-        "every endpoint off the allow-list (debug, swarm join, ...), and those of the families below that are off",
+        "every endpoint off the allow-list (debug, swarm join, ...), and the way into the families below that are off (swarm init and join, plugin installs, registry lookups, daemon-side fetches)",
         "form-encoded and multipart bodies, and any Content-Type that is not plain JSON, tar, text or binary; API versions above 1.41",
     ] {
         out.push_str(&format!("  - {rule}\n"));
     }
-    out.push_str("Families refused unless enabled (allow-<name> in the policy file, --allow NAME, DINDBOX_ALLOW=a,b):\n");
+    out.push_str("Families off unless enabled (allow-<name> in the policy file, --allow NAME, DINDBOX_ALLOW=a,b); off, the rest of a family answers as Docker with that feature off:\n");
     for family in Family::ALL {
         let state = if policy.allows(family) {
             "ALLOWED"
         } else {
-            "refused"
+            "off"
         };
         out.push_str(&format!("  {}: {state}\n", family.name()));
         out.push_str(&format!("      {}\n", family_explained(family)));
@@ -620,7 +620,7 @@ mod tests {
             ..Policy::default()
         });
         assert!(text.contains("build-remote: ALLOWED"), "{text}");
-        assert!(text.contains("plugins: refused"), "{text}");
+        assert!(text.contains("plugins: off"), "{text}");
         assert!(text.contains("trusts the tenant"), "{text}");
         assert!(text.contains("SSRF"), "{text}");
     }

@@ -15,7 +15,8 @@
 //! `daemon/cluster` (`errNoManager` on a node that never joined a swarm,
 //! `errNoSwarm`; both `notAvailableError`, 503), `plugin/errors.go`
 //! (`errNotFound`, 404), `api/server/router/experimental.go` (a daemon
-//! without `--experimental` answers its experimental routes with 501).
+//! without `--experimental` answers its experimental routes with 501) and
+//! `daemon/start.go` (a start that restores a checkpoint, 400).
 
 #![forbid(unsafe_code)]
 
@@ -91,6 +92,16 @@ pub fn answer(
                 family.name()
             ),
         )),
+    }
+}
+
+/// `POST /containers/{id}/start?checkpoint=NAME` on a daemon without
+/// `--experimental`: `daemon/start.go` answers 400 before anything else.
+pub fn checkpoint_restore_off() -> Reject {
+    Reject {
+        status: StatusCode::BAD_REQUEST,
+        rule: "checkpoints-off",
+        message: "checkpoint is only supported in experimental mode".into(),
     }
 }
 

@@ -584,23 +584,21 @@ pub fn checkpoint_create(body: &Json) -> Result<Json, Reject> {
 }
 
 /// Checks `POST /containers/{id}/start`'s checkpoint parameters: restoring a
-/// checkpoint only with [`Family::Checkpoints`], never from another directory.
+/// checkpoint only with [`Family::Checkpoints`] (off, dockerd's own answer
+/// without `--experimental`, which it gives before looking at anything else),
+/// never from another directory.
 pub fn checkpoint_start(policy: &Policy, query: &Query) -> Result<(), Reject> {
     single_valued(query, &["checkpoint", "checkpoint-dir"])?;
+    if query.first("checkpoint").is_some_and(|c| !c.is_empty())
+        && !policy.allows(Family::Checkpoints)
+    {
+        return Err(super::off::checkpoint_restore_off());
+    }
     if query.first("checkpoint-dir").is_some_and(|d| !d.is_empty()) {
         return Err(Reject::forbidden(
             "checkpoint-dir",
             "a checkpoint directory",
             "checkpoint-dir names a directory on the daemon's host",
-        ));
-    }
-    if query.first("checkpoint").is_some_and(|c| !c.is_empty())
-        && !policy.allows(Family::Checkpoints)
-    {
-        return Err(Reject::forbidden(
-            "checkpoints",
-            "restoring a checkpoint",
-            "checkpoints are off (the policy setting allow-checkpoints enables them)",
         ));
     }
     Ok(())
@@ -858,7 +856,7 @@ mod tests {
             checkpoint_start(&Policy::default(), &q("checkpoint=c1"))
                 .unwrap_err()
                 .rule,
-            "checkpoints"
+            "checkpoints-off"
         );
         assert!(checkpoint_start(&on, &q("checkpoint=c1")).is_ok());
         assert_eq!(
