@@ -11,6 +11,11 @@
 //! never get past it: swarm cannot be initialised or joined, no plugin can be
 //! installed, so "not a manager" and "no such plugin" stay true.
 //!
+//! dockerd reads some input before it reaches the feature (a malformed body,
+//! swarm update's `version`, log streams without `stdout`/`stderr`) and
+//! answers 400 for it; here every such request gets the feature's answer:
+//! the tenant learns nothing either way, and no body is read.
+//!
 //! The messages are dockerd's (moby v28.5.2, the same since 20.10):
 //! `daemon/cluster` (`errNoManager` on a node that never joined a swarm,
 //! `errNoSwarm`; both `notAvailableError`, 503), `plugin/errors.go`
