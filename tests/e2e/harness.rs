@@ -6,8 +6,8 @@
 //!
 //! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
 //! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs, tests/e2e_bases.rs,
-//! tests/e2e_fields.rs);
-//! each uses a part of it.
+//! tests/e2e_fields.rs, ...); each uses a part of it. [`harness`] is the default image (`dindbox:dev`,
+//! the debootstrapped sid: dockerd 28.5); [`harness_for_suite`] the other bases.
 
 #![allow(dead_code)]
 
@@ -148,8 +148,9 @@ static SUITE_HARNESS: [OnceLock<Result<Harness, String>>; 3] =
     [OnceLock::new(), OnceLock::new(), OnceLock::new()];
 
 /// The harness whose image is `dindbox:dev-<suite>` (`DINDBOX_IMAGE_<SUITE>`
-/// names another tag), built on the debootstrapped Debian `suite` (trixie,
-/// sid; scripts/lib.sh), or `None` (after a loud message) when not root.
+/// names another tag), built on the debootstrapped Debian `suite` (bookworm,
+/// trixie, sid; scripts/lib.sh), or `None` (after a loud message) when not root.
+/// The default image ([`harness`]) is sid's; this one is for the others.
 pub fn harness_for_suite(suite: &str) -> Option<&'static Harness> {
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("\n!!! dindbox e2e SKIPPED: needs root (see tests/e2e/harness.rs).\n");
