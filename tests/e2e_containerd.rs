@@ -14,6 +14,10 @@
 //!   `index.json` is refused through B when it names A's tag, and tagged
 //!   when the name is free; B's classic build, tag and rmi work.
 //!
+//! - A box asked for the store on a data root on overlayfs (where
+//!   containerd's snapshotter fails every mount with EINVAL) refuses to start
+//!   and says why.
+//!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
 #[path = "e2e/harness.rs"]
@@ -311,4 +315,42 @@ fn owner_mode_loads_oci_archives_by_their_index_in_the_containerd_store() {
     let refused = via(&other, &["tag", "b-loud", "app"], None);
     assert!(!refused.ok(), "B moved app:latest:\n{refused}");
     assert_eq!(points_to(&b, "app:latest"), app);
+}
+
+#[test]
+fn a_box_refuses_the_store_on_a_data_root_on_overlayfs() {
+    let Some(h) = harness() else {
+        return;
+    };
+    // The data root on the box's own root file system (the outer overlay).
+    let vol = Volume::new(h, "cs-overlay");
+    let b = DindBox::launch_with(
+        h,
+        "cs-overlay",
+        &vol,
+        &[
+            "-e",
+            "DINDBOX_CONTAINERD_STORE=1",
+            "-e",
+            "DOCKERD_ARGS=--data-root=/srv/docker",
+        ],
+    );
+    let exited = harness::poll(Duration::from_secs(60), || {
+        (b.state("{{.State.Running}}") == "false").then_some(())
+    });
+    assert!(exited.is_some(), "the box kept running");
+    assert_ne!(b.state("{{.State.ExitCode}}"), "0");
+    let logs = h.outer(&["logs", &b.name]);
+    let text = harness::strip_ansi(&format!("{}{}", logs.stdout, logs.stderr));
+    for needle in [
+        "the containerd image store is on",
+        "/srv/docker is on overlayfs",
+        "-v NAME:/srv/docker",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in the log:\n{text}");
+    }
+    assert!(
+        !text.contains("dockerd started"),
+        "dockerd was started:\n{text}"
+    );
 }

@@ -1217,6 +1217,55 @@ mod tests {
     }
 
     #[test]
+    fn the_containerd_store_switch_becomes_a_dockerd_feature_flag() {
+        let cfg = config(&["init", "--containerd-store", "1", "--debug"], false);
+        assert_eq!(
+            cfg.dockerd_args[1..],
+            ["--debug", "--feature=containerd-snapshotter=true"]
+        );
+        assert!(cfg.containerd_store);
+        let cfg = config(&["init", "--containerd-store", "0"], false);
+        assert_eq!(
+            cfg.dockerd_args[1..],
+            ["--feature=containerd-snapshotter=false"]
+        );
+        assert!(!cfg.containerd_store);
+        // Unset: dockerd's default, unless its own arguments ask for the store.
+        let cfg = config(&["init", "--containerd-store", ""], false);
+        assert_eq!(cfg.dockerd_args.len(), 1);
+        assert!(!cfg.containerd_store);
+        let cfg = config(&["init", "--feature", "containerd-snapshotter"], false);
+        assert!(cfg.containerd_store);
+        // Twice, with the graphdriver, or not a switch: a config error.
+        for argv in [
+            &[
+                "init",
+                "--containerd-store",
+                "1",
+                "--",
+                "--feature=containerd-snapshotter",
+            ][..],
+            &[
+                "init",
+                "--containerd-store",
+                "1",
+                "--graphdriver",
+                "/g.sock",
+            ],
+            &[
+                "init",
+                "--graphdriver",
+                "/g.sock",
+                "--feature=containerd-snapshotter",
+            ],
+            &["init", "--containerd-store", "yes please"],
+        ] {
+            let err = Config::new(parse(argv), false, None).unwrap_err();
+            assert!(matches!(err, InitError::Config(_)), "{argv:?}: {err}");
+        }
+    }
+
+    #[test]
     fn an_explicit_cgroup_parent_is_the_budget_parent() {
         let file = budget_file();
         let policy = file.path().to_str().unwrap();
