@@ -342,8 +342,8 @@ fn tags_do_not_move_between_owners() {
         points_to(&b, "b-imported:2"),
         "import output:\n{imported}"
     );
-    // dockerd 20.10's own build stream, as the proxy reads it (no tag: passed
-    // through untouched).
+    // dockerd's own build stream (28.5 in the default image, 20.10 in the
+    // bookworm one), as the proxy reads it (no tag: passed through untouched).
     let raw = raw_build(&other);
     assert!(
         raw.contains(r#""aux":{"ID":"sha256:"#)
@@ -377,9 +377,10 @@ fn tags_do_not_move_between_owners() {
     );
     assert_eq!(points_to(&b, "b-race:latest"), a_race, "b-race moved");
 
-    // dockerd 20.10 itself, loading two images without tags (what the
-    // proxy forwards): one message, one `Loaded image ID` per manifest
-    // entry, in manifest order.
+    // dockerd itself (the classic store of 28.5, as of 20.10), loading two
+    // images without tags (what the proxy forwards): one message, one
+    // `Loaded image ID` per manifest entry, in manifest order.
+    // tests/e2e_containerd.rs covers the containerd image store.
     let direct = h.outer_cmd(&["exec", "-i", &b.name, "sh", "-c", &format!("{DIRECT} load")]);
     let direct = harness::run(
         direct,
