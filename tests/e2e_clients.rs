@@ -111,7 +111,12 @@ impl Cli<'_> {
             }
             Cli::Host { b, config, dir } => {
                 let mut cmd = b.docker_cmd(args);
-                cmd.env("DOCKER_CONFIG", config).current_dir(dir);
+                // As a user runs it: BuildKit on (scripts/lib.sh turns it
+                // off for the outer daemon, and `cargo test` under
+                // scripts/test.sh inherits that).
+                cmd.env("DOCKER_CONFIG", config)
+                    .env_remove("DOCKER_BUILDKIT")
+                    .current_dir(dir);
                 cmd
             }
         };
