@@ -3,7 +3,7 @@
 # "Benchmark"). Run it through `BENCH_ONLY=graphdriver scripts/bench.sh`, or
 # directly. Needs root (a shared bind mount on the host).
 #
-# Two boxes of $DINDBOX_IMAGE run side by side:
+# Two boxes of $DINDBOX_IMAGE (the bookworm image by default) run side by side:
 #   gd      its /var/lib/docker is a host area (rslave) served by a host-side
 #           `dindbox graphdriver-server` (overlay driver);
 #   native  its /var/lib/docker is a docker volume: the inner overlay2.
@@ -23,8 +23,13 @@
 #   BENCH_SKIP_BUILD=1      use the existing $DINDBOX_IMAGE (build-image.sh)
 #   DINDBOX_BINARY=path     the dindbox binary for the host server
 #                           (default: target/release/dindbox of this repo)
+#   DINDBOX_SUITE=bookworm  the boxes' base: bookworm (dockerd 20.10) or trixie (26.1);
+#                           dockerd 28 (the default sid image) has no graphdriver plugins
 set -euo pipefail
+# Before lib.sh, which names the image after the suite (dindbox:dev-bookworm).
+export DINDBOX_SUITE=${DINDBOX_SUITE:-bookworm}
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[ "$DINDBOX_SUITE" != sid ] || die "the graphdriver benchmark needs dockerd 20.10-27: DINDBOX_SUITE=bookworm or trixie"
 
 runs=${BENCH_RUNS:-5}
 run_runs=${BENCH_GD_RUNS:-10}

@@ -2,13 +2,14 @@
 # Builds the dindbox image (default tag dindbox:dev) into the daemon in
 # DINDBOX_DOCKER_HOST (else the host's Docker, else the private outer one).
 #
-#   DINDBOX_SUITE=suite      the Debian suite of the debootstrapped base: bookworm
-#                            (dockerd 20.10, the default), trixie (26.1) or sid (28.5);
-#                            its base is dindbox-base:<suite>, made and cached on first use.
-#   DINDBOX_IMAGE=tag        image tag (default dindbox:dev on bookworm,
+#   DINDBOX_SUITE=suite      the Debian suite of the debootstrapped base: sid (dockerd
+#                            28.5 with the compose and buildx plugins, the default),
+#                            trixie (26.1) or bookworm (20.10); its base is
+#                            dindbox-base:<suite>, made and cached on first use.
+#   DINDBOX_IMAGE=tag        image tag (default dindbox:dev on sid,
 #                            dindbox:dev-<suite> on the others)
 #   DINDBOX_BASE=image       another base image instead of the debootstrapped one.
-#                            With a registry, DINDBOX_BASE=debian:bookworm-slim works too.
+#                            With a registry, DINDBOX_BASE=debian:sid-slim works too.
 #   DINDBOX_BINARY=path      use this binary instead of the static `cargo build` below
 #
 # The binary is static (glibc linked in, no PT_INTERP, no NEEDED): built with

@@ -15,8 +15,8 @@
 # the suite pulls (alpine:3.10, alpine:latest); tests that need a registry fail
 # both ways and so do not count.
 #
-#   DINDBOX_IMAGE            the box image (default dindbox:dev-sid: dockerd 28.5;
-#                            build it with `DINDBOX_SUITE=sid scripts/build-image.sh`)
+#   DINDBOX_IMAGE            the box image (default dindbox:dev, the sid base: dockerd 28.5;
+#                            build it with `scripts/build-image.sh`)
 #   DOCKER_PY_VERSION        the `docker` sdist (default 7.0.0, the newest on PyPI
 #                            that ships tests/; 7.1.0 and 7.2.0 ship none)
 #   DOCKER_TEST_API_VERSION  the API version both runs speak (default 1.41)
@@ -31,7 +31,7 @@ source scripts/lib.sh
 version=${DOCKER_PY_VERSION:-7.0.0}
 api=${DOCKER_TEST_API_VERSION:-1.41}
 tests=${DOCKER_PY_TESTS:-tests/integration}
-image=${DINDBOX_IMAGE:-dindbox:dev-sid}
+image=${DINDBOX_IMAGE:-dindbox:dev}
 cache=$DINDBOX_CACHE/docker-py
 results=${DOCKER_PY_RESULTS:-$(mktemp -d /tmp/dindbox-docker-py.XXXXXX)}
 refusals=$DINDBOX_REPO/scripts/docker-py-refusals.txt
@@ -149,7 +149,7 @@ ensure_busybox_image
 venv=$(python_env)
 suite=$(docker_py_source "$venv")
 docker image inspect "$image" >/dev/null 2>&1 ||
-    die "image $image is missing: DINDBOX_SUITE=sid DINDBOX_IMAGE=$image bash scripts/build-image.sh"
+    die "image $image is missing: DINDBOX_IMAGE=$image bash scripts/build-image.sh"
 say "docker-py $version (API $api) on $image; results in $results"
 
 # The e2e harness's naming: boxes of a run killed midway are removed by the next e2e run.

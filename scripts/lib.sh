@@ -10,12 +10,13 @@ DINDBOX_TEST_DIR=${DINDBOX_TEST_DIR:-/var/lib/dindbox-test}
 DINDBOX_CACHE=${DINDBOX_CACHE:-/var/cache/dindbox}
 DINDBOX_OUTER_DIR=${DINDBOX_OUTER_DIR:-$DINDBOX_TEST_DIR/outer}
 DINDBOX_OUTER_SOCK=$DINDBOX_OUTER_DIR/docker.sock
-# The Debian suite of the debootstrapped base: bookworm (dockerd 20.10, the default),
-# trixie (26.1) or sid (28.5). Its image is dindbox-base:<suite>.
-DINDBOX_SUITE=${DINDBOX_SUITE:-bookworm}
+# The Debian suite of the debootstrapped base: sid (dockerd 28.5, the default),
+# trixie (26.1) or bookworm (20.10). Its image is dindbox-base:<suite>.
+DINDBOX_DEFAULT_SUITE=sid
+DINDBOX_SUITE=${DINDBOX_SUITE:-$DINDBOX_DEFAULT_SUITE}
 DINDBOX_BASE_IMAGE=${DINDBOX_BASE_IMAGE:-dindbox-base:$DINDBOX_SUITE}
-# The image built on it: dindbox:dev on bookworm, dindbox:dev-<suite> on the others.
-if [ "$DINDBOX_SUITE" = bookworm ]; then
+# The image built on it: dindbox:dev on sid, dindbox:dev-<suite> on the others.
+if [ "$DINDBOX_SUITE" = "$DINDBOX_DEFAULT_SUITE" ]; then
     DINDBOX_IMAGE=${DINDBOX_IMAGE:-dindbox:dev}
 else
     DINDBOX_IMAGE=${DINDBOX_IMAGE:-dindbox:dev-$DINDBOX_SUITE}

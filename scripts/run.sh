@@ -17,13 +17,22 @@
 #                          /var/run/docker.sock answers, else a private one)
 #   DINDBOX_IMAGE, DINDBOX_BASE, DINDBOX_BINARY: see build-image.sh
 #
-# `scripts/run.sh --graphdriver` (root): the box's images and containers live
+# The image is dindbox:dev (Debian sid: dockerd 28.5 with compose and buildx);
+# DINDBOX_SUITE=trixie|bookworm runs dindbox:dev-<suite> instead.
+#
+# `scripts/run.sh --graphdriver` (root, the bookworm image): the box's images and containers live
 # on the host instead, in $DINDBOX_GD_ROOT/$DINDBOX_NAME (default
 # /var/lib/dindbox-gd/dindbox, made a shared mount), served by a host-side
 # `dindbox graphdriver-server` (socket and log in /run/dindbox/gd/$DINDBOX_NAME)
 # that this script starts (or restarts) first; the box gets the area at
 # /var/lib/docker (rslave) and the socket directory at /dindbox/graphdriver.
 set -euo pipefail
+# The proxy graphdriver needs dockerd 20.10-27 (Docker 28 removed graphdriver
+# plugins): with --graphdriver the box is the bookworm image, unless
+# DINDBOX_SUITE says otherwise. Before lib.sh, which names the image after it.
+for arg in "$@"; do
+    if [ "$arg" = --graphdriver ]; then export DINDBOX_SUITE=${DINDBOX_SUITE:-bookworm}; fi
+done
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 graphdriver=

@@ -75,14 +75,18 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # tests/e2e_static.rs: the static binary alone in a FROM scratch image, no libc (issue 12).
 # The image (scripts/build-image.sh) carries the static binary: a second, static
 # `cargo build --target <host>` into target/<triple>/release.
-# tests/e2e_bases.rs: a smoke on the trixie (dockerd 26.1) and sid (28.5) bases (issue 12);
+# The default image is the debootstrapped sid (dockerd 28.5, issue 12).
+# tests/e2e_bases.rs: a smoke on the trixie (dockerd 26.1) and bookworm (20.10) bases (issue 12);
 # their debootstraps are cached under $DINDBOX_CACHE: ~2 min each the first time, ~15 s warm.
 # tests/e2e_fields.rs: API 1.42-1.55 fields on the sid box, honoured or refused (issue 12).
+# tests/e2e_graphdriver.rs runs its boxes on the bookworm image (dockerd 28 has no graphdriver plugins).
+# tests/e2e_clients.rs: compose v2 and buildx through the proxy, box and host CLI (issue 12).
+# tests/e2e_containerd.rs: boxes in the containerd image store, box and owner mode (issue 12).
 # tests/e2e_dockerpy.rs: docker-py's integration suite straight to dockerd and through the proxy
 # (scripts/docker-py.sh; sid base; ~6 min, docker-py and its test deps from PyPI) (issue 12).
 step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls \
     --test e2e_tenant --test e2e_graphdriver --test e2e_hardening --test e2e_tags --test e2e_static \
-    --test e2e_bases --test e2e_fields --test e2e_dockerpy -- --test-threads=2
+    --test e2e_bases --test e2e_fields --test e2e_clients --test e2e_containerd --test e2e_dockerpy -- --test-threads=2
 # cgroup v2 for real (issue 7): a pure-v2 qemu guest runs a box and checks the
 # delegation; ~1.2-2 min warm (3 at load 11), ~4 min the first time on this busy 2-core machine
 # (the guest is cached outside the repo; see scripts/test-cgroupv2.sh).

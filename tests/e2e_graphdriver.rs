@@ -10,10 +10,16 @@
 //! - a killed server gives a clear `GraphDriver.*` error inside, a restarted
 //!   one serves again without a dockerd restart; a restarted box keeps its
 //!   images;
-//! - a box without mount propagation refuses to start and says how.
+//! - a box without mount propagation refuses to start and says how;
+//! - a box on dockerd 28 or later (the default sid image), which has no
+//!   graphdriver plugins any more, refuses to start and says why.
 //!
 //! The server picks overlay where the kernel allows it, else vfs; the tests
 //! probe which one that must be and assert it ran.
+//!
+//! Graphdriver plugins exist in dockerd 20.10 to 27 only, so the boxes run the
+//! image on the debootstrapped bookworm (20.10, `dindbox:dev-bookworm`,
+//! `DINDBOX_IMAGE_BOOKWORM`), not the default sid one.
 //!
 //! Needs root; same harness as tests/e2e.rs. Host mounts live under
 //! `/var/lib/dindbox-test/gd/<unique>` and are undone on drop, even on
@@ -28,7 +34,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{harness, left_by_a_dead_run, poll, run, unique, DindBox, Harness, Out, PREFIX};
+use harness::{
+    harness, harness_for_suite, left_by_a_dead_run, poll, run, unique, DindBox, Harness, Out,
+    PREFIX,
+};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Where the e2e graphdriver areas live on the host.
@@ -38,10 +47,14 @@ const CONTAINER: &str = "box";
 /// The socket as the box sees it (its directory is bound there).
 const SOCKET_IN_BOX: &str = "/dindbox/graphdriver/dindbox.sock";
 
-/// `let h = need_harness!();` or return (skipped, loudly) when not root.
+/// The base whose dockerd still loads graphdriver plugins (20.10).
+const GRAPHDRIVER_SUITE: &str = "bookworm";
+
+/// `let h = need_harness!();` (the bookworm image) or return (skipped,
+/// loudly) when not root.
 macro_rules! need_harness {
     () => {
-        match harness() {
+        match harness_for_suite(GRAPHDRIVER_SUITE) {
             Some(h) => h,
             None => return,
         }
@@ -778,6 +791,36 @@ fn a_box_without_mount_propagation_refuses_to_start_and_says_how() {
         path_str(&area.storage),
         "mount --make-shared",
         "bind-propagation=rslave",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in the log:\n{text}");
+    }
+    assert!(
+        !text.contains("dockerd started"),
+        "dockerd was started:\n{text}"
+    );
+}
+
+#[test]
+fn a_box_on_dockerd_28_refuses_graphdriver_mode_and_says_why() {
+    // The default image (sid: dockerd 28.5), wired exactly as a working box.
+    let Some(h) = harness() else {
+        return;
+    };
+    let area = Area::new("gd-28");
+    let args = area.box_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = DindBox::launch_storage(h, "gd-28", &args, &[]);
+    let exited = poll(Duration::from_secs(60), || {
+        (b.state("{{.State.Running}}") == "false").then_some(())
+    });
+    assert!(exited.is_some(), "the box kept running");
+    assert_ne!(b.state("{{.State.ExitCode}}"), "0");
+    let logs = h.outer(&["logs", &b.name]);
+    let text = harness::strip_ansi(&format!("{}{}", logs.stdout, logs.stderr));
+    for needle in [
+        "the inner dockerd is 28.",
+        "Docker 28 removed graphdriver plugins",
+        "unset DINDBOX_GRAPHDRIVER",
     ] {
         assert!(text.contains(needle), "{needle:?} not in the log:\n{text}");
     }

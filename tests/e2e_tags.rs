@@ -7,7 +7,7 @@
 //! readable line, and the tag still points to A's image on the daemon. B's
 //! own tags work, and A can still move its own. Pulls run against a real
 //! registry on the box's loopback, and two owners race to load one tag, on
-//! dockerd 20.10 and 28.5 (the sid base).
+//! dockerd 28.5 (the default sid image) and 20.10 (the bookworm one).
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
@@ -342,8 +342,8 @@ fn tags_do_not_move_between_owners() {
         points_to(&b, "b-imported:2"),
         "import output:\n{imported}"
     );
-    // dockerd 20.10's own build stream, as the proxy reads it (no tag: passed
-    // through untouched).
+    // dockerd's own build stream (28.5 in the default image, 20.10 in the
+    // bookworm one), as the proxy reads it (no tag: passed through untouched).
     let raw = raw_build(&other);
     assert!(
         raw.contains(r#""aux":{"ID":"sha256:"#)
@@ -377,9 +377,10 @@ fn tags_do_not_move_between_owners() {
     );
     assert_eq!(points_to(&b, "b-race:latest"), a_race, "b-race moved");
 
-    // dockerd 20.10 itself, loading two images without tags (what the
-    // proxy forwards): one message, one `Loaded image ID` per manifest
-    // entry, in manifest order.
+    // dockerd itself (the classic store of 28.5, as of 20.10), loading two
+    // images without tags (what the proxy forwards): one message, one
+    // `Loaded image ID` per manifest entry, in manifest order.
+    // tests/e2e_containerd.rs covers the containerd image store.
     let direct = h.outer_cmd(&["exec", "-i", &b.name, "sh", "-c", &format!("{DIRECT} load")]);
     let direct = harness::run(
         direct,
@@ -666,7 +667,9 @@ fn pulls_do_not_move_another_owners_tag(h: &harness::Harness, extra: &[&str], dr
 
 #[test]
 fn pulls_do_not_move_another_owners_tag_on_dockerd_20_10() {
-    let h = need_harness!();
+    let Some(h) = harness::harness_for_suite("bookworm") else {
+        return;
+    };
     pulls_do_not_move_another_owners_tag(h, &[], "overlay2");
 }
 
@@ -685,8 +688,7 @@ fn pulls_do_not_move_another_owners_tag_on_dockerd_28_containerd_store() {
     let Some(h) = harness::harness_for_suite("sid") else {
         return;
     };
-    let feature = "DOCKERD_ARGS=--feature containerd-snapshotter=true";
-    pulls_do_not_move_another_owners_tag(h, &["-e", feature], "overlayfs");
+    pulls_do_not_move_another_owners_tag(h, &["-e", "DINDBOX_CONTAINERD_STORE=1"], "overlayfs");
 }
 
 /// Two owners load one free tag at the same time, each its own image (A's
@@ -767,7 +769,9 @@ fn loads_of_one_free_tag_race(h: &harness::Harness) {
 
 #[test]
 fn loads_of_one_free_tag_race_on_dockerd_20_10() {
-    let h = need_harness!();
+    let Some(h) = harness::harness_for_suite("bookworm") else {
+        return;
+    };
     loads_of_one_free_tag_race(h);
 }
 

@@ -52,6 +52,9 @@ struct Daemon {
     gate: Option<(String, tokio::sync::oneshot::Receiver<()>)>,
     /// The registry behind it: `name:tag` → manifest digest.
     registry: HashMap<String, String>,
+    /// Images live in the containerd image store (`/info` says so, loads
+    /// are read as containerd reads them).
+    containerd: bool,
 }
 
 /// A registry that does not answer.
@@ -106,7 +109,72 @@ impl Daemon {
                 ("b-app:latest".into(), digest(0xb2)),
                 ("app:latest".into(), digest(0xa0)),
             ]),
+            containerd: false,
         }
+    }
+
+    /// A load in the containerd image store, as containerd's
+    /// `archive.ImportIndex` and dockerd 28's `LoadImage` do it: an OCI
+    /// layout (`oci-layout` with a version) is read through `index.json`;
+    /// otherwise each `manifest.json` entry is one index entry per RepoTag
+    /// (one without). A named entry becomes an image of that name, an
+    /// unnamed one a dangling image; one message each, in index order.
+    fn containerd_load(&mut self, files: &HashMap<String, Vec<u8>>) -> String {
+        let json = |name: &str| {
+            files
+                .get(name)
+                .map(|data| serde_json::from_slice::<Value>(data).unwrap())
+                .unwrap_or(Value::Null)
+        };
+        let layout = json("oci-layout")["imageLayoutVersion"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty());
+        let mut index: Vec<(String, Option<String>)> = Vec::new();
+        if layout {
+            for m in json("index.json")["manifests"].as_array().unwrap() {
+                let named = |key: &str| {
+                    m["annotations"][key]
+                        .as_str()
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string)
+                };
+                let name = named("io.containerd.image.name")
+                    .or_else(|| named("org.opencontainers.image.ref.name"));
+                index.push((m["digest"].as_str().unwrap().to_string(), name));
+            }
+        } else {
+            for item in json("manifest.json").as_array().unwrap() {
+                let digest = format!("sha256:{:064x}", 0xd000 + index.len());
+                let tags: Vec<Option<String>> = match item["RepoTags"].as_array() {
+                    Some(tags) if !tags.is_empty() => tags
+                        .iter()
+                        .map(|t| Some(t.as_str().unwrap().to_string()))
+                        .collect(),
+                    _ => vec![None],
+                };
+                index.extend(tags.into_iter().map(|t| (digest.clone(), t)));
+            }
+        }
+        let mut stream = String::new();
+        for (digest, name) in index {
+            if !self.images.iter().any(|i| i.id == digest) {
+                self.images.push(Image {
+                    id: digest.clone(),
+                    owner: None,
+                    digests: Vec::new(),
+                });
+            }
+            let line = match name {
+                Some(name) => {
+                    self.loaded_tags.push(name.clone());
+                    self.tags.insert(familiar(&name), digest);
+                    format!("Loaded image: {}\n", familiar(&name))
+                }
+                None => format!("Loaded image ID: {digest}\n"),
+            };
+            stream += &format!("{}\r\n", json!({ "stream": line }));
+        }
+        stream
     }
 
     fn resolve(&self, name: &str) -> Option<&Image> {
@@ -154,6 +222,17 @@ impl Daemon {
             let Some(body) = body else {
                 return (500, json!({"message": "unexpected EOF"}));
             };
+            if self.containerd {
+                let mut files = HashMap::new();
+                for entry in tar::Archive::new(body).entries().unwrap() {
+                    let mut entry = entry.unwrap();
+                    let path = entry.path().unwrap().to_string_lossy().into_owned();
+                    let mut data = Vec::new();
+                    std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+                    files.insert(path, data);
+                }
+                return (200, Value::String(self.containerd_load(&files)));
+            }
             // As dockerd 20.10's image/tarexport/load.go: each manifest
             // entry is an image, tagged with its RepoTags ("Loaded image:
             // TAG"); when the last had none, one message lists every id.
@@ -222,6 +301,13 @@ impl Daemon {
                 json!({"status": id})
             );
             return (200, Value::String(stream));
+        }
+        if method == "GET" && path == "/info" && self.containerd {
+            return (
+                200,
+                json!({"Driver": "overlayfs",
+                       "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}),
+            );
         }
         if method == "GET" && path.starts_with("/containers/") {
             return (
@@ -1264,4 +1350,127 @@ async fn each_image_of_a_load_gets_its_own_tags_and_untagged_ids_print_as_docker
     assert_eq!(status, 400, "{answer}");
     assert!(answer.contains("repositories"), "{answer}");
     assert_eq!(h.tag("b-legacy:1"), None);
+}
+
+/// An archive with these files, in order.
+fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+/// An index entry of `digest` with these annotations.
+fn index_entry(digest: &str, annotations: Value) -> Value {
+    json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+           "digest": digest, "size": 422, "annotations": annotations})
+}
+
+/// `docker save` of one image with two tags in dockerd 28's containerd
+/// image store: an OCI layout whose index.json names the image once per
+/// tag (the same digest twice), and a manifest.json with one entry.
+fn containerd_save(digest: &str, tags: [&str; 2]) -> Vec<u8> {
+    let named = |tag: &str| {
+        index_entry(
+            digest,
+            json!({"io.containerd.image.name": format!("docker.io/library/{tag}"),
+                   "org.opencontainers.image.ref.name": tag.rsplit_once(':').unwrap().1}),
+        )
+    };
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                       "manifests": [named(tags[0]), named(tags[1])]});
+    let manifest = json!([{"Config": "blobs/sha256/c", "RepoTags": tags, "Layers": []}]);
+    tar_of(&[
+        ("blobs/sha256/c", b"{}".to_vec()),
+        ("index.json", index.to_string().into_bytes()),
+        ("manifest.json", manifest.to_string().into_bytes()),
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+    ])
+}
+
+#[tokio::test]
+async fn in_the_containerd_store_a_load_is_tagged_by_its_index_entries() {
+    let h = start().await;
+    h.daemon.lock().unwrap().containerd = true;
+    let digest = format!("sha256:{:064x}", 0xc0);
+
+    // One image, two tags: containerd loads two index entries (one id,
+    // printed twice); each gets its tag.
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/load",
+        &containerd_save(&digest, ["c-one:latest", "c-one:v2"]),
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{answer:?}");
+    assert_eq!(h.tag("c-one:latest").as_ref(), Some(&digest));
+    assert_eq!(h.tag("c-one:v2").as_ref(), Some(&digest));
+    assert!(
+        answer.1.contains("Loaded image: c-one:latest")
+            && answer.1.contains("Loaded image: c-one:v2"),
+        "{answer:?}"
+    );
+    assert!(!answer.1.contains("Loaded image ID"), "{answer:?}");
+    assert!(!answer.1.contains("dindbox:"), "{answer:?}");
+    // dockerd got the archive without names.
+    assert!(h.daemon.lock().unwrap().loaded_tags.is_empty());
+
+    // An OCI layout without manifest.json (buildx --output type=oci): a
+    // name only in the index, and an unnamed entry, whose id is printed as
+    // containerd prints it.
+    let named = format!("sha256:{:064x}", 0xc1);
+    let unnamed = format!("sha256:{:064x}", 0xc2);
+    let index = json!({"manifests": [
+        index_entry(&named, json!({"org.opencontainers.image.ref.name": "c-oci:1"})),
+        index_entry(&unnamed, json!({})),
+    ]});
+    let oci = tar_of(&[
+        ("index.json", index.to_string().into_bytes()),
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+    ]);
+    let answer = call(&h.mine, "POST", "/v1.41/images/load", &oci).await;
+    assert_eq!(answer.0, 200, "{answer:?}");
+    assert_eq!(h.tag("c-oci:1").as_ref(), Some(&named));
+    assert!(answer.1.contains("Loaded image: c-oci:1"), "{answer:?}");
+    assert!(
+        answer.1.contains(&format!("Loaded image ID: {unnamed}")),
+        "{answer:?}"
+    );
+
+    // A name of another owner's tag only in the index is refused, and the
+    // tag stays theirs.
+    let theirs = h.tag("app:latest");
+    let index = json!({"manifests": [
+        index_entry(&named, json!({"io.containerd.image.name": "docker.io/library/app:latest"})),
+    ]});
+    let oci = tar_of(&[
+        ("index.json", index.to_string().into_bytes()),
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+    ]);
+    let answer = call(&h.mine, "POST", "/v1.41/images/load", &oci).await;
+    refused(&answer, "app:latest");
+    assert_eq!(h.tag("app:latest"), theirs);
+}
+
+#[tokio::test]
+async fn in_the_classic_store_the_same_archive_is_tagged_by_its_manifest() {
+    let h = start().await;
+    let digest = format!("sha256:{:064x}", 0xc0);
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/load",
+        &containerd_save(&digest, ["k-one:latest", "k-one:v2"]),
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{answer:?}");
+    let id = h.newest();
+    assert_eq!(h.tag("k-one:latest").as_ref(), Some(&id));
+    assert_eq!(h.tag("k-one:v2").as_ref(), Some(&id));
 }

@@ -154,7 +154,8 @@ pub fn version_gate((major, minor): (u32, u32)) -> Result<bool, String> {
         return Err(format!(
             "the inner dockerd is {major}.{minor}, and Docker 28 removed graphdriver plugins \
              (moby PR #48072), which DINDBOX_GRAPHDRIVER needs: use an image with dockerd 20.10 \
-             to 27.x (Debian bookworm's docker.io is 20.10), or unset DINDBOX_GRAPHDRIVER"
+             to 27.x (the dindbox image on Debian bookworm, 20.10, or trixie, 26.1: \
+             DINDBOX_SUITE=bookworm|trixie scripts/build-image.sh), or unset DINDBOX_GRAPHDRIVER"
         ));
     }
     if major < 17 && (major, minor) < (1, 13) {
@@ -234,8 +235,7 @@ pub fn dockerd_version(dockerd: &Path) -> Result<(u32, u32), String> {
     let text = String::from_utf8_lossy(&out.stdout);
     parse_version(&text).ok_or_else(|| {
         format!(
-            "`{} --version` printed {:?}, which names no version; DINDBOX_GRAPHDRIVER needs \
-             dockerd 20.10 to 27.x",
+            "`{} --version` printed {:?}, which names no version",
             dockerd.display(),
             text.trim()
         )

@@ -11,6 +11,7 @@ mod dockerd;
 mod drain;
 mod fds;
 mod graphdriver;
+mod imagestore;
 mod mounts;
 mod network;
 mod reaper;
@@ -120,6 +121,11 @@ pub struct InitOptions {
     /// box sees it); /var/lib/docker must be the server's area, bound rslave.
     #[arg(long, env = "DINDBOX_GRAPHDRIVER")]
     pub graphdriver: Option<String>,
+    /// `1`: the inner dockerd keeps images in the containerd image store
+    /// (`--feature=containerd-snapshotter=true`); `0`: in the classic store;
+    /// unset: dockerd's default (classic on 28, containerd on 29).
+    #[arg(long, env = "DINDBOX_CONTAINERD_STORE")]
+    pub containerd_store: Option<String>,
     /// What the proxy lets through and injects (`--policy`, `--label`, ...).
     #[command(flatten)]
     pub policy: PolicyOptions,
@@ -236,6 +242,9 @@ pub struct Config {
     pub dockerd_env: Vec<(String, String)>,
     /// The proxy graphdriver's socket (`DINDBOX_GRAPHDRIVER`).
     pub graphdriver: Option<graphdriver::Graphdriver>,
+    /// The containerd image store was asked for (`DINDBOX_CONTAINERD_STORE=1`
+    /// or `--feature containerd-snapshotter` among dockerd's arguments).
+    pub containerd_store: bool,
     /// The command to run once ready; `None`: serve until signalled.
     pub command: Option<Vec<String>>,
     /// stdin is a terminal: the command gets its foreground.
@@ -285,6 +294,20 @@ impl Config {
                 Some(gd)
             }
         };
+        if let Some(on) =
+            imagestore::parse(o.containerd_store.as_deref()).map_err(InitError::Config)?
+        {
+            imagestore::add_dockerd_args(&mut dockerd_args, on).map_err(InitError::Config)?;
+        }
+        let containerd_store = imagestore::in_args(&dockerd_args) == Some(true);
+        if containerd_store && graphdriver.is_some() {
+            return Err(InitError::Config(format!(
+                "DINDBOX_GRAPHDRIVER needs the classic image store, and the containerd image \
+                 store is on ({}=1 or --feature {}): turn one of them off",
+                imagestore::ENV,
+                imagestore::FEATURE
+            )));
+        }
         // With a budget, init gives dockerd the parent itself: a second one
         // from the user would silently win or lose.
         if policy.memory.is_some() || policy.pids.is_some() {
@@ -317,6 +340,7 @@ impl Config {
             dockerd_path_prefix: None,
             dockerd_env: Vec::new(),
             graphdriver,
+            containerd_store,
             policy,
             foreground: command.is_some() && stdin_tty,
             command,
@@ -476,8 +500,11 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     // MTU and iptables backend: fixed before dockerd sets up its bridge and rules.
     prepare_network(&mut cfg);
 
+    if cfg.containerd_store {
+        check_containerd_store(&cfg)?;
+    }
     // overlay-on-overlay makes dockerd fall back to vfs: slow and huge.
-    if mounts::on_overlayfs(Path::new("/var/lib/docker")) {
+    if !cfg.containerd_store && mounts::on_overlayfs(Path::new("/var/lib/docker")) {
         tracing::warn!(
             "/var/lib/docker is on overlayfs: the inner dockerd cannot use overlay2 and will fall \
              back to the slow vfs driver. Give it a volume: docker run -v NAME:/var/lib/docker ..."
@@ -520,6 +547,26 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     runtime.block_on(run(Arc::new(cfg)))
 }
 
+/// The containerd image store: a dockerd that has it, and a data root its
+/// snapshotter can mount in (see [`imagestore`]).
+fn check_containerd_store(cfg: &Config) -> Result<(), InitError> {
+    let version = graphdriver::dockerd_version(&cfg.dockerd).map_err(|e| {
+        InitError::Config(format!(
+            "{e}; the containerd image store needs dockerd 24.0 or later"
+        ))
+    })?;
+    imagestore::version_gate(version).map_err(InitError::Config)?;
+    let data_root = graphdriver::data_root(&cfg.dockerd_args);
+    imagestore::check_data_root(&data_root, mounts::on_overlayfs(&data_root))
+        .map_err(InitError::Config)?;
+    tracing::info!(
+        data_root = %data_root.display(),
+        dockerd = %format!("{}.{}", version.0, version.1),
+        "dockerd keeps its images in the containerd image store"
+    );
+    Ok(())
+}
+
 /// `DINDBOX_GRAPHDRIVER`: the data root must receive the host's mounts, the
 /// inner dockerd must still have graphdriver plugins, and the spec file tells
 /// it where the server listens (see [`graphdriver`]).
@@ -527,7 +574,11 @@ fn prepare_graphdriver(cfg: &mut Config, gd: &graphdriver::Graphdriver) -> Resul
     let data_root = graphdriver::data_root(&cfg.dockerd_args);
     graphdriver::check_propagation(&mounts::read_mountinfo()?, &data_root)
         .map_err(InitError::Graphdriver)?;
-    let version = graphdriver::dockerd_version(&cfg.dockerd).map_err(InitError::Graphdriver)?;
+    let version = graphdriver::dockerd_version(&cfg.dockerd).map_err(|e| {
+        InitError::Graphdriver(format!(
+            "{e}; DINDBOX_GRAPHDRIVER needs dockerd 20.10 to 27.x"
+        ))
+    })?;
     if graphdriver::version_gate(version).map_err(InitError::Graphdriver)? {
         cfg.dockerd_env
             .push((graphdriver::DEPRECATED_ENV.into(), "1".into()));
@@ -1159,6 +1210,55 @@ mod tests {
         for argv in [
             &["init", "--graphdriver", "/g.sock", "--", "-s", "overlay2"][..],
             &["init", "--graphdriver", "tcp://1.2.3.4:5"],
+        ] {
+            let err = Config::new(parse(argv), false, None).unwrap_err();
+            assert!(matches!(err, InitError::Config(_)), "{argv:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_containerd_store_switch_becomes_a_dockerd_feature_flag() {
+        let cfg = config(&["init", "--containerd-store", "1", "--debug"], false);
+        assert_eq!(
+            cfg.dockerd_args[1..],
+            ["--debug", "--feature=containerd-snapshotter=true"]
+        );
+        assert!(cfg.containerd_store);
+        let cfg = config(&["init", "--containerd-store", "0"], false);
+        assert_eq!(
+            cfg.dockerd_args[1..],
+            ["--feature=containerd-snapshotter=false"]
+        );
+        assert!(!cfg.containerd_store);
+        // Unset: dockerd's default, unless its own arguments ask for the store.
+        let cfg = config(&["init", "--containerd-store", ""], false);
+        assert_eq!(cfg.dockerd_args.len(), 1);
+        assert!(!cfg.containerd_store);
+        let cfg = config(&["init", "--feature", "containerd-snapshotter"], false);
+        assert!(cfg.containerd_store);
+        // Twice, with the graphdriver, or not a switch: a config error.
+        for argv in [
+            &[
+                "init",
+                "--containerd-store",
+                "1",
+                "--",
+                "--feature=containerd-snapshotter",
+            ][..],
+            &[
+                "init",
+                "--containerd-store",
+                "1",
+                "--graphdriver",
+                "/g.sock",
+            ],
+            &[
+                "init",
+                "--graphdriver",
+                "/g.sock",
+                "--feature=containerd-snapshotter",
+            ],
+            &["init", "--containerd-store", "yes please"],
         ] {
             let err = Config::new(parse(argv), false, None).unwrap_err();
             assert!(matches!(err, InitError::Config(_)), "{argv:?}: {err}");

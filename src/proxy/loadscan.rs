@@ -4,7 +4,8 @@
 //! dockerd (`image/tarexport/load.go`) untars the whole body into a temporary
 //! directory with Go's `archive/tar`, and only then reads `manifest.json`
 //! (`RepoTags`), or the legacy `repositories` when there is none (and, with
-//! the containerd image store, `index.json`'s annotations). So the scanner
+//! the containerd image store, `index.json`'s annotations when an
+//! `oci-layout` names a version, which the scanner keeps too). So the scanner
 //! follows Go's reader entry by entry (`Reader.Next`: checksums, USTAR/STAR
 //! prefixes, PAX `path` and `size`, GNU long names, header-only types), sees
 //! where each entry lands once dockerd's untar has cleaned its name
@@ -29,7 +30,8 @@ use std::collections::HashSet;
 
 use super::gopath::clean_path;
 use super::policy::images::{
-    archive_tags, manifest_entries, strip_archive_tags, unreadable_archive, TagFile,
+    archive_tags, index_entries, is_oci_layout, manifest_entries, strip_archive_tags,
+    unreadable_archive, TagFile,
 };
 use super::policy::Reject;
 
@@ -253,6 +255,24 @@ impl Scanner {
         match self.files.iter().find(|(f, _)| *f == TagFile::Manifest) {
             Some((_, content)) => manifest_entries(content).map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// The name of each image of the archive's `index.json`, in order, as
+    /// the containerd image store reads them; `None` without one.
+    pub fn index(&self) -> Result<Option<Vec<Vec<String>>>, Reject> {
+        match self.files.iter().find(|(f, _)| *f == TagFile::Index) {
+            Some((_, content)) => index_entries(content).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the archive is an OCI layout to the containerd image store
+    /// (an `oci-layout` with a version), which then reads its `index.json`.
+    pub fn is_oci_layout(&self) -> Result<bool, Reject> {
+        match self.files.iter().find(|(f, _)| *f == TagFile::Layout) {
+            Some((_, content)) => is_oci_layout(content),
+            None => Ok(false),
         }
     }
 
@@ -820,6 +840,46 @@ mod tests {
         tar.append(&h, &b"abc"[..]).unwrap();
         let archive = tar.into_inner().unwrap();
         assert!(pass(&archive, 77).unwrap().1 == archive);
+    }
+
+    #[test]
+    fn an_oci_layout_and_its_index_entries_are_kept_and_pass_unchanged() {
+        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+        let index = br#"{"manifests":[{"digest":"sha256:aa","annotations":{"io.containerd.image.name":"docker.io/library/app:1"}},{"digest":"sha256:bb"}]}"#;
+        let mut tar = tar::Builder::new(Vec::new());
+        file(&mut tar, "blobs/sha256/aa", b"{}");
+        file(&mut tar, "oci-layout", layout);
+        file(&mut tar, "index.json", index);
+        let archive = tar.into_inner().unwrap();
+        let (scanner, out, _) = pass(&archive, 100).unwrap();
+        assert!(scanner.is_oci_layout().unwrap());
+        assert_eq!(
+            scanner.index().unwrap().unwrap(),
+            [vec!["docker.io/library/app:1".to_string()], vec![]]
+        );
+        assert!(scanner.manifest().unwrap().is_none());
+        let out_entries = entries(&out);
+        let (_, kept) = out_entries.iter().find(|(p, _)| p == "oci-layout").unwrap();
+        assert_eq!(kept, layout);
+        let (_, stripped) = out_entries.iter().find(|(p, _)| p == "index.json").unwrap();
+        let stripped: serde_json::Value = serde_json::from_slice(stripped).unwrap();
+        assert_eq!(
+            stripped,
+            serde_json::json!({"manifests":[{"digest":"sha256:aa","annotations":{}},{"digest":"sha256:bb"}]})
+        );
+
+        // Without a version the containerd store reads manifest.json.
+        let mut tar = tar::Builder::new(Vec::new());
+        file(&mut tar, "oci-layout", b"{}");
+        let (scanner, _, _) = pass(&tar.into_inner().unwrap(), 512).unwrap();
+        assert!(!scanner.is_oci_layout().unwrap());
+        assert!(scanner.index().unwrap().is_none());
+
+        // Two of them: the proxy cannot tell which containerd keeps.
+        let mut tar = tar::Builder::new(Vec::new());
+        file(&mut tar, "oci-layout", layout);
+        file(&mut tar, "./oci-layout", b"{}");
+        assert!(pass(&tar.into_inner().unwrap(), 512).is_err());
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub(super) enum Plan {
 pub(super) struct LoadState {
     refusal: Mutex<Option<Reject>>,
     entries: Mutex<Vec<Vec<Tag>>>,
+    /// dockerd keeps its images in the containerd image store: it prints a
+    /// `Loaded image ID` for each image it loaded without a tag.
+    containerd: Mutex<bool>,
 }
 
 impl Plan {
@@ -210,7 +213,8 @@ impl Images {
                 if entries.iter().all(Vec::is_empty) {
                     return Ok(response);
                 }
-                Err(self.tag_loaded(response, entries))
+                let containerd = *lock(&state.containerd);
+                Err(self.tag_loaded(response, entries, containerd))
             }
             Plan::Make {
                 maker: Maker::Commit,
@@ -337,15 +341,18 @@ impl Images {
     }
 
     /// A load's answer, passed on message by message, except the
-    /// `Loaded image ID` message dockerd prints for images it loaded without
-    /// tags (all of them here, one id per manifest entry, in order): the
-    /// proxy checks and sets each entry's tags on its id, and prints
-    /// `Loaded image: TAG` as dockerd would have, or an error the CLI prints
-    /// and exits non-zero on.
+    /// `Loaded image ID` messages dockerd prints for images it loaded without
+    /// tags (all of them here, one id per entry of the manifest or, in the
+    /// containerd image store, of the index, in order): the proxy checks and
+    /// sets each entry's tags on its id, and prints `Loaded image: TAG` as
+    /// dockerd would have (and, in the containerd store, `Loaded image ID`
+    /// for an entry without tags), or an error the CLI prints and exits
+    /// non-zero on.
     fn tag_loaded(
         self: Arc<Self>,
         response: Response<Incoming>,
         entries: Vec<Vec<Tag>>,
+        containerd: bool,
     ) -> Response<Body> {
         let (parts, mut body) = to_extend(response);
         let (tx, rx) = mpsc::channel(4);
@@ -396,6 +403,11 @@ impl Images {
             let mut lines = Vec::new();
             let mut result = Ok(());
             for (id, tags) in &loaded {
+                if containerd && tags.is_empty() {
+                    let line = format!("Loaded image ID: {id}\n");
+                    lines.push(message_line(&serde_json::json!({ "stream": line })));
+                    continue;
+                }
                 result = self
                     .set_tags(id, tags, "loaded", |tag| {
                         let line = format!("Loaded image: {}\n", tag.familiar());
@@ -410,8 +422,8 @@ impl Images {
                 let _ = tx.send(Ok(line)).await;
             }
             match result {
-                // dockerd prints the ids when the last image had no tag.
-                Ok(()) if entries.last().is_some_and(Vec::is_empty) => {
+                // The classic store prints the ids when the last image had no tag.
+                Ok(()) if !containerd && entries.last().is_some_and(Vec::is_empty) => {
                     for id_line in id_lines {
                         let _ = tx.send(Ok(Frame::data(id_line))).await;
                     }
@@ -462,6 +474,30 @@ impl Images {
             .map_err(|_| cannot())?
             .to_bytes();
         Ok((status, body))
+    }
+
+    /// Whether dockerd keeps its images in the containerd image store
+    /// (`GET /info`: `DriverStatus` holds `driver-type`
+    /// `io.containerd.snapshotter.v1`). Asked at each load: a restarted
+    /// dockerd may have been switched.
+    async fn containerd_store(&self) -> Result<bool, Reject> {
+        let unknown = || Reject {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            rule: images::RULE,
+            message: "dindbox: could not ask the daemon which image store it uses (GET /info); \
+                      try again in a few seconds"
+                .into(),
+        };
+        let target = format!("/v{}/info", self.version);
+        let (status, body) = self
+            .ask(Method::GET, &target, "")
+            .await
+            .map_err(|_| unknown())?;
+        let info: Value = serde_json::from_slice(&body)
+            .ok()
+            .filter(|_| status.is_success())
+            .ok_or_else(unknown)?;
+        Ok(images::uses_containerd_store(&info))
     }
 
     /// `GET /images/{name}/json`: `None` when dockerd answers 404.
@@ -773,14 +809,23 @@ async fn send(tx: &Sender, data: Bytes) {
 }
 
 /// Checks the tags of a whole archive (dockerd got it without them): those
-/// of its `manifest.json`, which the proxy sets once dockerd has loaded the
-/// images. An archive with tags only in the legacy `repositories` (which
-/// dockerd reads without a `manifest.json`) is refused; `index.json` names
-/// went to dockerd stripped (dockerd 20.10 ignores the file, the
-/// containerd image store would have tagged with them).
+/// of the file dockerd reads them from, which the proxy sets once dockerd
+/// has loaded the images. That is `manifest.json`, except in the containerd
+/// image store with an OCI layout (an `oci-layout` with a version), where it
+/// is `index.json` (containerd `archive.ImportIndex`). An archive with tags
+/// only in the legacy `repositories` (which dockerd reads without a
+/// `manifest.json`) is refused; the names of the file dockerd does not read
+/// went to it stripped all the same.
 async fn check_load(scanner: &Scanner, images: &Images, state: &LoadState) -> Result<(), Reject> {
     scanner.tags()?;
-    let Some(manifest) = scanner.manifest()? else {
+    let containerd = images.containerd_store().await?;
+    *lock(&state.containerd) = containerd;
+    let read = if containerd && scanner.is_oci_layout()? {
+        scanner.index()?
+    } else {
+        scanner.manifest()?
+    };
+    let Some(manifest) = read else {
         if !scanner.tags_of(TagFile::Repositories)?.is_empty() {
             return Err(unreadable_archive(
                 "its tags are in a legacy `repositories` file without a manifest.json, which the proxy cannot take out of the load",

@@ -6,8 +6,8 @@
 //!
 //! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
 //! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs, tests/e2e_bases.rs,
-//! tests/e2e_fields.rs, tests/e2e_dockerpy.rs);
-//! each uses a part of it.
+//! tests/e2e_fields.rs, tests/e2e_dockerpy.rs, ...); each uses a part of it. [`harness`] is the
+//! default image (`dindbox:dev`, the debootstrapped sid: dockerd 28.5); [`harness_for_suite`] the other bases.
 
 #![allow(dead_code)]
 
@@ -142,14 +142,17 @@ fn setup_image(image: String, suite: Option<&str>) -> Result<Harness, String> {
 
 /// The Debian suites scripts/lib.sh debootstraps bases of.
 const SUITES: [&str; 3] = ["bookworm", "trixie", "sid"];
+/// The one the default image is built on (scripts/lib.sh `DINDBOX_DEFAULT_SUITE`).
+const DEFAULT_SUITE: &str = "sid";
 /// Their harnesses, each built once per test process; two suites build at
 /// once (their debootstraps take minutes the first time).
 static SUITE_HARNESS: [OnceLock<Result<Harness, String>>; 3] =
     [OnceLock::new(), OnceLock::new(), OnceLock::new()];
 
 /// The harness whose image is `dindbox:dev-<suite>` (`DINDBOX_IMAGE_<SUITE>`
-/// names another tag), built on the debootstrapped Debian `suite` (trixie,
-/// sid; scripts/lib.sh), or `None` (after a loud message) when not root.
+/// names another tag), built on the debootstrapped Debian `suite` (bookworm,
+/// trixie, sid; scripts/lib.sh), or `None` (after a loud message) when not root.
+/// For the default image's suite (sid) it is [`harness`] itself.
 pub fn harness_for_suite(suite: &str) -> Option<&'static Harness> {
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("\n!!! dindbox e2e SKIPPED: needs root (see tests/e2e/harness.rs).\n");
@@ -159,6 +162,11 @@ pub fn harness_for_suite(suite: &str) -> Option<&'static Harness> {
         .iter()
         .position(|s| *s == suite)
         .unwrap_or_else(|| panic!("unknown Debian suite {suite:?} (one of {SUITES:?})"));
+    // The default image's suite (scripts/lib.sh; DINDBOX_SUITE changes it)
+    // is the default harness: one image, built once.
+    if std::env::var("DINDBOX_SUITE").unwrap_or_else(|_| DEFAULT_SUITE.into()) == suite {
+        return harness();
+    }
     let built = SUITE_HARNESS[i].get_or_init(|| {
         let image = std::env::var(format!("DINDBOX_IMAGE_{}", suite.to_uppercase()))
             .unwrap_or_else(|_| format!("dindbox:dev-{suite}"));

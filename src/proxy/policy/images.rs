@@ -638,16 +638,26 @@ pub enum TagFile {
     /// An OCI layout's `index.json` (the containerd image store reads tags
     /// from its annotations).
     Index,
+    /// An OCI layout's `oci-layout`: names no tag, but with a version in it
+    /// the containerd image store reads `index.json` and not `manifest.json`
+    /// (containerd `archive.ImportIndex`).
+    Layout,
 }
 
 impl TagFile {
-    pub const ALL: [TagFile; 3] = [TagFile::Manifest, TagFile::Repositories, TagFile::Index];
+    pub const ALL: [TagFile; 4] = [
+        TagFile::Manifest,
+        TagFile::Repositories,
+        TagFile::Index,
+        TagFile::Layout,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             TagFile::Manifest => "manifest.json",
             TagFile::Repositories => "repositories",
             TagFile::Index => "index.json",
+            TagFile::Layout => "oci-layout",
         }
     }
 
@@ -733,7 +743,18 @@ pub fn archive_tags(file: TagFile, content: &[u8]) -> Result<Vec<String>, Reject
                 }
             }
         }
-        (TagFile::Manifest, Json::Null) | (TagFile::Repositories, Json::Null) => {}
+        (TagFile::Layout, Json::Object(fields)) => {
+            let version = fields
+                .iter()
+                .filter(|(k, _)| fold_eq(k, "imageLayoutVersion"));
+            if version
+                .clone()
+                .any(|(_, v)| !matches!(v, Json::String(_) | Json::Null))
+            {
+                return Err(bad("has a version that is not a string"));
+            }
+        }
+        (TagFile::Manifest | TagFile::Repositories | TagFile::Layout, Json::Null) => {}
         _ => return Err(bad("does not have the shape dockerd reads")),
     }
     Ok(tags)
@@ -814,6 +835,94 @@ pub fn manifest_entries(content: &[u8]) -> Result<Vec<Vec<String>>, Reject> {
             archive_tags(TagFile::Manifest, &single)
         })
         .collect()
+}
+
+/// Whether a daemon's `GET /info` answer says it keeps images in the
+/// containerd image store: `DriverStatus` holds `["driver-type",
+/// "io.containerd.snapshotter.v1"]` (moby `daemon/containerd/service.go`).
+pub fn uses_containerd_store(info: &Value) -> bool {
+    info.get("DriverStatus")
+        .and_then(Value::as_array)
+        .is_some_and(|pairs| {
+            pairs.iter().any(|pair| {
+                pair.as_array().is_some_and(|kv| {
+                    kv.len() == 2
+                        && kv[0] == "driver-type"
+                        && kv[1] == "io.containerd.snapshotter.v1"
+                })
+            })
+        })
+}
+
+/// Whether an `oci-layout` file makes the containerd image store read the
+/// archive as an OCI layout (its `index.json`): a non-empty
+/// `imageLayoutVersion`, the last spelling Go matches winning.
+pub fn is_oci_layout(content: &[u8]) -> Result<bool, Reject> {
+    archive_tags(TagFile::Layout, content)?;
+    let Ok(Json::Object(fields)) = Json::parse(content) else {
+        return Ok(false);
+    };
+    let mut version = "";
+    for (key, value) in &fields {
+        if let (true, Json::String(v)) = (fold_eq(key, "imageLayoutVersion"), value) {
+            version = v;
+        }
+    }
+    Ok(!version.is_empty())
+}
+
+/// The name the containerd image store gives each image of an OCI
+/// `index.json` (none or one), in its order, the order it loads them and
+/// prints their ids in: `io.containerd.image.name`, else
+/// `org.opencontainers.image.ref.name` (containerd `imageName`; the last of
+/// a key wins, as in Go's map). An index that spells `manifests`, or an
+/// entry that spells `annotations`, more than once is refused: Go would
+/// decode the second into what the first left (a slice's elements, a map).
+pub fn index_entries(content: &[u8]) -> Result<Vec<Vec<String>>, Reject> {
+    archive_tags(TagFile::Index, content)?;
+    let twice = |what: &str| {
+        unreadable_archive(format!(
+            "its index.json has {what} twice (in any letter case)"
+        ))
+    };
+    let Ok(Json::Object(fields)) = Json::parse(content) else {
+        return Ok(Vec::new());
+    };
+    let mut lists = fields.iter().filter(|(k, _)| fold_eq(k, "manifests"));
+    let Some((_, manifests)) = lists.next() else {
+        return Ok(Vec::new());
+    };
+    if lists.next().is_some() {
+        return Err(twice("\"manifests\""));
+    }
+    let Json::Array(manifests) = manifests else {
+        return Ok(Vec::new());
+    };
+    let mut entries = Vec::with_capacity(manifests.len());
+    for manifest in manifests {
+        let Json::Object(manifest) = manifest else {
+            entries.push(Vec::new());
+            continue;
+        };
+        let mut maps = manifest.iter().filter(|(k, _)| fold_eq(k, "annotations"));
+        let annotations = match (maps.next(), maps.next()) {
+            (_, Some(_)) => return Err(twice("\"annotations\" in one entry")),
+            (Some((_, Json::Object(annotations))), None) => annotations.as_slice(),
+            _ => &[],
+        };
+        let last = |key: &str| {
+            annotations.iter().rev().find_map(|(k, v)| match v {
+                Json::String(name) if k == key => Some(name.as_str()),
+                _ => None,
+            })
+        };
+        let name = [INDEX_NAMES[0], INDEX_NAMES[1]]
+            .into_iter()
+            .filter_map(last)
+            .find(|name| !name.is_empty());
+        entries.push(name.map(str::to_string).into_iter().collect());
+    }
+    Ok(entries)
 }
 
 /// The image ids of a message of dockerd's load answer made only of
@@ -1204,6 +1313,79 @@ mod tests {
         assert!(archive_tags(TagFile::Manifest, b"{}").is_err());
         assert!(archive_tags(TagFile::Manifest, br#"[{"RepoTags":[1]}]"#).is_err());
         assert!(archive_tags(TagFile::Manifest, b"not json").is_err());
+    }
+
+    #[test]
+    fn the_containerd_store_is_read_from_the_driver_status() {
+        let containerd = json!({"Driver": "overlayfs",
+            "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]});
+        assert!(uses_containerd_store(&containerd));
+        let classic = json!({"Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]]});
+        assert!(!uses_containerd_store(&classic));
+        assert!(!uses_containerd_store(&json!({"DriverStatus": null})));
+        assert!(!uses_containerd_store(&json!({})));
+    }
+
+    #[test]
+    fn an_oci_layout_needs_a_version_as_containerd_reads_it() {
+        assert!(is_oci_layout(br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap());
+        // Go matches the field in any letter case; the last one wins.
+        assert!(is_oci_layout(br#"{"IMAGELAYOUTVERSION":"1.0.0"}"#).unwrap());
+        assert!(
+            !is_oci_layout(br#"{"imageLayoutVersion":"1.0.0","imagelayoutversion":""}"#).unwrap()
+        );
+        assert!(is_oci_layout(br#"{"imageLayoutVersion":"","imagelayoutversion":"2"}"#).unwrap());
+        assert!(!is_oci_layout(br#"{"imageLayoutVersion":null}"#).unwrap());
+        assert!(!is_oci_layout(b"{}").unwrap());
+        assert!(!is_oci_layout(b"null").unwrap());
+        // containerd fails to decode these: so does the proxy.
+        assert!(is_oci_layout(br#"{"imageLayoutVersion":1}"#).is_err());
+        assert!(is_oci_layout(b"[]").is_err());
+        assert!(is_oci_layout(b"not json").is_err());
+    }
+
+    #[test]
+    fn each_index_entry_is_named_as_containerd_names_it() {
+        // `docker save` in the containerd store: one entry per tag, the same
+        // digest twice; the full name wins over the OCI ref name.
+        let saved = br#"{"schemaVersion":2,"manifests":[
+            {"digest":"sha256:aa","annotations":{"io.containerd.image.name":"docker.io/library/app:latest",
+             "org.opencontainers.image.ref.name":"latest"}},
+            {"digest":"sha256:aa","annotations":{"io.containerd.image.name":"docker.io/library/app:v2",
+             "org.opencontainers.image.ref.name":"v2"}}]}"#;
+        assert_eq!(
+            index_entries(saved).unwrap(),
+            [
+                vec!["docker.io/library/app:latest".to_string()],
+                vec!["docker.io/library/app:v2".to_string()]
+            ]
+        );
+        // Only a ref name; an empty full name; none; the last of a key.
+        let mixed = br#"{"Manifests":[
+            {"Annotations":{"org.opencontainers.image.ref.name":"oci:1"}},
+            {"annotations":{"io.containerd.image.name":"","org.opencontainers.image.ref.name":"oci:2"}},
+            {"annotations":{"other":"x"}},
+            {"digest":"sha256:bb"},
+            {"annotations":{"io.containerd.image.name":"a:1","io.containerd.image.name":"a:2"}}]}"#;
+        assert_eq!(
+            index_entries(mixed).unwrap(),
+            [
+                vec!["oci:1".to_string()],
+                vec!["oci:2".to_string()],
+                vec![],
+                vec![],
+                vec!["a:2".to_string()]
+            ]
+        );
+        assert_eq!(index_entries(b"{}").unwrap(), Vec::<Vec<String>>::new());
+        // Spellings Go would merge into each other: refused.
+        let two_lists = br#"{"manifests":[{}],"MANIFESTS":[{}]}"#;
+        assert!(index_entries(two_lists).is_err());
+        let two_maps = br#"{"manifests":[{"annotations":{"io.containerd.image.name":"a:1"},
+                             "Annotations":{"org.opencontainers.image.ref.name":"b"}}]}"#;
+        assert!(index_entries(two_maps).is_err());
+        assert!(index_entries(b"[]").is_err());
     }
 
     #[test]
