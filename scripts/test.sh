@@ -77,9 +77,10 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # `cargo build --target <host>` into target/<triple>/release.
 # tests/e2e_bases.rs: a smoke on the trixie (dockerd 26.1) and sid (28.5) bases (issue 12);
 # their debootstraps are cached under $DINDBOX_CACHE: ~2 min each the first time, ~15 s warm.
+# tests/e2e_current.rs: the host's CLI 28.2 against the sid box at API 1.51, the version window (issue 12).
 step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls \
     --test e2e_tenant --test e2e_graphdriver --test e2e_hardening --test e2e_tags --test e2e_static \
-    --test e2e_bases -- --test-threads=2
+    --test e2e_bases --test e2e_current -- --test-threads=2
 # cgroup v2 for real (issue 7): a pure-v2 qemu guest runs a box and checks the
 # delegation; ~1.2-2 min warm (3 at load 11), ~4 min the first time on this busy 2-core machine
 # (the guest is cached outside the repo; see scripts/test-cgroupv2.sh).

@@ -5,8 +5,8 @@
 //! loudly; without root every test is skipped with a loud message.
 //!
 //! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
-//! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs, tests/e2e_bases.rs);
-//! each uses a part of it.
+//! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs, tests/e2e_bases.rs,
+//! tests/e2e_current.rs); each uses a part of it.
 
 #![allow(dead_code)]
 
