@@ -678,12 +678,62 @@ pub fn hide_endpoints(network: &mut serde_json::Value) {
 
 /// The lists inside `GET /system/df`'s answer that hold other owners'
 /// objects, cut down to owned ones (images and build cache stay shared).
+/// From API 1.52 the answer also has `ContainerUsage` and `VolumeUsage`
+/// (moby docker-v29.7.2 `daemon/server/router/system/system_routes.go`):
+/// their `Items` are cut the same way and their totals counted again from
+/// what is left, as dockerd counts them (`daemon/disk_usage.go`).
 pub fn filter_disk_usage(owner: &Owner, usage: &mut serde_json::Value) {
+    use serde_json::Value;
     for key in ["Containers", "Volumes"] {
-        if let Some(serde_json::Value::Array(items)) = usage.get_mut(key) {
+        if let Some(Value::Array(items)) = usage.get_mut(key) {
             items.retain(|item| owns(owner, item.get("Labels")));
         }
     }
+    let size = |item: &Value, pointer: &str| item.pointer(pointer).and_then(Value::as_i64);
+    if let Some(containers) = usage.get_mut("ContainerUsage") {
+        recount_usage(owner, containers, |c| {
+            let state = c.get("State").and_then(Value::as_str);
+            let active = matches!(state, Some("running" | "paused" | "restarting"));
+            (size(c, "/SizeRw").unwrap_or(0), active)
+        });
+    }
+    if let Some(volumes) = usage.get_mut("VolumeUsage") {
+        recount_usage(owner, volumes, |v| match size(v, "/UsageData/Size") {
+            None | Some(-1) => (0, true),
+            Some(bytes) => (bytes, size(v, "/UsageData/RefCount") != Some(0)),
+        });
+    }
+}
+
+/// Keeps the owned `Items` of a `*Usage` object and sets its totals from
+/// them; `measure` gives an item's size and whether it is in use.
+fn recount_usage(
+    owner: &Owner,
+    usage: &mut serde_json::Value,
+    measure: impl Fn(&serde_json::Value) -> (i64, bool),
+) {
+    use serde_json::Value;
+    let Some(usage) = usage.as_object_mut() else {
+        return;
+    };
+    let mut items = match usage.remove("Items") {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    items.retain(|item| owns(owner, item.get("Labels")));
+    let (mut active, mut total_size, mut reclaimable) = (0i64, 0i64, 0i64);
+    for (bytes, in_use) in items.iter().map(&measure) {
+        total_size += bytes;
+        match in_use {
+            true => active += 1,
+            false => reclaimable += bytes,
+        }
+    }
+    usage.insert("TotalCount".into(), items.len().into());
+    usage.insert("ActiveCount".into(), active.into());
+    usage.insert("TotalSize".into(), total_size.into());
+    usage.insert("Reclaimable".into(), reclaimable.into());
+    usage.insert("Items".into(), Value::Array(items));
 }
 
 #[cfg(test)]
@@ -1288,6 +1338,61 @@ mod tests {
                     "Containers":[{"Id":"c1","Labels":{"ci.owner":"job-1"}}],
                     "Volumes":[{"Name":"v2","Labels":{"ci.owner":"job-1"}}]}"#
             )
+        );
+    }
+
+    #[test]
+    fn disk_usage_from_api_1_52_is_cut_and_counted_again() {
+        let mut usage = json(
+            r#"{"Containers":[],"Volumes":[],
+                "ImageUsage":{"TotalCount":1,"Items":[{"Id":"i1"}]},
+                "ContainerUsage":{"ActiveCount":2,"TotalCount":3,"TotalSize":111,"Reclaimable":101,"Items":[
+                    {"Id":"c1","State":"running","SizeRw":10,"Labels":{"ci.owner":"job-1"}},
+                    {"Id":"c2","State":"exited","SizeRw":1,"Labels":{"ci.owner":"job-1"}},
+                    {"Id":"c3","State":"exited","SizeRw":100,"Labels":{"ci.owner":"job-2"}}]},
+                "VolumeUsage":{"ActiveCount":1,"TotalCount":3,"TotalSize":7,"Reclaimable":7,"Items":[
+                    {"Name":"v1","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":5,"RefCount":0}},
+                    {"Name":"v2","Labels":{"ci.owner":"job-2"},"UsageData":{"Size":2,"RefCount":0}},
+                    {"Name":"v3","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":-1,"RefCount":-1}}]}}"#,
+        );
+        filter_disk_usage(&owner(), &mut usage);
+        let ids = |usage: &serde_json::Value, key: &str| -> Vec<String> {
+            usage[key]["Items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    i.get("Id")
+                        .or(i.get("Name"))
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .into()
+                })
+                .collect()
+        };
+        assert_eq!(ids(&usage, "ContainerUsage"), ["c1", "c2"]);
+        assert_eq!(ids(&usage, "VolumeUsage"), ["v1", "v3"]);
+        assert_eq!(ids(&usage, "ImageUsage"), ["i1"], "images stay shared");
+        let totals = |key: &str| {
+            let u = &usage[key];
+            [
+                &u["TotalCount"],
+                &u["ActiveCount"],
+                &u["TotalSize"],
+                &u["Reclaimable"],
+            ]
+            .map(|v| v.as_i64().unwrap())
+        };
+        assert_eq!(totals("ContainerUsage"), [2, 1, 11, 1]);
+        assert_eq!(totals("VolumeUsage"), [2, 1, 5, 5]);
+
+        let mut without_items = json(r#"{"ContainerUsage":{"TotalCount":4,"TotalSize":9}}"#);
+        filter_disk_usage(&owner(), &mut without_items);
+        assert_eq!(
+            without_items["ContainerUsage"],
+            json(r#"{"TotalCount":0,"ActiveCount":0,"TotalSize":0,"Reclaimable":0,"Items":[]}"#),
+            "the daemon's totals are never passed on"
         );
     }
 }
