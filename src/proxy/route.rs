@@ -14,8 +14,8 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTRO
 
 use super::policy::{Family, Reject};
 use super::query::Query;
-use super::version::Window;
 pub use super::version::{ApiVersion, MIN_API};
+use super::version::{Requested, Window};
 
 /// What the proxy does with a request to an allowed endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,7 +414,7 @@ fn clean_path(uri: &Uri) -> Result<String, Reject> {
 
 /// Splits `/v<version>` off the path: the version as the client spelt it
 /// and as dockerd reads it, or `None` for a path without one.
-fn split_version(path: &str) -> Result<(Option<(&str, ApiVersion)>, &str), Reject> {
+fn split_version(path: &str) -> Result<(Option<Requested<'_>>, &str), Reject> {
     let Some(rest) = path.strip_prefix("/v") else {
         return Ok((None, path));
     };
@@ -429,7 +429,7 @@ fn split_version(path: &str) -> Result<(Option<(&str, ApiVersion)>, &str), Rejec
             format!("API version {text:?} is not a version"),
         )
     })?;
-    Ok((Some((text, version)), &rest[end..]))
+    Ok((Some(Requested { text, version }), &rest[end..]))
 }
 
 /// Matches a route pattern; `{}` takes one or more whole segments, except a

@@ -72,6 +72,14 @@ impl fmt::Display for ApiVersion {
     }
 }
 
+/// The version a request names: as the client spelt it (dockerd's refusals
+/// quote it so) and as dockerd reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requested<'a> {
+    pub text: &'a str,
+    pub version: ApiVersion,
+}
+
 /// The versions served: [`MIN_API`] to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -91,10 +99,9 @@ impl Window {
         }
     }
 
-    /// The version to serve a request at: the one it names (`text` as the
-    /// client spelt it, which dockerd's refusals quote), else the newest.
-    pub fn serve(&self, requested: Option<(&str, ApiVersion)>) -> Result<ApiVersion, Reject> {
-        let Some((text, version)) = requested else {
+    /// The version to serve a request at: the one it names, else the newest.
+    pub fn serve(&self, requested: Option<Requested<'_>>) -> Result<ApiVersion, Reject> {
+        let Some(Requested { text, version }) = requested else {
             return Ok(self.max);
         };
         if version < MIN_API {
@@ -209,7 +216,7 @@ fn pack(version: ApiVersion) -> Option<u32> {
 }
 
 fn unpack(packed: u32) -> Option<ApiVersion> {
-    (packed != 0).then(|| ApiVersion(packed >> 16, packed & 0xffff))
+    (packed != 0).then_some(ApiVersion(packed >> 16, packed & 0xffff))
 }
 
 /// States `cap` wherever a `GET /version` answer states an API version above
@@ -242,8 +249,9 @@ mod tests {
 
     const V1_51: ApiVersion = ApiVersion(1, 51);
 
-    fn at(text: &str) -> Option<(&str, ApiVersion)> {
-        Some((text, ApiVersion::parse(text).unwrap()))
+    fn at(text: &str) -> Option<Requested<'_>> {
+        let version = ApiVersion::parse(text).unwrap();
+        Some(Requested { text, version })
     }
 
     #[test]
