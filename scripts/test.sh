@@ -79,6 +79,7 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # tests/e2e_bases.rs: a smoke on the trixie (dockerd 26.1) and bookworm (20.10) bases (issue 12);
 # their debootstraps are cached under $DINDBOX_CACHE: ~2 min each the first time, ~15 s warm.
 # tests/e2e_fields.rs: API 1.42-1.55 fields on the sid box, honoured or refused (issue 12).
+# tests/e2e_current.rs: the host's CLI 28.2 against the sid box at API 1.51, the version window (issue 12).
 # tests/e2e_graphdriver.rs runs its boxes on the bookworm image (dockerd 28 has no graphdriver plugins).
 # tests/e2e_clients.rs: compose v2 and buildx through the proxy, box and host CLI (issue 12).
 # tests/e2e_containerd.rs: boxes in the containerd image store, box and owner mode (issue 12).
@@ -86,7 +87,8 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 # (scripts/docker-py.sh; sid base; ~6 min, docker-py and its test deps from PyPI) (issue 12).
 step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls \
     --test e2e_tenant --test e2e_graphdriver --test e2e_hardening --test e2e_tags --test e2e_static \
-    --test e2e_bases --test e2e_fields --test e2e_clients --test e2e_containerd --test e2e_dockerpy -- --test-threads=2
+    --test e2e_bases --test e2e_fields --test e2e_current --test e2e_clients --test e2e_containerd \
+    --test e2e_dockerpy -- --test-threads=2
 # cgroup v2 for real (issue 7): a pure-v2 qemu guest runs a box and checks the
 # delegation; ~1.2-2 min warm (3 at load 11), ~4 min the first time on this busy 2-core machine
 # (the guest is cached outside the repo; see scripts/test-cgroupv2.sh).

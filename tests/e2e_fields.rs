@@ -9,8 +9,8 @@
 //! effect in the container (an `exec` tmpfs runs a program, an endpoint
 //! sysctl is set on the container's interface); what is refused must answer
 //! one readable `dindbox:` line and leave the daemon as it was. The last
-//! test sends the same through the real CLI at the version it negotiates,
-//! once the window is open (it is ignored until then).
+//! test sends the same through the real CLI at the version it negotiates
+//! (the proxy's version window serves it API 1.50).
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
@@ -234,11 +234,8 @@ fn negotiated(b: &DindBox) -> String {
 
 /// The real CLI (28.2, API 1.50) at the version it negotiates: needs the
 /// version window (the proxy serving API 1.48 and up; at 1.41 dockerd itself
-/// refuses subpaths, several networks and image mounts). It passed on a
-/// merge of this branch with the window's (cdf06ec); at the merge, drop the
-/// `ignore` and move it to tests/e2e_current.rs.
+/// refuses subpaths, several networks and image mounts).
 #[test]
-#[ignore = "needs the API version window (the proxy serving 1.48+)"]
 fn sid_box_runs_what_the_cli_sends_for_the_new_fields() {
     let Some(h) = harness_for_suite("sid") else {
         return;

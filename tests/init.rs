@@ -819,3 +819,55 @@ fn memory_limit_with_a_dockerd_cgroup_parent_is_a_clear_fatal_error() {
     assert!(log.contains("DINDBOX_CGROUP_PARENT"), "log:\n{log}");
     assert_eq!(b.starts(), 0, "dockerd started anyway");
 }
+
+/// `GET target` over a unix socket; the answer's head.
+fn head(socket: &Path, target: &str) -> String {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split("\r\n\r\n").next().unwrap_or_default().to_string()
+}
+
+/// Issue 12, the version window: a dockerd newer than the policy knows is
+/// named in one warning at start, and served at the policy's newest.
+#[test]
+fn a_dockerd_newer_than_the_policy_is_warned_about_once_and_served_at_the_policys_newest() {
+    if !can_run(
+        "a_dockerd_newer_than_the_policy_is_warned_about_once_and_served_at_the_policys_newest",
+    ) {
+        return;
+    }
+    let mut b = InitBox::start(Opts {
+        env: vec![("FAKE_DOCKERD_API_VERSION", "1.56".into())],
+        ..Opts::default()
+    });
+    b.wait_ready();
+    for _ in 0..3 {
+        let head = head(&b.path("docker.sock"), "/_ping");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("\r\napi-version: 1.55"),
+            "{head}"
+        );
+    }
+    let head = head(&b.path("docker.sock"), "/v1.56/_ping");
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let log = b.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("Engine API"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning about the version:\n{log}");
+    assert!(
+        warnings[0].contains("Engine API 1.56") && warnings[0].contains("serves up to 1.55"),
+        "{log}"
+    );
+    b.signal(Signal::SIGTERM);
+    assert_eq!(b.wait_exit(Duration::from_secs(10)).0, 0);
+}

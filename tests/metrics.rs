@@ -1,5 +1,6 @@
 //! `dindbox proxy --metrics ADDR` serves Prometheus text that counts what the
-//! proxy did: a refusal by its rule, a request dockerd could not answer.
+//! proxy did: a refusal by its rule, a request dockerd could not answer
+//! (the fake dockerd of tests/support/fake_dockerd.rs, then killed).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -7,9 +8,10 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-struct Proxy(Child);
+/// A child process killed when dropped.
+struct Process(Child);
 
-impl Drop for Proxy {
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -35,11 +37,18 @@ fn exchange(mut stream: impl Read + Write, request: &str) -> String {
 fn metrics_count_refusals_by_rule_and_dockerd_errors() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("proxy.sock");
+    let dockerd_socket = dir.path().join("dockerd.sock");
     let port = free_port();
-    let _proxy = Proxy(
+    let mut dockerd = Process(
+        Command::new(env!("CARGO_BIN_EXE_fake-dockerd"))
+            .arg(format!("--host=unix://{}", dockerd_socket.display()))
+            .spawn()
+            .expect("start fake-dockerd"),
+    );
+    let _proxy = Process(
         Command::new(env!("CARGO_BIN_EXE_dindbox"))
             .args(["proxy", "--ds"])
-            .arg(dir.path().join("no-dockerd.sock"))
+            .arg(&dockerd_socket)
             .arg("--ls")
             .arg(&socket)
             .args(["--metrics", &format!("127.0.0.1:{port}")])
@@ -48,6 +57,7 @@ fn metrics_count_refusals_by_rule_and_dockerd_errors() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while (UnixStream::connect(&socket).is_err()
+        || UnixStream::connect(&dockerd_socket).is_err()
         || TcpStream::connect(("127.0.0.1", port)).is_err())
         && Instant::now() < deadline
     {
@@ -59,6 +69,8 @@ fn metrics_count_refusals_by_rule_and_dockerd_errors() {
         &format!("POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
     );
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    dockerd.0.kill().unwrap();
+    dockerd.0.wait().unwrap();
     let unavailable = exchange(
         UnixStream::connect(&socket).unwrap(),
         "GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",

@@ -1,6 +1,12 @@
 //! The proxy through real sockets: a fake dockerd (hyper on a unix socket) that
 //! records what reaches it, and clients that write raw HTTP bytes, so framing
 //! tricks and hijacks are tested as they travel.
+//!
+//! The fake states its newest API version as dockerd does (`Api-Version` on
+//! every answer, `/version`) and refuses versions outside its own range in
+//! dockerd's words; most tests run it at 1.41 (dockerd 20.10), the API
+//! version window's tests (issue 12) at 1.51 (28.5) and 1.56 (newer than the
+//! policy knows).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -29,7 +35,64 @@ struct Harness {
     _dir: tempfile::TempDir,
     proxy_socket: PathBuf,
     seen: Arc<Mutex<Vec<Seen>>>,
+    daemon: Arc<Versions>,
     shutdown: CancellationToken,
+}
+
+impl Harness {
+    /// What reached the daemon from clients: all but the proxy's own `GET
+    /// /version` that learns the daemon's newest version (the one request
+    /// the proxy sends without a version).
+    fn forwarded(&self) -> Vec<Seen> {
+        forwarded(&self.seen)
+    }
+}
+
+fn forwarded(seen: &Mutex<Vec<Seen>>) -> Vec<Seen> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.target != "/version")
+        .cloned()
+        .collect()
+}
+
+/// The API versions the fake dockerd serves: its newest (which a test may
+/// change, as an upgrade underneath would) and its oldest.
+struct Versions {
+    max: Mutex<&'static str>,
+    min: &'static str,
+}
+
+impl Versions {
+    fn new(max: &'static str, min: &'static str) -> Arc<Versions> {
+        Arc::new(Versions {
+            max: Mutex::new(max),
+            min,
+        })
+    }
+
+    fn max(&self) -> &'static str {
+        *self.max.lock().unwrap()
+    }
+
+    /// dockerd's version middleware: its refusal for a version out of range.
+    fn refusal(&self, path: &str) -> Option<String> {
+        let text = path.strip_prefix("/v")?.split('/').next()?;
+        let number = |v: &str| {
+            let (major, minor) = v.split_once('.').unwrap_or((v, "0"));
+            (major.parse::<u32>().ok(), minor.parse::<u32>().ok())
+        };
+        if number(text) < number(self.min) {
+            return Some(format!("client version {text} is too old. Minimum supported API version is {}, please upgrade your client to a newer version", self.min));
+        }
+        (number(text) > number(self.max())).then(|| {
+            format!(
+                "client version {text} is too new. Maximum supported API version is {}",
+                self.max()
+            )
+        })
+    }
 }
 
 impl Drop for Harness {
@@ -38,7 +101,12 @@ impl Drop for Harness {
     }
 }
 
+/// A proxy in front of a fake dockerd 20.10 (API 1.41).
 async fn start() -> Harness {
+    start_with(Versions::new("1.41", "1.12")).await
+}
+
+async fn start_with(daemon: Arc<Versions>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("dockerd.sock");
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -46,6 +114,7 @@ async fn start() -> Harness {
     tokio::spawn(fake_dockerd(
         UnixListener::bind(&upstream).unwrap(),
         seen.clone(),
+        daemon.clone(),
     ));
     let proxy_socket = dir.path().join("proxy.sock");
     start_proxy(&upstream, &proxy_socket, &shutdown).await;
@@ -53,6 +122,7 @@ async fn start() -> Harness {
         _dir: dir,
         proxy_socket,
         seen,
+        daemon,
         shutdown,
     }
 }
@@ -68,16 +138,23 @@ async fn start_proxy(upstream: &Path, listen: &Path, shutdown: &CancellationToke
     tokio::spawn(proxy.serve(listener, shutdown.clone()));
 }
 
-/// Answers `/_ping` and creates, records every request, and on attach answers
-/// `101` and then echoes in upper case until EOF, then writes "bye".
-async fn fake_dockerd(listener: UnixListener, seen: Arc<Mutex<Vec<Seen>>>) {
+/// Answers `/_ping`, `/version` and creates, records every request, states
+/// its newest API version on every answer, and on attach answers `101` and
+/// then echoes in upper case until EOF, then writes "bye".
+async fn fake_dockerd(listener: UnixListener, seen: Arc<Mutex<Vec<Seen>>>, daemon: Arc<Versions>) {
     loop {
         let (stream, _) = listener.accept().await.unwrap();
-        let seen = seen.clone();
+        let (seen, daemon) = (seen.clone(), daemon.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let seen = seen.clone();
-                async move { Ok::<_, std::convert::Infallible>(fake_response(req, seen).await) }
+                let (seen, daemon) = (seen.clone(), daemon.clone());
+                async move {
+                    let mut response = fake_response(req, seen, &daemon).await;
+                    response
+                        .headers_mut()
+                        .insert("Api-Version", daemon.max().parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -90,6 +167,7 @@ async fn fake_dockerd(listener: UnixListener, seen: Arc<Mutex<Vec<Seen>>>) {
 async fn fake_response(
     mut req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    daemon: &Versions,
 ) -> Response<Full<Bytes>> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, body) = req.into_parts();
@@ -107,6 +185,15 @@ async fn fake_response(
             .map(|v| v.to_str().unwrap().to_string()),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
+    if let Some(message) = daemon.refusal(parts.uri.path()) {
+        return Response::builder()
+            .status(400)
+            .header("Content-Type", "application/json")
+            .body(Full::new(Bytes::from(
+                serde_json::json!({ "message": message }).to_string(),
+            )))
+            .unwrap();
+    }
     if parts.uri.path().ends_with("/attach") {
         tokio::spawn(async move {
             let mut io = TokioIo::new(on_upgrade.await.unwrap());
@@ -125,10 +212,12 @@ async fn fake_response(
             .unwrap();
     }
     if parts.uri.path().ends_with("/version") {
-        let body = r#"{"Version":"27.0.0","ApiVersion":"1.46","MinAPIVersion":"1.24","Components":[{"Name":"Engine","Version":"27.0.0","Details":{"ApiVersion":"1.46","MinAPIVersion":"1.24"}}]}"#;
+        let (max, min) = (daemon.max(), daemon.min);
+        let body = format!(
+            r#"{{"Version":"99.0.0","ApiVersion":"{max}","MinAPIVersion":"{min}","Components":[{{"Name":"Engine","Version":"99.0.0","Details":{{"ApiVersion":"{max}","MinAPIVersion":"{min}"}}}}]}}"#
+        );
         return Response::builder()
             .status(200)
-            .header("Api-Version", "1.46")
             .body(Full::new(Bytes::from(body)))
             .unwrap();
     }
@@ -298,7 +387,7 @@ async fn a_fake_upgrade_on_a_plain_endpoint_does_not_tunnel_the_next_request() {
         "the daemon saw {:?}",
         creates(&h.seen)
     );
-    let pings: Vec<Seen> = h.seen.lock().unwrap().clone();
+    let pings = h.forwarded();
     assert_eq!(
         pings.len(),
         1,
@@ -364,31 +453,202 @@ async fn a_stale_socket_file_is_replaced_and_a_live_one_is_refused() {
     drop(listener);
 }
 
+/// `GET target` on a connection of its own; the whole answer.
+async fn get(socket: &Path, target: &str) -> String {
+    let raw = format!("GET {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
+    exchange(socket, raw.as_bytes()).await
+}
+
+/// The `Api-Version` an answer states.
+fn stated_api(answer: &str) -> Option<String> {
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("api-version: ")
+            .map(str::to_owned)
+    })
+}
+
+fn targets(h: &Harness) -> Vec<String> {
+    h.forwarded().into_iter().map(|s| s.target).collect()
+}
+
 #[tokio::test]
-async fn a_newer_daemon_is_advertised_at_the_version_the_policy_knows() {
-    let h = start().await;
+async fn a_request_is_forwarded_at_the_version_it_names() {
+    let h = start_with(Versions::new("1.51", "1.24")).await;
     let answer = exchange(
         &h.proxy_socket,
-        b"GET /version HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
+        &post("/v1.51/containers/create", r#"{"Image":"busybox"}"#),
     )
     .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(get(&h.proxy_socket, "/v1.44/_ping").await.ends_with("OK"));
+    assert_eq!(
+        targets(&h),
+        [
+            "/v1.51/images/busybox/json",
+            "/v1.51/containers/create",
+            "/v1.44/_ping"
+        ],
+        "each at its own version, the proxy's own lookup (the image's WorkingDir) too"
+    );
+}
+
+#[tokio::test]
+async fn an_unversioned_request_is_forwarded_at_the_newest_version_both_sides_know() {
+    for (daemon, served) in [("1.41", "1.41"), ("1.51", "1.51"), ("1.56", "1.55")] {
+        let h = start_with(Versions::new(daemon, "1.24")).await;
+        let answer = get(&h.proxy_socket, "/_ping").await;
+        assert!(answer.ends_with("OK"), "{daemon}: {answer}");
+        assert_eq!(
+            stated_api(&answer).as_deref(),
+            Some(served),
+            "{daemon}: {answer}"
+        );
+        let answer = exchange(
+            &h.proxy_socket,
+            &post("/containers/create", r#"{"Image":"busybox"}"#),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{daemon}: {answer}");
+        assert_eq!(
+            targets(&h),
+            [
+                format!("/v{served}/_ping"),
+                format!("/v{served}/images/busybox/json"),
+                format!("/v{served}/containers/create")
+            ],
+            "daemon {daemon}"
+        );
+        // The proxy asked the daemon once, before the first request.
+        let all = h.seen.lock().unwrap().len();
+        let learned = all - h.forwarded().len();
+        assert_eq!(learned, 1, "daemon {daemon}");
+    }
+}
+
+#[tokio::test]
+async fn a_version_newer_than_the_daemons_is_refused_in_dockerds_words() {
+    let h = start_with(Versions::new("1.51", "1.24")).await;
+    for target in ["/v1.52/version", "/v1.55/_ping"] {
+        let answer = get(&h.proxy_socket, target).await;
+        let version = &target[2..6];
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
+        assert!(
+            answer.ends_with(&format!(
+                r#"{{"message":"client version {version} is too new. Maximum supported API version is 1.51"}}"#
+            )),
+            "{target}: {answer}"
+        );
+        assert_eq!(stated_api(&answer).as_deref(), Some("1.51"), "{answer}");
+    }
+    let answer = get(&h.proxy_socket, "/v1.23/_ping").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
-        answer
-            .to_ascii_lowercase()
-            .contains("api-version: 1.41\r\n"),
+        answer.contains("client version 1.23 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version"),
         "{answer}"
     );
-    assert!(answer.contains(r#""ApiVersion":"1.41""#), "{answer}");
-    assert!(answer.contains(r#""Version":"27.0.0""#), "{answer}");
-    assert!(
-        !answer.contains("1.46"),
-        "the Engine component's ApiVersion is capped too (`docker version` prints it):\n{answer}"
-    );
-    let seen = h.seen.lock().unwrap().clone();
+    assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
+}
+
+#[tokio::test]
+async fn a_daemon_newer_than_the_policy_is_advertised_at_the_policys_newest() {
+    let h = start_with(Versions::new("1.56", "1.40")).await;
+    let answer = get(&h.proxy_socket, "/version").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(stated_api(&answer).as_deref(), Some("1.55"), "{answer}");
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["ApiVersion"], "1.55", "{body}");
     assert_eq!(
-        seen[0].target, "/v1.41/version",
-        "unversioned requests are pinned"
+        body["Components"][0]["Details"]["ApiVersion"], "1.55",
+        "the Engine component's too (`docker version` prints it): {body}"
     );
+    assert_eq!(body["MinAPIVersion"], "1.40", "the daemon's minimum stays");
+    assert_eq!(body["Components"][0]["Details"]["MinAPIVersion"], "1.40");
+    assert_eq!(body["Version"], "99.0.0");
+
+    let answer = get(&h.proxy_socket, "/v1.56/_ping").await;
+    assert!(
+        answer.ends_with(
+            r#"{"message":"client version 1.56 is too new. Maximum supported API version is 1.55"}"#
+        ),
+        "{answer}"
+    );
+    assert_eq!(targets(&h), ["/v1.55/version"]);
+}
+
+#[tokio::test]
+async fn a_version_below_the_daemons_own_minimum_is_answered_by_the_daemon() {
+    // dockerd 29.0 to 29.2 serve 1.44 and up; the proxy serves from 1.24.
+    let h = start_with(Versions::new("1.52", "1.44")).await;
+    let answer = get(&h.proxy_socket, "/v1.41/version").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"message":"client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version"}"#),
+        "{answer}"
+    );
+    assert_eq!(targets(&h), ["/v1.41/version"]);
+}
+
+#[tokio::test]
+async fn a_daemon_upgraded_underneath_is_followed() {
+    let h = start().await;
+    assert_eq!(
+        stated_api(&get(&h.proxy_socket, "/_ping").await).as_deref(),
+        Some("1.41")
+    );
+    assert!(get(&h.proxy_socket, "/v1.51/_ping")
+        .await
+        .starts_with("HTTP/1.1 400"));
+    *h.daemon.max.lock().unwrap() = "1.51";
+    // The next answer states the new version; the proxy serves it from then on.
+    let answer = get(&h.proxy_socket, "/v1.41/_ping").await;
+    assert_eq!(stated_api(&answer).as_deref(), Some("1.51"), "{answer}");
+    assert!(get(&h.proxy_socket, "/v1.51/_ping").await.ends_with("OK"));
+    assert!(get(&h.proxy_socket, "/_ping").await.ends_with("OK"));
+    assert_eq!(
+        targets(&h),
+        [
+            "/v1.41/_ping",
+            "/v1.41/_ping",
+            "/v1.51/_ping",
+            "/v1.51/_ping"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_started_before_its_daemon_learns_the_version_when_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let (upstream, listen) = (
+        dir.path().join("dockerd.sock"),
+        dir.path().join("proxy.sock"),
+    );
+    start_proxy(&upstream, &listen, &shutdown).await;
+    let answer = get(&listen, "/_ping").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert_eq!(stated_api(&answer), None, "no version to state yet");
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let daemon = Versions::new("1.51", "1.24");
+    tokio::spawn(fake_dockerd(
+        UnixListener::bind(&upstream).unwrap(),
+        seen.clone(),
+        daemon,
+    ));
+    let answer = get(&listen, "/_ping").await;
+    assert!(answer.ends_with("OK"), "{answer}");
+    assert_eq!(stated_api(&answer).as_deref(), Some("1.51"), "{answer}");
+    let targets: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.target.clone())
+        .collect();
+    assert_eq!(targets, ["/version", "/v1.51/_ping"]);
+    shutdown.cancel();
 }
 
 #[tokio::test]
@@ -416,10 +676,10 @@ async fn endpoints_off_the_allow_list_never_reach_the_daemon() {
         assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
         assert!(answer.contains(why), "{answer}");
     }
-    assert!(h.seen.lock().unwrap().is_empty());
+    assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
 }
 
-fn get(target: &str) -> Vec<u8> {
+fn get_request(target: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
@@ -437,13 +697,17 @@ fn head_and_body(answer: &str) -> (String, &str) {
 async fn families_that_are_off_answer_as_docker_with_the_feature_off_without_the_daemon() {
     let h = start().await;
     // dockerd's headers are learnt from its answers (every client pings first).
-    let ping = exchange(&h.proxy_socket, &get("/_ping")).await;
+    let ping = exchange(&h.proxy_socket, &get_request("/_ping")).await;
     assert!(ping.starts_with("HTTP/1.1 200"), "{ping}");
     let not_manager = r#"{"message":"This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."}"#;
     let privileged_service = r#"{"TaskTemplate":{"ContainerSpec":{"Image":"busybox","Mounts":[{"Type":"bind","Source":"/","Target":"/host"}]}}}"#;
     for (raw, status, body) in [
-        (get("/v1.41/swarm"), "503", not_manager),
-        (get("/v1.41/services?filters=%7B%7D"), "503", not_manager),
+        (get_request("/v1.41/swarm"), "503", not_manager),
+        (
+            get_request("/v1.41/services?filters=%7B%7D"),
+            "503",
+            not_manager,
+        ),
         (
             post("/v1.41/services/create", privileged_service),
             "503",
@@ -454,14 +718,14 @@ async fn families_that_are_off_answer_as_docker_with_the_feature_off_without_the
             "503",
             r#"{"message":"This node is not part of a swarm"}"#,
         ),
-        (get("/v1.41/plugins"), "200", "[]"),
+        (get_request("/v1.41/plugins"), "200", "[]"),
         (
-            get("/v1.41/plugins/vieux/sshfs:latest/json"),
+            get_request("/v1.41/plugins/vieux/sshfs:latest/json"),
             "404",
             r#"{"message":"plugin \"vieux/sshfs:latest\" not found"}"#,
         ),
         (
-            get("/v1.41/containers/c/checkpoints"),
+            get_request("/v1.41/containers/c/checkpoints"),
             "501",
             r#"{"message":"This experimental feature is disabled by default. Start the Docker daemon in experimental mode in order to enable it."}"#,
         ),
@@ -489,13 +753,7 @@ async fn families_that_are_off_answer_as_docker_with_the_feature_off_without_the
         init.contains("dindbox: POST /swarm/init is not allowed: swarm mode is off"),
         "{init}"
     );
-    let seen: Vec<String> = h
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.target.clone())
-        .collect();
+    let seen: Vec<String> = h.forwarded().into_iter().map(|s| s.target).collect();
     assert_eq!(seen, ["/v1.41/_ping"], "only the ping reached the daemon");
 }
 
@@ -509,7 +767,7 @@ async fn form_encoded_bodies_cannot_override_checked_query_parameters() {
     );
     let answer = exchange(&h.proxy_socket, raw.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(h.seen.lock().unwrap().is_empty());
+    assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
 }
 
 #[tokio::test]
@@ -592,21 +850,25 @@ async fn oversized_json_bodies_get_a_clear_413() {
     assert!(creates(&h.seen).is_empty());
 }
 
-/// A raw dockerd that answers every request `200 OK` and records, per
-/// request, the number of its connection and the request's head; with
-/// `close_after_each`, it closes each connection after one answer without
-/// saying so, as a daemon does with a connection it let idle out.
+/// A raw dockerd that answers every request `200 OK` (stating API 1.41) and
+/// records, per client request, the number of its connection (in the order
+/// connections carried their first one) and the request's head; the proxy's
+/// own `GET /version` is answered, not recorded. With `close_after_each`, it
+/// closes each connection after one answer without saying so, as a daemon
+/// does with a connection it let idle out.
 async fn counting_dockerd(
     listener: UnixListener,
     close_after_each: bool,
 ) -> Arc<Mutex<Vec<(usize, String)>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
+    let numbered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(async move {
-        for connection in 0.. {
+        loop {
             let (mut stream, _) = listener.accept().await.unwrap();
-            let record = record.clone();
+            let (record, numbered) = (record.clone(), numbered.clone());
             tokio::spawn(async move {
+                let mut connection = None;
                 let mut head = Vec::new();
                 let mut byte = [0u8; 1];
                 while stream.read_exact(&mut byte).await.is_ok() {
@@ -615,9 +877,15 @@ async fn counting_dockerd(
                         continue;
                     }
                     let text = String::from_utf8_lossy(&head).into_owned();
-                    record.lock().unwrap().push((connection, text));
+                    if !text.starts_with("GET /version ") {
+                        let number = *connection.get_or_insert_with(|| {
+                            numbered.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                        });
+                        record.lock().unwrap().push((number, text));
+                    }
                     head.clear();
-                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
+                    let answer =
+                        b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK";
                     if stream.write_all(answer).await.is_err() || close_after_each {
                         return;
                     }
@@ -639,6 +907,7 @@ async fn start_counting(close_after_each: bool) -> (Harness, Arc<Mutex<Vec<(usiz
         _dir: dir,
         proxy_socket,
         seen: Arc::default(),
+        daemon: Versions::new("1.41", "1.12"),
         shutdown,
     };
     (harness, seen)

@@ -336,6 +336,9 @@ async fn fake_response(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
+    if parts.uri.path() == "/version" {
+        return learned_version();
+    }
     let mut daemon = daemon.lock().unwrap();
     daemon.seen.push(Seen {
         method: parts.method.to_string(),
@@ -349,7 +352,21 @@ async fn fake_response(
     Response::builder()
         .status(status)
         .header("Content-Type", "application/json")
+        .header("Api-Version", "1.41")
         .body(Full::new(Bytes::from(answer.to_string())))
+        .unwrap()
+}
+
+/// The answer to the proxy's own `GET /version` (the one request it sends
+/// without a version), which learns the daemon's newest API version: dockerd
+/// 20.10's, 1.41. Not recorded: the tests are about what clients send.
+fn learned_version() -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("Content-Type", "application/json")
+        .header("Api-Version", "1.41")
+        .body(Full::new(Bytes::from_static(
+            br#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12"}"#,
+        )))
         .unwrap()
 }
 

@@ -534,6 +534,9 @@ async fn fake_response(
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).ok();
+    if parts.uri.path() == "/version" {
+        return learned_version();
+    }
     let path = parts.uri.path();
     let path = path.strip_prefix("/v1.41").unwrap_or(path);
     let path = percent_encoding::percent_decode_str(path)
@@ -563,12 +566,26 @@ async fn fake_response(
     Response::builder()
         .status(status)
         .header("Content-Type", "application/json")
+        .header("Api-Version", "1.41")
         .body(Full::new(Bytes::from(match answer {
             Value::Null => String::new(),
             // A message stream, as it is.
             Value::String(stream) => stream,
             answer => answer.to_string(),
         })))
+        .unwrap()
+}
+
+/// The answer to the proxy's own `GET /version` (the one request it sends
+/// without a version), which learns the daemon's newest API version: dockerd
+/// 20.10's, 1.41. Not recorded: the tests are about what clients send.
+fn learned_version() -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("Content-Type", "application/json")
+        .header("Api-Version", "1.41")
+        .body(Full::new(Bytes::from_static(
+            br#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12"}"#,
+        )))
         .unwrap()
 }
 

@@ -79,8 +79,9 @@ async fn start() -> Harness {
     }
 }
 
-/// `/_ping` answers OK; attach answers 101, then echoes in upper case until
-/// EOF and writes "bye".
+/// Every answer states API 1.41 (dockerd 20.10) as dockerd does; `/_ping`
+/// (and the rest) answers OK; attach answers 101, then echoes in upper case
+/// until EOF and writes "bye".
 async fn fake_dockerd(listener: UnixListener) {
     loop {
         let (stream, _) = listener.accept().await.unwrap();
@@ -100,9 +101,12 @@ async fn fake_dockerd(listener: UnixListener) {
                         .status(101)
                         .header("Connection", "Upgrade")
                         .header("Upgrade", "tcp")
+                        .header("Api-Version", "1.41")
                         .body(Full::new(Bytes::new()))
                 } else {
-                    Response::builder().body(Full::new(Bytes::from_static(b"OK")))
+                    Response::builder()
+                        .header("Api-Version", "1.41")
+                        .body(Full::new(Bytes::from_static(b"OK")))
                 };
                 Ok::<_, std::convert::Infallible>(response.unwrap())
             });

@@ -751,6 +751,12 @@ async fn serve(
         upstream: cfg.dockerd_socket.clone(),
         policy: cfg.policy.clone(),
     });
+    // The versions the proxy serves end at dockerd's newest (or the
+    // policy's, with a warning when dockerd is newer). Learned now, so the
+    // warning comes once, at start; failing that, before the first request.
+    if let Err(reject) = proxy.learn_daemon_api().await {
+        tracing::warn!(reason = %reject.message, "could not read dockerd's API version yet");
+    }
     let mut addrs = vec![ListenAddr::Unix(cfg.socket.clone())];
     let tcp = tcp_listener(cfg.port, cfg.server_tls.as_ref());
     if let Some(ListenAddr::Tcp(addr)) = &tcp {

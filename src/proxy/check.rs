@@ -12,17 +12,30 @@ use super::gomime;
 use super::policy::{self, owner, Policy, Reject};
 pub use super::route::BodyType;
 use super::route::{self, Endpoint, Route};
+pub use super::version::Window;
 
-/// Routes a request and checks everything but its body: the endpoint is on
-/// the allow-list, the body is not form-encoded, and the query is allowed
-/// (and rewritten where the policy injects into it).
+/// [`admit_within`] every API version the policy knows, as if the daemon
+/// knew them all.
 pub fn admit(
     policy: &Policy,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Route, Reject> {
-    let mut route = route::route_allowing(method, uri, &policy.allow)?;
+    admit_within(policy, Window::POLICY, method, uri, headers)
+}
+
+/// Routes a request and checks everything but its body: the endpoint is on
+/// the allow-list, its API version in `window`, the body is not form-encoded,
+/// and the query is allowed (and rewritten where the policy injects into it).
+pub fn admit_within(
+    policy: &Policy,
+    window: Window,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Route, Reject> {
+    let mut route = route::route_allowing(method, uri, &policy.allow, window)?;
     // A family that is off: Docker's answer with the feature off or a
     // refusal, given by the proxy itself (`Proxy::forward` never forwards an
     // `Off` route), whatever the rest of the request says.

@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use super::policy::{versions, Family, Policy};
+use super::version::{MIN_API, POLICY_MAX_API};
 
 /// The policy file as written. Unknown keys are errors, so a typo never
 /// silently leaves a setting at its default.
@@ -404,7 +405,7 @@ pub fn explain(policy: &Policy) -> String {
         "commits and imports whose WORKDIR (changes, config, ONBUILD) leads into /proc",
         "volumes with a driver or driver options; networks other than bridge, with IPAM drivers or host-reaching options",
         "every endpoint off the allow-list (debug, swarm join, ...), and the way into the families below that are off (swarm init and join, plugin installs, registry lookups, daemon-side fetches)",
-        "form-encoded and multipart bodies, and any Content-Type that is not plain JSON, tar, text or binary; API versions above 1.41",
+        &format!("form-encoded and multipart bodies, and any Content-Type that is not plain JSON, tar, text or binary; API versions outside {MIN_API} to the older of dockerd's newest and {POLICY_MAX_API} (the newest whose requests the policy knows)"),
     ] {
         out.push_str(&format!("  - {rule}\n"));
     }
@@ -640,6 +641,15 @@ mod tests {
         );
         assert!(
             text.contains("at 1.48: Mounts[].Type image, Mounts[].ImageOptions.Subpath — checked:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn explain_states_the_api_version_window() {
+        let text = explain(&Policy::default());
+        assert!(
+            text.contains("API versions outside 1.24 to the older of dockerd's newest and 1.55"),
             "{text}"
         );
     }

@@ -24,6 +24,7 @@ pub mod query;
 pub mod route;
 mod tags;
 mod upstream;
+pub mod version;
 
 pub use self::cli::{main, policy_main, PolicyArgs, PolicyOptions, ProxyArgs};
 
@@ -57,7 +58,8 @@ use tracing::{debug, info, warn};
 use crate::metrics;
 
 use self::policy::{Policy, Reject};
-use self::route::{ApiVersion, Endpoint, MAX_API};
+use self::route::Endpoint;
+use self::version::{ApiVersion, DaemonApi, Window};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = BoxBody<Bytes, BoxError>;
@@ -192,6 +194,8 @@ pub struct Proxy {
     /// dockerd has answered a request: every client starts with `/_ping` or
     /// `/version`).
     daemon_headers: daemon_headers::DaemonHeaders,
+    /// dockerd's newest API version, which bounds the versions served.
+    daemon_api: DaemonApi,
 }
 
 impl Proxy {
@@ -215,7 +219,47 @@ impl Proxy {
             client,
             recorded: Arc::default(),
             daemon_headers: Default::default(),
+            daemon_api: DaemonApi::default(),
         })
+    }
+
+    /// Asks dockerd for its newest API version and records it: `GET
+    /// /version` without a version, whose answer states it in `Api-Version`
+    /// as every answer does. Init asks once dockerd is ready (and logs the
+    /// warning when the policy does not know that version); a standalone
+    /// proxy, whose daemon may start after it, asks before its first request.
+    pub async fn learn_daemon_api(&self) -> Result<Window, Reject> {
+        let uri = http::Uri::from(hyperlocal::Uri::new(&self.upstream, "/version"));
+        let request = Request::get(uri)
+            .body(empty())
+            .expect("a GET without headers is a valid request");
+        let response = self.client.request(request).await.map_err(|err| {
+            warn!(error = %err, upstream = %self.upstream.display(), "dockerd did not answer GET /version");
+            dockerd_unavailable()
+        })?;
+        self.daemon_api.heard_in(response.headers());
+        self.daemon_headers.remember(response.headers());
+        self.daemon_api.window().ok_or_else(|| {
+            warn!(
+                status = response.status().as_u16(),
+                "dockerd's answer to GET /version states no Api-Version"
+            );
+            Reject {
+                status: StatusCode::BAD_GATEWAY,
+                rule: "dockerd-version",
+                message: "dindbox: the daemon did not state its Engine API version (Api-Version), \
+                          so the proxy cannot tell which versions to serve"
+                    .into(),
+            }
+        })
+    }
+
+    /// The versions served now: learned from dockerd before the first request.
+    async fn window(&self) -> Result<Window, Reject> {
+        match self.daemon_api.window() {
+            Some(window) => Ok(window),
+            None => self.learn_daemon_api().await,
+        }
     }
 
     /// Serves until `shutdown` is cancelled; then stops accepting, asks open
@@ -324,6 +368,7 @@ impl Proxy {
                 warn!(rule = reject.rule, %method, %path, status = reject.status.as_u16(), tenant, remote = %peer, reason = %reject.message, "refused");
                 let mut response = error_response(&reject);
                 self.daemon_headers.stamp(response.headers_mut());
+                self.daemon_api.advertise(response.headers_mut());
                 response
             }
         }
@@ -337,7 +382,9 @@ impl Proxy {
         upstream: &upstream::Connection,
         endpoint: &mut &'static str,
     ) -> Result<Response<Body>, Reject> {
-        let mut route = check::admit(&self.policy, req.method(), req.uri(), req.headers())?;
+        let window = self.window().await?;
+        let mut route =
+            check::admit_within(&self.policy, window, req.method(), req.uri(), req.headers())?;
         *endpoint = route.pattern;
         if let Endpoint::Off(family, when_off) = route.endpoint {
             // A family that is off: Docker's own answer with the feature off
@@ -345,6 +392,7 @@ impl Proxy {
             let body = policy::off::answer(family, when_off, req.method(), &route)?;
             let mut response = json_response(StatusCode::OK, body);
             self.daemon_headers.stamp(response.headers_mut());
+            self.daemon_api.advertise(response.headers_mut());
             return Ok(response);
         }
         // Standalone mode with an owner label: ask dockerd who owns what the
@@ -407,6 +455,7 @@ impl Proxy {
             return Err(refusal);
         }
         let mut response = sent?;
+        self.daemon_api.heard_in(response.headers());
         self.advertise_only_what_is_allowed(response.headers_mut());
         self.daemon_headers.remember(response.headers());
         if let Some(images) = images {
@@ -535,17 +584,13 @@ impl Proxy {
             .await;
         sent.map_err(|err| {
             warn!(error = %err, upstream = %self.upstream.display(), "dockerd did not answer");
-            Reject {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                rule: "dockerd-unavailable",
-                message: "dindbox: the inner dockerd is not answering (it may be restarting); try again in a few seconds".into(),
-            }
+            dockerd_unavailable()
         })
     }
 
     /// dockerd's answer as the client gets it: streamed as it comes, except
-    /// the answers the proxy must read first (the version it caps, and in
-    /// owner mode the ones it checks or trims).
+    /// the answers the proxy must read first (the version, which states the
+    /// window's newest, and in owner mode the ones it checks or trims).
     async fn shape_response(
         &self,
         endpoint: Endpoint,
@@ -557,9 +602,10 @@ impl Proxy {
         if !parts.status.is_success() {
             return Ok(Response::from_parts(parts, stream(body)));
         }
-        if endpoint == Endpoint::Version {
+        if let (Endpoint::Version, Some(window)) = (endpoint, self.daemon_api.window()) {
             parts.headers.remove(header::CONTENT_LENGTH);
-            return Ok(Response::from_parts(parts, cap_version_body(body).await));
+            let body = cap_version_body(body, window.max).await;
+            return Ok(Response::from_parts(parts, body));
         }
         match &self.policy.owner {
             Some(owner) => owner_answer(owner, answer, parts, body).await,
@@ -570,17 +616,7 @@ impl Proxy {
     /// Clients negotiate from `Api-Version` (and `Builder-Version` on `/_ping`):
     /// never let them pick a version or a builder the proxy would refuse.
     fn advertise_only_what_is_allowed(&self, headers: &mut HeaderMap) {
-        let too_new = headers
-            .get("api-version")
-            .and_then(|v| v.to_str().ok())
-            .and_then(ApiVersion::parse)
-            .is_some_and(|v| v > MAX_API);
-        if too_new {
-            headers.insert(
-                "api-version",
-                HeaderValue::from_str(&MAX_API.to_string()).expect("a version is a valid header"),
-            );
-        }
+        self.daemon_api.advertise(headers);
         if !self.policy.allow_buildkit && headers.contains_key("builder-version") {
             headers.insert("builder-version", HeaderValue::from_static("1"));
         }
@@ -588,7 +624,7 @@ impl Proxy {
 }
 
 /// `GET /version`'s `ApiVersion`, capped like the `Api-Version` header.
-async fn cap_version_body(body: Incoming) -> Body {
+async fn cap_version_body(body: Incoming, cap: ApiVersion) -> Body {
     let Ok(bytes) = Limited::new(body, BODY_LIMIT)
         .collect()
         .await
@@ -599,7 +635,7 @@ async fn cap_version_body(body: Incoming) -> Body {
     let Ok(mut version) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return full(bytes.to_vec());
     };
-    route::cap_version_answer(&mut version);
+    version::cap_version_answer(&mut version, cap);
     full(version.to_string().into_bytes())
 }
 
@@ -842,6 +878,15 @@ fn full(bytes: Vec<u8>) -> Body {
     Full::new(Bytes::from(bytes))
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// dockerd did not answer: the client hears why, and that it may retry.
+fn dockerd_unavailable() -> Reject {
+    Reject {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        rule: "dockerd-unavailable",
+        message: "dindbox: the inner dockerd is not answering (it may be restarting); try again in a few seconds".into(),
+    }
 }
 
 /// A refusal as the Docker CLI expects it: `{"message": "..."}`.

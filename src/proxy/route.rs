@@ -3,12 +3,11 @@
 //! dockerd (gorilla/mux) routes on the percent-decoded path, with or without a
 //! `/v<version>` prefix, matching `{name:.*}` parameters across slashes. The
 //! proxy decodes the same way, refuses paths dockerd would redirect or that hide
-//! separators (`%2F`, `//`, dot segments), pins the API version, and forwards a
-//! target it encoded itself, so the endpoint it checked is the endpoint dockerd runs.
+//! separators (`%2F`, `//`, dot segments), settles the API version within the
+//! window ([`super::version`]), and forwards a target it encoded itself, so
+//! the endpoint it checked is the endpoint dockerd runs.
 
 #![forbid(unsafe_code)]
-
-use std::fmt;
 
 use http::{Method, Uri};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
@@ -16,53 +15,15 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTRO
 use super::policy::off::WhenOff;
 use super::policy::{Family, Reject};
 use super::query::Query;
-
-/// The newest Engine API version whose request schemas the policy knows (Docker 20.10).
-pub const MAX_API: ApiVersion = ApiVersion(1, 41);
-/// The oldest version dockerd accepts.
-pub const MIN_API: ApiVersion = ApiVersion(1, 24);
-
-/// An Engine API version, `major.minor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ApiVersion(pub u32, pub u32);
-
-impl ApiVersion {
-    /// Parses like dockerd's `versions.compare`: dot-separated numbers, where
-    /// `1.41.`, `01.041` and `1.41.0` all mean 1.41. A third non-zero part is
-    /// not a version any daemon has, so it is refused.
-    pub fn parse(text: &str) -> Option<ApiVersion> {
-        let parts: Vec<u32> = text
-            .split('.')
-            .map(|p| {
-                if p.is_empty() {
-                    Some(0)
-                } else {
-                    p.parse().ok()
-                }
-            })
-            .collect::<Option<_>>()?;
-        match parts.as_slice() {
-            [major] => Some(ApiVersion(*major, 0)),
-            [major, minor, rest @ ..] if rest.iter().all(|&p| p == 0) => {
-                Some(ApiVersion(*major, *minor))
-            }
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ApiVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.0, self.1)
-    }
-}
+pub use super::version::{ApiVersion, MIN_API};
+use super::version::{Requested, Window};
 
 /// What the proxy does with a request to an allowed endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// Forwarded as it is (the body streamed).
     Plain,
-    /// `/version`: the answer's `ApiVersion` is capped.
+    /// `/version`: the answer's `ApiVersion` states the window's newest.
     Version,
     ContainerCreate,
     ContainerUpdate,
@@ -596,19 +557,22 @@ const GATED: &[(Method, &str, Endpoint, Family, WhenOff)] = &[
     ),
 ];
 
-/// Routes with no optional family enabled.
+/// Routes with no optional family enabled, within every version the policy knows.
 pub fn route(method: &Method, uri: &Uri) -> Result<Route, Reject> {
-    route_allowing(method, uri, &Default::default())
+    route_allowing(method, uri, &Default::default(), Window::POLICY)
 }
 
-/// Routes against the allow-list plus the endpoints of the `allowed` families.
+/// Routes against the allow-list plus the endpoints of the `allowed` families,
+/// at a version `window` serves.
 pub fn route_allowing(
     method: &Method,
     uri: &Uri,
     allowed: &std::collections::BTreeSet<Family>,
+    window: Window,
 ) -> Result<Route, Reject> {
     let path = clean_path(uri)?;
-    let (version, path) = split_version(&path)?;
+    let (requested, path) = split_version(&path)?;
+    let version = window.serve(requested)?;
     let off_the_list = || {
         let why = REFUSED
             .iter()
@@ -682,17 +646,16 @@ fn clean_path(uri: &Uri) -> Result<String, Reject> {
     Ok(path.into_owned())
 }
 
-/// Splits `/v<version>` off the path. No version means the newest the proxy
-/// allows; a version above it is refused rather than silently lowered, so a
-/// client never gets semantics it did not ask for.
-fn split_version(path: &str) -> Result<(ApiVersion, &str), Reject> {
+/// Splits `/v<version>` off the path: the version as the client spelt it
+/// and as dockerd reads it, or `None` for a path without one.
+fn split_version(path: &str) -> Result<(Option<Requested<'_>>, &str), Reject> {
     let Some(rest) = path.strip_prefix("/v") else {
-        return Ok((MAX_API, path));
+        return Ok((None, path));
     };
     let end = rest.find('/').unwrap_or(rest.len());
     let text = &rest[..end];
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return Ok((MAX_API, path));
+        return Ok((None, path));
     }
     let version = ApiVersion::parse(text).ok_or_else(|| {
         Reject::bad_request(
@@ -700,23 +663,7 @@ fn split_version(path: &str) -> Result<(ApiVersion, &str), Reject> {
             format!("API version {text:?} is not a version"),
         )
     })?;
-    if version > MAX_API {
-        return Err(Reject::bad_request(
-            "api-version",
-            format!(
-                "client version {version} is too new. Maximum supported API version is {MAX_API}"
-            ),
-        ));
-    }
-    if version < MIN_API {
-        return Err(Reject::bad_request(
-            "api-version",
-            format!(
-                "client version {version} is too old. Minimum supported API version is {MIN_API}"
-            ),
-        ));
-    }
-    Ok((version, &rest[end..]))
+    Ok((Some(Requested { text, version }), &rest[end..]))
 }
 
 /// Matches a route pattern; `{}` takes one or more whole segments, except a
@@ -747,30 +694,6 @@ fn split_params<'p>(pattern: &str, path: &'p str) -> Option<(&'p str, &'p str)> 
     }
 }
 
-/// Caps every API version a `GET /version` answer states at [`MAX_API`]: the
-/// top-level `ApiVersion` and the Engine component's (`docker version` prints
-/// the latter), so clients see the version the proxy serves.
-pub fn cap_version_answer(version: &mut serde_json::Value) {
-    let cap = |v: &mut serde_json::Value| {
-        if v.as_str()
-            .and_then(ApiVersion::parse)
-            .is_some_and(|v| v > MAX_API)
-        {
-            *v = MAX_API.to_string().into();
-        }
-    };
-    if let Some(v) = version.get_mut("ApiVersion") {
-        cap(v);
-    }
-    if let Some(components) = version.get_mut("Components").and_then(|c| c.as_array_mut()) {
-        for details in components.iter_mut().filter_map(|c| c.get_mut("Details")) {
-            if let Some(v) = details.get_mut("ApiVersion") {
-                cap(v);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,17 +708,18 @@ mod tests {
             .endpoint
     }
 
-    #[test]
-    fn versions_parse_like_dockerd() {
-        for text in ["1.41", "1.41.", "01.041", "1.41.0"] {
-            assert_eq!(ApiVersion::parse(text), Some(ApiVersion(1, 41)), "{text}");
-        }
-        assert_eq!(ApiVersion::parse("1.41.1"), None);
-        assert_eq!(ApiVersion::parse("1.x"), None);
+    fn route_at(window: Window, method: Method, target: &str) -> Result<Route, Reject> {
+        route_allowing(
+            &method,
+            &target.parse().unwrap(),
+            &Default::default(),
+            window,
+        )
     }
 
     #[test]
     fn create_is_found_with_any_version_spelling_and_forwarded_canonically() {
+        let daemon_41 = Window::with_daemon(ApiVersion(1, 41));
         for target in [
             "/containers/create",
             "/v1.41/containers/create",
@@ -803,7 +727,7 @@ mod tests {
             "/v01.041/containers/create",
             "/v1.41.0/containers/create",
         ] {
-            let route = route_of(Method::POST, target).unwrap();
+            let route = route_at(daemon_41, Method::POST, target).unwrap();
             assert_eq!(route.endpoint, ContainerCreate, "{target}");
             assert_eq!(route.target(), "/v1.41/containers/create", "{target}");
         }
@@ -816,19 +740,31 @@ mod tests {
     }
 
     #[test]
-    fn versions_outside_the_supported_range_are_refused() {
+    fn a_request_is_forwarded_at_its_version_and_unversioned_at_the_windows_newest() {
+        let daemon_51 = Window::with_daemon(ApiVersion(1, 51));
+        let at = |target| route_at(daemon_51, Method::GET, target).unwrap().target();
+        assert_eq!(at("/v1.51/_ping"), "/v1.51/_ping");
+        assert_eq!(at("/v1.44/_ping"), "/v1.44/_ping");
+        assert_eq!(at("/_ping"), "/v1.51/_ping");
         assert_eq!(
-            route_of(Method::GET, "/v1.45/_ping").unwrap_err().rule,
-            "api-version"
+            route_of(Method::GET, "/_ping").unwrap().target(),
+            "/v1.55/_ping"
         );
-        assert_eq!(
-            route_of(Method::GET, "/v1.41.1/_ping").unwrap_err().rule,
-            "api-version"
-        );
-        assert_eq!(
-            route_of(Method::GET, "/v1.12/_ping").unwrap_err().rule,
-            "api-version"
-        );
+    }
+
+    #[test]
+    fn versions_outside_the_window_are_refused() {
+        let daemon_41 = Window::with_daemon(ApiVersion(1, 41));
+        for (window, target) in [
+            (Window::POLICY, "/v1.56/_ping"),
+            (daemon_41, "/v1.45/_ping"),
+            (Window::POLICY, "/v1.41.1/_ping"),
+            (Window::POLICY, "/v1.12/_ping"),
+        ] {
+            let refused = route_at(window, Method::GET, target).unwrap_err();
+            assert_eq!(refused.rule, "api-version", "{target}");
+            assert_eq!(refused.status, http::StatusCode::BAD_REQUEST, "{target}");
+        }
     }
 
     #[test]
@@ -924,6 +860,7 @@ mod tests {
             &method,
             &target.parse().unwrap(),
             &Family::ALL.into_iter().collect(),
+            Window::POLICY,
         )
     }
 
@@ -990,7 +927,7 @@ mod tests {
         assert_eq!(route.param(), Some("abc"));
         let mut route = route;
         route.set_param("0123abcd");
-        assert_eq!(route.target(), "/v1.41/containers/0123abcd/checkpoints/cp1");
+        assert_eq!(route.target(), "/v1.55/containers/0123abcd/checkpoints/cp1");
         assert!(
             route_allowing_all(Method::DELETE, "/containers/abc/checkpoints/a/b").is_ok_and(
                 |r| r.pattern == "/containers/{}" // a container name with slashes: dockerd 404s
@@ -1102,7 +1039,7 @@ mod tests {
 
     #[test]
     fn queries_are_parsed_and_reencoded() {
-        let route = route_of(Method::POST, "/build?t=a%2Fb&networkmode=%68ost").unwrap();
+        let route = route_of(Method::POST, "/v1.41/build?t=a%2Fb&networkmode=%68ost").unwrap();
         assert_eq!(route.query.first("networkmode"), Some("host"));
         assert_eq!(route.target(), "/v1.41/build?t=a%2Fb&networkmode=host");
         assert_eq!(
@@ -1111,34 +1048,5 @@ mod tests {
                 .rule,
             "query"
         );
-    }
-
-    #[test]
-    fn version_answers_are_capped_everywhere_they_state_an_api_version() {
-        let mut answer = serde_json::json!({
-            "ApiVersion": "1.45",
-            "MinAPIVersion": "1.24",
-            "Components": [
-                { "Name": "Engine", "Details": { "ApiVersion": "1.45", "MinAPIVersion": "1.24" } },
-                { "Name": "containerd", "Details": { "GitCommit": "x" } },
-            ],
-        });
-        cap_version_answer(&mut answer);
-        assert_eq!(answer["ApiVersion"], "1.41");
-        assert_eq!(answer["Components"][0]["Details"]["ApiVersion"], "1.41");
-        assert_eq!(answer["Components"][0]["Details"]["MinAPIVersion"], "1.24");
-        assert_eq!(
-            answer["Components"][1]["Details"],
-            serde_json::json!({ "GitCommit": "x" })
-        );
-
-        let mut older = serde_json::json!({ "ApiVersion": "1.40", "Components": [
-            { "Name": "Engine", "Details": { "ApiVersion": "1.40" } } ] });
-        cap_version_answer(&mut older);
-        assert_eq!(
-            older["ApiVersion"], "1.40",
-            "older daemons are left as they are"
-        );
-        assert_eq!(older["Components"][0]["Details"]["ApiVersion"], "1.40");
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::bail;
 use serde_json::{json, Value};
 
+use crate::proxy::version::ApiVersion;
+
 /// The label every tenant container and volume carries (value: the tenant name).
 pub const LABEL: &str = "dindbox.tenant";
 /// Container and volume name prefix.
@@ -186,9 +188,7 @@ impl HealthTiming {
 
 /// Whether the API version `v` (`1.41`) is at least `major.minor`.
 pub fn api_at_least(v: &str, major: u32, minor: u32) -> bool {
-    let mut parts = v.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (a, b) >= (major, minor)
+    ApiVersion::parse(v.trim()).is_some_and(|v| v >= ApiVersion(major, minor))
 }
 
 /// What `tenant create` asks for.

@@ -6,8 +6,9 @@
 //!
 //! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
 //! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs, tests/e2e_bases.rs,
-//! tests/e2e_fields.rs, tests/e2e_dockerpy.rs, ...); each uses a part of it. [`harness`] is the
-//! default image (`dindbox:dev`, the debootstrapped sid: dockerd 28.5); [`harness_for_suite`] the other bases.
+//! tests/e2e_fields.rs, tests/e2e_current.rs, tests/e2e_dockerpy.rs, ...); each uses a part of it.
+//! [`harness`] is the default image (`dindbox:dev`, the debootstrapped sid: dockerd 28.5);
+//! [`harness_for_suite`] the other bases.
 
 #![allow(dead_code)]
 

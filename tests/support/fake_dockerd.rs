@@ -1,8 +1,10 @@
 //! A fake `dockerd` for the init integration tests (`tests/init.rs`).
 //!
 //! It listens on the socket given by `--host=unix://PATH` and answers
-//! `GET /_ping` with 200 "OK" (HTTP/1.1, keep-alive), `POST .../containers/create`
-//! with 201 and an id (its body read and dropped); anything else gets 404.
+//! `GET /_ping` with 200 "OK" (HTTP/1.1, keep-alive), `GET /version` with its
+//! versions, `POST .../containers/create` with 201 and an id (its body read
+//! and dropped); anything else gets 404. Every answer states its newest API
+//! version in `Api-Version`, as dockerd does.
 //! SIGTERM makes it exit 0. Behaviour and records, through the environment:
 //! - `FAKE_DOCKERD_DIR`: where it records `starts` (one line per start),
 //!   `fds-N` (the targets of its open fds at start N), `args-N` (its
@@ -15,7 +17,8 @@
 //!   start records in `stale-pidfile-N` whether that file was there;
 //! - `FAKE_DOCKERD_CRASH_AFTER_MS`: exit 42 this long after listening, on the
 //!   first `FAKE_DOCKERD_CRASH_TIMES` starts (default 1);
-//! - `FAKE_DOCKERD_IGNORE_TERM=1`: ignore SIGTERM.
+//! - `FAKE_DOCKERD_IGNORE_TERM=1`: ignore SIGTERM;
+//! - `FAKE_DOCKERD_API_VERSION`: its newest API version (default 1.43).
 //!
 //! SIGHUP creates `sighup` in `FAKE_DOCKERD_DIR`.
 //!
@@ -89,10 +92,13 @@ fn main() {
     }
 
     let conn_dir = dir.clone();
+    let api: &'static str = std::env::var("FAKE_DOCKERD_API_VERSION")
+        .unwrap_or_else(|_| "1.43".into())
+        .leak();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let dir = conn_dir.clone();
-            std::thread::spawn(move || serve(conn, dir.as_deref()));
+            std::thread::spawn(move || serve(conn, dir.as_deref(), api));
         }
     });
 
@@ -143,7 +149,7 @@ fn record_start(dir: &Path) -> usize {
     n
 }
 
-fn serve(conn: UnixStream, dir: Option<&Path>) {
+fn serve(conn: UnixStream, dir: Option<&Path>, api: &str) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut writer = conn;
     loop {
@@ -178,15 +184,23 @@ fn serve(conn: UnixStream, dir: Option<&Path>) {
         let ping = path == "/_ping" || path.ends_with("/_ping");
         // Creates (scripts/bench.sh's adversarial part) are answered as dockerd would.
         let (status, body) = if ping {
-            ("200 OK", "OK")
+            ("200 OK", "OK".to_string())
+        } else if method == "GET" && path.ends_with("/version") {
+            let version = format!(
+                "{{\"Version\":\"0.0.0-fake\",\"ApiVersion\":\"{api}\",\"MinAPIVersion\":\"1.24\"}}"
+            );
+            ("200 OK", version)
         } else if method == "POST" && path.ends_with("/containers/create") {
-            ("201 Created", "{\"Id\":\"c0ffee\",\"Warnings\":[]}")
+            (
+                "201 Created",
+                "{\"Id\":\"c0ffee\",\"Warnings\":[]}".to_string(),
+            )
         } else {
-            ("404 Not Found", "{\"message\":\"fake\"}")
+            ("404 Not Found", "{\"message\":\"fake\"}".to_string())
         };
-        let body = if method == "HEAD" { "" } else { body };
+        let body = if method == "HEAD" { "" } else { &body };
         let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nApi-Version: 1.43\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nApi-Version: {api}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if ping {

@@ -682,88 +682,68 @@ pub fn hide_endpoints(network: &mut serde_json::Value) {
 
 /// The lists inside `GET /system/df`'s answer that hold other owners'
 /// objects, cut down to owned ones (images and build cache stay shared).
-/// From API 1.52 the same lists also come as `ContainersUsage.Items` and
-/// `VolumesUsage.Items`, next to counts and sizes over every owner's
-/// objects: those are counted again over the owned items, as dockerd counts
-/// them (`daemon/disk_usage.go`), and are zero when dockerd listed no items.
+/// From API 1.52 the answer also has `ContainerUsage` and `VolumeUsage`
+/// (moby docker-v29.7.2 `daemon/server/router/system/system_routes.go`):
+/// their `Items` are cut the same way and their totals counted again from
+/// what is left, as dockerd counts them (`daemon/disk_usage.go`).
 pub fn filter_disk_usage(owner: &Owner, usage: &mut serde_json::Value) {
+    use serde_json::Value;
     for key in ["Containers", "Volumes"] {
-        if let Some(serde_json::Value::Array(items)) = usage.get_mut(key) {
+        if let Some(Value::Array(items)) = usage.get_mut(key) {
             items.retain(|item| owns(owner, item.get("Labels")));
         }
     }
-    for (key, count) in [
-        (
-            "ContainersUsage",
-            container_usage as fn(&serde_json::Value) -> Usage,
-        ),
-        ("VolumesUsage", volume_usage),
-    ] {
-        if let Some(serde_json::Value::Object(summary)) = usage.get_mut(key) {
-            recount_usage(owner, summary, count);
+    let size = |item: &Value, pointer: &str| item.pointer(pointer).and_then(Value::as_i64);
+    // moby's API changelog spells them `ContainersUsage` and `VolumesUsage`;
+    // the daemon writes the singular. Both are cut, whichever a daemon sends.
+    for key in ["ContainerUsage", "ContainersUsage"] {
+        if let Some(containers) = usage.get_mut(key) {
+            recount_usage(owner, containers, |c| {
+                let state = c.get("State").and_then(Value::as_str);
+                let active = matches!(state, Some("running" | "paused" | "restarting"));
+                (size(c, "/SizeRw").unwrap_or(0), active)
+            });
+        }
+    }
+    for key in ["VolumeUsage", "VolumesUsage"] {
+        if let Some(volumes) = usage.get_mut(key) {
+            recount_usage(owner, volumes, |v| match size(v, "/UsageData/Size") {
+                None | Some(-1) => (0, true),
+                Some(bytes) => (bytes, size(v, "/UsageData/RefCount") != Some(0)),
+            });
         }
     }
 }
 
-/// What one listed object adds to a usage summary.
-struct Usage {
-    size: i64,
-    reclaimable: bool,
-}
-
-/// A container: its writable layer, reclaimable unless it is running,
-/// paused or restarting.
-fn container_usage(item: &serde_json::Value) -> Usage {
-    let state = item.get("State").and_then(serde_json::Value::as_str);
-    Usage {
-        size: item
-            .get("SizeRw")
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(0),
-        reclaimable: !matches!(state, Some("running" | "paused" | "restarting")),
-    }
-}
-
-/// A volume: its size when known (-1 is unknown and counts as in use),
-/// reclaimable when no container uses it.
-fn volume_usage(item: &serde_json::Value) -> Usage {
-    let data = |name: &str| {
-        item.pointer(&format!("/UsageData/{name}"))
-            .and_then(serde_json::Value::as_i64)
-    };
-    let size = data("Size").unwrap_or(-1);
-    Usage {
-        size: size.max(0),
-        reclaimable: size != -1 && data("RefCount") == Some(0),
-    }
-}
-
+/// Keeps the owned `Items` of a `*Usage` object and sets its totals from
+/// them; `measure` gives an item's size and whether it is in use.
 fn recount_usage(
     owner: &Owner,
-    summary: &mut serde_json::Map<String, serde_json::Value>,
-    count: fn(&serde_json::Value) -> Usage,
+    usage: &mut serde_json::Value,
+    measure: impl Fn(&serde_json::Value) -> (i64, bool),
 ) {
-    let mut items = match summary.remove("Items") {
-        Some(serde_json::Value::Array(items)) => items,
+    use serde_json::Value;
+    let Some(usage) = usage.as_object_mut() else {
+        return;
+    };
+    let mut items = match usage.remove("Items") {
+        Some(Value::Array(items)) => items,
         _ => Vec::new(),
     };
     items.retain(|item| owns(owner, item.get("Labels")));
-    let (mut active, mut total_size, mut reclaimable) = (0, 0, 0);
-    for item in &items {
-        let usage = count(item);
-        total_size += usage.size;
-        match usage.reclaimable {
-            true => reclaimable += usage.size,
-            false => active += 1,
+    let (mut active, mut total_size, mut reclaimable) = (0i64, 0i64, 0i64);
+    for (bytes, in_use) in items.iter().map(&measure) {
+        total_size += bytes;
+        match in_use {
+            true => active += 1,
+            false => reclaimable += bytes,
         }
     }
-    summary.insert("TotalCount".into(), items.len().into());
-    summary.insert("ActiveCount".into(), active.into());
-    summary.insert("TotalSize".into(), total_size.into());
-    summary.insert("Reclaimable".into(), reclaimable.into());
-    if !items.is_empty() {
-        summary.insert("Items".into(), items.into());
-    }
+    usage.insert("TotalCount".into(), items.len().into());
+    usage.insert("ActiveCount".into(), active.into());
+    usage.insert("TotalSize".into(), total_size.into());
+    usage.insert("Reclaimable".into(), reclaimable.into());
+    usage.insert("Items".into(), Value::Array(items));
 }
 
 #[cfg(test)]
@@ -1403,43 +1383,66 @@ mod tests {
     }
 
     #[test]
-    fn disk_usage_of_api_1_52_is_counted_over_owned_objects_only() {
+    fn disk_usage_from_api_1_52_is_cut_and_counted_again() {
         let mut usage = json(
-            r#"{"ContainersUsage":{"ActiveCount":2,"TotalCount":3,"TotalSize":111,"Reclaimable":101,"Items":[
-                    {"Id":"c1","Labels":{"ci.owner":"job-1"},"State":"running","SizeRw":10},
-                    {"Id":"c2","Labels":{"ci.owner":"job-2"},"State":"running","SizeRw":1},
-                    {"Id":"c3","Labels":{"ci.owner":"job-1"},"State":"exited","SizeRw":100}]},
-                "VolumesUsage":{"ActiveCount":1,"TotalCount":3,"TotalSize":7,"Reclaimable":5,"Items":[
+            r#"{"Containers":[],"Volumes":[],
+                "ImageUsage":{"TotalCount":1,"Items":[{"Id":"i1"}]},
+                "ContainerUsage":{"ActiveCount":2,"TotalCount":3,"TotalSize":111,"Reclaimable":101,"Items":[
+                    {"Id":"c1","State":"running","SizeRw":10,"Labels":{"ci.owner":"job-1"}},
+                    {"Id":"c2","State":"exited","SizeRw":1,"Labels":{"ci.owner":"job-1"}},
+                    {"Id":"c3","State":"exited","SizeRw":100,"Labels":{"ci.owner":"job-2"}}]},
+                "VolumeUsage":{"ActiveCount":1,"TotalCount":3,"TotalSize":7,"Reclaimable":7,"Items":[
                     {"Name":"v1","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":5,"RefCount":0}},
-                    {"Name":"v2","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":-1,"RefCount":-1}},
-                    {"Name":"v3","Labels":null,"UsageData":{"Size":2,"RefCount":1}}]},
-                "ImagesUsage":{"TotalCount":9}}"#,
+                    {"Name":"v2","Labels":{"ci.owner":"job-2"},"UsageData":{"Size":2,"RefCount":0}},
+                    {"Name":"v3","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":-1,"RefCount":-1}}]}}"#,
         );
         filter_disk_usage(&owner(), &mut usage);
-        assert_eq!(
-            usage["ContainersUsage"],
-            json(
-                r#"{"ActiveCount":1,"TotalCount":2,"TotalSize":110,"Reclaimable":100,"Items":[
-                    {"Id":"c1","Labels":{"ci.owner":"job-1"},"State":"running","SizeRw":10},
-                    {"Id":"c3","Labels":{"ci.owner":"job-1"},"State":"exited","SizeRw":100}]}"#
-            )
+        let ids = |usage: &serde_json::Value, key: &str| -> Vec<String> {
+            usage[key]["Items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    i.get("Id")
+                        .or(i.get("Name"))
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .into()
+                })
+                .collect()
+        };
+        assert_eq!(ids(&usage, "ContainerUsage"), ["c1", "c2"]);
+        assert_eq!(ids(&usage, "VolumeUsage"), ["v1", "v3"]);
+        assert_eq!(ids(&usage, "ImageUsage"), ["i1"], "images stay shared");
+        let totals = |key: &str| {
+            let u = &usage[key];
+            [
+                &u["TotalCount"],
+                &u["ActiveCount"],
+                &u["TotalSize"],
+                &u["Reclaimable"],
+            ]
+            .map(|v| v.as_i64().unwrap())
+        };
+        assert_eq!(totals("ContainerUsage"), [2, 1, 11, 1]);
+        assert_eq!(totals("VolumeUsage"), [2, 1, 5, 5]);
+
+        let mut plural = json(
+            r#"{"VolumesUsage":{"TotalCount":1,"Items":[{"Name":"v2","Labels":{"ci.owner":"job-2"}}]}}"#,
         );
+        filter_disk_usage(&owner(), &mut plural);
         assert_eq!(
-            usage["VolumesUsage"],
-            json(
-                r#"{"ActiveCount":1,"TotalCount":2,"TotalSize":5,"Reclaimable":5,"Items":[
-                    {"Name":"v1","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":5,"RefCount":0}},
-                    {"Name":"v2","Labels":{"ci.owner":"job-1"},"UsageData":{"Size":-1,"RefCount":-1}}]}"#
-            )
+            plural["VolumesUsage"]["TotalCount"], 0,
+            "the changelog's spelling is cut too"
         );
-        assert_eq!(usage["ImagesUsage"], json(r#"{"TotalCount":9}"#));
-        // Without items, every owner's totals are not passed on.
-        let mut totals =
-            json(r#"{"ContainersUsage":{"ActiveCount":4,"TotalCount":4,"TotalSize":9}}"#);
-        filter_disk_usage(&owner(), &mut totals);
+
+        let mut without_items = json(r#"{"ContainerUsage":{"TotalCount":4,"TotalSize":9}}"#);
+        filter_disk_usage(&owner(), &mut without_items);
         assert_eq!(
-            totals["ContainersUsage"],
-            json(r#"{"ActiveCount":0,"TotalCount":0,"TotalSize":0,"Reclaimable":0}"#)
+            without_items["ContainerUsage"],
+            json(r#"{"TotalCount":0,"ActiveCount":0,"TotalSize":0,"Reclaimable":0,"Items":[]}"#),
+            "the daemon's totals are never passed on"
         );
     }
 }
