@@ -10,7 +10,7 @@
 //!
 //! Each: `docker compose up -d --build --wait` of a project with two services
 //! (one built), a user network, a named volume and a healthcheck
-//! (`interval`, `retries`) the second service waits for; `ps`; the second
+//! (`interval`, `retries`, `start_interval`: API 1.44) the second service waits for; `ps`; the second
 //! service reads what the first serves over the network; a service asking
 //! for `privileged: true` is refused with the proxy's reason; `down -v
 //! --rmi local` leaves the daemon as it was (asked directly, not through the
@@ -51,6 +51,8 @@ const COMPOSE_YAML: &str = r#"services:
       test: ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/index.html"]
       interval: 1s
       retries: 60
+      start_period: 60s
+      start_interval: 1s
   client:
     image: busybox
     networks: [appnet]
@@ -257,12 +259,14 @@ fn compose_round_trip(cli: &Cli) {
     );
     let inspect = b.exec_ok(&format!(
         "{DIRECT} inspect -f '{{{{range $n, $_ := .NetworkSettings.Networks}}}}{{{{$n}}}}{{{{end}}}} \
-         {{{{range .Mounts}}}}{{{{.Name}}}}{{{{end}}}}' {PROJECT}-web-1"
+         {{{{range .Mounts}}}}{{{{.Name}}}}{{{{end}}}} {{{{json .Config.Healthcheck.StartInterval}}}}' {PROJECT}-web-1"
     ));
+    // compose refuses `start_interval` below API 1.44 ("requires Docker
+    // Engine v25"): it reached dockerd because the proxy serves 1.51.
     assert_eq!(
         inspect.trim(),
-        format!("{PROJECT}_appnet {PROJECT}_data"),
-        "the web service's network and volume"
+        format!("{PROJECT}_appnet {PROJECT}_data 1000000000"),
+        "the web service's network, volume and healthcheck start interval"
     );
 
     // The proxy is in the way: a privileged service is refused with its

@@ -117,7 +117,9 @@ fn the_host_cli_gets_the_engines_api_and_the_policys_refusals() {
     );
     // One line from the daemon: the policy's refusal, not "requires API version 1.43".
     let said = daemon_error(&out.stderr);
-    if out.ok() || !said.starts_with("dindbox: OCI annotations") || !said.contains(" not allowed: ")
+    if out.ok()
+        || !said.starts_with("dindbox: HostConfig.Annotations")
+        || !said.contains(" not allowed: ")
     {
         b.fail(&format!(
             "`docker run --annotation a=b` must be refused by the policy:\n{out}"
