@@ -361,17 +361,7 @@ impl Images {
             let mut line: Vec<u8> = Vec::new();
             let mut ids: Vec<String> = Vec::new();
             let mut id_lines: Vec<Bytes> = Vec::new();
-            while let Some(frame) = body.frame().await {
-                let data = match frame {
-                    Ok(frame) => match frame.into_data() {
-                        Ok(data) => data,
-                        Err(_) => continue,
-                    },
-                    Err(err) => {
-                        let _ = tx.send(Err(BoxError::from(err))).await;
-                        return;
-                    }
-                };
+            while let Some(data) = next_data(&mut body, &tx).await {
                 scan.feed(&data);
                 let mut out = Vec::new();
                 for_each_line(&mut line, &data, |whole| match loaded_ids(&whole) {
@@ -930,6 +920,26 @@ impl Read for ChannelReader {
 
 /// dockerd's answer, to be passed on with lines the proxy adds at its end:
 /// no hop-by-hop headers, and no `Content-Length`.
+/// The next data frame of dockerd's answer (trailers skipped); `None` at its
+/// end, or once a read error has been passed on to the client.
+pub(super) async fn next_data(
+    body: &mut Incoming,
+    tx: &mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+) -> Option<Bytes> {
+    loop {
+        match body.frame().await? {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => return Some(data),
+                Err(_) => continue,
+            },
+            Err(err) => {
+                let _ = tx.send(Err(BoxError::from(err))).await;
+                return None;
+            }
+        }
+    }
+}
+
 fn to_extend(response: Response<Incoming>) -> (http::response::Parts, Incoming) {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);

@@ -12,14 +12,14 @@ use hyper::body::{Frame, Incoming};
 use tokio::sync::mpsc;
 
 use super::{
-    dockerd_message, error_message, for_each_line, made_untagged, message_line, no_id, to_extend,
-    ChannelBody, Images, Plan,
+    dockerd_message, error_message, for_each_line, made_untagged, message_line, next_data, no_id,
+    to_extend, ChannelBody, Images, Plan,
 };
 use crate::proxy::policy::images::{self, judge, tag_taken, MessageScan, Tag, Verdict};
 use crate::proxy::policy::pull::{self, End, Message};
 use crate::proxy::policy::Reject;
 use crate::proxy::route::{encode_param, Route};
-use crate::proxy::{Body, BoxError};
+use crate::proxy::Body;
 
 /// What a refusal says the tenant tried.
 const WHAT: &str = "pulling over the tag";
@@ -86,17 +86,7 @@ impl Images {
                     Message::Rewritten(text) => out.extend_from_slice(text.as_bytes()),
                     Message::Withheld => {}
                 };
-            while let Some(frame) = body.frame().await {
-                let data = match frame {
-                    Ok(frame) => match frame.into_data() {
-                        Ok(data) => data,
-                        Err(_) => continue,
-                    },
-                    Err(err) => {
-                        let _ = tx.send(Err(BoxError::from(err))).await;
-                        return;
-                    }
-                };
+            while let Some(data) = next_data(&mut body, &tx).await {
                 scan.feed(&data);
                 let mut out = Vec::new();
                 for_each_line(&mut line, &data, |whole| pass_on(whole, &mut out));
