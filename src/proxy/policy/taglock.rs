@@ -70,13 +70,35 @@ pub enum Taken {
 
 /// Decides on a taken lock: `age` is the holder's age (`None` when it was
 /// gone or could not be read: try again), `waited` how long this proxy has
-/// tried already.
+/// tried already. Bounded: past [`WAIT`] it gives up even on a stale lock it
+/// could not remove.
 pub fn on_taken(age: Option<Duration>, waited: Duration) -> Taken {
     match age {
-        Some(age) if age >= STALE_AFTER => Taken::RemoveStale,
         _ if waited >= WAIT => Taken::GiveUp,
+        Some(age) if age >= STALE_AFTER => Taken::RemoveStale,
         _ => Taken::Retry,
     }
+}
+
+/// The age of a container `Created` at `created` (Unix seconds, as the
+/// container list answers) when it is `now`; a clock set back reads as new.
+pub fn age(created: i64, now: std::time::SystemTime) -> Duration {
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Duration::from_secs(now.saturating_sub(u64::try_from(created).unwrap_or(0)))
+}
+
+/// The container list filter that finds the lock named `name`: its exact
+/// name (dockerd matches names, with their `/`, as a regular expression)
+/// and the lock label, so nothing but a lock is ever taken for one.
+pub fn holder_filter(name: &str) -> String {
+    serde_json::json!({
+        "name": { format!("^/{name}$"): true },
+        "label": { LABEL: true },
+    })
+    .to_string()
 }
 
 /// The refusal once [`Taken::GiveUp`].
@@ -160,7 +182,27 @@ mod tests {
         assert_eq!(on_taken(young, WAIT), Taken::GiveUp);
         assert_eq!(on_taken(None, WAIT), Taken::GiveUp);
         assert_eq!(on_taken(Some(STALE_AFTER), Duration::ZERO), Taken::RemoveStale);
-        assert_eq!(on_taken(Some(STALE_AFTER), WAIT), Taken::RemoveStale);
+        // One that cannot be removed is not tried for ever.
+        assert_eq!(on_taken(Some(STALE_AFTER), WAIT), Taken::GiveUp);
+    }
+
+    #[test]
+    fn a_locks_age_is_counted_from_its_created_seconds() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(age(970, now), Duration::from_secs(30));
+        assert_eq!(age(1_005, now), Duration::ZERO);
+        assert_eq!(age(-1, now), Duration::from_secs(1_000));
+    }
+
+    #[test]
+    fn the_holder_is_looked_up_by_exact_name_and_lock_label() {
+        let filter: serde_json::Value =
+            serde_json::from_str(&holder_filter("dindbox-taglock-ab")).unwrap();
+        assert_eq!(
+            filter,
+            serde_json::json!({"name": {"^/dindbox-taglock-ab$": true},
+                               "label": {"dindbox.taglock": true}})
+        );
     }
 
     #[test]
