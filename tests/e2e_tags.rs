@@ -9,6 +9,9 @@
 //! registry on the box's loopback, and two owners race to load one tag, on
 //! dockerd 28.5 (the default sid image) and 20.10 (the bookworm one).
 //!
+//! Two owners also race to `docker tag` one free tag, which the proxies'
+//! cross-proxy tag lock serialises.
+//!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
 #[path = "e2e/harness.rs"]
@@ -781,4 +784,61 @@ fn loads_of_one_free_tag_race_on_dockerd_28() {
         return;
     };
     loads_of_one_free_tag_race(h);
+}
+
+/// Two owners' proxies tag one free tag at the same moment, round after
+/// round: each time exactly one sets it (the tag points at its image), the
+/// other is refused (it found the tag's lock held, or, once it got the
+/// lock, the tag the other owner's); no lock container is left behind, and
+/// a tenant cannot create a container with a lock's name.
+#[test]
+fn tags_of_one_free_tag_race_under_the_tag_lock() {
+    let h = need_harness!();
+    let vol = Volume::new(h, "tagrace");
+    let b = DindBox::start(h, "tagrace", &vol);
+    b.load_busybox();
+    let a = b.start_standalone_proxy(2392, "--owner-label ci.job=a");
+    let other = b.start_standalone_proxy(2393, "--owner-label ci.job=b");
+    ok(
+        &a,
+        &["build", "-q", "-t", "a-img", "-"],
+        Some(b"FROM busybox\nRUN echo a > /who\n"),
+    );
+    ok(
+        &other,
+        &["build", "-q", "-t", "b-img", "-"],
+        Some(b"FROM busybox\nRUN echo b > /who\n"),
+    );
+    let images = [points_to(&b, "a-img:latest"), points_to(&b, "b-img:latest")];
+    for round in 0..8 {
+        let tag = format!("race:{round}");
+        let outs = std::thread::scope(|s| {
+            let first = s.spawn(|| via(&a, &["tag", "a-img", &tag], None));
+            let second = s.spawn(|| via(&other, &["tag", "b-img", &tag], None));
+            [first.join().unwrap(), second.join().unwrap()]
+        });
+        let winners: Vec<usize> = (0..2).filter(|&i| outs[i].ok()).collect();
+        let [winner] = winners[..] else {
+            panic!("exactly one must set {tag}:\n{}\n{}", outs[0], outs[1]);
+        };
+        assert_eq!(points_to(&b, &tag), images[winner], "{tag}");
+        let refusal = &outs[1 - winner].stderr;
+        assert!(
+            refusal.contains("dindbox: ")
+                && (refusal.contains("another owner")
+                    || refusal.contains("is being set by another job")),
+            "{refusal}"
+        );
+    }
+    let left = b.exec_ok(&format!("{DIRECT} ps -aq --filter label=dindbox.taglock"));
+    assert_eq!(left.trim(), "", "lock containers left behind");
+    let taken = via(
+        &other,
+        &["create", "--name", "dindbox-taglock-x", "busybox", "true"],
+        None,
+    );
+    assert!(
+        !taken.ok() && taken.stderr.contains("tag locks"),
+        "a tenant must not take a lock's name:\n{taken}"
+    );
 }
