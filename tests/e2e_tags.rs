@@ -829,7 +829,6 @@ fn tags_of_one_free_tag_race(h: &harness::Harness, extra: &[&str], driver: &str)
         Some(b"FROM busybox\nRUN echo b > /who\n"),
     );
     let images = [points_to(&b, "a-img:latest"), points_to(&b, "b-img:latest")];
-    let mut waited_out = 0;
     for round in 0..8 {
         let tag = format!("race:{round}");
         let outs = tag_at_once(&b, &tag);
@@ -845,9 +844,12 @@ fn tags_of_one_free_tag_race(h: &harness::Harness, extra: &[&str], driver: &str)
                     || refusal.contains("is being set by another job")),
             "{refusal}"
         );
-        waited_out += usize::from(refusal.contains("is being set by another job"));
     }
-    eprintln!("tag race: 8 rounds, {waited_out} refused on a held lock, the rest on the tag");
+    // How often one proxy found the other's lock held (it logs that once
+    // per wait): timing, so reported, not asserted.
+    let waits = b.exec("cat /tmp/standalone-2392.log /tmp/standalone-2393.log");
+    let waits = waits.stdout.matches("waiting for the tag lock").count();
+    eprintln!("tag race: in 8 rounds, a proxy waited for the other's lock {waits} times");
     let left = b.exec_ok(&format!("{DIRECT} ps -aq --filter label=dindbox.taglock"));
     assert_eq!(left.trim(), "", "lock containers left behind");
     let taken = via(

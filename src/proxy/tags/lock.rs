@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyperlocal::UnixConnector;
 use serde_json::Value;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{dockerd_message, unavailable, Images};
 use crate::proxy::policy::images::{self, Tag};
@@ -88,11 +88,15 @@ impl Images {
         let name = taglock::lock_name(tag);
         let body = taglock::create_body(image_id, tag).to_string();
         let started = Instant::now();
+        let mut told = false;
         loop {
             if let Created::Id(id) = self.create_lock(&name, &body, tag).await? {
                 return Ok(Held {
                     remover: Some(self.remover(id)),
                 });
+            }
+            if !std::mem::replace(&mut told, true) {
+                info!(tag = %tag, "waiting for the tag lock another job holds");
             }
             let holder = self.lock_holder(&name).await;
             match taglock::on_taken(holder.as_ref().map(|h| h.age), started.elapsed()) {
