@@ -833,6 +833,7 @@ async fn tagging_over_another_owners_tag_is_refused_and_never_forwarded() {
     let by_id = call(&h.mine, "DELETE", "/v1.41/images/theirs0?force=1", b"").await;
     assert_eq!(by_id.0, 403, "{by_id:?}");
     assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
+    assert_eq!(h.lock_creates(), 0, "a refusal costs no lock container");
     assert_eq!(h.tag("app:latest").as_deref(), Some("sha256:theirs0000"));
     assert_eq!(h.tag("loaded:latest").as_deref(), Some("sha256:loaded0000"));
 }

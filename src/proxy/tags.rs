@@ -145,8 +145,10 @@ impl Images {
                     return Ok(Plan::None); // dockerd answers its own 404
                 };
                 let id = images::image_id(&image).unwrap_or_default().to_string();
+                // Checked before the lock too, so a refusal costs no lock
+                // container.
+                self.check(&tag, "moving the tag").await?;
                 if id.is_empty() {
-                    self.check(&tag, "moving the tag").await?;
                     return Ok(Plan::None);
                 }
                 let lock = self.lock_tag(&id, &tag).await?;
