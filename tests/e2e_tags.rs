@@ -9,6 +9,9 @@
 //! registry on the box's loopback, and two owners race to load one tag, on
 //! dockerd 28.5 (the default sid image) and 20.10 (the bookworm one).
 //!
+//! Two owners also race to `docker tag` one free tag, which the proxies'
+//! cross-proxy tag lock serialises.
+//!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
 #[path = "e2e/harness.rs"]
@@ -781,4 +784,107 @@ fn loads_of_one_free_tag_race_on_dockerd_28() {
         return;
     };
     loads_of_one_free_tag_race(h);
+}
+
+/// `docker tag` of A's image and of B's to `tag`, started at once inside the
+/// box through each owner's proxy: whether each worked, and what it printed.
+fn tag_at_once(b: &DindBox, tag: &str) -> [(bool, String); 2] {
+    let one = |port: u16, image: &str, out: &str| {
+        format!(
+            "(docker -H unix:///run/dindbox/standalone-{port}.sock tag {image} {tag} >/tmp/{out} 2>&1 \
+             && echo tagged >>/tmp/{out})"
+        )
+    };
+    let both = b.exec_ok(&format!(
+        "{} & {} & wait; cat /tmp/ta; echo ---; cat /tmp/tb; rm /tmp/ta /tmp/tb",
+        one(2392, "a-img", "ta"),
+        one(2393, "b-img", "tb")
+    ));
+    let (a, other) = both.split_once("---\n").expect("both outputs");
+    [a, other].map(|out| (out.trim_end().ends_with("tagged"), out.to_string()))
+}
+
+/// Two owners' proxies tag one free tag at the same moment, round after
+/// round: each time exactly one sets it (the tag points at its image), the
+/// other is refused (it found the tag's lock held, or, once it got the
+/// lock, the tag the other owner's); no lock container is left behind, and
+/// a tenant cannot create a container with a lock's name. `extra` and
+/// `driver` as for [`pulls_do_not_move_another_owners_tag`].
+fn tags_of_one_free_tag_race(h: &harness::Harness, extra: &[&str], driver: &str) {
+    let vol = Volume::new(h, "tagrace");
+    let b = DindBox::start_with(h, "tagrace", &vol, extra);
+    let reported = b.exec_ok(&format!("{DIRECT} info -f '{{{{.Driver}}}}'"));
+    assert_eq!(reported.trim(), driver, "the image store under test");
+    b.load_busybox();
+    let a = b.start_standalone_proxy(2392, "--owner-label ci.job=a");
+    let other = b.start_standalone_proxy(2393, "--owner-label ci.job=b");
+    ok(
+        &a,
+        &["build", "-q", "-t", "a-img", "-"],
+        Some(b"FROM busybox\nRUN echo a > /who\n"),
+    );
+    ok(
+        &other,
+        &["build", "-q", "-t", "b-img", "-"],
+        Some(b"FROM busybox\nRUN echo b > /who\n"),
+    );
+    let images = [points_to(&b, "a-img:latest"), points_to(&b, "b-img:latest")];
+    for round in 0..8 {
+        let tag = format!("race:{round}");
+        let outs = tag_at_once(&b, &tag);
+        let winners: Vec<usize> = (0..2).filter(|&i| outs[i].0).collect();
+        let [winner] = winners[..] else {
+            panic!("exactly one must set {tag}:\n{}\n{}", outs[0].1, outs[1].1);
+        };
+        assert_eq!(points_to(&b, &tag), images[winner], "{tag}");
+        let refusal = &outs[1 - winner].1;
+        assert!(
+            refusal.contains("dindbox: ")
+                && (refusal.contains("another owner")
+                    || refusal.contains("is being set by another job")),
+            "{refusal}"
+        );
+    }
+    // How often one proxy found the other's lock held (it logs that once
+    // per wait): timing, so reported, not asserted.
+    let waits = b.exec("cat /tmp/standalone-2392.log /tmp/standalone-2393.log");
+    let waits = waits.stdout.matches("waiting for the tag lock").count();
+    eprintln!("tag race: in 8 rounds, a proxy waited for the other's lock {waits} times");
+    let left = b.exec_ok(&format!("{DIRECT} ps -aq --filter label=dindbox.taglock"));
+    assert_eq!(left.trim(), "", "lock containers left behind");
+    let taken = via(
+        &other,
+        &["create", "--name", "dindbox-taglock-x", "busybox", "true"],
+        None,
+    );
+    assert!(
+        !taken.ok() && taken.stderr.contains("tag locks"),
+        "a tenant must not take a lock's name:\n{taken}"
+    );
+}
+
+#[test]
+fn tags_of_one_free_tag_race_on_dockerd_20_10() {
+    let Some(h) = harness::harness_for_suite("bookworm") else {
+        return;
+    };
+    tags_of_one_free_tag_race(h, &[], "overlay2");
+}
+
+#[test]
+fn tags_of_one_free_tag_race_on_dockerd_28() {
+    let Some(h) = harness::harness_for_suite("sid") else {
+        return;
+    };
+    tags_of_one_free_tag_race(h, &[], "overlay2");
+}
+
+/// In the containerd image store a lock container is a snapshot of the
+/// image being tagged.
+#[test]
+fn tags_of_one_free_tag_race_on_dockerd_28_containerd_store() {
+    let Some(h) = harness::harness_for_suite("sid") else {
+        return;
+    };
+    tags_of_one_free_tag_race(h, &["-e", "DINDBOX_CONTAINERD_STORE=1"], "overlayfs");
 }

@@ -961,13 +961,24 @@ async fn commit_needs_an_owned_container() {
         "/v1.41/commit?container=aaaa1111&changes=LABEL+%22ci.owner%22%3D%22job-1%22",
         "the committed image gets the owner label (and its tag afterwards)"
     );
+    // The tag is set under its cross-proxy lock: a lock container created
+    // before, removed by its id after.
+    let forwarded = h.forwarded();
+    assert!(
+        forwarded[1]
+            .target
+            .starts_with("/v1.41/containers/create?name=dindbox-taglock-"),
+        "{forwarded:?}"
+    );
     assert_eq!(
-        h.forwarded()[1].target,
+        forwarded[2].target,
         format!(
             "/v1.41/images/sha256:{}/tag?repo=docker.io%2Flibrary%2Fx&tag=latest",
             "c".repeat(64)
         )
     );
+    assert_eq!(forwarded[3].method, "DELETE");
+    assert_eq!(forwarded[3].target, "/v1.41/containers/c0ffee?force=1");
 }
 
 #[tokio::test]

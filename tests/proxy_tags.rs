@@ -55,6 +55,30 @@ struct Daemon {
     /// Images live in the containerd image store (`/info` says so, loads
     /// are read as containerd reads them).
     containerd: bool,
+    /// The proxies' tag lock containers: names are unique, as in dockerd.
+    locks: Vec<Lock>,
+    /// The requests about tag locks (not in `seen`).
+    lock_seen: Vec<Seen>,
+}
+
+/// A tag lock container.
+#[derive(Debug, Clone)]
+struct Lock {
+    name: String,
+    id: String,
+    /// Unix seconds, as the container list answers.
+    created: i64,
+    /// Its `dindbox.taglock` label.
+    tag: String,
+}
+
+const LOCK_PREFIX: &str = "dindbox-taglock-";
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// A registry that does not answer.
@@ -110,6 +134,82 @@ impl Daemon {
                 ("app:latest".into(), digest(0xa0)),
             ]),
             containerd: false,
+            locks: Vec::new(),
+            lock_seen: Vec::new(),
+        }
+    }
+
+    /// Whether a request is one of the proxy's own about tag locks.
+    fn is_lock_request(&self, method: &str, path: &str, query: &str) -> bool {
+        let param = |name: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        match method {
+            "POST" => path == "/containers/create" && param("name").starts_with(LOCK_PREFIX),
+            "GET" => path == "/containers/json" && param("filters").contains("dindbox.taglock"),
+            "DELETE" => path
+                .strip_prefix("/containers/")
+                .is_some_and(|id| id.starts_with("lock")),
+            _ => false,
+        }
+    }
+
+    /// dockerd's answers about tag locks: a create of a taken name is 409
+    /// (dockerd's name registry reserves names atomically); a list filtered
+    /// by exact name and label; a removal by id.
+    fn lock_answer(&mut self, method: &str, path: &str, query: &str, body: &[u8]) -> (u16, Value) {
+        let param = |name: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        match method {
+            "POST" => {
+                let name = param("name");
+                if let Some(held) = self.locks.iter().find(|l| l.name == name) {
+                    let message = format!("Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", held.id);
+                    return (409, json!({ "message": message }));
+                }
+                let config: Value = serde_json::from_slice(body).unwrap();
+                assert!(self.resolve(config["Image"].as_str().unwrap()).is_some());
+                self.next += 1;
+                let id = format!("lock{:060x}", self.next);
+                self.locks.push(Lock {
+                    name,
+                    id: id.clone(),
+                    created: unix_now(),
+                    tag: config["Labels"]["dindbox.taglock"].as_str().unwrap().into(),
+                });
+                (201, json!({ "Id": id, "Warnings": [] }))
+            }
+            "GET" => {
+                let filters: Value = serde_json::from_str(&param("filters")).unwrap();
+                let names: Vec<&String> = filters["name"].as_object().unwrap().keys().collect();
+                let list: Vec<Value> = self
+                    .locks
+                    .iter()
+                    .filter(|l| names.iter().any(|n| **n == format!("^/{}$", l.name)))
+                    .map(|l| {
+                        json!({"Id": l.id, "Names": [format!("/{}", l.name)], "Created": l.created,
+                                    "Labels": {"dindbox.taglock": l.tag}})
+                    })
+                    .collect();
+                (200, Value::Array(list))
+            }
+            _ => {
+                let id = path.strip_prefix("/containers/").unwrap();
+                match self.locks.iter().position(|l| l.id == id) {
+                    Some(at) => {
+                        self.locks.remove(at);
+                        (204, Value::Null)
+                    }
+                    None => (404, json!({"message": format!("No such container: {id}")})),
+                }
+            }
         }
     }
 
@@ -424,6 +524,8 @@ impl Daemon {
 struct Harness {
     _dir: tempfile::TempDir,
     mine: PathBuf,
+    /// job-2's proxy, a second process in real life, on the same dockerd.
+    theirs: PathBuf,
     plain: PathBuf,
     daemon: Arc<Mutex<Daemon>>,
     shutdown: CancellationToken,
@@ -488,12 +590,17 @@ async fn start() -> Harness {
         daemon.clone(),
     ));
     let mine = dir.path().join("mine.sock");
+    let theirs = dir.path().join("theirs.sock");
     let plain = dir.path().join("plain.sock");
-    let owned = Policy {
-        owner: Some((KEY.into(), MINE.into())),
+    let owned = |owner: &str| Policy {
+        owner: Some((KEY.into(), owner.into())),
         ..Policy::default()
     };
-    for (listen, policy) in [(&mine, owned), (&plain, Policy::default())] {
+    for (listen, policy) in [
+        (&mine, owned(MINE)),
+        (&theirs, owned(THEIRS)),
+        (&plain, Policy::default()),
+    ] {
         let proxy = Proxy::new(ProxyConfig {
             upstream: upstream.clone(),
             policy,
@@ -506,6 +613,7 @@ async fn start() -> Harness {
     Harness {
         _dir: dir,
         mine,
+        theirs,
         plain,
         daemon,
         shutdown,
@@ -542,6 +650,32 @@ async fn fake_response(
     let path = percent_encoding::percent_decode_str(path)
         .decode_utf8_lossy()
         .into_owned();
+    let query = parts.uri.query().unwrap_or("");
+    let lock = {
+        let mut daemon = daemon.lock().unwrap();
+        let method = parts.method.as_str();
+        if daemon.is_lock_request(method, &path, query) {
+            daemon.lock_seen.push(Seen {
+                method: method.to_string(),
+                target: parts.uri.to_string(),
+                whole: body.is_some(),
+            });
+            Some(daemon.lock_answer(method, &path, query, body.as_deref().unwrap_or_default()))
+        } else {
+            None
+        }
+    };
+    if let Some((status, answer)) = lock {
+        return Response::builder()
+            .status(status)
+            .header("Content-Type", "application/json")
+            .header("Api-Version", "1.41")
+            .body(Full::new(Bytes::from(match answer {
+                Value::Null => String::new(),
+                answer => answer.to_string(),
+            })))
+            .unwrap();
+    }
     let gate = {
         let mut daemon = daemon.lock().unwrap();
         daemon.seen.push(Seen {
@@ -561,7 +695,6 @@ async fn fake_response(
         let _ = gate.await;
     }
     let mut daemon = daemon.lock().unwrap();
-    let query = parts.uri.query().unwrap_or("");
     let (status, answer) = daemon.answer(parts.method.as_str(), &path, query, body.as_deref());
     Response::builder()
         .status(status)
@@ -700,6 +833,7 @@ async fn tagging_over_another_owners_tag_is_refused_and_never_forwarded() {
     let by_id = call(&h.mine, "DELETE", "/v1.41/images/theirs0?force=1", b"").await;
     assert_eq!(by_id.0, 403, "{by_id:?}");
     assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
+    assert_eq!(h.lock_creates(), 0, "a refusal costs no lock container");
     assert_eq!(h.tag("app:latest").as_deref(), Some("sha256:theirs0000"));
     assert_eq!(h.tag("loaded:latest").as_deref(), Some("sha256:loaded0000"));
 }
@@ -1490,4 +1624,170 @@ async fn in_the_classic_store_the_same_archive_is_tagged_by_its_manifest() {
     let id = h.newest();
     assert_eq!(h.tag("k-one:latest").as_ref(), Some(&id));
     assert_eq!(h.tag("k-one:v2").as_ref(), Some(&id));
+}
+
+/// Waits (up to 5 s) until `done`.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+impl Harness {
+    /// How many lock containers the proxies tried to create.
+    fn lock_creates(&self) -> usize {
+        let daemon = self.daemon.lock().unwrap();
+        daemon
+            .lock_seen
+            .iter()
+            .filter(|s| s.method == "POST")
+            .count()
+    }
+
+    fn locks(&self) -> Vec<Lock> {
+        self.daemon.lock().unwrap().locks.clone()
+    }
+
+    /// A lock container left by another proxy, `age` seconds old.
+    fn leave_lock(&self, tag: &str, age: i64) -> String {
+        let parsed = dindbox::proxy::policy::images::tag_of(tag).unwrap();
+        let mut daemon = self.daemon.lock().unwrap();
+        let id = format!("lockleft{:056x}", daemon.locks.len());
+        daemon.locks.push(Lock {
+            name: dindbox::proxy::policy::taglock::lock_name(&parsed),
+            id: id.clone(),
+            created: unix_now() - age,
+            tag: parsed.key(),
+        });
+        id
+    }
+}
+
+#[tokio::test]
+async fn two_owners_tagging_one_free_tag_at_once_set_it_once() {
+    let h = start().await;
+    // job-1's proxy has checked free:1 and its set is held at dockerd.
+    let path = "/images/sha256:mine000000/tag";
+    let release = h.slow(path);
+    let mine = h.mine.clone();
+    let first = tokio::spawn(async move {
+        call(&mine, "POST", "/v1.41/images/mine/tag?repo=free&tag=1", b"").await
+    });
+    wait_until("dockerd got job-1's tag", || h.got(path)).await;
+    // job-2's proxy tags the same free tag meanwhile: its lock is taken.
+    let theirs = h.theirs.clone();
+    let second = tokio::spawn(async move {
+        call(
+            &theirs,
+            "POST",
+            "/v1.41/images/theirs0/tag?repo=free&tag=1",
+            b"",
+        )
+        .await
+    });
+    // (Without the lock, job-2 would find free:1 free and set it now.)
+    wait_until("job-2 found the lock taken", || {
+        h.lock_creates() >= 2 || second.is_finished()
+    })
+    .await;
+    release.send(()).unwrap();
+    let first = first.await.unwrap();
+    assert_eq!(first.0, 201, "{first:?}");
+    // job-2 got the lock once job-1 let it go, and found the tag job-1's.
+    refused(&second.await.unwrap(), "free:1");
+    assert_eq!(h.tag("free:1").as_deref(), Some("sha256:mine000000"));
+    wait_until("every lock is released", || h.locks().is_empty()).await;
+}
+
+#[tokio::test]
+async fn a_stale_lock_is_removed_by_its_id_and_the_tag_set() {
+    let h = start().await;
+    let stale = h.leave_lock("free:2", 120);
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/mine/tag?repo=free&tag=2",
+        b"",
+    )
+    .await;
+    assert_eq!(answer.0, 201, "{answer:?}");
+    assert_eq!(h.tag("free:2").as_deref(), Some("sha256:mine000000"));
+    let removed: Vec<String> = {
+        let daemon = h.daemon.lock().unwrap();
+        let seen = daemon.lock_seen.iter().filter(|s| s.method == "DELETE");
+        seen.map(|s| s.target.clone()).collect()
+    };
+    assert!(
+        removed[0].contains(&format!("/containers/{stale}?")),
+        "{removed:?}"
+    );
+    wait_until("every lock is released", || h.locks().is_empty()).await;
+}
+
+#[tokio::test]
+async fn a_lock_held_too_long_refuses_the_tag_and_is_left_alone() {
+    let h = start().await;
+    let held = h.leave_lock("free:3", 0);
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/mine/tag?repo=free&tag=3",
+        b"",
+    )
+    .await;
+    assert_eq!(answer.0, 409, "{answer:?}");
+    let message: Value = serde_json::from_str(&answer.1).unwrap();
+    assert_eq!(
+        message["message"],
+        "dindbox: tag free:3 is being set by another job, try again"
+    );
+    assert_eq!(h.tag("free:3"), None);
+    assert!(!h.got("/images/sha256:mine000000/tag"));
+    let locks = h.locks();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].id, held);
+}
+
+#[tokio::test]
+async fn builds_loads_and_pulls_set_their_tags_under_the_lock_and_release_it() {
+    let h = start().await;
+    for (target, body) in [
+        ("/v1.41/build?t=l-built", Vec::new()),
+        ("/v1.41/images/load", archive(&["l-loaded:1"])),
+        ("/v1.41/images/create?fromImage=b-pulled&tag=1", Vec::new()),
+        ("/v1.41/commit?container=c&repo=l-committed", Vec::new()),
+    ] {
+        let before = h.lock_creates();
+        let answer = call(&h.mine, "POST", target, &body).await;
+        assert!(answer.0 < 300, "{target}: {answer:?}");
+        assert_eq!(h.lock_creates(), before + 1, "{target}");
+        assert!(h.locks().is_empty(), "{target}: {:?}", h.locks());
+    }
+    for tag in [
+        "l-built:latest",
+        "l-loaded:1",
+        "b-pulled:1",
+        "l-committed:latest",
+    ] {
+        assert!(h.tag(tag).is_some(), "{tag}");
+    }
+}
+
+#[tokio::test]
+async fn tenants_cannot_create_or_rename_containers_to_a_lock_name() {
+    let h = start().await;
+    for target in [
+        "/v1.41/containers/create?name=dindbox-taglock-28ec096a835a49537929b040aae40036",
+        "/v1.41/containers/create?name=/dindbox-taglock-x",
+        "/v1.41/containers/web/rename?name=dindbox-taglock-x",
+    ] {
+        let answer = call(&h.mine, "POST", target, b"").await;
+        assert_eq!(answer.0, 403, "{target}: {answer:?}");
+        assert!(answer.1.contains("tag locks"), "{answer:?}");
+    }
+    assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
 }

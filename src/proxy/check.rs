@@ -84,6 +84,7 @@ pub fn admit_within(
         policy::checkpoint_start(policy, &route.query)?;
     }
     if let Some(owner) = &policy.owner {
+        policy::taglock::check_container_name(method, &route)?;
         if owner::is_filtered(method, &route) {
             let filters = owner::with_owner_filter(owner, route.query.first("filters"))?;
             route.query.set("filters", &filters);

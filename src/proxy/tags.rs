@@ -10,10 +10,14 @@
 //! out, and its end is withheld until its tags are checked; the proxy then
 //! sets them on the ids dockerd's answer names, the same way. A pull of a
 //! tag goes to dockerd by digest and is tagged the same way ([`pull`]).
+//! Every check of a tag and the set that follows it run under the tag's
+//! cross-proxy lock ([`lock`]), so two owners' proxies cannot both find one
+//! free tag free and both set it.
 //! Only runs with an owner label: in box mode nothing here is called.
 
 #![forbid(unsafe_code)]
 
+mod lock;
 mod pull;
 
 use std::io::Read;
@@ -55,10 +59,12 @@ pub(super) struct Images {
 /// What to do once dockerd has answered.
 pub(super) enum Plan {
     None,
-    /// `docker tag`: record the tag as set to the source's id.
+    /// `docker tag`: record the tag as set to the source's id; its lock
+    /// is held until dockerd has set it.
     Tagged {
         tag: Tag,
         id: String,
+        lock: lock::Held,
     },
     /// `docker rmi TAG`: forget the tag.
     Removed(Tag),
@@ -139,12 +145,16 @@ impl Images {
                     return Ok(Plan::None); // dockerd answers its own 404
                 };
                 let id = images::image_id(&image).unwrap_or_default().to_string();
+                // Checked before the lock too, so a refusal costs no lock
+                // container.
                 self.check(&tag, "moving the tag").await?;
                 if id.is_empty() {
                     return Ok(Plan::None);
                 }
+                let lock = self.lock_tag(&id, &tag).await?;
+                self.check(&tag, "moving the tag").await?;
                 route.set_param(&id);
-                Ok(Plan::Tagged { tag, id })
+                Ok(Plan::Tagged { tag, id, lock })
             }
             TagChange::Pull(tag) => self.plan_pull(tag, route, auth).await,
             TagChange::Remove(name) => {
@@ -199,8 +209,9 @@ impl Images {
         }
         match plan {
             Plan::None => Ok(response),
-            Plan::Tagged { tag, id } => {
+            Plan::Tagged { tag, id, lock } => {
                 self.remember(&tag, &id);
+                lock.release().await;
                 Ok(response)
             }
             Plan::Removed(tag) => {
@@ -225,8 +236,16 @@ impl Images {
     }
 
     /// Sets `tag` on the image `id` if it is still free or the owner's: one
-    /// check immediately before `POST /images/{id}/tag`, then recorded.
+    /// check immediately before `POST /images/{id}/tag`, then recorded; all
+    /// under the tag's lock.
     async fn set_tag(&self, id: &str, tag: &Tag) -> Result<(), Reject> {
+        let lock = self.lock_tag(id, tag).await?;
+        let set = self.check_and_tag(id, tag).await;
+        lock.release().await;
+        set
+    }
+
+    async fn check_and_tag(&self, id: &str, tag: &Tag) -> Result<(), Reject> {
         self.check(tag, "moving the tag").await?;
         self.tag_image(id, tag).await?;
         self.remember(tag, id);

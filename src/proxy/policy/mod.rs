@@ -19,6 +19,7 @@ pub mod owner;
 pub mod pull;
 pub mod subnets;
 mod swarm;
+pub mod taglock;
 mod value;
 pub mod versions;
 

@@ -123,6 +123,18 @@ impl Images {
             .await?
             .ok_or_else(untagged)?;
         let id = images::image_id(&pulled).ok_or_else(untagged)?;
+        let lock = self
+            .lock_tag(id, tag)
+            .await
+            .map_err(|reject| made_untagged(reject, "pulled", id))?;
+        let tagged = self.tag_pulled_image(tag, id).await;
+        lock.release().await;
+        tagged
+    }
+
+    /// Checks the tag again and sets it on the pulled image `id`, under the
+    /// tag's lock.
+    async fn tag_pulled_image(&self, tag: &Tag, id: &str) -> Result<String, Reject> {
         let now = self.inspect(&tag.familiar()).await?;
         let recorded = self.recorded.get(&tag.key());
         let verdict = judge(&self.owner, tag, now.as_ref(), recorded.as_deref(), true);
