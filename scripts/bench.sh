@@ -36,13 +36,20 @@
 #      local busybox: no registry) with the box's own buildx CLI, through the
 #      proxy's socket against dockerd's private socket, without and with the
 #      build cache: medians of N and the ratios. Needs a base with buildx (sid, the default).
+#   8. The owner-mode tag lock (issue 11): BENCH_TAGS `docker tag` of busybox to
+#      free tags, one after another, on dockerd's socket, through the box's proxy
+#      (no owner: one check) and through a standalone `dindbox proxy --owner-label`
+#      in the box (checks, and a lock container created and removed per tag):
+#      milliseconds a tag (medians of N rounds) and the ratios to dockerd's socket.
 #
 #   DINDBOX_SUITE=suite     the base (sid: 28.5, the default; trixie: 26.1; bookworm: 20.10);
 #                           DINDBOX_IMAGE names the image (scripts/lib.sh)
-#   BENCH_ONLY=box          parts 1-3 and 6-7 (the default minus 4 and 5)
+#   BENCH_ONLY=box          parts 1-3 and 6-8 (the default minus 4 and 5)
 #   BENCH_ONLY=ready        part 1 (and 2)
 #   BENCH_ONLY=create       part 6
 #   BENCH_ONLY=buildx       part 7
+#   BENCH_ONLY=taglock      part 8
+#   BENCH_TAGS=20           tags a socket a round in part 8
 #   BENCH_ONLY=graphdriver  part 4 only (default: all, part 4 when root)
 #   BENCH_ONLY=adversarial  part 5 only
 #   BENCH_CREATES=200       creates per socket in part 6
@@ -64,10 +71,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 case ${BENCH_ONLY:-} in
-'' | box | ready | proxy | create | buildx) ;;
+'' | box | ready | proxy | create | buildx | taglock) ;;
 graphdriver) exec bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh" ;;
 adversarial) exec bash "$DINDBOX_REPO/scripts/bench-adversarial.sh" ;;
-*) die "BENCH_ONLY=$BENCH_ONLY: use box, ready, proxy, create, buildx, graphdriver or adversarial (unset: everything)" ;;
+*) die "BENCH_ONLY=$BENCH_ONLY: use box, ready, proxy, create, buildx, taglock, graphdriver or adversarial (unset: everything)" ;;
 esac
 
 runs=${BENCH_RUNS:-5}
@@ -77,6 +84,7 @@ only=${BENCH_ONLY:-all}
 if [ "$only" = box ]; then only=all; fi
 want() { [ "$only" = all ] || [ "$only" = "$1" ]; }
 creates=${BENCH_CREATES:-200}
+tags=${BENCH_TAGS:-20}
 seconds=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-1}
 api=tcp://127.0.0.1:$port
@@ -366,6 +374,38 @@ if want buildx; then
         buildx_rows+=("skipped: $DINDBOX_IMAGE has no docker buildx (the default sid image has)")
     fi
 fi
+
+# ---------------------------------------------------------------- 8. tag lock
+# A round: BENCH_TAGS tags on each socket in turn (a shell loop in the box, so
+# `docker exec` is paid once a loop), each tag removed untimed after the round.
+taglock_rows=()
+if want taglock; then
+    docker exec -d "$name" dindbox proxy --ds /run/dindbox/docker.sock --ls /run/bench-owner.sock \
+        --owner-label dindbox.bench=job1
+    for ((i = 0; i < 100; i++)); do
+        if docker exec "$name" docker -H unix:///run/bench-owner.sock version >/dev/null 2>&1; then break; fi
+        sleep 0.2
+    done
+    sockets[owner]=/run/bench-owner.sock
+    lock_targets=(direct proxied owner)
+    for ((round = 0; round < runs; round++)); do
+        for target in "${lock_targets[@]}"; do
+            cli="docker -H unix://${sockets[$target]}"
+            ms=$(timed "for i in \$(seq 1 $tags); do $cli tag busybox lock-$target:\$i || exit 1; done")
+            say "round $((round + 1)) $tags tags $target: $ms ms"
+            awk -v ms="$ms" -v n="$tags" 'BEGIN {print ms / n}' >>"$sample_dir/taglock.$target"
+            docker exec "$name" sh -c "for i in \$(seq 1 $tags); do docker -H unix:///run/dindbox/docker.sock rmi lock-$target:\$i; done >/dev/null"
+        done
+    done
+    row=$(printf 'docker tag (%d a socket a round, CLI start included):' "$tags")
+    for target in "${lock_targets[@]}"; do
+        row+=$(printf ' | %s %.1f ms' "$target" "$(median_of "$sample_dir/taglock.$target" 1)")
+    done
+    for target in proxied owner; do
+        row+=$(printf ' | %s/direct %.2f' "$target" "$(ratio_of "$sample_dir/taglock.$target" "$sample_dir/taglock.direct" 1 0)")
+    done
+    taglock_rows+=("$row")
+fi
 cleanup
 
 header
@@ -383,6 +423,10 @@ fi
 if want buildx; then
     echo "buildx (the box's CLI${buildx_version:+ $buildx_version}, a 3-stage build FROM the local busybox, medians of $runs, ratios: median of per-build ratios):"
     printf '  %s\n' "${buildx_rows[@]}"
+fi
+if want taglock; then
+    echo "owner-mode tag lock (medians of $runs rounds, ratios: median of per-round ratios):"
+    printf '  %s\n' "${taglock_rows[@]}"
 fi
 
 if [ -z "${BENCH_ONLY:-}" ] && [ "$(id -u)" = 0 ]; then
