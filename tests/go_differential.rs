@@ -593,7 +593,7 @@ fn check_working_dir_policy(dir: &str, cleaned: &str) -> Result<(), String> {
             .as_bytes(),
     )
     .expect("a JSON body");
-    if container_create(&Policy::default(), &body).is_ok() || exec_create(&body).is_ok() {
+    if container_create(&Policy::default(), body.clone()).is_ok() || exec_create(body).is_ok() {
         return Err(format!(
             "WorkingDir {dir:?} is {cleaned:?} to dockerd, but the policy allows it"
         ));
@@ -1047,7 +1047,7 @@ fn ask_json(shape: Shape, body: &[u8]) -> Value {
 /// Our reading of a body: what `gojson` decodes it to, as JSON text (or why not).
 fn our_decoding(shape: Shape, body: &[u8]) -> Result<Vec<u8>, String> {
     let json = Json::parse(body).map_err(|err| format!("parse: {err}"))?;
-    let decoded = decode_struct(&json, shape.fields()).map_err(|err| format!("decode: {err}"))?;
+    let decoded = decode_struct(json, shape.fields()).map_err(|err| format!("decode: {err}"))?;
     Ok(Json::Object(decoded.fields).to_vec())
 }
 
@@ -1055,8 +1055,8 @@ fn our_decoding(shape: Shape, body: &[u8]) -> Result<Vec<u8>, String> {
 fn forwarded(shape: Shape, body: &[u8]) -> Option<Vec<u8>> {
     let json = Json::parse(body).ok()?;
     let checked = match shape {
-        Shape::Create => container_create(&Policy::default(), &json),
-        Shape::Exec => exec_create(&json),
+        Shape::Create => container_create(&Policy::default(), json),
+        Shape::Exec => exec_create(json),
     };
     checked.ok().map(|json| json.to_vec())
 }

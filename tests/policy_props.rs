@@ -168,7 +168,7 @@ proptest! {
     #[test]
     fn forwarded_bodies_are_canonical_safe_and_injected(text in body()) {
         let parsed = Json::parse(text.as_bytes()).expect("generated JSON parses");
-        let Ok(forwarded) = container_create(&policy(), &parsed) else {
+        let Ok(forwarded) = container_create(&policy(), parsed) else {
             return Ok(());
         };
         assert_canonical(&forwarded);
@@ -264,7 +264,7 @@ proptest! {
     #[test]
     fn forwarded_service_specs_are_canonical_safe_and_injected(text in service_body()) {
         let parsed = Json::parse(text.as_bytes()).expect("generated JSON parses");
-        let Ok(forwarded) = service_create(&policy(), &parsed) else {
+        let Ok(forwarded) = service_create(&policy(), parsed) else {
             return Ok(());
         };
         assert_canonical(&forwarded);

@@ -25,8 +25,9 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 pub const MAX_VALUES: usize = 1 << 18;
 
 /// A JSON document with every object entry kept, duplicates included, in order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Json {
+    #[default]
     Null,
     Bool(bool),
     Number(serde_json::Number),
@@ -84,20 +85,10 @@ impl Json {
             Json::Object(_) => "an object",
         }
     }
-
-    /// How many values the tree holds (itself included).
-    #[cfg(test)]
-    fn nodes(&self) -> u64 {
-        1 + match self {
-            Json::Array(items) => items.iter().map(Json::nodes).sum(),
-            Json::Object(entries) => entries.iter().map(|(_, v)| v.nodes()).sum(),
-            _ => 0,
-        }
-    }
 }
 
-/// Work done by the decoder (entries visited, field names compared, nodes
-/// cloned), counted in unit tests so they can assert complexity without
+/// Work done by the decoder (entries visited, field names compared, map keys
+/// indexed), counted in unit tests so they can assert complexity without
 /// timing anything; nothing outside tests.
 mod work {
     #[cfg(test)]
@@ -212,10 +203,12 @@ pub struct Decoded {
 ///
 /// The work is linear in the size of `value` (times the size of the field
 /// tables): repeated objects merge into what earlier ones decoded, map keys
-/// are indexed, and each value is cloned once, when the result is built.
-pub fn decode_struct(value: &Json, fields: &[Field]) -> Result<Decoded, TypeError> {
-    let Json::Object(entries) = value else {
-        return Err(type_error(&String::new, "an object", value));
+/// are indexed. Values are moved out of `value`, never copied, so the
+/// decoded body costs little more than the parsed one: a map or a slice that
+/// comes once is the parsed one itself.
+pub fn decode_struct(mut value: Json, fields: &[Field]) -> Result<Decoded, TypeError> {
+    let Json::Object(entries) = &mut value else {
+        return Err(type_error(&String::new, "an object", &value));
     };
     let mut unknown = Vec::new();
     let mut slots = Vec::new();
@@ -254,16 +247,18 @@ fn key_in_path(key: &str) -> String {
 }
 
 /// What the occurrences of one field have left so far, borrowing the parsed
-/// body; values are cloned once, by [`build`].
+/// body; values are moved out of it by [`build`].
 enum Acc<'j> {
     /// Present with no effect yet (a scalar or struct set to null): left out.
     Unset,
     /// The last value (a scalar, opaque value, or a reset to null).
-    Last(&'j Json),
+    Last(&'j mut Json),
+    /// A slice of values that came once: the parsed array as it is.
+    Whole(&'j mut Vec<Json>),
     /// A slice or a fixed-size array, element by element.
     Slice(SliceAcc<'j>),
-    /// A map: each key once, where it first came, with its last value.
-    Map(MapAcc<'j, &'j (String, Json)>),
+    /// A map: its objects in order, merged by [`merge_map`] when built.
+    Map(Vec<&'j mut Vec<(String, Json)>>),
     /// A map of structs, its values decoded.
     MapOf(MapAcc<'j, (&'j str, Json)>),
     /// A struct: its fields so far, in the order they first came.
@@ -288,17 +283,27 @@ enum Elem<'j> {
     /// The zero value: a fresh element, or a pointer element reset to nil.
     Zero,
     /// A string, number, or a value the proxy does not inspect, as it came.
-    Value(&'j Json),
+    Value(&'j mut Json),
     /// A struct element's fields so far.
     Struct(Vec<Slot<'j>>),
 }
 
-impl SliceAcc<'_> {
+impl<'j> SliceAcc<'j> {
     fn nil() -> Self {
         SliceAcc {
             backing: Vec::new(),
             len: 0,
         }
+    }
+
+    /// A nil slice with an array of values decoded into it.
+    fn of_values(items: &'j mut [Json]) -> Self {
+        let mut slice = SliceAcc::nil();
+        for (i, item) in items.iter_mut().enumerate() {
+            slice.grow_to(i);
+            decode_value_element(&mut slice.backing[i], item);
+        }
+        slice
     }
 
     /// Makes room for element `i` as `reflect`'s growth does: a new backing
@@ -351,13 +356,14 @@ impl<'j> Decoder<'_> {
     fn merge(
         &mut self,
         slots: &mut Vec<Slot<'j>>,
-        entries: &'j [(String, Json)],
+        entries: &'j mut [(String, Json)],
         fields: &[Field],
         path: Path,
     ) -> Result<(), TypeError> {
         // Built once, and only if a key is unknown or a value is wrong.
         let mut parent: Option<String> = None;
         for (key, value) in entries {
+            let key: &str = key;
             let Some(index) = field_index(fields, key) else {
                 let parent = parent.get_or_insert_with(path);
                 self.unknown.push(child(parent, key));
@@ -383,21 +389,18 @@ impl<'j> Decoder<'_> {
     fn assign(
         &mut self,
         slot: &mut Acc<'j>,
-        value: &'j Json,
+        value: &'j mut Json,
         kind: Kind,
         path: Path,
     ) -> Result<(), TypeError> {
         match (kind, value) {
             (Kind::Opaque, value) => *slot = Acc::Last(value),
             (Kind::Scalar, Json::Null) => {}
-            (Kind::Scalar, Json::Array(_) | Json::Object(_)) => {
+            (Kind::Scalar | Kind::Nullable, value @ (Json::Array(_) | Json::Object(_))) => {
                 return Err(type_error(path, "a boolean, number or string", value))
             }
             (Kind::Scalar, value) => *slot = Acc::Last(value),
             (Kind::Nullable, Json::Null) => *slot = Acc::Unset,
-            (Kind::Nullable, Json::Array(_) | Json::Object(_)) => {
-                return Err(type_error(path, "a boolean, number or string", value))
-            }
             (Kind::Nullable, value) => *slot = Acc::Last(value),
             (Kind::Struct(_) | Kind::Array(_), Json::Null) => {}
             (
@@ -408,11 +411,15 @@ impl<'j> Decoder<'_> {
                 | Kind::Map
                 | Kind::MapOf(_)
                 | Kind::Pointer(_),
-                Json::Null,
+                value @ Json::Null,
             ) => *slot = Acc::Last(value),
             (Kind::Slice | Kind::SliceOf(_) | Kind::SliceOfPointers(_), Json::Array(items)) => {
-                let slice = take_slice(slot);
-                self.decode_slice(slice, items, kind, path)?;
+                if matches!(kind, Kind::Slice) && !matches!(slot, Acc::Whole(_) | Acc::Slice(_)) {
+                    *slot = Acc::Whole(items);
+                } else {
+                    let slice = take_slice(slot);
+                    self.decode_slice(slice, items, kind, path)?;
+                }
             }
             (Kind::Array(len) | Kind::ArrayPointer(len), Json::Array(items)) => {
                 let array = take_slice(slot);
@@ -420,23 +427,19 @@ impl<'j> Decoder<'_> {
                     array.backing.resize_with(len, || Elem::Zero);
                     array.len = len;
                 }
+                let given = items.len();
                 for (element, item) in array.backing.iter_mut().zip(items) {
                     decode_value_element(element, item);
                 }
                 // Go zeroes what the array did not reach.
-                for element in array.backing.iter_mut().skip(items.len()) {
+                for element in array.backing.iter_mut().skip(given) {
                     *element = Elem::Zero;
                 }
             }
-            (Kind::Map, Json::Object(entries)) => {
-                if !matches!(slot, Acc::Map(_)) {
-                    *slot = Acc::Map(MapAcc::with_capacity(entries.len()));
-                }
-                let Acc::Map(map) = slot else { unreachable!() };
-                for entry in entries {
-                    map.insert(&entry.0, entry);
-                }
-            }
+            (Kind::Map, Json::Object(entries)) => match slot {
+                Acc::Map(objects) => objects.push(entries),
+                slot => *slot = Acc::Map(vec![entries]),
+            },
             (Kind::MapOf(fields), Json::Object(entries)) => {
                 if !matches!(slot, Acc::MapOf(_)) {
                     *slot = Acc::MapOf(MapAcc::with_capacity(entries.len()));
@@ -445,6 +448,7 @@ impl<'j> Decoder<'_> {
                     unreachable!()
                 };
                 for (key, value) in entries {
+                    let key: &str = key;
                     let value =
                         self.element(value, fields, &|| format!("{}{}", path(), key_in_path(key)))?;
                     map.insert(key, (key, value));
@@ -479,7 +483,7 @@ impl<'j> Decoder<'_> {
     fn decode_slice(
         &mut self,
         slice: &mut SliceAcc<'j>,
-        items: &'j [Json],
+        items: &'j mut [Json],
         kind: Kind,
         path: Path,
     ) -> Result<(), TypeError> {
@@ -488,7 +492,8 @@ impl<'j> Decoder<'_> {
             *slice = SliceAcc::nil();
             return Ok(());
         }
-        for (i, item) in items.iter().enumerate() {
+        let len = items.len();
+        for (i, item) in items.iter_mut().enumerate() {
             slice.grow_to(i);
             let element = &mut slice.backing[i];
             match kind {
@@ -501,7 +506,7 @@ impl<'j> Decoder<'_> {
                 _ => decode_value_element(element, item),
             }
         }
-        slice.len = items.len();
+        slice.len = len;
         Ok(())
     }
 
@@ -510,7 +515,7 @@ impl<'j> Decoder<'_> {
     fn decode_struct_element(
         &mut self,
         element: &mut Elem<'j>,
-        item: &'j Json,
+        item: &'j mut Json,
         fields: &[Field],
         pointers: bool,
         path: Path,
@@ -533,7 +538,12 @@ impl<'j> Decoder<'_> {
     }
 
     /// One element of a slice or map of structs: a fresh struct (`null` is its zero value).
-    fn element(&mut self, item: &'j Json, fields: &[Field], path: Path) -> Result<Json, TypeError> {
+    fn element(
+        &mut self,
+        item: &'j mut Json,
+        fields: &[Field],
+        path: Path,
+    ) -> Result<Json, TypeError> {
         match item {
             Json::Null => Ok(Json::Object(Vec::new())),
             Json::Object(entries) => {
@@ -548,9 +558,11 @@ impl<'j> Decoder<'_> {
 
 /// The slice a slot holds, made a nil one first if it holds none.
 fn take_slice<'a, 'j>(slot: &'a mut Acc<'j>) -> &'a mut SliceAcc<'j> {
-    if !matches!(slot, Acc::Slice(_)) {
-        *slot = Acc::Slice(SliceAcc::nil());
-    }
+    *slot = match std::mem::replace(slot, Acc::Unset) {
+        Acc::Slice(slice) => Acc::Slice(slice),
+        Acc::Whole(items) => Acc::Slice(SliceAcc::of_values(items)),
+        _ => Acc::Slice(SliceAcc::nil()),
+    };
     let Acc::Slice(slice) = slot else {
         unreachable!()
     };
@@ -559,11 +571,11 @@ fn take_slice<'a, 'j>(slot: &'a mut Acc<'j>) -> &'a mut SliceAcc<'j> {
 
 /// An element that is not a struct: `null` leaves a string or number as it
 /// was, but resets a nested slice to nil; anything else replaces it.
-fn decode_value_element<'j>(element: &mut Elem<'j>, item: &'j Json) {
-    match (item, &element) {
+fn decode_value_element<'j>(element: &mut Elem<'j>, item: &'j mut Json) {
+    match (&*item, &element) {
         (Json::Null, Elem::Value(Json::Array(_))) => *element = Elem::Zero,
         (Json::Null, _) => {}
-        (item, _) => *element = Elem::Value(item),
+        _ => *element = Elem::Value(item),
     }
 }
 
@@ -593,7 +605,8 @@ fn build_struct(slots: Vec<Slot>, fields: &[Field]) -> Vec<(String, Json)> {
 fn build(acc: Acc, kind: Kind) -> Option<Json> {
     match acc {
         Acc::Unset => None,
-        Acc::Last(value) => Some(cloned(value)),
+        Acc::Last(value) => Some(std::mem::take(value)),
+        Acc::Whole(items) => Some(Json::Array(std::mem::take(items))),
         Acc::Slice(mut slice) => {
             slice.backing.truncate(slice.len);
             let elements = slice.backing.into_iter();
@@ -601,13 +614,7 @@ fn build(acc: Acc, kind: Kind) -> Option<Json> {
                 elements.map(|e| build_element(e, kind)).collect(),
             ))
         }
-        Acc::Map(map) => {
-            drop(map.index);
-            let entries = map.entries.into_iter();
-            Some(Json::Object(
-                entries.map(|(k, v)| (k.clone(), cloned(v))).collect(),
-            ))
-        }
+        Acc::Map(objects) => Some(Json::Object(merge_map(objects))),
         Acc::MapOf(map) => {
             drop(map.index);
             let entries = map.entries.into_iter();
@@ -626,7 +633,7 @@ fn build_element(element: Elem, kind: Kind) -> Json {
         (Elem::Zero, Kind::SliceOf(_)) => Json::Object(Vec::new()),
         (Elem::Zero, Kind::Array(_) | Kind::ArrayPointer(_)) => Json::Number(0.into()),
         (Elem::Zero, _) => Json::Null,
-        (Elem::Value(value), _) => cloned(value),
+        (Elem::Value(value), _) => std::mem::take(value),
         (Elem::Struct(slots), Kind::SliceOf(fields) | Kind::SliceOfPointers(fields)) => {
             Json::Object(build_struct(slots, fields))
         }
@@ -634,10 +641,50 @@ fn build_element(element: Elem, kind: Kind) -> Json {
     }
 }
 
-fn cloned(value: &Json) -> Json {
-    #[cfg(test)]
-    work::add(value.nodes());
-    value.clone()
+/// A map's objects merged as Go merges them into one map: exact keys, each
+/// once where it first came, with its last value. The entries are moved, the
+/// first object's in place.
+fn merge_map(objects: Vec<&mut Vec<(String, Json)>>) -> Vec<(String, Json)> {
+    let mut objects = objects.into_iter();
+    let mut entries = objects.next().map(std::mem::take).unwrap_or_default();
+    for object in objects {
+        entries.append(object);
+    }
+    let later = repeated_keys(&entries);
+    if later.is_empty() {
+        return entries;
+    }
+    let mut repeat = vec![false; entries.len()];
+    for (first, at) in later {
+        entries[first].1 = std::mem::take(&mut entries[at].1);
+        repeat[at] = true;
+    }
+    let mut at = 0;
+    entries.retain(|_| {
+        at += 1;
+        !repeat[at - 1]
+    });
+    entries
+}
+
+/// Each entry whose key came before, with where it first came, in order.
+/// The index holds positions only (4 bytes an entry), hashing the keys where they are.
+fn repeated_keys(entries: &[(String, Json)]) -> Vec<(usize, usize)> {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    let hash = |at: usize| state.hash_one(entries[at].0.as_str());
+    let mut index = hashbrown::HashTable::<u32>::with_capacity(entries.len());
+    let mut later = Vec::new();
+    for (at, (key, _)) in entries.iter().enumerate() {
+        work::add(1);
+        match index.find(hash(at), |&first| entries[first as usize].0 == *key) {
+            Some(&first) => later.push((first as usize, at)),
+            None => {
+                index.insert_unique(hash(at), at as u32, |&i| hash(i as usize));
+            }
+        }
+    }
+    later
 }
 
 fn type_error(path: Path, expected: &'static str, found: &Json) -> TypeError {
@@ -864,7 +911,7 @@ mod tests {
 
     fn decode(text: &str, fields: &[Field]) -> Json {
         Json::Object(
-            decode_struct(&Json::parse(text.as_bytes()).unwrap(), fields)
+            decode_struct(Json::parse(text.as_bytes()).unwrap(), fields)
                 .unwrap()
                 .fields,
         )
@@ -1000,12 +1047,21 @@ mod tests {
             OUTER,
         );
         assert_eq!(text(&v), r#"{"HostConfig":{"Labels":{"a":"3","A":"2"}}}"#);
+        // Within one object too: each key where it first came, its last value.
+        let v = decode(
+            r#"{"HostConfig":{"Labels":{"a":"1","b":"2","a":"3"},"Labels":{"c":"4","b":"5"},"Labels":{}}}"#,
+            OUTER,
+        );
+        assert_eq!(
+            text(&v),
+            r#"{"HostConfig":{"Labels":{"a":"3","b":"5","c":"4"}}}"#
+        );
     }
 
     #[test]
     fn unknown_keys_are_reported_and_left_out() {
         let body = br#"{"Foo":1,"Image":"x","foo":2,"HostConfig":{"Bar":1}}"#;
-        let decoded = decode_struct(&Json::parse(body).unwrap(), OUTER).unwrap();
+        let decoded = decode_struct(Json::parse(body).unwrap(), OUTER).unwrap();
         assert_eq!(decoded.unknown, ["Foo", "foo", "HostConfig.Bar"]);
         assert_eq!(
             text(&Json::Object(decoded.fields)),
@@ -1016,12 +1072,12 @@ mod tests {
     #[test]
     fn wrong_types_are_errors_naming_the_path() {
         let body = br#"{"HostConfig":{"CapAdd":"ALL"}}"#;
-        let err = decode_struct(&Json::parse(body).unwrap(), OUTER).unwrap_err();
+        let err = decode_struct(Json::parse(body).unwrap(), OUTER).unwrap_err();
         assert_eq!(
             err.to_string(),
             "HostConfig.CapAdd must be an array, not a string"
         );
-        let err = decode_struct(&Json::parse(b"[]").unwrap(), OUTER).unwrap_err();
+        let err = decode_struct(Json::parse(b"[]").unwrap(), OUTER).unwrap_err();
         assert_eq!(err.to_string(), "the body must be an object, not an array");
     }
 
@@ -1066,7 +1122,7 @@ mod tests {
     #[test]
     fn unknown_keys_of_a_repeated_struct_are_reported_once_each() {
         let body = br#"{"HostConfig":{"Bar":1},"HostConfig":{"Baz":2},"HostConfig":{}}"#;
-        let decoded = decode_struct(&Json::parse(body).unwrap(), OUTER).unwrap();
+        let decoded = decode_struct(Json::parse(body).unwrap(), OUTER).unwrap();
         assert_eq!(decoded.unknown, ["HostConfig.Bar", "HostConfig.Baz"]);
     }
 
@@ -1075,7 +1131,7 @@ mod tests {
         const MAPOF: &[Field] = &[field("M", Kind::MapOf(INNER))];
         let key = "k".repeat(1000);
         let body = format!(r#"{{"M":{{"{key}":{{"x":1,"y":2}}}}}}"#);
-        let decoded = decode_struct(&Json::parse(body.as_bytes()).unwrap(), MAPOF).unwrap();
+        let decoded = decode_struct(Json::parse(body.as_bytes()).unwrap(), MAPOF).unwrap();
         let shown = format!(r#"M["{}"…]"#, "k".repeat(64));
         assert_eq!(
             decoded.unknown,

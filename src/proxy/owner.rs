@@ -292,7 +292,7 @@ impl Upstream<'_> {
             ("Name".into(), Json::String(name.to_string())),
             ("Labels".into(), Json::Object(labels)),
         ]);
-        let body = policy::volume_create(self.policy, &request)?.to_vec();
+        let body = policy::volume_create(self.policy, request)?.to_vec();
         let (status, answer) = self
             .call(Method::POST, "/volumes/create", Some(body), "volume", name)
             .await?;

@@ -290,7 +290,7 @@ pub(super) const SAFE_SYSCTLS: &[&str] = &[
 pub(super) const LOG_DRIVERS: &[&str] = &["", "json-file", "local", "none"];
 
 /// Checks a container-create body and returns the canonical body to forward.
-pub fn container_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+pub fn container_create(policy: &Policy, body: Json) -> Result<Json, Reject> {
     let decoded = decode(body, CONTAINER_CREATE)?;
     refuse_unknown_host_config_keys(&decoded.unknown)?;
     let mut request = decoded.fields;
@@ -347,7 +347,7 @@ pub(super) fn label_mounted_volumes(
 }
 
 /// Checks a container-update body: the same resource rules as create.
-pub fn container_update(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+pub fn container_update(policy: &Policy, body: Json) -> Result<Json, Reject> {
     let mut request = decode(body, CONTAINER_UPDATE)?.fields;
     check_resources(policy, &request)?;
     apply_budget(policy, &mut request, Budget::Update)?;
@@ -402,7 +402,7 @@ fn apply_budget(
 }
 
 /// Checks an exec-create body and returns the canonical body to forward.
-pub fn exec_create(body: &Json) -> Result<Json, Reject> {
+pub fn exec_create(body: Json) -> Result<Json, Reject> {
     let request = decode(body, EXEC_CREATE)?.fields;
     if boolean(&request, "Privileged", "Privileged")? {
         return Err(Reject::forbidden(
@@ -935,7 +935,7 @@ mod tests {
 
     fn create_with(policy: &Policy, body: &str) -> Result<String, Reject> {
         let body = Json::parse(body.as_bytes()).expect("test body is JSON");
-        container_create(policy, &body).map(|v| display(&v))
+        container_create(policy, body).map(|v| display(&v))
     }
 
     /// Each hostile body with the rule that must refuse it.
@@ -1383,7 +1383,7 @@ mod tests {
 
     #[test]
     fn privileged_exec_is_refused_and_plain_exec_allowed() {
-        let exec = |body: &str| exec_create(&Json::parse(body.as_bytes()).unwrap());
+        let exec = |body: &str| exec_create(Json::parse(body.as_bytes()).unwrap());
         assert_eq!(
             exec(r#"{"Cmd":["sh"],"privileged":true}"#)
                 .unwrap_err()
@@ -1405,7 +1405,7 @@ mod tests {
     #[test]
     fn update_applies_the_resource_rules() {
         let update = |body: &str| {
-            container_update(&Policy::default(), &Json::parse(body.as_bytes()).unwrap())
+            container_update(&Policy::default(), Json::parse(body.as_bytes()).unwrap())
         };
         assert_eq!(
             update(r#"{"Devices":[{"PathOnHost":"/dev/sda"}]}"#)
@@ -1517,7 +1517,7 @@ mod tests {
             higher.message
         );
         let update =
-            |body: &str| container_update(&injecting(), &Json::parse(body.as_bytes()).unwrap());
+            |body: &str| container_update(&injecting(), Json::parse(body.as_bytes()).unwrap());
         assert_eq!(
             update(r#"{"Memory":1073741824}"#).unwrap_err().rule,
             "budget"

@@ -121,7 +121,7 @@ fn check_build_ulimits(text: &str) -> Result<(), Reject> {
         Reject::bad_request("query", format!("the ulimits parameter is not JSON: {err}"))
     })?;
     let decoded = decode(
-        &Json::Object(vec![("Ulimits".into(), json)]),
+        Json::Object(vec![("Ulimits".into(), json)]),
         &[field("Ulimits", Kind::SliceOfPointers(ULIMIT))],
     )?;
     check_ulimits(array(&decoded.fields, "Ulimits"), "ulimits")
@@ -215,7 +215,7 @@ pub(super) fn check_dockerfile_line(line: &str) -> Result<(), Reject> {
 /// `POST /commit`'s body: a container config (decoded like a create's)
 /// merged into the image's; its working directory and `OnBuild` triggers
 /// get the rules of [`check_changes`].
-pub fn commit_config(body: &Json) -> Result<Json, Reject> {
+pub fn commit_config(body: Json) -> Result<Json, Reject> {
     let config = decode(body, CONFIG)?.fields;
     check_dir_path(string(&config, "WorkingDir", "WorkingDir")?, "WorkingDir")?;
     for trigger in array(&config, "OnBuild") {
@@ -237,7 +237,7 @@ const VOLUME_CREATE: &[Field] = &[
 
 /// Checks `POST /volumes/create`: the local driver, without options (its
 /// `type`/`o`/`device` options mount host paths, block devices or NFS).
-pub fn volume_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+pub fn volume_create(policy: &Policy, body: Json) -> Result<Json, Reject> {
     let mut request = decode(body, VOLUME_CREATE)?.fields;
     if !matches!(string(&request, "Driver", "Driver")?, "" | "local") {
         return Err(Reject::forbidden(
@@ -315,7 +315,7 @@ const NETWORK_OPTIONS: &[&str] = &[MTU_OPTION, "com.docker.network.bridge.enable
 /// Checks `POST /networks/create`: bridge networks (and overlay networks when
 /// swarm is enabled) with the default IPAM and no options that name or
 /// reconfigure host interfaces.
-pub fn network_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+pub fn network_create(policy: &Policy, body: Json) -> Result<Json, Reject> {
     let mut request = decode(body, NETWORK_CREATE)?.fields;
     let swarm = policy.allows(Family::Swarm);
     let driver = string(&request, "Driver", "Driver")?;
@@ -385,7 +385,7 @@ const NETWORK_CONNECT: &[Field] = &[
 ];
 
 /// Checks `POST /networks/{id}/connect`: the endpoint rules of create.
-pub fn network_connect(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+pub fn network_connect(policy: &Policy, body: Json) -> Result<Json, Reject> {
     let request = decode(body, NETWORK_CONNECT)?.fields;
     if let Some(Json::Object(endpoint)) = get(&request, "EndpointConfig") {
         check_endpoint(policy, endpoint, "EndpointConfig")?;
@@ -397,7 +397,7 @@ const NETWORK_DISCONNECT: &[Field] = &[field("Container", Scalar), field("Force"
 
 /// Canonicalises `POST /networks/{id}/disconnect`, so the `Container` the
 /// owner check reads is the one dockerd reads.
-pub fn network_disconnect(body: &Json) -> Result<Json, Reject> {
+pub fn network_disconnect(body: Json) -> Result<Json, Reject> {
     Ok(Json::Object(decode(body, NETWORK_DISCONNECT)?.fields))
 }
 
@@ -558,14 +558,14 @@ mod tests {
 
     #[test]
     fn commit_bodies_keep_working_directories_out_of_proc() {
-        assert!(commit_config(&body(r#"{"WorkingDir":"/app","OnBuild":["RUN true"]}"#)).is_ok());
+        assert!(commit_config(body(r#"{"WorkingDir":"/app","OnBuild":["RUN true"]}"#)).is_ok());
         for hostile in [
             r#"{"WorkingDir":"/./proc/self/fd/7"}"#,
             r#"{"workingdir":"/proc"}"#,
             r#"{"OnBuild":["WORKDIR /proc/self/fd/7"]}"#,
         ] {
             assert_eq!(
-                commit_config(&body(hostile)).unwrap_err().rule,
+                commit_config(body(hostile)).unwrap_err().rule,
                 "working-dir",
                 "{hostile}"
             );
@@ -578,7 +578,7 @@ mod tests {
         let create = |ipam: &str| {
             network_create(
                 &policy,
-                &body(&format!(r#"{{"Name":"n","IPAM":{{"Config":{ipam}}}}}"#)),
+                body(&format!(r#"{{"Name":"n","IPAM":{{"Config":{ipam}}}}}"#)),
             )
         };
         assert!(create(r#"[{"Subnet":"172.30.0.0/16","Gateway":"172.30.0.1"}]"#).is_ok());
@@ -596,7 +596,7 @@ mod tests {
         let connect = |endpoint: &str| {
             network_connect(
                 &policy,
-                &body(&format!(
+                body(&format!(
                     r#"{{"Container":"c","EndpointConfig":{endpoint}}}"#
                 )),
             )
@@ -631,12 +631,12 @@ mod tests {
     fn volumes_with_bind_like_options_are_refused() {
         assert!(volume_create(
             &Policy::default(),
-            &body(r#"{"Name":"data","Labels":{"a":"b"}}"#)
+            body(r#"{"Name":"data","Labels":{"a":"b"}}"#)
         )
         .is_ok());
         let bind = r#"{"Name":"x","DriverOpts":{"type":"none","o":"bind","device":"/"}}"#;
         assert_eq!(
-            volume_create(&Policy::default(), &body(bind))
+            volume_create(&Policy::default(), body(bind))
                 .unwrap_err()
                 .rule,
             "volume-options"
@@ -644,14 +644,14 @@ mod tests {
         assert_eq!(
             volume_create(
                 &Policy::default(),
-                &body(r#"{"driveropts":{"device":"/dev/sda1"}}"#)
+                body(r#"{"driveropts":{"device":"/dev/sda1"}}"#)
             )
             .unwrap_err()
             .rule,
             "volume-options"
         );
         assert_eq!(
-            volume_create(&Policy::default(), &body(r#"{"Driver":"sshfs"}"#))
+            volume_create(&Policy::default(), body(r#"{"Driver":"sshfs"}"#))
                 .unwrap_err()
                 .rule,
             "volume-driver"
@@ -662,7 +662,7 @@ mod tests {
     fn networks_stay_on_bridges_without_host_options() {
         assert!(network_create(
             &Policy::default(),
-            &body(
+            body(
                 r#"{"Name":"n","Driver":"bridge","IPAM":{"Config":[{"Subnet":"172.30.9.0/24"}]}}"#
             )
         )
@@ -670,7 +670,7 @@ mod tests {
         assert_eq!(
             network_create(
                 &Policy::default(),
-                &body(r#"{"Name":"n","Driver":"macvlan","Options":{"parent":"eth0"}}"#)
+                body(r#"{"Name":"n","Driver":"macvlan","Options":{"parent":"eth0"}}"#)
             )
             .unwrap_err()
             .rule,
@@ -679,7 +679,7 @@ mod tests {
         assert_eq!(
             network_create(
                 &Policy::default(),
-                &body(r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"eth0"}}"#)
+                body(r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"eth0"}}"#)
             )
             .unwrap_err()
             .rule,
@@ -688,28 +688,28 @@ mod tests {
         assert_eq!(
             network_create(
                 &Policy::default(),
-                &body(r#"{"Name":"n","IPAM":{"Driver":"x"}}"#)
+                body(r#"{"Name":"n","IPAM":{"Driver":"x"}}"#)
             )
             .unwrap_err()
             .rule,
             "network-ipam"
         );
         assert_eq!(
-            network_create(&Policy::default(), &body(r#"{"Name":"n","Ingress":true}"#))
+            network_create(&Policy::default(), body(r#"{"Name":"n","Ingress":true}"#))
                 .unwrap_err()
                 .rule,
             "swarm"
         );
         let connect = r#"{"Container":"c","EndpointConfig":{"DriverOpts":{"com.docker.network.endpoint.sysctls":"x"}}}"#;
         assert_eq!(
-            network_connect(&Policy::default(), &body(connect))
+            network_connect(&Policy::default(), body(connect))
                 .unwrap_err()
                 .rule,
             "endpoint-sysctl"
         );
         let connect = r#"{"Container":"c","EndpointConfig":{"DriverOpts":{"com.docker.network.endpoint.macaddress":"x"}}}"#;
         assert_eq!(
-            network_connect(&Policy::default(), &body(connect))
+            network_connect(&Policy::default(), body(connect))
                 .unwrap_err()
                 .rule,
             "endpoint-driver-opts"
@@ -720,7 +720,7 @@ mod tests {
     fn connect_takes_the_endpoint_fields_of_api_1_44_to_1_54() {
         let connect = r#"{"Container":"c","EndpointConfig":{"MacAddress":"02:42:ac:11:00:09","GwPriority":5,"DriverOpts":{"com.docker.network.endpoint.sysctls":"net.ipv4.conf.IFNAME.arp_ignore=1"}}}"#;
         assert_eq!(
-            network_connect(&Policy::default(), &body(connect))
+            network_connect(&Policy::default(), body(connect))
                 .unwrap()
                 .to_vec(),
             connect.as_bytes()
@@ -731,7 +731,7 @@ mod tests {
     fn enable_ipv4_reaches_the_tenant_s_own_network() {
         let forwarded = network_create(
             &Policy::default(),
-            &body(r#"{"Name":"n","enableipv4":false,"EnableIPv6":true}"#),
+            body(r#"{"Name":"n","enableipv4":false,"EnableIPv6":true}"#),
         )
         .unwrap();
         assert_eq!(
@@ -756,12 +756,12 @@ mod tests {
         let labels: serde_json::Value = serde_json::from_str(q.first("labels").unwrap()).unwrap();
         assert_eq!(labels, serde_json::json!({"owner":"ci-42","a":"b"}));
         let volume =
-            volume_create(&policy, &body(r#"{"Name":"v","labels":{"owner":"x"}}"#)).unwrap();
+            volume_create(&policy, body(r#"{"Name":"v","labels":{"owner":"x"}}"#)).unwrap();
         assert_eq!(
             String::from_utf8(volume.to_vec()).unwrap(),
             r#"{"Name":"v","Labels":{"owner":"ci-42"}}"#
         );
-        let network = network_create(&policy, &body(r#"{"Name":"n"}"#)).unwrap();
+        let network = network_create(&policy, body(r#"{"Name":"n"}"#)).unwrap();
         assert_eq!(
             String::from_utf8(network.to_vec()).unwrap(),
             r#"{"Name":"n","Labels":{"owner":"ci-42"}}"#
@@ -772,7 +772,7 @@ mod tests {
     fn overlay_networks_only_when_swarm_is_enabled() {
         let overlay = r#"{"Name":"o","Driver":"overlay","Scope":"swarm","Attachable":true,"Options":{"encrypted":""}}"#;
         assert_eq!(
-            network_create(&Policy::default(), &body(overlay))
+            network_create(&Policy::default(), body(overlay))
                 .unwrap_err()
                 .rule,
             "network-driver"
@@ -781,7 +781,7 @@ mod tests {
             allow: [Family::Swarm].into(),
             ..Policy::default()
         };
-        assert!(network_create(&swarm, &body(overlay)).is_ok());
+        assert!(network_create(&swarm, body(overlay)).is_ok());
         for (hostile, rule) in [
             (r#"{"Name":"o","Driver":"macvlan"}"#, "network-driver"),
             (r#"{"Name":"o","Driver":"overlay","Ingress":true}"#, "swarm"),
@@ -795,7 +795,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                network_create(&swarm, &body(hostile)).unwrap_err().rule,
+                network_create(&swarm, body(hostile)).unwrap_err().rule,
                 rule,
                 "{hostile}"
             );
@@ -808,14 +808,14 @@ mod tests {
             network_mtu: Some(1400),
             ..Policy::default()
         };
-        let forwarded = network_create(&policy, &body(r#"{"Name":"n"}"#)).unwrap();
+        let forwarded = network_create(&policy, body(r#"{"Name":"n"}"#)).unwrap();
         assert_eq!(
             String::from_utf8(forwarded.to_vec()).unwrap(),
             r#"{"Name":"n","Options":{"com.docker.network.driver.mtu":"1400"}}"#
         );
         let chosen = network_create(
             &policy,
-            &body(r#"{"Name":"n","Options":{"com.docker.network.driver.mtu":"1300"}}"#),
+            body(r#"{"Name":"n","Options":{"com.docker.network.driver.mtu":"1300"}}"#),
         )
         .unwrap();
         assert!(String::from_utf8(chosen.to_vec())

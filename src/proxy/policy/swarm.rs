@@ -183,7 +183,7 @@ const SERVICE_SPEC: &[Field] = &[
 /// Checks a service create or update body (`swarm.ServiceSpec`; an update
 /// replaces the whole spec) and returns the canonical body to forward, with
 /// the labels on the service and on its containers.
-pub fn service_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+pub fn service_create(policy: &Policy, body: Json) -> Result<Json, Reject> {
     let decoded = decode(body, SERVICE_SPEC)?;
     refuse_unknown_keys(&decoded.unknown, "TaskTemplate.ContainerSpec.")?;
     refuse_unknown_keys(&decoded.unknown, "TaskTemplate.ContainerSpec.Privileges.")?;
@@ -449,7 +449,7 @@ const CONFIG_SPEC: &[Field] = &[
 
 /// Checks a secret create or update body: no secret driver (a plugin), the
 /// built-in templating only; the labels set.
-pub fn secret_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+pub fn secret_create(policy: &Policy, body: Json) -> Result<Json, Reject> {
     let mut spec = decode(body, SECRET_SPEC)?.fields;
     if let Some(Json::Object(driver)) = get(&spec, "Driver") {
         let name = string(driver, "Name", "Driver.Name")?;
@@ -468,7 +468,7 @@ pub fn secret_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
 
 /// Checks a config create or update body: the built-in templating only; the
 /// labels set.
-pub fn config_create(policy: &Policy, body: &Json) -> Result<Json, Reject> {
+pub fn config_create(policy: &Policy, body: Json) -> Result<Json, Reject> {
     let mut spec = decode(body, CONFIG_SPEC)?.fields;
     check_templating(&spec)?;
     inject_labels(&mut spec, &policy.injected_labels());
@@ -530,7 +530,7 @@ const SWARM_INIT: &[Field] = &[
 /// Checks `POST /swarm/init` (`init`: an `InitRequest`) or `/swarm/update`
 /// (a `Spec`): no external CA (the managers would call its URL) and a task
 /// log driver the containers could have too.
-pub fn swarm_init(body: &Json, init: bool) -> Result<Json, Reject> {
+pub fn swarm_init(body: Json, init: bool) -> Result<Json, Reject> {
     let request = decode(body, if init { SWARM_INIT } else { SWARM_SPEC })?.fields;
     let spec = match init {
         true => match get(&request, "Spec") {
@@ -571,7 +571,7 @@ const CHECKPOINT_CREATE: &[Field] = &[
 
 /// Checks `POST /containers/{id}/checkpoints`: the default directory only
 /// (`CheckpointDir` is any directory on the daemon's host).
-pub fn checkpoint_create(body: &Json) -> Result<Json, Reject> {
+pub fn checkpoint_create(body: Json) -> Result<Json, Reject> {
     let request = decode(body, CHECKPOINT_CREATE)?.fields;
     if !string(&request, "CheckpointDir", "CheckpointDir")?.is_empty() {
         return Err(Reject::forbidden(
@@ -617,7 +617,7 @@ mod tests {
     }
 
     fn service_with(policy: &Policy, spec: &str) -> Result<String, Reject> {
-        service_create(policy, &body(spec)).map(|v| display(&v))
+        service_create(policy, body(spec)).map(|v| display(&v))
     }
 
     fn container_spec(fields: &str) -> String {
@@ -791,23 +791,23 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(
-            display(&secret_create(&policy, &body(r#"{"Name":"s","Data":"eA=="}"#)).unwrap()),
+            display(&secret_create(&policy, body(r#"{"Name":"s","Data":"eA=="}"#)).unwrap()),
             r#"{"Name":"s","Data":"eA==","Labels":{"owner":"t1"}}"#
         );
         assert_eq!(
-            secret_create(&policy, &body(r#"{"Name":"s","Driver":{"Name":"vault"}}"#))
+            secret_create(&policy, body(r#"{"Name":"s","Driver":{"Name":"vault"}}"#))
                 .unwrap_err()
                 .rule,
             "secret-driver"
         );
         assert_eq!(
             display(
-                &config_create(&policy, &body(r#"{"name":"c","labels":{"owner":"x"}}"#)).unwrap()
+                &config_create(&policy, body(r#"{"name":"c","labels":{"owner":"x"}}"#)).unwrap()
             ),
             r#"{"Name":"c","Labels":{"owner":"t1"}}"#
         );
         assert_eq!(
-            config_create(&policy, &body(r#"{"Templating":{"Name":"plugin"}}"#))
+            config_create(&policy, body(r#"{"Templating":{"Name":"plugin"}}"#))
                 .unwrap_err()
                 .rule,
             "templating"
@@ -816,10 +816,10 @@ mod tests {
 
     #[test]
     fn swarm_specs_refuse_external_cas_and_remote_log_drivers() {
-        assert!(swarm_init(&body(r#"{"ListenAddr":"0.0.0.0:2377","Spec":{}}"#), true).is_ok());
+        assert!(swarm_init(body(r#"{"ListenAddr":"0.0.0.0:2377","Spec":{}}"#), true).is_ok());
         assert_eq!(
             swarm_init(
-                &body(r#"{"Spec":{"CAConfig":{"ExternalCAs":[{"URL":"http://10.0.0.1"}]}}}"#),
+                body(r#"{"Spec":{"CAConfig":{"ExternalCAs":[{"URL":"http://10.0.0.1"}]}}}"#),
                 true
             )
             .unwrap_err()
@@ -828,7 +828,7 @@ mod tests {
         );
         assert_eq!(
             swarm_init(
-                &body(r#"{"TaskDefaults":{"LogDriver":{"Name":"gelf"}}}"#),
+                body(r#"{"TaskDefaults":{"LogDriver":{"Name":"gelf"}}}"#),
                 false
             )
             .unwrap_err()
@@ -839,9 +839,9 @@ mod tests {
 
     #[test]
     fn checkpoints_stay_in_the_default_directory() {
-        assert!(checkpoint_create(&body(r#"{"CheckpointID":"c1"}"#)).is_ok());
+        assert!(checkpoint_create(body(r#"{"CheckpointID":"c1"}"#)).is_ok());
         assert_eq!(
-            checkpoint_create(&body(r#"{"CheckpointID":"c1","checkpointdir":"/etc"}"#))
+            checkpoint_create(body(r#"{"CheckpointID":"c1","checkpointdir":"/etc"}"#))
                 .unwrap_err()
                 .rule,
             "checkpoint-dir"

@@ -6,7 +6,7 @@
 use super::Reject;
 use crate::proxy::gojson::{decode_struct, get, Decoded, Field, Json};
 
-pub(super) fn decode(body: &Json, fields: &[Field]) -> Result<Decoded, Reject> {
+pub(super) fn decode(body: Json, fields: &[Field]) -> Result<Decoded, Reject> {
     decode_struct(body, fields).map_err(|err| Reject::bad_request("body-type", err))
 }
 
