@@ -22,7 +22,6 @@ use dindbox::proxy::policy::{
     container_create, container_create_fields, exec_create, exec_create_fields, Policy,
 };
 use dindbox::proxy::query::Query;
-use dindbox::proxy::route::Endpoint;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::Method;
 use proptest::collection::vec;
@@ -365,7 +364,7 @@ fn our_admission(request: &FormRequest, headers: &HeaderMap) -> (bool, bool) {
     let json_accepted = admit(&policy, &Method::POST, &create, headers).is_ok()
         && check_body(
             &policy,
-            Endpoint::ContainerCreate,
+            dindbox::proxy::policy::container_create,
             headers,
             br#"{"Image":"busybox"}"#,
         )

@@ -1189,7 +1189,6 @@ mod tests {
     /// The decoder's work (parse included) on a create body through the policy.
     fn create_work(body: &str) -> u64 {
         use crate::proxy::policy::Policy;
-        use crate::proxy::route::Endpoint;
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -1198,7 +1197,7 @@ mod tests {
         let (checked, work) = work::of(|| {
             crate::proxy::check::check_body(
                 &Policy::default(),
-                Endpoint::ContainerCreate,
+                crate::proxy::policy::container_create,
                 &headers,
                 body.as_bytes(),
             )

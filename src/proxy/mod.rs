@@ -484,15 +484,14 @@ impl Proxy {
     ) -> Result<(Request<Body>, Option<OwnedSemaphorePermit>), Reject> {
         let (mut parts, body) = req.into_parts();
         let mut budget = None;
-        let body = if check::inspects_body(route.endpoint) {
+        let body = if let Some(rule) = check::body_rule(route.endpoint) {
             budget = Some(self.reserve_body(&parts.headers).await?);
             let bytes = read_bounded(body, content_length(&parts.headers)).await?;
             let size = bytes.len();
-            let (policy, endpoint, headers) =
-                (self.policy.clone(), route.endpoint, parts.headers.clone());
+            let (policy, headers) = (self.policy.clone(), parts.headers.clone());
             let mut checked = self
                 .off_runtime(size, move || {
-                    check::check_body(&policy, endpoint, &headers, &bytes)
+                    check::check_body(&policy, rule, &headers, &bytes)
                 })
                 .await??;
             if let Some(checked) = &mut checked {

@@ -568,7 +568,7 @@ mod tests {
     use http::Method;
 
     use super::*;
-    use crate::proxy::check::{admit, check_body, inspects_body};
+    use crate::proxy::check::{admit, body_rule, check_body};
     use crate::proxy::policy::{Family, Policy, Reject};
 
     #[test]
@@ -601,8 +601,8 @@ mod tests {
             headers.insert(CONTENT_TYPE, "application/json".parse().unwrap());
         }
         let route = admit(&policy, &method, &target.parse().unwrap(), &headers)?;
-        if let (Some(body), true) = (body, inspects_body(route.endpoint)) {
-            check_body(&policy, route.endpoint, &headers, body.as_bytes())?;
+        if let (Some(body), Some(rule)) = (body, body_rule(route.endpoint)) {
+            check_body(&policy, rule, &headers, body.as_bytes())?;
         }
         Ok(())
     }
