@@ -72,8 +72,9 @@ pub struct GraphdriverArgs {
     /// The storage driver; default: overlay where the kernel allows it, else vfs.
     #[arg(long, value_enum, env = "DINDBOX_GD_DRIVER")]
     pub driver: Option<DriverKind>,
-    /// The most bytes the container's layers may take (suffixes K, M, G, T: powers of 1024).
-    #[arg(long, value_parser = parse_bytes, env = "DINDBOX_GD_MAX_BYTES")]
+    /// The most bytes the container's layers may take: a size such as 20G (suffixes b, k, m, g,
+    /// t, optionally followed by b, in any case; powers of 1024).
+    #[arg(long, value_parser = crate::bytesize::parse, env = "DINDBOX_GD_MAX_BYTES")]
     pub max_bytes: Option<u64>,
     /// Where ROOT/CONTAINER is bind-mounted inside the container.
     #[arg(long, default_value = "/var/lib/docker")]
@@ -81,33 +82,6 @@ pub struct GraphdriverArgs {
     /// Log every call (debug level).
     #[arg(long)]
     pub debug: bool,
-}
-
-/// `1048576`, `512K`, `10G`, `1T`.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, shift) = match text.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => {
-                    return Err(format!(
-                        "{text:?}: unknown size suffix {c:?} (use K, M, G or T)"
-                    ))
-                }
-            };
-            (&text[..i], shift)
-        }
-        _ => (text, 0),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a byte count like 1048576 or 10G"))?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{text:?} is too big"))
 }
 
 /// What the server was started with, validated.
@@ -1139,17 +1113,6 @@ mod tests {
             assert_eq!(got, want.map(|(m, s)| (m.to_string(), s)), "{path}");
         }
         assert_eq!(shared_propagation("", Path::new("/x")), None);
-    }
-
-    #[test]
-    fn byte_counts_parse_with_suffixes() {
-        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
-        assert_eq!(parse_bytes("512K"), Ok(512 << 10));
-        assert_eq!(parse_bytes("10g"), Ok(10 << 30));
-        assert_eq!(parse_bytes("2T"), Ok(2 << 40));
-        assert!(parse_bytes("10X").is_err());
-        assert!(parse_bytes("").is_err());
-        assert!(parse_bytes("99999999999T").is_err());
     }
 
     #[test]
