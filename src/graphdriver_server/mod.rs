@@ -6,11 +6,18 @@
 //! keeps the container's layers in its own protected directory on the host
 //! (`<root>/<container>/…`, re-rooted from the Home the daemon sends in
 //! `Init`) and does the storage work there: overlay mounts, copies, tar
-//! apply and diff. Everything it receives is treated as hostile.
+//! apply and diff. Everything it receives is treated as hostile. (The box's
+//! side, the plugin spec and dockerd's flags, is `init::graphdriver_plugin`.)
 //!
-//! - [`protocol`]: wire types and ID validation;
-//! - [`server`]: the socket, dispatch, Init re-rooting, path translation;
-//! - [`overlay`] and [`vfs`]: the two drivers behind [`Driver`];
+//! - [`cli`]: the flags and the validated [`Config`];
+//! - [`protocol`]: wire types, the [`Call`](protocol::Call)s, ID validation;
+//! - [`server`]: the socket, the serving loop, dispatch by call;
+//! - [`calls`]: `Init` and the JSON calls on the driver;
+//! - [`stream`]: `ApplyDiff` and `Diff`, streamed through bounded channels;
+//! - [`response`]: replies, errors and bounded request bodies;
+//! - [`home`]: Init's Home re-rooted and opened, its driver, its record;
+//! - [`session`]: one opened Home, its driver and its usage for `--max-bytes`;
+//! - [`driver`]: the [`Driver`] trait; [`overlay`] and [`vfs`] implement it;
 //! - [`archive`], [`changes`]: tar apply/produce with whiteouts, tree diffs;
 //! - [`beneath`]: file access that cannot be steered out of the tree.
 
@@ -18,205 +25,70 @@
 
 pub mod archive;
 pub mod beneath;
+pub mod calls;
 pub mod changes;
+pub mod cli;
+pub mod driver;
+pub mod home;
 pub mod overlay;
 pub mod protocol;
+pub mod response;
 pub mod server;
+pub mod session;
+pub mod stream;
 pub mod vfs;
 
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
-use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use self::archive::{ArchiveError, DiffItem, Quota, QuotaError};
-use self::beneath::Dir;
-use self::protocol::{Change, IdError, LayerId};
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
-pub use self::server::{main, GraphdriverArgs};
+pub use self::cli::{Config, GraphdriverArgs};
+pub use self::driver::{DiffSource, Driver, DriverError, DriverKind, LayerDirs};
+use self::overlay::SysMounter;
+use self::server::Server;
 
-/// The storage operations behind the protocol. Paths are host paths; the
-/// server translates them to the container's view. Calls block (they are
-/// run off the async threads).
-pub trait Driver: Send + Sync {
-    fn name(&self) -> &'static str;
-    /// Creates an empty layer on `parent` (`rw`: a container layer).
-    fn create(
-        &self,
-        id: &LayerId,
-        parent: Option<&LayerId>,
-        rw: bool,
-        quota: &mut Quota,
-    ) -> Result<(), DriverError>;
-    fn remove(&self, id: &LayerId) -> Result<(), DriverError>;
-    /// The layer's assembled file system (mounting it if needed).
-    fn get(&self, id: &LayerId) -> Result<PathBuf, DriverError>;
-    fn put(&self, id: &LayerId) -> Result<(), DriverError>;
-    fn exists(&self, id: &LayerId) -> bool;
-    fn status(&self) -> Vec<(String, String)>;
-    /// Path-valued metadata (several paths are joined with `:`).
-    fn metadata(&self, id: &LayerId) -> Result<BTreeMap<String, Vec<PathBuf>>, DriverError>;
-    fn cleanup(&self) -> Result<(), DriverError>;
-    fn changes(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<Vec<Change>, DriverError>;
-    /// What `Diff` will stream; errors here still become a non-200 answer.
-    fn diff(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<DiffSource, DriverError>;
-    fn apply_diff(
-        &self,
-        id: &LayerId,
-        parent: Option<&LayerId>,
-        tar: &mut dyn Read,
-        quota: &mut Quota,
-    ) -> Result<u64, DriverError>;
-    fn diff_size(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<u64, DriverError>;
-    /// Every layer on disk.
-    fn layers(&self) -> Result<Vec<LayerId>, DriverError>;
-    /// The bytes a layer takes on disk (for `--max-bytes`).
-    fn size(&self, id: &LayerId) -> Result<u64, DriverError>;
-}
-
-/// A directory of layer directories named by their IDs (vfs's `<home>/dir`,
-/// overlay's `<home>`): what both drivers do to one layer's directory itself.
-pub struct LayerDirs {
-    /// As the host names it (for messages and the paths handed out).
-    path: PathBuf,
-    dir: Dir,
-}
-
-impl LayerDirs {
-    pub fn new(path: PathBuf, dir: Dir) -> LayerDirs {
-        LayerDirs { path, dir }
-    }
-
-    /// Where layer `id` is, as the host names it.
-    pub fn layer_path(&self, id: &LayerId) -> PathBuf {
-        self.path.join(id.as_str())
-    }
-
-    /// Opens layer `id`'s directory (not following a symlink there).
-    pub fn open(&self, id: &LayerId) -> Result<Dir, DriverError> {
-        match self.dir.open_dir(OsStr::new(id.as_str())) {
-            Ok(dir) => Ok(dir),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                Err(DriverError::NotFound(id.clone()))
-            }
-            Err(err) => Err(DriverError::io("opening layer", id)(err)),
+/// Runs the server until SIGINT or SIGTERM.
+pub fn main(args: GraphdriverArgs) -> anyhow::Result<()> {
+    let config = cli::config(&args)?;
+    let socket = cli::socket_path(&args.socket)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the tokio runtime")?;
+    runtime.block_on(async {
+        let listener = server::bind(&socket).await?;
+        info!(
+            socket = %socket.display(),
+            root = %config.root.display(),
+            container = %config.container,
+            driver = ?config.driver.map(DriverKind::name),
+            max_bytes = ?config.max_bytes,
+            container_prefix = %config.container_prefix.display(),
+            "graphdriver server ready"
+        );
+        let server = Server::new(config, Arc::new(SysMounter));
+        // A restart (crash, upgrade) while the box's dockerd runs on: that
+        // daemon will not call Init again.
+        match server.resume() {
+            Ok(Some(home)) => info!(%home, "re-opened the Home of the previous run"),
+            Ok(None) => {}
+            Err(err) => warn!(error = %format!("{err:#}"), "could not re-open the Home of the previous run; waiting for the daemon's Init"),
         }
-    }
-
-    /// Refuses an `id` that is taken by anything, a layer or not.
-    pub fn ensure_absent(&self, id: &LayerId) -> Result<(), DriverError> {
-        let taken = self
-            .dir
-            .lstat(OsStr::new(id.as_str()))
-            .map_err(DriverError::io("inspecting", self.layer_path(id).display()))?;
-        match taken {
-            Some(_) => Err(DriverError::Exists(id.clone())),
-            None => Ok(()),
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.clone().serve(listener, shutdown.clone()));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-    }
-
-    /// Makes layer `id`'s directory with `mode` (exactly: no umask) and opens it.
-    pub fn make(&self, id: &LayerId, mode: u32) -> Result<Dir, DriverError> {
-        let path = self.layer_path(id);
-        let io = || DriverError::io("creating", path.display());
-        fs::DirBuilder::new()
-            .create(self.dir.child(OsStr::new(id.as_str())).map_err(io())?)
-            .map_err(io())?;
-        let layer = self.open(id)?;
-        layer
-            .file()
-            .set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io())?;
-        Ok(layer)
-    }
-
-    /// Removes layer `id`'s directory and everything in it; a missing one is fine.
-    pub fn remove(&self, id: &LayerId) -> Result<(), DriverError> {
-        self.dir
-            .remove(OsStr::new(id.as_str()))
-            .map_err(DriverError::io("removing layer", id))
-    }
-
-    /// The IDs of the directory's entries that are valid layer IDs.
-    pub fn ids(&self) -> Result<Vec<LayerId>, DriverError> {
-        let names = self
-            .dir
-            .names()
-            .map_err(DriverError::io("listing", self.path.display()))?;
-        Ok(names
-            .iter()
-            .filter_map(|n| n.to_str().and_then(|n| LayerId::parse(n).ok()))
-            .collect())
-    }
-}
-
-/// A layer diff ready to be written as a tar.
-pub struct DiffSource {
-    pub root: Dir,
-    pub items: Vec<DiffItem>,
-}
-
-impl DiffSource {
-    pub fn write_tar(&self, out: impl Write) -> io::Result<()> {
-        archive::write_tar(&self.root, &self.items, out)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DriverError {
-    #[error("layer {0} does not exist")]
-    NotFound(LayerId),
-    #[error("layer {0} already exists")]
-    Exists(LayerId),
-    #[error(transparent)]
-    Id(#[from] IdError),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: String,
-        source: io::Error,
-    },
-    #[error(transparent)]
-    Archive(#[from] ArchiveError),
-    #[error(transparent)]
-    Quota(#[from] QuotaError),
-    #[error("failed to mount the overlay for layer {id} at {target}: {source}{hint}")]
-    Mount {
-        id: LayerId,
-        target: String,
-        source: io::Error,
-        hint: &'static str,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl DriverError {
-    pub fn io(
-        op: &'static str,
-        path: impl std::fmt::Display,
-    ) -> impl FnOnce(io::Error) -> DriverError {
-        let path = path.to_string();
-        move |source| DriverError::Io { op, path, source }
-    }
-}
-
-/// Which driver to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DriverKind {
-    /// overlayfs layers, mounted on Get (needs a shared/rslave mount into the box).
-    Overlay,
-    /// Full copies, no mounts (always available, slower, bigger).
-    Vfs,
-}
-
-impl DriverKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            DriverKind::Overlay => "overlay",
-            DriverKind::Vfs => "vfs",
-        }
-    }
+        // Mounts stay: containers may be running on them, and a restarted
+        // server adopts them (see overlay.rs).
+        shutdown.cancel();
+        let _ = task.await;
+        let _ = std::fs::remove_file(&socket);
+        Ok(())
+    })
 }
