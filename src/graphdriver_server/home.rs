@@ -23,7 +23,7 @@ const DRIVER_MARKER: &str = ".dindbox-driver";
 /// restarted server serves the daemon's next call without a new Init (the
 /// daemon calls Init only when it starts). Written by the box too: read
 /// without following symlinks and validated like any Init.
-const INIT_RECORD: &str = ".dindbox-init-home";
+pub const INIT_RECORD: &str = ".dindbox-init-home";
 /// The longest record read back.
 const MAX_RECORD: u64 = 4096;
 

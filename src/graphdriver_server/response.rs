@@ -16,7 +16,7 @@ use super::protocol::Reply;
 pub type Body = BoxBody<Bytes, io::Error>;
 
 /// JSON request bodies are small; refuse anything bigger.
-const MAX_JSON_BODY: usize = 1 << 20;
+pub const MAX_JSON_BODY: usize = 1 << 20;
 
 /// Reads a body to its end and drops it, so the connection stays usable.
 pub async fn drain(mut body: Incoming) {
