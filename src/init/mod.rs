@@ -163,7 +163,7 @@ pub enum InitError {
         err: std::io::Error,
     },
     #[error("proxy graphdriver: {0}")]
-    Graphdriver(String),
+    Graphdriver(#[from] graphdriver_plugin::PluginError),
     #[error("failed to set up {what}: {err}")]
     Setup {
         what: &'static str,
@@ -289,10 +289,10 @@ impl Config {
         let graphdriver = match o.graphdriver.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(value) => {
-                let gd =
-                    graphdriver_plugin::Graphdriver::parse(value).map_err(InitError::Config)?;
+                let gd = graphdriver_plugin::Graphdriver::parse(value)
+                    .map_err(|err| InitError::Config(err.to_string()))?;
                 graphdriver_plugin::add_dockerd_args(&mut dockerd_args)
-                    .map_err(InitError::Config)?;
+                    .map_err(|err| InitError::Config(err.to_string()))?;
                 Some(gd)
             }
         };
@@ -577,14 +577,10 @@ fn prepare_graphdriver(
     gd: &graphdriver_plugin::Graphdriver,
 ) -> Result<(), InitError> {
     let data_root = graphdriver_plugin::data_root(&cfg.dockerd_args);
-    graphdriver_plugin::check_propagation(&mounts::read_mountinfo()?, &data_root)
-        .map_err(InitError::Graphdriver)?;
-    let version = graphdriver_plugin::dockerd_version(&cfg.dockerd).map_err(|e| {
-        InitError::Graphdriver(format!(
-            "{e}; DINDBOX_GRAPHDRIVER needs dockerd 20.10 to 27.x"
-        ))
-    })?;
-    if graphdriver_plugin::version_gate(version).map_err(InitError::Graphdriver)? {
+    graphdriver_plugin::check_propagation(&mounts::read_mountinfo()?, &data_root)?;
+    let version = graphdriver_plugin::dockerd_version(&cfg.dockerd)
+        .map_err(graphdriver_plugin::PluginError::Version)?;
+    if graphdriver_plugin::version_gate(version)? {
         cfg.dockerd_env
             .push((graphdriver_plugin::DEPRECATED_ENV.into(), "1".into()));
     }
