@@ -4,11 +4,13 @@
 //! - [`init`]: PID 1 of a privileged dind image (mounts, cgroups, supervised inner dockerd, reaping);
 //! - [`proxy`]: the validating Docker Engine API proxy in front of the inner dockerd;
 //! - [`health`]: the health probe used by the image's HEALTHCHECK;
-//! - [`graphdriver`]: the host-side graphdriver plugin server (`graphdriver-server`);
+//! - [`graphdriver_server`]: the host-side graphdriver plugin server (`graphdriver-server`);
 //! - [`tenant`]: host-side tenant lifecycle (`dindbox tenant create|list|rm|logs`);
+//! - [`bytesize`]: the one grammar of byte sizes (`2g`, `512m`) every flag and setting uses;
 //! - [`tls`]: `DOCKER_TLS_CERTDIR` certificates and the proxy's rustls configuration.
 
-pub mod graphdriver;
+pub mod bytesize;
+pub mod graphdriver_server;
 pub mod health;
 pub mod init;
 pub mod logging;

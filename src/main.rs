@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dindbox::{graphdriver, health, init, logging, proxy, tenant};
+use dindbox::{graphdriver_server, health, init, logging, proxy, tenant};
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +24,7 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// Host side of the proxy graphdriver: serves one container's inner dockerd
     /// (`dockerd --experimental -s NAME`) its layers from ROOT/CONTAINER.
-    GraphdriverServer(graphdriver::GraphdriverArgs),
+    GraphdriverServer(graphdriver_server::GraphdriverArgs),
     /// Exit 0 only when the proxy answers and dockerd answers through it.
     Health(health::HealthArgs),
     /// Check a policy file or explain the effective rules.
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         }
         Command::GraphdriverServer(args) => {
             logging::init_with_debug(args.debug);
-            report(graphdriver::main(args))
+            report(graphdriver_server::main(args))
         }
         Command::Health(args) => report(health::main(args)),
         Command::Policy(args) => report(proxy::policy_main(args)),

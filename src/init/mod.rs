@@ -10,7 +10,7 @@ mod cgroup;
 mod dockerd;
 mod drain;
 mod fds;
-mod graphdriver;
+mod graphdriver_plugin;
 mod imagestore;
 mod mounts;
 mod network;
@@ -163,7 +163,7 @@ pub enum InitError {
         err: std::io::Error,
     },
     #[error("proxy graphdriver: {0}")]
-    Graphdriver(String),
+    Graphdriver(#[from] graphdriver_plugin::PluginError),
     #[error("failed to set up {what}: {err}")]
     Setup {
         what: &'static str,
@@ -241,7 +241,7 @@ pub struct Config {
     /// Extra environment for dockerd.
     pub dockerd_env: Vec<(String, String)>,
     /// The proxy graphdriver's socket (`DINDBOX_GRAPHDRIVER`).
-    pub graphdriver: Option<graphdriver::Graphdriver>,
+    pub graphdriver: Option<graphdriver_plugin::Graphdriver>,
     /// The containerd image store was asked for (`DINDBOX_CONTAINERD_STORE=1`
     /// or `--feature containerd-snapshotter` among dockerd's arguments).
     pub containerd_store: bool,
@@ -289,8 +289,10 @@ impl Config {
         let graphdriver = match o.graphdriver.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(value) => {
-                let gd = graphdriver::Graphdriver::parse(value).map_err(InitError::Config)?;
-                graphdriver::add_dockerd_args(&mut dockerd_args).map_err(InitError::Config)?;
+                let gd = graphdriver_plugin::Graphdriver::parse(value)
+                    .map_err(|err| InitError::Config(err.to_string()))?;
+                graphdriver_plugin::add_dockerd_args(&mut dockerd_args)
+                    .map_err(|err| InitError::Config(err.to_string()))?;
                 Some(gd)
             }
         };
@@ -550,13 +552,13 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
 /// The containerd image store: a dockerd that has it, and a data root its
 /// snapshotter can mount in (see [`imagestore`]).
 fn check_containerd_store(cfg: &Config) -> Result<(), InitError> {
-    let version = graphdriver::dockerd_version(&cfg.dockerd).map_err(|e| {
+    let version = graphdriver_plugin::dockerd_version(&cfg.dockerd).map_err(|e| {
         InitError::Config(format!(
             "{e}; the containerd image store needs dockerd 24.0 or later"
         ))
     })?;
     imagestore::version_gate(version).map_err(InitError::Config)?;
-    let data_root = graphdriver::data_root(&cfg.dockerd_args);
+    let data_root = graphdriver_plugin::data_root(&cfg.dockerd_args);
     imagestore::check_data_root(&data_root, mounts::on_overlayfs(&data_root))
         .map_err(InitError::Config)?;
     tracing::info!(
@@ -569,25 +571,24 @@ fn check_containerd_store(cfg: &Config) -> Result<(), InitError> {
 
 /// `DINDBOX_GRAPHDRIVER`: the data root must receive the host's mounts, the
 /// inner dockerd must still have graphdriver plugins, and the spec file tells
-/// it where the server listens (see [`graphdriver`]).
-fn prepare_graphdriver(cfg: &mut Config, gd: &graphdriver::Graphdriver) -> Result<(), InitError> {
-    let data_root = graphdriver::data_root(&cfg.dockerd_args);
-    graphdriver::check_propagation(&mounts::read_mountinfo()?, &data_root)
-        .map_err(InitError::Graphdriver)?;
-    let version = graphdriver::dockerd_version(&cfg.dockerd).map_err(|e| {
-        InitError::Graphdriver(format!(
-            "{e}; DINDBOX_GRAPHDRIVER needs dockerd 20.10 to 27.x"
-        ))
-    })?;
-    if graphdriver::version_gate(version).map_err(InitError::Graphdriver)? {
+/// it where the server listens (see [`graphdriver_plugin`]).
+fn prepare_graphdriver(
+    cfg: &mut Config,
+    gd: &graphdriver_plugin::Graphdriver,
+) -> Result<(), InitError> {
+    let data_root = graphdriver_plugin::data_root(&cfg.dockerd_args);
+    graphdriver_plugin::check_propagation(&mounts::read_mountinfo()?, &data_root)?;
+    let version = graphdriver_plugin::dockerd_version(&cfg.dockerd)
+        .map_err(graphdriver_plugin::PluginError::Version)?;
+    if graphdriver_plugin::version_gate(version)? {
         cfg.dockerd_env
-            .push((graphdriver::DEPRECATED_ENV.into(), "1".into()));
+            .push((graphdriver_plugin::DEPRECATED_ENV.into(), "1".into()));
     }
     let spec = gd
-        .write_spec(Path::new(graphdriver::SPEC_DIR))
+        .write_spec(Path::new(graphdriver_plugin::SPEC_DIR))
         .map_err(|err| InitError::File {
             what: "write the graphdriver plugin spec in",
-            path: graphdriver::SPEC_DIR.into(),
+            path: graphdriver_plugin::SPEC_DIR.into(),
             err,
         })?;
     tracing::info!(
@@ -597,7 +598,7 @@ fn prepare_graphdriver(cfg: &mut Config, gd: &graphdriver::Graphdriver) -> Resul
         dockerd = %format!("{}.{}", version.0, version.1),
         "proxy graphdriver: dockerd keeps its layers on the host through the graphdriver server \
          (storage driver {})",
-        graphdriver::PLUGIN_NAME
+        graphdriver_plugin::PLUGIN_NAME
     );
     if !gd.socket.exists() {
         tracing::warn!(

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::policy::{versions, Family, Policy};
 use super::version::{MIN_API, POLICY_MAX_API};
+use crate::bytesize;
 
 /// The policy file as written. Unknown keys are errors, so a typo never
 /// silently leaves a setting at its default.
@@ -110,7 +111,7 @@ pub fn apply_file(mut policy: Policy, file: &PolicyFile) -> anyhow::Result<Polic
         policy.cgroup_parent = Some(parse_cgroup_parent(parent)?);
     }
     if let Some(memory) = &file.memory {
-        policy.memory = Some(parse_bytes(memory).context("memory")?);
+        policy.memory = Some(bytesize::parse_positive_i64(memory).context("memory")?);
     }
     if let Some(pids) = file.pids {
         policy.pids = Some(parse_positive(&pids.to_string()).context("pids")?);
@@ -189,7 +190,7 @@ pub fn apply_env(mut policy: Policy, env: &impl Source) -> anyhow::Result<Policy
         policy.cgroup_parent = Some(parse_cgroup_parent(&parent).context(ENV_CGROUP_PARENT)?);
     }
     if let Some(memory) = env.get(ENV_MEMORY) {
-        policy.memory = Some(parse_bytes(&memory).context(ENV_MEMORY)?);
+        policy.memory = Some(bytesize::parse_positive_i64(&memory).context(ENV_MEMORY)?);
     }
     if let Some(pids) = env.get(ENV_PIDS) {
         policy.pids = Some(parse_positive(&pids).context(ENV_PIDS)?);
@@ -256,32 +257,6 @@ pub fn parse_cgroup_parent(text: &str) -> anyhow::Result<String> {
         bail!("cgroup parent {text:?} must be a plain path such as /dindbox or a name such as tenant.slice");
     }
     Ok(text.to_string())
-}
-
-/// A size in bytes: digits with an optional `b`, `k`, `m`, `g` or `t` suffix
-/// (powers of 1024, as `docker run --memory` reads them).
-pub fn parse_bytes(text: &str) -> anyhow::Result<i64> {
-    let text = text.trim().to_ascii_lowercase();
-    let text = text
-        .strip_suffix('b')
-        .filter(|t| t.ends_with(|c: char| c.is_ascii_alphabetic()))
-        .unwrap_or(&text);
-    let (digits, shift) = match text.chars().last() {
-        Some('k') => (&text[..text.len() - 1], 10),
-        Some('m') => (&text[..text.len() - 1], 20),
-        Some('g') => (&text[..text.len() - 1], 30),
-        Some('t') => (&text[..text.len() - 1], 40),
-        Some('b') => (&text[..text.len() - 1], 0),
-        _ => (text, 0),
-    };
-    let n: i64 = digits.parse().map_err(|_| {
-        anyhow::anyhow!("size {text:?} must be a number with an optional k, m, g or t suffix")
-    })?;
-    let bytes = n
-        .checked_mul(1 << shift)
-        .filter(|&b| b > 0)
-        .ok_or_else(|| anyhow::anyhow!("size {text:?} is out of range"))?;
-    Ok(bytes)
 }
 
 /// CIDRs such as `172.16.0.0/12`; at least one.
@@ -456,22 +431,6 @@ pub fn explain(policy: &Policy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parse_bytes_reads_docker_sizes() {
-        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_bytes("2g").unwrap(), 2 << 30);
-        assert_eq!(parse_bytes("2GB").unwrap(), 2 << 30);
-        assert_eq!(parse_bytes("1024").unwrap(), 1024);
-        assert_eq!(parse_bytes("10k").unwrap(), 10 << 10);
-    }
-
-    #[test]
-    fn parse_bytes_rejects_junk_zero_and_overflow() {
-        for text in ["", "m", "-1g", "0", "1.5g", "12x", "99999999999t"] {
-            assert!(parse_bytes(text).is_err(), "{text:?}");
-        }
-    }
 
     #[test]
     fn parse_label_needs_a_key() {

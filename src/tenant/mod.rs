@@ -22,7 +22,8 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
-use crate::proxy::config::{parse_bytes, parse_positive};
+use crate::bytesize;
+use crate::proxy::config::parse_positive;
 use api::{is_status, Docker};
 use spec::{object_name, validate_name, HealthTiming, TenantSpec, LABEL};
 
@@ -154,7 +155,7 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
     let memory = args
         .memory
         .as_deref()
-        .map(parse_bytes)
+        .map(bytesize::parse_positive_i64)
         .transpose()
         .context("--memory")?;
     let pids_limit = args
@@ -166,7 +167,7 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
     let budget = args
         .budget
         .as_deref()
-        .map(parse_bytes)
+        .map(bytesize::parse_positive_i64)
         .transpose()
         .context("--budget")?;
     let budget = spec::derive_budget(memory, budget)?;

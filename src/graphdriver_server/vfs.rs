@@ -245,7 +245,7 @@ fn copy_xattrs(from: &fs::File, to: &fs::File) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graphdriver::archive::test_util::{tar, T};
+    use crate::graphdriver_server::archive::test_util::{tar, T};
 
     fn id(s: &str) -> LayerId {
         LayerId::parse(s).unwrap()

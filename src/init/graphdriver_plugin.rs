@@ -31,6 +31,48 @@ pub const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
 /// The variable dockerd 27 needs to load graphdriver plugins at all.
 pub const DEPRECATED_ENV: &str = "DOCKERD_DEPRECATED_GRAPHDRIVER_PLUGINS";
 
+/// Why the proxy graphdriver cannot be set up in this box.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("DINDBOX_GRAPHDRIVER={value:?}: only unix:// sockets are supported, not {scheme}://")]
+    Scheme { value: String, scheme: String },
+    #[error("DINDBOX_GRAPHDRIVER={0:?}: give the socket as unix:///ABSOLUTE/PATH.sock (e.g. unix:///dindbox/graphdriver/dindbox.sock)")]
+    RelativeSocket(String),
+    #[error("DINDBOX_GRAPHDRIVER={0:?}: the path is longer than a unix socket address allows (107 bytes)")]
+    SocketTooLong(String),
+    #[error("DINDBOX_GRAPHDRIVER is set, so init starts dockerd with --storage-driver={PLUGIN_NAME}, but the dockerd arguments also give `{0}`: drop one of them")]
+    StorageDriverGiven(String),
+    #[error("the inner dockerd is {major}.{minor}, and Docker 28 removed graphdriver plugins (moby PR #48072), which DINDBOX_GRAPHDRIVER needs: use an image with dockerd 20.10 to 27.x (the dindbox image on Debian bookworm, 20.10, or trixie, 26.1: DINDBOX_SUITE=bookworm|trixie scripts/build-image.sh), or unset DINDBOX_GRAPHDRIVER")]
+    Removed { major: u32, minor: u32 },
+    #[error("the inner dockerd is {major}.{minor}; graphdriver plugins need 1.13 or later")]
+    TooOld { major: u32, minor: u32 },
+    #[error("DINDBOX_GRAPHDRIVER is set, but {what}: overlay mounts the graphdriver server makes on \
+         the host would never appear here. The box's storage must be the server's ROOT/CONTAINER \
+         directory, made a shared mount on the host and bound here with rslave propagation. On \
+         the host, before starting the box:\n  \
+         mkdir -p /protected/BOX && mount --bind /protected/BOX /protected/BOX && mount --make-shared /protected/BOX\n  \
+         dindbox graphdriver-server -R /protected -C BOX -S unix:///run/dindbox/gd/BOX/dindbox.sock\n\
+         and start the box with\n  \
+         --mount type=bind,src=/protected/BOX,dst={data_root},bind-propagation=rslave \
+         -v /run/dindbox/gd/BOX:/dindbox/graphdriver \
+         -e DINDBOX_GRAPHDRIVER=unix:///dindbox/graphdriver/dindbox.sock")]
+    NoPropagation { what: String, data_root: String },
+    #[error("{0}; DINDBOX_GRAPHDRIVER needs dockerd 20.10 to 27.x")]
+    Version(VersionError),
+}
+
+/// Why `dockerd --version` named no version.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    #[error("cannot run `{dockerd} --version`: {source}")]
+    Run {
+        dockerd: String,
+        source: std::io::Error,
+    },
+    #[error("`{dockerd} --version` printed {printed:?}, which names no version")]
+    Unnamed { dockerd: String, printed: String },
+}
+
 /// `DINDBOX_GRAPHDRIVER`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Graphdriver {
@@ -40,28 +82,24 @@ pub struct Graphdriver {
 
 impl Graphdriver {
     /// `unix:///abs/path.sock` or a plain absolute path.
-    pub fn parse(value: &str) -> Result<Graphdriver, String> {
+    pub fn parse(value: &str) -> Result<Graphdriver, PluginError> {
         let value = value.trim();
         let path = match value.split_once("://") {
             Some(("unix", path)) => path,
             Some((scheme, _)) => {
-                return Err(format!(
-                    "DINDBOX_GRAPHDRIVER={value:?}: only unix:// sockets are supported, not {scheme}://"
-                ))
+                return Err(PluginError::Scheme {
+                    value: value.to_string(),
+                    scheme: scheme.to_string(),
+                })
             }
             None => value,
         };
         let socket = PathBuf::from(path);
         if !socket.is_absolute() {
-            return Err(format!(
-                "DINDBOX_GRAPHDRIVER={value:?}: give the socket as unix:///ABSOLUTE/PATH.sock \
-                 (e.g. unix:///dindbox/graphdriver/dindbox.sock)"
-            ));
+            return Err(PluginError::RelativeSocket(value.to_string()));
         }
         if socket.as_os_str().len() >= 108 {
-            return Err(format!(
-                "DINDBOX_GRAPHDRIVER={value:?}: the path is longer than a unix socket address allows (107 bytes)"
-            ));
+            return Err(PluginError::SocketTooLong(value.to_string()));
         }
         Ok(Graphdriver { socket })
     }
@@ -84,12 +122,9 @@ impl Graphdriver {
 
 /// Adds `--experimental` (unless given) and `--storage-driver=dindbox` to
 /// dockerd's arguments; refuses another storage driver chosen by the user.
-pub fn add_dockerd_args(args: &mut Vec<String>) -> Result<(), String> {
+pub fn add_dockerd_args(args: &mut Vec<String>) -> Result<(), PluginError> {
     if let Some(flag) = storage_driver_flag(args) {
-        return Err(format!(
-            "DINDBOX_GRAPHDRIVER is set, so init starts dockerd with --storage-driver={PLUGIN_NAME}, \
-             but the dockerd arguments also give `{flag}`: drop one of them"
-        ));
+        return Err(PluginError::StorageDriverGiven(flag));
     }
     if !args
         .iter()
@@ -149,19 +184,12 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 /// What a dockerd version needs: `Ok(true)` when it also needs
 /// [`DEPRECATED_ENV`]; an explanation when it cannot load the plugin.
-pub fn version_gate((major, minor): (u32, u32)) -> Result<bool, String> {
+pub fn version_gate((major, minor): (u32, u32)) -> Result<bool, PluginError> {
     if major >= 28 {
-        return Err(format!(
-            "the inner dockerd is {major}.{minor}, and Docker 28 removed graphdriver plugins \
-             (moby PR #48072), which DINDBOX_GRAPHDRIVER needs: use an image with dockerd 20.10 \
-             to 27.x (the dindbox image on Debian bookworm, 20.10, or trixie, 26.1: \
-             DINDBOX_SUITE=bookworm|trixie scripts/build-image.sh), or unset DINDBOX_GRAPHDRIVER"
-        ));
+        return Err(PluginError::Removed { major, minor });
     }
     if major < 17 && (major, minor) < (1, 13) {
-        return Err(format!(
-            "the inner dockerd is {major}.{minor}; graphdriver plugins need 1.13 or later"
-        ));
+        return Err(PluginError::TooOld { major, minor });
     }
     Ok(major == 27)
 }
@@ -170,7 +198,7 @@ pub fn version_gate((major, minor): (u32, u32)) -> Result<bool, String> {
 /// its mountinfo line carries `master:N` (a slave, as `rslave` gives) or
 /// `shared:N` (`rshared`). Call it before init makes `/` rshared, which
 /// would add `shared:N` everywhere. Pure.
-pub fn check_propagation(mountinfo: &str, data_root: &Path) -> Result<(), String> {
+pub fn check_propagation(mountinfo: &str, data_root: &Path) -> Result<(), PluginError> {
     let holding = mountinfo
         .lines()
         .filter_map(|line| {
@@ -211,34 +239,26 @@ pub fn check_propagation(mountinfo: &str, data_root: &Path) -> Result<(), String
             mount_point.display()
         )
     };
-    Err(format!(
-        "DINDBOX_GRAPHDRIVER is set, but {what}: overlay mounts the graphdriver server makes on \
-         the host would never appear here. The box's storage must be the server's ROOT/CONTAINER \
-         directory, made a shared mount on the host and bound here with rslave propagation. On \
-         the host, before starting the box:\n  \
-         mkdir -p /protected/BOX && mount --bind /protected/BOX /protected/BOX && mount --make-shared /protected/BOX\n  \
-         dindbox graphdriver-server -R /protected -C BOX -S unix:///run/dindbox/gd/BOX/dindbox.sock\n\
-         and start the box with\n  \
-         --mount type=bind,src=/protected/BOX,dst={dr},bind-propagation=rslave \
-         -v /run/dindbox/gd/BOX:/dindbox/graphdriver \
-         -e DINDBOX_GRAPHDRIVER=unix:///dindbox/graphdriver/dindbox.sock"
-    ))
+    Err(PluginError::NoPropagation {
+        what,
+        data_root: dr.to_string(),
+    })
 }
 
 /// `dockerd --version`, run synchronously (before any thread exists).
-pub fn dockerd_version(dockerd: &Path) -> Result<(u32, u32), String> {
+pub fn dockerd_version(dockerd: &Path) -> Result<(u32, u32), VersionError> {
     let out = std::process::Command::new(dockerd)
         .arg("--version")
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run `{} --version`: {e}", dockerd.display()))?;
+        .map_err(|source| VersionError::Run {
+            dockerd: dockerd.display().to_string(),
+            source,
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
-    parse_version(&text).ok_or_else(|| {
-        format!(
-            "`{} --version` printed {:?}, which names no version",
-            dockerd.display(),
-            text.trim()
-        )
+    parse_version(&text).ok_or_else(|| VersionError::Unnamed {
+        dockerd: dockerd.display().to_string(),
+        printed: text.trim().to_string(),
     })
 }
 
@@ -262,7 +282,10 @@ mod tests {
             assert!(Graphdriver::parse(bad).is_err(), "{bad}");
         }
         let long = format!("unix:///{}", "a".repeat(120));
-        assert!(Graphdriver::parse(&long).unwrap_err().contains("107"));
+        assert!(Graphdriver::parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("107"));
     }
 
     #[test]
@@ -323,7 +346,7 @@ mod tests {
             &["--storage-driver=vfs"],
         ] {
             let mut args = strings(given);
-            let err = add_dockerd_args(&mut args).unwrap_err();
+            let err = add_dockerd_args(&mut args).unwrap_err().to_string();
             assert!(err.contains(given[0]), "{given:?}: {err}");
             assert!(err.contains("DINDBOX_GRAPHDRIVER"), "{err}");
         }
@@ -350,23 +373,23 @@ mod tests {
     fn versions_20_10_pass_27_needs_the_env_and_28_is_refused() {
         let debian = "Docker version 20.10.24+dfsg1, build 5d6db84\n";
         assert_eq!(parse_version(debian), Some((20, 10)));
-        assert_eq!(version_gate((20, 10)), Ok(false));
-        assert_eq!(version_gate((26, 1)), Ok(false));
+        assert!(matches!(version_gate((20, 10)), Ok(false)));
+        assert!(matches!(version_gate((26, 1)), Ok(false)));
         let v27 = parse_version("Docker version 27.5.1, build 4c9b3b0").unwrap();
         assert_eq!(v27, (27, 5));
-        assert_eq!(version_gate(v27), Ok(true));
+        assert!(matches!(version_gate(v27), Ok(true)));
         let v28 = parse_version("Docker version 28.2.2, build e6534b4").unwrap();
-        let err = version_gate(v28).unwrap_err();
+        let err = version_gate(v28).unwrap_err().to_string();
         assert!(err.contains("28.2"), "{err}");
         assert!(err.contains("removed graphdriver plugins"), "{err}");
         // Debian's trixie and sid engines, as their dockerd prints them.
         let trixie = parse_version("Docker version 26.1.5+dfsg1, build 411e817").unwrap();
-        assert_eq!(version_gate(trixie), Ok(false));
+        assert!(matches!(version_gate(trixie), Ok(false)));
         let sid = "Docker version 28.5.2+dfsg4, build 3ef3c07c883be49a2e8097bcf6d2952fce1d70eb";
         assert_eq!(parse_version(sid), Some((28, 5)));
         assert!(version_gate((28, 5)).is_err());
         assert!(version_gate((1, 12)).is_err());
-        assert_eq!(version_gate((1, 13)), Ok(false));
+        assert!(matches!(version_gate((1, 13)), Ok(false)));
         assert_eq!(parse_version("dockerd: command not found"), None);
         assert_eq!(parse_version("Docker version dev, build x"), None);
     }
@@ -401,7 +424,9 @@ mod tests {
         let private = format!(
             "{HEAD}602 600 254:0 /var/lib/docker/volumes/v/_data /var/lib/docker rw,relatime - ext4 /dev/vda rw\n"
         );
-        let err = check_propagation(&private, Path::new("/var/lib/docker")).unwrap_err();
+        let err = check_propagation(&private, Path::new("/var/lib/docker"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is a private mount"), "{err}");
         assert!(err.contains("/var/lib/docker/volumes/v/_data"), "{err}");
         for needle in [
@@ -414,7 +439,9 @@ mod tests {
             assert!(err.contains(needle), "{needle}: {err}");
         }
         // No mount at all: the overlay root holds it.
-        let err = check_propagation(HEAD, Path::new("/var/lib/docker")).unwrap_err();
+        let err = check_propagation(HEAD, Path::new("/var/lib/docker"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a mount point"), "{err}");
         assert!(err.contains("private mount at /"), "{err}");
     }

@@ -230,12 +230,135 @@ impl Reply {
     }
 }
 
+/// A call the plugin socket answers, read once from the request path:
+/// `/Plugin.Activate` and moby's `GraphDriver.<Method>` calls
+/// (`daemon/graphdriver/proxy.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// `/Plugin.Activate`: the manifest.
+    Activate,
+    /// `/GraphDriver.Init`: opens the Home.
+    Init,
+    /// `/GraphDriver.ApplyDiff?id=ID&parent=PARENT`: a raw tar body.
+    ApplyDiff,
+    /// `/GraphDriver.Diff`: answered with a tar.
+    Diff,
+    /// Every other call: JSON in, JSON out, on the Home Init opened.
+    Driver(DriverCall),
+}
+
+/// Why a path names no [`Call`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownCall<'a> {
+    /// `/GraphDriver.<method>` with a method moby does not have.
+    Method(&'a str),
+    /// Not a plugin call's path at all.
+    Path,
+}
+
+impl Call {
+    pub fn parse(path: &str) -> Result<Call, UnknownCall<'_>> {
+        if path == "/Plugin.Activate" {
+            return Ok(Call::Activate);
+        }
+        let method = path
+            .strip_prefix("/GraphDriver.")
+            .ok_or(UnknownCall::Path)?;
+        match method {
+            "Init" => Ok(Call::Init),
+            "ApplyDiff" => Ok(Call::ApplyDiff),
+            "Diff" => Ok(Call::Diff),
+            _ => DriverCall::ALL
+                .into_iter()
+                .find(|call| call.name() == method)
+                .map(Call::Driver)
+                .ok_or(UnknownCall::Method(method)),
+        }
+    }
+}
+
+/// The JSON-in, JSON-out calls a [`Driver`](super::Driver) answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverCall {
+    Create,
+    CreateReadWrite,
+    Remove,
+    Get,
+    Put,
+    Exists,
+    Status,
+    GetMetadata,
+    Cleanup,
+    Changes,
+    DiffSize,
+    Capabilities,
+}
+
+impl DriverCall {
+    pub const ALL: [DriverCall; 12] = [
+        DriverCall::Create,
+        DriverCall::CreateReadWrite,
+        DriverCall::Remove,
+        DriverCall::Get,
+        DriverCall::Put,
+        DriverCall::Exists,
+        DriverCall::Status,
+        DriverCall::GetMetadata,
+        DriverCall::Cleanup,
+        DriverCall::Changes,
+        DriverCall::DiffSize,
+        DriverCall::Capabilities,
+    ];
+
+    /// The method name on the wire, `GraphDriver.<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverCall::Create => "Create",
+            DriverCall::CreateReadWrite => "CreateReadWrite",
+            DriverCall::Remove => "Remove",
+            DriverCall::Get => "Get",
+            DriverCall::Put => "Put",
+            DriverCall::Exists => "Exists",
+            DriverCall::Status => "Status",
+            DriverCall::GetMetadata => "GetMetadata",
+            DriverCall::Cleanup => "Cleanup",
+            DriverCall::Changes => "Changes",
+            DriverCall::DiffSize => "DiffSize",
+            DriverCall::Capabilities => "Capabilities",
+        }
+    }
+}
+
 /// The `Plugin.Activate` manifest.
 pub const ACTIVATE_REPLY: &str = r#"{"Implements":["GraphDriver"]}"#;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_parse_into_calls() {
+        assert_eq!(Call::parse("/Plugin.Activate"), Ok(Call::Activate));
+        assert_eq!(Call::parse("/GraphDriver.Init"), Ok(Call::Init));
+        assert_eq!(Call::parse("/GraphDriver.ApplyDiff"), Ok(Call::ApplyDiff));
+        assert_eq!(Call::parse("/GraphDriver.Diff"), Ok(Call::Diff));
+        for call in DriverCall::ALL {
+            let path = format!("/GraphDriver.{}", call.name());
+            assert_eq!(Call::parse(&path), Ok(Call::Driver(call)), "{path}");
+        }
+        let unknown = [
+            ("/GraphDriver.Frobnicate", UnknownCall::Method("Frobnicate")),
+            ("/GraphDriver.", UnknownCall::Method("")),
+            ("/GraphDriver.create", UnknownCall::Method("create")),
+            ("/GraphDriver.Diff/x", UnknownCall::Method("Diff/x")),
+            ("/Plugin.Activate/", UnknownCall::Path),
+            ("/VolumeDriver.Create", UnknownCall::Path),
+            ("/", UnknownCall::Path),
+        ];
+        for (path, want) in unknown {
+            assert_eq!(Call::parse(path), Err(want), "{path}");
+        }
+    }
 
     #[test]
     fn layer_ids_must_be_one_safe_component() {

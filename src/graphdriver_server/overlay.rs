@@ -812,7 +812,7 @@ pub(crate) mod test_util {
 mod tests {
     use super::test_util::{FakeMounter, MountCall};
     use super::*;
-    use crate::graphdriver::archive::test_util::{tar, T};
+    use crate::graphdriver_server::archive::test_util::{tar, T};
 
     fn p(s: &str) -> PathBuf {
         PathBuf::from(s)

@@ -1,28 +1,7 @@
-//! `dindbox graphdriver-server`: the host side of the proxy graphdriver.
-//!
-//! An inner dockerd started with `--experimental -s <name>` talks Docker's
-//! graphdriver plugin protocol (HTTP/1.1 over a unix socket, moby
-//! `daemon/graphdriver/proxy.go` at v20.10.24) to this server. The server
-//! keeps the container's layers in its own protected directory on the host
-//! (`<root>/<container>/…`, re-rooted from the Home the daemon sends in
-//! `Init`) and does the storage work there: overlay mounts, copies, tar
-//! apply and diff. Everything it receives is treated as hostile.
-//!
-//! - [`protocol`]: wire types and ID validation;
-//! - [`server`]: the socket, dispatch, Init re-rooting, path translation;
-//! - [`overlay`] and [`vfs`]: the two drivers behind [`Driver`];
-//! - [`archive`], [`changes`]: tar apply/produce with whiteouts, tree diffs;
-//! - [`beneath`]: file access that cannot be steered out of the tree.
+//! What a storage driver is: the [`Driver`] operations behind the protocol,
+//! the layer directory both drivers keep ([`LayerDirs`]), and their errors.
 
 #![forbid(unsafe_code)]
-
-pub mod archive;
-pub mod beneath;
-pub mod changes;
-pub mod overlay;
-pub mod protocol;
-pub mod server;
-pub mod vfs;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -31,11 +10,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use self::archive::{ArchiveError, DiffItem, Quota, QuotaError};
-use self::beneath::Dir;
-use self::protocol::{Change, IdError, LayerId};
-
-pub use self::server::{main, GraphdriverArgs};
+use super::archive::{self, ArchiveError, DiffItem, Quota, QuotaError};
+use super::beneath::Dir;
+use super::protocol::{Change, IdError, LayerId};
 
 /// The storage operations behind the protocol. Paths are host paths; the
 /// server translates them to the container's view. Calls block (they are
@@ -80,8 +57,8 @@ pub trait Driver: Send + Sync {
 /// overlay's `<home>`): what both drivers do to one layer's directory itself.
 pub struct LayerDirs {
     /// As the host names it (for messages and the paths handed out).
-    path: PathBuf,
-    dir: Dir,
+    pub(super) path: PathBuf,
+    pub(super) dir: Dir,
 }
 
 impl LayerDirs {
