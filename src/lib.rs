@@ -6,8 +6,10 @@
 //! - [`health`]: the health probe used by the image's HEALTHCHECK;
 //! - [`graphdriver`]: the host-side graphdriver plugin server (`graphdriver-server`);
 //! - [`tenant`]: host-side tenant lifecycle (`dindbox tenant create|list|rm|logs`);
+//! - [`engine`]: the one Docker Engine API client (unix socket) all of them talk to a dockerd with;
 //! - [`tls`]: `DOCKER_TLS_CERTDIR` certificates and the proxy's rustls configuration.
 
+pub mod engine;
 pub mod graphdriver;
 pub mod health;
 pub mod init;

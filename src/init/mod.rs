@@ -146,6 +146,8 @@ pub enum InitError {
     Fds(#[from] fds::FdError),
     #[error("bad configuration: {0}")]
     Config(String),
+    #[error("bad configuration: {0}")]
+    Log(#[from] dockerd::BadLogTarget),
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
     #[error("cgroup setup failed: {0}")]
@@ -264,7 +266,7 @@ impl Config {
         stdin_tty: bool,
         shell_env: Option<&str>,
     ) -> Result<Config, InitError> {
-        let log = dockerd::parse_log(o.log.as_deref()).map_err(InitError::Config)?;
+        let log = dockerd::parse_log(o.log.as_deref())?;
         let dockerd_flags = args.first().is_some_and(|a| a.starts_with('-'));
         let (extra, command) = if dockerd_flags || args.is_empty() {
             (args, None)

@@ -23,7 +23,6 @@ pub mod policy;
 pub mod query;
 pub mod route;
 mod tags;
-mod upstream;
 pub mod version;
 
 pub use self::cli::{main, policy_main, PolicyArgs, PolicyOptions, ProxyArgs};
@@ -45,9 +44,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyperlocal::UnixConnector;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -55,6 +52,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::engine::{self, Engine};
 use crate::metrics;
 
 use self::policy::{Policy, Reject};
@@ -174,19 +172,16 @@ pub struct ProxyConfig {
 }
 
 pub struct Proxy {
-    upstream: PathBuf,
-    /// The `Host` sent to dockerd when the client sent none: the one
-    /// hyper-util's client sent (the hex-encoded socket path).
-    upstream_host: HeaderValue,
+    /// The private dockerd: its pool, for the proxy's own requests (owner
+    /// checks, tags, its version); forwarded requests go on their client
+    /// connection's own [`engine::Connection`].
+    engine: Engine,
     policy: Arc<Policy>,
     /// [`BODY_BUDGET`], in KiB permits.
     body_budget: Arc<Semaphore>,
     /// Heavy body checks running at once on the blocking pool: one fewer
     /// than the cores, so the I/O workers always have one.
     heavy_checks: Arc<Semaphore>,
-    /// The pool for the owner checks' own requests; forwarded requests go
-    /// on their client connection's own [`upstream::Connection`].
-    client: Client<UnixConnector, Body>,
     /// In owner mode, the tags this proxy set from loads, pulls and `docker
     /// tag` (see [`policy::images`]); shared by every connection.
     recorded: Arc<policy::images::Recorded>,
@@ -200,23 +195,13 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Arc<Proxy> {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_timer(TokioTimer::new())
-            .build(UnixConnector);
-        let upstream_host = http::Uri::from(hyperlocal::Uri::new(&config.upstream, "/"))
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .expect("a hyperlocal URI has an authority");
         let mut policy = config.policy;
         policy.subnets.host_routes = hostroutes::read();
         Arc::new(Proxy {
-            upstream: config.upstream,
-            upstream_host,
+            engine: Engine::new(&config.upstream),
             policy: Arc::new(policy),
             body_budget: Arc::new(Semaphore::new(BODY_BUDGET >> 10)),
             heavy_checks: Arc::new(Semaphore::new(heavy_check_slots())),
-            client,
             recorded: Arc::default(),
             daemon_headers: Default::default(),
             daemon_api: DaemonApi::default(),
@@ -229,12 +214,13 @@ impl Proxy {
     /// warning when the policy does not know that version); a standalone
     /// proxy, whose daemon may start after it, asks before its first request.
     pub async fn learn_daemon_api(&self) -> Result<Window, Reject> {
-        let uri = http::Uri::from(hyperlocal::Uri::new(&self.upstream, "/version"));
-        let request = Request::get(uri)
+        let request = self
+            .engine
+            .request(http::Method::GET, "/version")
             .body(empty())
             .expect("a GET without headers is a valid request");
-        let response = self.client.request(request).await.map_err(|err| {
-            warn!(error = %err, upstream = %self.upstream.display(), "dockerd did not answer GET /version");
+        let response = self.engine.send(request).await.map_err(|err| {
+            warn!(error = %err.chain(), upstream = %self.engine.socket().display(), "dockerd did not answer GET /version");
             dockerd_unavailable()
         })?;
         self.daemon_api.heard_in(response.headers());
@@ -305,7 +291,7 @@ impl Proxy {
         shutdown: CancellationToken,
     ) {
         metrics::global().connection_opened();
-        let upstream = Arc::new(upstream::Connection::default());
+        let upstream = Arc::new(engine::Connection::default());
         let service = service_fn(|req| {
             let proxy = self.clone();
             let peer = peer.clone();
@@ -337,7 +323,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         peer: &str,
-        upstream: &upstream::Connection,
+        upstream: &engine::Connection,
     ) -> Response<Body> {
         let started = std::time::Instant::now();
         let method = req.method().clone();
@@ -379,7 +365,7 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        upstream: &upstream::Connection,
+        upstream: &engine::Connection,
         endpoint: &mut &'static str,
     ) -> Result<Response<Body>, Reject> {
         let window = self.window().await?;
@@ -399,8 +385,7 @@ impl Proxy {
         // request names. Without one, only a create with `VolumesFrom` costs
         // an extra round trip (its sources' mounts are checked).
         let lookups = owner::Upstream {
-            client: &self.client,
-            socket: &self.upstream,
+            engine: &self.engine,
             version: route.version,
             policy: &self.policy,
             owner: self.policy.owner.as_ref(),
@@ -409,8 +394,7 @@ impl Proxy {
         // Owner mode: a tag may only move if it is free or the owner's.
         let images = self.policy.owner.as_ref().map(|owner| {
             Arc::new(tags::Images {
-                client: self.client.clone(),
-                socket: self.upstream.clone(),
+                engine: self.engine.clone(),
                 version: route.version,
                 owner: owner.clone(),
                 recorded: self.recorded.clone(),
@@ -576,14 +560,12 @@ impl Proxy {
 
     async fn send(
         &self,
-        upstream: &upstream::Connection,
+        upstream: &engine::Connection,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, Reject> {
-        let sent = upstream
-            .send(&self.upstream, &self.upstream_host, req)
-            .await;
+        let sent = self.engine.forward(upstream, req).await;
         sent.map_err(|err| {
-            warn!(error = %err, upstream = %self.upstream.display(), "dockerd did not answer");
+            warn!(error = %err.chain(), upstream = %self.engine.socket().display(), "dockerd did not answer");
             dockerd_unavailable()
         })
     }

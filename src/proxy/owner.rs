@@ -18,14 +18,8 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::Path;
-
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper_util::client::legacy::Client;
-use hyperlocal::UnixConnector;
+use http::{Method, StatusCode};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 use tracing::warn;
@@ -34,12 +28,12 @@ use super::gojson::Json;
 use super::policy::owner::{self, Kind, Label, Owner, Pinned, Reference};
 use super::policy::{self, Policy, Reject};
 use super::route::{encode_param, ApiVersion, Route};
-use super::{empty, full, Body, BODY_LIMIT};
+use super::BODY_LIMIT;
+use crate::engine::Engine;
 
 /// The daemon, as the proxy asks it about what a request names.
 pub(super) struct Upstream<'a> {
-    pub client: &'a Client<UnixConnector, Body>,
-    pub socket: &'a Path,
+    pub engine: &'a Engine,
     pub version: ApiVersion,
     pub policy: &'a Policy,
     /// The owner label; `None` in box mode and in standalone mode without
@@ -327,34 +321,15 @@ impl Upstream<'_> {
         name: &str,
     ) -> Result<(StatusCode, Bytes), Reject> {
         let target = format!("/v{}{path}", self.version);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(hyperlocal::Uri::new(self.socket, &target));
-        if json.is_some() {
-            request = request.header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-        let body = json.map_or_else(empty, full);
-        let request = request.body(body).map_err(|err| {
-            warn!(error = %err, %target, "failed to build an ownership request");
-            cannot_check(what, name)
-        })?;
-        let response = self.client.request(request).await.map_err(|err| {
-            warn!(error = %err, %target, "dockerd did not answer an ownership check");
-            cannot_check(what, name)
-        })?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), BODY_LIMIT)
-            .collect()
+        let answer = self
+            .engine
+            .ask(method, &target, json, BODY_LIMIT)
             .await
             .map_err(|err| {
-                warn!(error = %err, %target, "failed to read dockerd's answer");
+                warn!(error = %err.chain(), %target, "dockerd did not answer an ownership check");
                 cannot_check(what, name)
-            })?
-            .to_bytes();
-        Ok((status, body))
+            })?;
+        Ok((answer.status, answer.body))
     }
 }
 
