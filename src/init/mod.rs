@@ -148,6 +148,8 @@ pub enum InitError {
     Config(String),
     #[error("bad configuration: {0}")]
     Log(#[from] dockerd::BadLogTarget),
+    #[error("bad configuration: {0}")]
+    ImageStore(#[from] imagestore::ImageStoreError),
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
     #[error("cgroup setup failed: {0}")]
@@ -296,10 +298,8 @@ impl Config {
                 Some(gd)
             }
         };
-        if let Some(on) =
-            imagestore::parse(o.containerd_store.as_deref()).map_err(InitError::Config)?
-        {
-            imagestore::add_dockerd_args(&mut dockerd_args, on).map_err(InitError::Config)?;
+        if let Some(on) = imagestore::parse(o.containerd_store.as_deref())? {
+            imagestore::add_dockerd_args(&mut dockerd_args, on)?;
         }
         let containerd_store = imagestore::in_args(&dockerd_args) == Some(true);
         if containerd_store && graphdriver.is_some() {
@@ -557,10 +557,9 @@ fn check_containerd_store(cfg: &Config) -> Result<(), InitError> {
             "{e}; the containerd image store needs dockerd 24.0 or later"
         ))
     })?;
-    imagestore::version_gate(version).map_err(InitError::Config)?;
+    imagestore::version_gate(version)?;
     let data_root = graphdriver::data_root(&cfg.dockerd_args);
-    imagestore::check_data_root(&data_root, mounts::on_overlayfs(&data_root))
-        .map_err(InitError::Config)?;
+    imagestore::check_data_root(&data_root, mounts::on_overlayfs(&data_root))?;
     tracing::info!(
         data_root = %data_root.display(),
         dockerd = %format!("{}.{}", version.0, version.1),
@@ -1269,7 +1268,10 @@ mod tests {
             &["init", "--containerd-store", "yes please"],
         ] {
             let err = Config::new(parse(argv), false, None).unwrap_err();
-            assert!(matches!(err, InitError::Config(_)), "{argv:?}: {err}");
+            assert!(
+                matches!(err, InitError::Config(_) | InitError::ImageStore(_)),
+                "{argv:?}: {err}"
+            );
         }
     }
 
