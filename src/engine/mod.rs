@@ -207,7 +207,8 @@ impl Engine {
     /// daemon's answer, whatever its status, with its body to stream.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, Error> {
         let call = Call::of(&request);
-        self.0.client
+        self.0
+            .client
             .request(request)
             .await
             .map_err(|err| Error::Unreachable {

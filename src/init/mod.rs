@@ -158,8 +158,11 @@ pub enum InitError {
     Dockerd(#[from] dockerd::DockerdError),
     #[error("TLS (DOCKER_TLS_CERTDIR): {0}")]
     Tls(#[from] tls::TlsError),
-    #[error("failed to listen on {addr}: {err:#}")]
-    Listen { addr: String, err: anyhow::Error },
+    #[error("failed to listen on {addr}: {err}")]
+    Listen {
+        addr: String,
+        err: crate::proxy::BindError,
+    },
     #[error("failed to {what} {path}: {err}")]
     File {
         what: &'static str,

@@ -35,7 +35,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -110,21 +109,35 @@ pub enum Listener {
     Tls(TcpListener, TlsAcceptor),
 }
 
+/// Why a [`Listener`] could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("failed to listen on {addr}: {err}")]
+    Listen { addr: String, err: io::Error },
+    #[error("{} is already served by another process", .0.display())]
+    InUse(PathBuf),
+    #[error("failed to remove stale socket {}: {err}", path.display())]
+    RemoveStale { path: PathBuf, err: io::Error },
+    #[error("failed to create {}: {err}", path.display())]
+    CreateDir { path: PathBuf, err: io::Error },
+    #[error("failed to set permissions on {}: {err}", path.display())]
+    Permissions { path: PathBuf, err: io::Error },
+}
+
 impl Listener {
     /// Binds now, so that a busy port or a bad path is an error before `ready`.
     /// A stale unix socket file left by an earlier run is replaced; a live one is an error.
-    pub async fn bind(addr: &ListenAddr) -> anyhow::Result<Listener> {
+    pub async fn bind(addr: &ListenAddr) -> Result<Listener, BindError> {
+        let listen = |err| BindError::Listen {
+            addr: addr.to_string(),
+            err,
+        };
         match addr {
-            ListenAddr::Tcp(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("failed to listen on tcp://{addr}"))?;
-                Ok(Listener::Tcp(listener))
+            ListenAddr::Tcp(tcp) => {
+                Ok(Listener::Tcp(TcpListener::bind(tcp).await.map_err(listen)?))
             }
-            ListenAddr::Tls(addr, config) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("failed to listen on tcp://{addr} (TLS)"))?;
+            ListenAddr::Tls(tcp, config) => {
+                let listener = TcpListener::bind(tcp).await.map_err(listen)?;
                 Ok(Listener::Tls(listener, TlsAcceptor::from(config.clone())))
             }
             ListenAddr::Unix(path) => Ok(Listener::Unix(bind_unix(path).await?)),
@@ -140,26 +153,34 @@ impl Listener {
     }
 }
 
-async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+async fn bind_unix(path: &Path) -> Result<UnixListener, BindError> {
     if UnixStream::connect(path).await.is_ok() {
-        anyhow::bail!("{} is already served by another process", path.display());
+        return Err(BindError::InUse(path.to_path_buf()));
     }
     match std::fs::remove_file(path) {
         Ok(()) => debug!(path = %path.display(), "removed a stale socket"),
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => {
-            return Err(err)
-                .with_context(|| format!("failed to remove stale socket {}", path.display()))
+            let path = path.to_path_buf();
+            return Err(BindError::RemoveStale { path, err });
         }
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|err| BindError::CreateDir {
+            path: dir.to_path_buf(),
+            err,
+        })?;
     }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("failed to listen on unix://{}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("failed to set permissions on {}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(|err| BindError::Listen {
+        addr: format!("unix://{}", path.display()),
+        err,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|err| {
+        BindError::Permissions {
+            path: path.to_path_buf(),
+            err,
+        }
+    })?;
     Ok(listener)
 }
 
