@@ -18,7 +18,7 @@ pub mod gopath;
 mod hijack;
 mod hostroutes;
 mod loadscan;
-mod owner;
+mod lookups;
 pub mod policy;
 pub mod query;
 pub mod route;
@@ -405,7 +405,7 @@ impl Proxy {
         // Standalone mode with an owner label: ask dockerd who owns what the
         // request names. Without one, only a create with `VolumesFrom` costs
         // an extra round trip (its sources' mounts are checked).
-        let lookups = owner::Upstream {
+        let lookups = lookups::Daemon {
             engine: &self.engine,
             version: route.version,
             policy: &self.policy,
@@ -441,8 +441,8 @@ impl Proxy {
             None => tags::Plan::None,
         };
         let answer = match &self.policy.owner {
-            Some(_) => policy::owner::answer(req.method(), &route),
-            None => policy::owner::Answer::Plain,
+            Some(_) => policy::ownership::answer(req.method(), &route),
+            None => policy::ownership::Answer::Plain,
         };
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
         let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
@@ -484,7 +484,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         route: &route::Route,
-        lookups: &owner::Upstream<'_>,
+        lookups: &lookups::Daemon<'_>,
         hijack: bool,
     ) -> Result<(Request<Body>, Option<OwnedSemaphorePermit>), Reject> {
         let (mut parts, body) = req.into_parts();
@@ -504,11 +504,11 @@ impl Proxy {
                 if route.endpoint == Endpoint::ContainerCreate {
                     lookups.verify_image_working_dir(checked).await?;
                 }
-                let references = policy::owner::references(route.endpoint, checked);
+                let references = policy::ownership::references(route.endpoint, checked);
                 let pinned = lookups.verify_references(&references).await?;
                 // The path's network, already checked and pinned to its id.
                 let network = lookups.owner.and(route.param());
-                policy::owner::pin(route.endpoint, checked, &pinned, network)?;
+                policy::ownership::pin(route.endpoint, checked, &pinned, network)?;
             }
             let forwarded = self
                 .off_runtime(size, move || {
@@ -597,7 +597,7 @@ impl Proxy {
     async fn shape_response(
         &self,
         endpoint: Endpoint,
-        answer: policy::owner::Answer,
+        answer: policy::ownership::Answer,
         response: Response<Incoming>,
     ) -> Result<Response<Body>, Reject> {
         let (mut parts, body) = response.into_parts();
@@ -646,17 +646,17 @@ async fn cap_version_body(body: Incoming, cap: ApiVersion) -> Body {
 /// a created volume is checked, `system df` and the built-in networks are
 /// trimmed; the rest stream through.
 async fn owner_answer(
-    owner: &policy::owner::Owner,
-    answer: policy::owner::Answer,
+    owner: &policy::ownership::Owner,
+    answer: policy::ownership::Answer,
     mut parts: http::response::Parts,
     body: Incoming,
 ) -> Result<Response<Body>, Reject> {
-    use policy::owner::Answer;
+    use policy::ownership::Answer;
     match answer {
         Answer::Plain => Ok(Response::from_parts(parts, stream(body))),
         Answer::VolumeCreated => {
             let bytes = read_answer(body).await?;
-            owner::check_created_volume(owner, "", &bytes)?;
+            lookups::check_created_volume(owner, "", &bytes)?;
             Ok(Response::from_parts(parts, full(bytes.to_vec())))
         }
         Answer::DiskUsage | Answer::BuiltinNetwork => {
@@ -667,8 +667,8 @@ async fn owner_answer(
                     message: "dindbox: dockerd's answer is not JSON".into(),
                 })?;
             match answer {
-                Answer::DiskUsage => policy::owner::filter_disk_usage(owner, &mut json),
-                _ => policy::owner::hide_endpoints(&mut json),
+                Answer::DiskUsage => policy::ownership::filter_disk_usage(owner, &mut json),
+                _ => policy::ownership::hide_endpoints(&mut json),
             }
             parts.headers.remove(header::CONTENT_LENGTH);
             Ok(Response::from_parts(

@@ -39,7 +39,7 @@ use super::policy::images::{
     unreadable_archive, withhold_tags, Maker, MessageScan, Recorded, Tag, TagChange, TagFile,
     Verdict,
 };
-use super::policy::owner::Owner;
+use super::policy::ownership::Owner;
 use super::policy::Reject;
 use super::route::{encode_param, ApiVersion, Route};
 use super::{empty, error_response, full, strip_hop_by_hop, Body, BoxError, BODY_LIMIT};
