@@ -3,15 +3,12 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use hyperlocal::UnixConnector;
+
+use crate::engine::{self, Engine};
 
 /// `dindbox health` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -41,22 +38,14 @@ pub fn main(args: HealthArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn ping(socket: &std::path::Path) -> anyhow::Result<()> {
-    let client: Client<UnixConnector, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(UnixConnector);
-    let uri = hyperlocal::Uri::new(socket, "/_ping").into();
-    let response = client
-        .get(uri)
-        .await
-        .with_context(|| format!("failed to reach {}", socket.display()))?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        bail!(
-            "{} answered {status}: {}",
-            socket.display(),
-            String::from_utf8_lossy(&body)
-        );
+async fn ping(socket: &Path) -> anyhow::Result<()> {
+    match Engine::new(socket).ping().await {
+        Ok(()) => Ok(()),
+        Err(engine::Error::Unreachable { source, .. }) => Err(anyhow::Error::from_boxed(source)
+            .context(format!("failed to reach {}", socket.display()))),
+        Err(engine::Error::Status {
+            status, message, ..
+        }) => bail!("{} answered {status}: {message}", socket.display()),
+        Err(err) => Err(err.into()),
     }
-    Ok(())
 }

@@ -7,9 +7,11 @@
 //! - [`graphdriver_server`]: the host-side graphdriver plugin server (`graphdriver-server`);
 //! - [`tenant`]: host-side tenant lifecycle (`dindbox tenant create|list|rm|logs`);
 //! - [`bytesize`]: the one grammar of byte sizes (`2g`, `512m`) every flag and setting uses;
+//! - [`engine`]: the one Docker Engine API client (unix socket) all of them talk to a dockerd with;
 //! - [`tls`]: `DOCKER_TLS_CERTDIR` certificates and the proxy's rustls configuration.
 
 pub mod bytesize;
+pub mod engine;
 pub mod graphdriver_server;
 pub mod health;
 pub mod init;

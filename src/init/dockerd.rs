@@ -11,9 +11,6 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
@@ -23,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::reaper::{describe, ExitWatch, Reaper};
 use super::sys;
 use super::{drain, mounts, Config};
+use crate::engine::{self, Engine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerdError {
@@ -51,11 +49,29 @@ pub enum DockerdError {
     NotReady {
         socket: PathBuf,
         timeout: Duration,
-        last: String,
+        last: PingFailure,
     },
     #[error("stale-file cleanup before the restart failed: {0}")]
     Cleanup(#[from] mounts::MountError),
 }
+
+/// Why the last `GET /_ping` got no 200.
+#[derive(Debug, thiserror::Error)]
+pub enum PingFailure {
+    #[error("no answer within {}s", PING_TIMEOUT.as_secs())]
+    Timeout,
+    /// Shown with its causes (the socket's error says why).
+    #[error("{}", .0.chain())]
+    Failed(Box<engine::Error>),
+}
+
+/// How long one `GET /_ping` may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `LOG` is neither `file` nor an absolute path.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("LOG={0:?}: expected `file` or an absolute path")]
+pub struct BadLogTarget(pub String);
 
 /// Where dockerd's stdout and stderr go (wrapdocker's `LOG`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,14 +84,12 @@ pub enum LogTarget {
 
 /// `LOG=file` means /var/log/docker.log, `LOG=/abs/path` that file, unset or
 /// empty our log.
-pub fn parse_log(value: Option<&str>) -> Result<LogTarget, String> {
+pub fn parse_log(value: Option<&str>) -> Result<LogTarget, BadLogTarget> {
     match value.map(str::trim) {
         None | Some("") => Ok(LogTarget::Ours),
         Some("file") => Ok(LogTarget::File("/var/log/docker.log".into())),
         Some(path) if path.starts_with('/') => Ok(LogTarget::File(path.into())),
-        Some(other) => Err(format!(
-            "LOG={other:?}: expected `file` or an absolute path"
-        )),
+        Some(other) => Err(BadLogTarget(other.to_string())),
     }
 }
 
@@ -237,15 +251,16 @@ impl Dockerd {
     /// Polls `GET /_ping` until it answers 200, dockerd exits, or `limit` passes.
     pub async fn wait_ready(&mut self, socket: &Path, limit: Duration) -> Result<(), DockerdError> {
         let deadline = Instant::now() + limit;
+        let engine = Engine::new(socket);
         loop {
             let last = tokio::select! {
                 status = &mut self.exit => {
                     return Err(DockerdError::ExitedEarly(status.unwrap_or(WaitStatus::StillAlive)));
                 }
-                answer = timeout(Duration::from_secs(2), ping(socket)) => match answer {
+                answer = timeout(PING_TIMEOUT, engine.ping()) => match answer {
                     Ok(Ok(())) => return Ok(()),
-                    Ok(Err(err)) => err,
-                    Err(_) => "no answer within 2s".to_string(),
+                    Ok(Err(err)) => PingFailure::Failed(Box::new(err)),
+                    Err(_) => PingFailure::Timeout,
                 },
             };
             if Instant::now() >= deadline {
@@ -300,30 +315,6 @@ impl Dockerd {
 pub fn signal(pid: Pid, sig: Signal) {
     if let Err(err) = kill(pid, sig) {
         tracing::debug!(%pid, "kill {sig} failed: {err}");
-    }
-}
-
-/// One `GET /_ping` over the unix socket; Ok only for 200.
-pub async fn ping(socket: &Path) -> Result<(), String> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let conn = tokio::spawn(conn);
-    let req = http::Request::get("/_ping")
-        .header(http::header::HOST, "docker")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let res = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("GET /_ping: {e}"));
-    conn.abort();
-    match res?.status() {
-        http::StatusCode::OK => Ok(()),
-        status => Err(format!("GET /_ping answered {status}")),
     }
 }
 
@@ -618,6 +609,7 @@ mod tests {
     fn parse_log_rejects_relative_paths() {
         assert!(parse_log(Some("docker.log"))
             .unwrap_err()
+            .to_string()
             .contains("absolute"));
     }
 

@@ -12,11 +12,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use hyperlocal::UnixConnector;
+use http::Method;
+use serde_json::Value;
+
+use crate::engine::{self, Engine};
 
 /// How long before the end of the grace period the containers must be down,
 /// so dockerd itself still has time to exit cleanly.
@@ -32,9 +31,8 @@ pub fn container_timeout(grace: Duration) -> u64 {
 /// parallel, and waits for the answers. Failures are logged, never fatal:
 /// dockerd's own shutdown still follows.
 pub async fn stop_containers(socket: &Path, timeout_secs: u64) {
-    let client: Client<UnixConnector, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(UnixConnector);
-    let ids = match running_containers(&client, socket).await {
+    let engine = Engine::new(socket);
+    let ids = match running_containers(&engine).await {
         Ok(ids) => ids,
         Err(err) => {
             tracing::warn!("could not list the running containers to stop them: {err}");
@@ -51,44 +49,44 @@ pub async fn stop_containers(socket: &Path, timeout_secs: u64) {
     );
     let mut stops = tokio::task::JoinSet::new();
     for id in ids {
-        let uri = hyperlocal::Uri::new(socket, &format!("/containers/{id}/stop?t={timeout_secs}"));
-        let request = http::Request::post(hyper::Uri::from(uri))
-            .body(Empty::new())
-            .expect("a valid request");
-        let client = client.clone();
+        let engine = engine.clone();
         stops.spawn(async move {
-            if let Err(err) = client.request(request).await {
-                tracing::warn!(container = %id, "stop failed: {err}");
+            let target = format!("/containers/{id}/stop?t={timeout_secs}");
+            // Any answer will do: a container that stopped or went meanwhile
+            // is as good as stopped.
+            if let Err(err) = engine.ask(Method::POST, &target, None, ANSWER_LIMIT).await {
+                tracing::warn!(container = %id, "stop failed: {}", err.chain());
             }
         });
     }
     stops.join_all().await;
 }
 
-async fn running_containers(
-    client: &Client<UnixConnector, Empty<Bytes>>,
-    socket: &Path,
-) -> Result<Vec<String>, String> {
-    let uri = hyperlocal::Uri::new(socket, "/containers/json");
-    let response = client.get(uri.into()).await.map_err(|e| e.to_string())?;
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    parse_ids(&body)
+/// The most of an answer read (a list of the box's containers).
+const ANSWER_LIMIT: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+enum ListError {
+    /// Shown with its causes: it is only ever logged.
+    #[error("{}", .0.chain())]
+    Engine(#[from] engine::Error),
+    #[error("unexpected answer: {0}")]
+    Unexpected(#[from] serde_json::Error),
+}
+
+async fn running_containers(engine: &Engine) -> Result<Vec<String>, ListError> {
+    let list = engine.get("/containers/json").await?;
+    Ok(parse_ids(list)?)
 }
 
 /// The `Id`s of a `GET /containers/json` answer.
-fn parse_ids(body: &[u8]) -> Result<Vec<String>, String> {
+fn parse_ids(list: Value) -> Result<Vec<String>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Summary {
         #[serde(rename = "Id")]
         id: String,
     }
-    let list: Vec<Summary> =
-        serde_json::from_slice(body).map_err(|e| format!("unexpected answer: {e}"))?;
+    let list: Vec<Summary> = serde_json::from_value(list)?;
     Ok(list.into_iter().map(|c| c.id).collect())
 }
 
@@ -106,8 +104,8 @@ mod tests {
 
     #[test]
     fn parse_ids_reads_the_list_answer() {
-        let body = br#"[{"Id":"abc","Names":["/x"]},{"Id":"def"}]"#;
-        assert_eq!(parse_ids(body).unwrap(), ["abc", "def"]);
-        assert!(parse_ids(b"{}").is_err());
+        let list = serde_json::json!([{"Id":"abc","Names":["/x"]},{"Id":"def"}]);
+        assert_eq!(parse_ids(list).unwrap(), ["abc", "def"]);
+        assert!(parse_ids(serde_json::json!({})).is_err());
     }
 }

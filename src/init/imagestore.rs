@@ -19,7 +19,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The variable.
 pub const ENV: &str = "DINDBOX_CONTAINERD_STORE";
@@ -28,15 +28,39 @@ pub const FEATURE: &str = "containerd-snapshotter";
 /// The first dockerd with the feature.
 pub const MIN_VERSION: (u32, u32) = (24, 0);
 
+/// Why the containerd image store cannot be set up as asked.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImageStoreError {
+    #[error("{ENV}={0:?}: expected 1 (the containerd image store) or 0 (the classic store)")]
+    BadSwitch(String),
+    #[error(
+        "{ENV} is set, and the dockerd arguments already set --feature {FEATURE}={0}: \
+         keep one of them"
+    )]
+    SetTwice(bool),
+    #[error(
+        "{ENV}=1 asks for the containerd image store, but the inner dockerd is {}.{}, \
+         which has no such feature (it came in {}.{}) and would keep the classic store: use \
+         the default dindbox image (dockerd 28) or unset {ENV}",
+        .0.0, .0.1, MIN_VERSION.0, MIN_VERSION.1
+    )]
+    DockerdTooOld((u32, u32)),
+    #[error(
+        "the containerd image store is on, but the data root {dr} is on overlayfs: containerd's \
+         overlayfs snapshotter cannot mount there (every run and build would fail with `invalid \
+         argument`). Give it a volume: docker run -v NAME:{dr} ..., or unset {ENV}",
+        dr = .0.display()
+    )]
+    DataRootOnOverlayfs(PathBuf),
+}
+
 /// The switch: `Some(true)` on, `Some(false)` off, `None` dockerd's default.
-pub fn parse(value: Option<&str>) -> Result<Option<bool>, String> {
+pub fn parse(value: Option<&str>) -> Result<Option<bool>, ImageStoreError> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some("1" | "true" | "on" | "yes") => Ok(Some(true)),
         Some("0" | "false" | "off" | "no") => Ok(Some(false)),
-        Some(other) => Err(format!(
-            "{ENV}={other:?}: expected 1 (the containerd image store) or 0 (the classic store)"
-        )),
+        Some(other) => Err(ImageStoreError::BadSwitch(other.to_string())),
     }
 }
 
@@ -74,41 +98,30 @@ fn go_parse_bool(text: &str) -> Option<bool> {
 
 /// Appends the flag for `on`, unless the arguments already name the feature
 /// (dockerd would take the last one silently).
-pub fn add_dockerd_args(args: &mut Vec<String>, on: bool) -> Result<(), String> {
+pub fn add_dockerd_args(args: &mut Vec<String>, on: bool) -> Result<(), ImageStoreError> {
     if let Some(set) = in_args(args) {
-        return Err(format!(
-            "{ENV} is set, and the dockerd arguments already set --feature {FEATURE}={set}: \
-             keep one of them"
-        ));
+        return Err(ImageStoreError::SetTwice(set));
     }
     args.push(format!("--feature={FEATURE}={on}"));
     Ok(())
 }
 
 /// The containerd image store needs dockerd 24.0 or later.
-pub fn version_gate((major, minor): (u32, u32)) -> Result<(), String> {
-    if (major, minor) >= MIN_VERSION {
+pub fn version_gate(version: (u32, u32)) -> Result<(), ImageStoreError> {
+    if version >= MIN_VERSION {
         return Ok(());
     }
-    Err(format!(
-        "{ENV}=1 asks for the containerd image store, but the inner dockerd is {major}.{minor}, \
-         which has no such feature (it came in {}.{}) and would keep the classic store: use \
-         the default dindbox image (dockerd 28) or unset {ENV}",
-        MIN_VERSION.0, MIN_VERSION.1
-    ))
+    Err(ImageStoreError::DockerdTooOld(version))
 }
 
 /// Refuses a data root on overlayfs, where containerd's snapshotter cannot
 /// mount (`on_overlayfs`: [`super::mounts::on_overlayfs`]).
-pub fn check_data_root(data_root: &Path, on_overlayfs: bool) -> Result<(), String> {
+pub fn check_data_root(data_root: &Path, on_overlayfs: bool) -> Result<(), ImageStoreError> {
     if !on_overlayfs {
         return Ok(());
     }
-    let dr = data_root.display();
-    Err(format!(
-        "the containerd image store is on, but the data root {dr} is on overlayfs: containerd's \
-         overlayfs snapshotter cannot mount there (every run and build would fail with `invalid \
-         argument`). Give it a volume: docker run -v NAME:{dr} ..., or unset {ENV}"
+    Err(ImageStoreError::DataRootOnOverlayfs(
+        data_root.to_path_buf(),
     ))
 }
 
@@ -128,7 +141,7 @@ mod tests {
         assert_eq!(parse(Some("true")), Ok(Some(true)));
         assert_eq!(parse(Some("0")), Ok(Some(false)));
         assert_eq!(parse(Some("off")), Ok(Some(false)));
-        let err = parse(Some("containerd")).unwrap_err();
+        let err = parse(Some("containerd")).unwrap_err().to_string();
         assert!(err.contains(ENV) && err.contains("expected 1"), "{err}");
     }
 
@@ -164,7 +177,7 @@ mod tests {
         let mut b = args(&["--host=unix:///x"]);
         add_dockerd_args(&mut b, false).unwrap();
         assert_eq!(b[1], "--feature=containerd-snapshotter=false");
-        let err = add_dockerd_args(&mut a, false).unwrap_err();
+        let err = add_dockerd_args(&mut a, false).unwrap_err().to_string();
         assert!(
             err.contains("already set --feature containerd-snapshotter=true"),
             "{err}"
@@ -176,14 +189,16 @@ mod tests {
         assert!(version_gate((28, 5)).is_ok());
         assert!(version_gate((24, 0)).is_ok());
         assert!(version_gate((26, 1)).is_ok());
-        let err = version_gate((20, 10)).unwrap_err();
+        let err = version_gate((20, 10)).unwrap_err().to_string();
         assert!(err.contains("20.10") && err.contains("24.0"), "{err}");
     }
 
     #[test]
     fn an_overlayfs_data_root_is_refused() {
         assert!(check_data_root(Path::new("/var/lib/docker"), false).is_ok());
-        let err = check_data_root(Path::new("/srv/docker"), true).unwrap_err();
+        let err = check_data_root(Path::new("/srv/docker"), true)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("/srv/docker is on overlayfs") && err.contains("-v NAME:/srv/docker"),
             "{err}"

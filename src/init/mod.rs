@@ -146,6 +146,10 @@ pub enum InitError {
     Fds(#[from] fds::FdError),
     #[error("bad configuration: {0}")]
     Config(String),
+    #[error("bad configuration: {0}")]
+    Log(#[from] dockerd::BadLogTarget),
+    #[error("bad configuration: {0}")]
+    ImageStore(#[from] imagestore::ImageStoreError),
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
     #[error("cgroup setup failed: {0}")]
@@ -154,8 +158,11 @@ pub enum InitError {
     Dockerd(#[from] dockerd::DockerdError),
     #[error("TLS (DOCKER_TLS_CERTDIR): {0}")]
     Tls(#[from] tls::TlsError),
-    #[error("failed to listen on {addr}: {err:#}")]
-    Listen { addr: String, err: anyhow::Error },
+    #[error("failed to listen on {addr}: {err}")]
+    Listen {
+        addr: String,
+        err: crate::proxy::BindError,
+    },
     #[error("failed to {what} {path}: {err}")]
     File {
         what: &'static str,
@@ -264,7 +271,7 @@ impl Config {
         stdin_tty: bool,
         shell_env: Option<&str>,
     ) -> Result<Config, InitError> {
-        let log = dockerd::parse_log(o.log.as_deref()).map_err(InitError::Config)?;
+        let log = dockerd::parse_log(o.log.as_deref())?;
         let dockerd_flags = args.first().is_some_and(|a| a.starts_with('-'));
         let (extra, command) = if dockerd_flags || args.is_empty() {
             (args, None)
@@ -296,10 +303,8 @@ impl Config {
                 Some(gd)
             }
         };
-        if let Some(on) =
-            imagestore::parse(o.containerd_store.as_deref()).map_err(InitError::Config)?
-        {
-            imagestore::add_dockerd_args(&mut dockerd_args, on).map_err(InitError::Config)?;
+        if let Some(on) = imagestore::parse(o.containerd_store.as_deref())? {
+            imagestore::add_dockerd_args(&mut dockerd_args, on)?;
         }
         let containerd_store = imagestore::in_args(&dockerd_args) == Some(true);
         if containerd_store && graphdriver.is_some() {
@@ -557,10 +562,9 @@ fn check_containerd_store(cfg: &Config) -> Result<(), InitError> {
             "{e}; the containerd image store needs dockerd 24.0 or later"
         ))
     })?;
-    imagestore::version_gate(version).map_err(InitError::Config)?;
+    imagestore::version_gate(version)?;
     let data_root = graphdriver_plugin::data_root(&cfg.dockerd_args);
-    imagestore::check_data_root(&data_root, mounts::on_overlayfs(&data_root))
-        .map_err(InitError::Config)?;
+    imagestore::check_data_root(&data_root, mounts::on_overlayfs(&data_root))?;
     tracing::info!(
         data_root = %data_root.display(),
         dockerd = %format!("{}.{}", version.0, version.1),
@@ -1268,7 +1272,10 @@ mod tests {
             &["init", "--containerd-store", "yes please"],
         ] {
             let err = Config::new(parse(argv), false, None).unwrap_err();
-            assert!(matches!(err, InitError::Config(_)), "{argv:?}: {err}");
+            assert!(
+                matches!(err, InitError::Config(_) | InitError::ImageStore(_)),
+                "{argv:?}: {err}"
+            );
         }
     }
 

@@ -9,7 +9,7 @@ use http::{Method, Uri};
 
 use super::gojson::{Json, ParseError};
 use super::gomime;
-use super::policy::{self, owner, Policy, Reject};
+use super::policy::{self, ownership, Policy, Reject};
 pub use super::route::BodyType;
 use super::route::{self, Endpoint, Route};
 pub use super::version::Window;
@@ -85,12 +85,12 @@ pub fn admit_within(
     }
     if let Some(owner) = &policy.owner {
         policy::taglock::check_container_name(method, &route)?;
-        if owner::is_filtered(method, &route) {
-            let filters = owner::with_owner_filter(owner, route.query.first("filters"))?;
+        if ownership::is_filtered(method, &route) {
+            let filters = ownership::with_owner_filter(owner, route.query.first("filters"))?;
             route.query.set("filters", &filters);
         }
         if policy::images::is_image_prune(method, &route) {
-            let filters = owner::with_owner_filter(owner, route.query.first("filters"))?;
+            let filters = ownership::with_owner_filter(owner, route.query.first("filters"))?;
             route.query.set("filters", &filters);
         }
         // Committed and imported images carry the owner label: a LABEL change

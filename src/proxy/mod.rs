@@ -18,12 +18,11 @@ pub mod gopath;
 mod hijack;
 mod hostroutes;
 mod loadscan;
-mod owner;
+mod lookups;
 pub mod policy;
 pub mod query;
 pub mod route;
 mod tags;
-mod upstream;
 pub mod version;
 
 pub use self::cli::{main, policy_main, PolicyArgs, PolicyOptions, ProxyArgs};
@@ -36,7 +35,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -45,9 +43,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyperlocal::UnixConnector;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -55,6 +51,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::engine::{self, Engine};
 use crate::metrics;
 
 use self::policy::{Policy, Reject};
@@ -112,21 +109,35 @@ pub enum Listener {
     Tls(TcpListener, TlsAcceptor),
 }
 
+/// Why a [`Listener`] could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("failed to listen on {addr}: {err}")]
+    Listen { addr: String, err: io::Error },
+    #[error("{} is already served by another process", .0.display())]
+    InUse(PathBuf),
+    #[error("failed to remove stale socket {}: {err}", path.display())]
+    RemoveStale { path: PathBuf, err: io::Error },
+    #[error("failed to create {}: {err}", path.display())]
+    CreateDir { path: PathBuf, err: io::Error },
+    #[error("failed to set permissions on {}: {err}", path.display())]
+    Permissions { path: PathBuf, err: io::Error },
+}
+
 impl Listener {
     /// Binds now, so that a busy port or a bad path is an error before `ready`.
     /// A stale unix socket file left by an earlier run is replaced; a live one is an error.
-    pub async fn bind(addr: &ListenAddr) -> anyhow::Result<Listener> {
+    pub async fn bind(addr: &ListenAddr) -> Result<Listener, BindError> {
+        let listen = |err| BindError::Listen {
+            addr: addr.to_string(),
+            err,
+        };
         match addr {
-            ListenAddr::Tcp(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("failed to listen on tcp://{addr}"))?;
-                Ok(Listener::Tcp(listener))
+            ListenAddr::Tcp(tcp) => {
+                Ok(Listener::Tcp(TcpListener::bind(tcp).await.map_err(listen)?))
             }
-            ListenAddr::Tls(addr, config) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("failed to listen on tcp://{addr} (TLS)"))?;
+            ListenAddr::Tls(tcp, config) => {
+                let listener = TcpListener::bind(tcp).await.map_err(listen)?;
                 Ok(Listener::Tls(listener, TlsAcceptor::from(config.clone())))
             }
             ListenAddr::Unix(path) => Ok(Listener::Unix(bind_unix(path).await?)),
@@ -142,26 +153,34 @@ impl Listener {
     }
 }
 
-async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+async fn bind_unix(path: &Path) -> Result<UnixListener, BindError> {
     if UnixStream::connect(path).await.is_ok() {
-        anyhow::bail!("{} is already served by another process", path.display());
+        return Err(BindError::InUse(path.to_path_buf()));
     }
     match std::fs::remove_file(path) {
         Ok(()) => debug!(path = %path.display(), "removed a stale socket"),
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => {
-            return Err(err)
-                .with_context(|| format!("failed to remove stale socket {}", path.display()))
+            let path = path.to_path_buf();
+            return Err(BindError::RemoveStale { path, err });
         }
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|err| BindError::CreateDir {
+            path: dir.to_path_buf(),
+            err,
+        })?;
     }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("failed to listen on unix://{}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("failed to set permissions on {}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(|err| BindError::Listen {
+        addr: format!("unix://{}", path.display()),
+        err,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|err| {
+        BindError::Permissions {
+            path: path.to_path_buf(),
+            err,
+        }
+    })?;
     Ok(listener)
 }
 
@@ -174,19 +193,16 @@ pub struct ProxyConfig {
 }
 
 pub struct Proxy {
-    upstream: PathBuf,
-    /// The `Host` sent to dockerd when the client sent none: the one
-    /// hyper-util's client sent (the hex-encoded socket path).
-    upstream_host: HeaderValue,
+    /// The private dockerd: its pool, for the proxy's own requests (owner
+    /// checks, tags, its version); forwarded requests go on their client
+    /// connection's own [`engine::Connection`].
+    engine: Engine,
     policy: Arc<Policy>,
     /// [`BODY_BUDGET`], in KiB permits.
     body_budget: Arc<Semaphore>,
     /// Heavy body checks running at once on the blocking pool: one fewer
     /// than the cores, so the I/O workers always have one.
     heavy_checks: Arc<Semaphore>,
-    /// The pool for the owner checks' own requests; forwarded requests go
-    /// on their client connection's own [`upstream::Connection`].
-    client: Client<UnixConnector, Body>,
     /// In owner mode, the tags this proxy set from loads, pulls and `docker
     /// tag` (see [`policy::images`]); shared by every connection.
     recorded: Arc<policy::images::Recorded>,
@@ -200,23 +216,13 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Arc<Proxy> {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_timer(TokioTimer::new())
-            .build(UnixConnector);
-        let upstream_host = http::Uri::from(hyperlocal::Uri::new(&config.upstream, "/"))
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .expect("a hyperlocal URI has an authority");
         let mut policy = config.policy;
         policy.subnets.host_routes = hostroutes::read();
         Arc::new(Proxy {
-            upstream: config.upstream,
-            upstream_host,
+            engine: Engine::new(&config.upstream),
             policy: Arc::new(policy),
             body_budget: Arc::new(Semaphore::new(BODY_BUDGET >> 10)),
             heavy_checks: Arc::new(Semaphore::new(heavy_check_slots())),
-            client,
             recorded: Arc::default(),
             daemon_headers: Default::default(),
             daemon_api: DaemonApi::default(),
@@ -229,12 +235,13 @@ impl Proxy {
     /// warning when the policy does not know that version); a standalone
     /// proxy, whose daemon may start after it, asks before its first request.
     pub async fn learn_daemon_api(&self) -> Result<Window, Reject> {
-        let uri = http::Uri::from(hyperlocal::Uri::new(&self.upstream, "/version"));
-        let request = Request::get(uri)
+        let request = self
+            .engine
+            .request(http::Method::GET, "/version")
             .body(empty())
             .expect("a GET without headers is a valid request");
-        let response = self.client.request(request).await.map_err(|err| {
-            warn!(error = %err, upstream = %self.upstream.display(), "dockerd did not answer GET /version");
+        let response = self.engine.send(request).await.map_err(|err| {
+            warn!(error = %err.chain(), upstream = %self.engine.socket().display(), "dockerd did not answer GET /version");
             dockerd_unavailable()
         })?;
         self.daemon_api.heard_in(response.headers());
@@ -305,7 +312,7 @@ impl Proxy {
         shutdown: CancellationToken,
     ) {
         metrics::global().connection_opened();
-        let upstream = Arc::new(upstream::Connection::default());
+        let upstream = Arc::new(engine::Connection::default());
         let service = service_fn(|req| {
             let proxy = self.clone();
             let peer = peer.clone();
@@ -337,7 +344,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         peer: &str,
-        upstream: &upstream::Connection,
+        upstream: &engine::Connection,
     ) -> Response<Body> {
         let started = std::time::Instant::now();
         let method = req.method().clone();
@@ -379,7 +386,7 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        upstream: &upstream::Connection,
+        upstream: &engine::Connection,
         endpoint: &mut &'static str,
     ) -> Result<Response<Body>, Reject> {
         let window = self.window().await?;
@@ -398,9 +405,8 @@ impl Proxy {
         // Standalone mode with an owner label: ask dockerd who owns what the
         // request names. Without one, only a create with `VolumesFrom` costs
         // an extra round trip (its sources' mounts are checked).
-        let lookups = owner::Upstream {
-            client: &self.client,
-            socket: &self.upstream,
+        let lookups = lookups::Daemon {
+            engine: &self.engine,
             version: route.version,
             policy: &self.policy,
             owner: self.policy.owner.as_ref(),
@@ -409,8 +415,7 @@ impl Proxy {
         // Owner mode: a tag may only move if it is free or the owner's.
         let images = self.policy.owner.as_ref().map(|owner| {
             Arc::new(tags::Images {
-                client: self.client.clone(),
-                socket: self.upstream.clone(),
+                engine: self.engine.clone(),
                 version: route.version,
                 owner: owner.clone(),
                 recorded: self.recorded.clone(),
@@ -436,8 +441,8 @@ impl Proxy {
             None => tags::Plan::None,
         };
         let answer = match &self.policy.owner {
-            Some(_) => policy::owner::answer(req.method(), &route),
-            None => policy::owner::Answer::Plain,
+            Some(_) => policy::ownership::answer(req.method(), &route),
+            None => policy::ownership::Answer::Plain,
         };
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);
         let client_upgrade = hijack.then(|| hyper::upgrade::on(&mut req));
@@ -479,7 +484,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         route: &route::Route,
-        lookups: &owner::Upstream<'_>,
+        lookups: &lookups::Daemon<'_>,
         hijack: bool,
     ) -> Result<(Request<Body>, Option<OwnedSemaphorePermit>), Reject> {
         let (mut parts, body) = req.into_parts();
@@ -498,11 +503,11 @@ impl Proxy {
                 if route.endpoint == Endpoint::ContainerCreate {
                     lookups.verify_image_working_dir(checked).await?;
                 }
-                let references = policy::owner::references(route.endpoint, checked);
+                let references = policy::ownership::references(route.endpoint, checked);
                 let pinned = lookups.verify_references(&references).await?;
                 // The path's network, already checked and pinned to its id.
                 let network = lookups.owner.and(route.param());
-                policy::owner::pin(route.endpoint, checked, &pinned, network)?;
+                policy::ownership::pin(route.endpoint, checked, &pinned, network)?;
             }
             let forwarded = self
                 .off_runtime(size, move || {
@@ -575,14 +580,12 @@ impl Proxy {
 
     async fn send(
         &self,
-        upstream: &upstream::Connection,
+        upstream: &engine::Connection,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, Reject> {
-        let sent = upstream
-            .send(&self.upstream, &self.upstream_host, req)
-            .await;
+        let sent = self.engine.forward(upstream, req).await;
         sent.map_err(|err| {
-            warn!(error = %err, upstream = %self.upstream.display(), "dockerd did not answer");
+            warn!(error = %err.chain(), upstream = %self.engine.socket().display(), "dockerd did not answer");
             dockerd_unavailable()
         })
     }
@@ -593,7 +596,7 @@ impl Proxy {
     async fn shape_response(
         &self,
         endpoint: Endpoint,
-        answer: policy::owner::Answer,
+        answer: policy::ownership::Answer,
         response: Response<Incoming>,
     ) -> Result<Response<Body>, Reject> {
         let (mut parts, body) = response.into_parts();
@@ -642,17 +645,17 @@ async fn cap_version_body(body: Incoming, cap: ApiVersion) -> Body {
 /// a created volume is checked, `system df` and the built-in networks are
 /// trimmed; the rest stream through.
 async fn owner_answer(
-    owner: &policy::owner::Owner,
-    answer: policy::owner::Answer,
+    owner: &policy::ownership::Owner,
+    answer: policy::ownership::Answer,
     mut parts: http::response::Parts,
     body: Incoming,
 ) -> Result<Response<Body>, Reject> {
-    use policy::owner::Answer;
+    use policy::ownership::Answer;
     match answer {
         Answer::Plain => Ok(Response::from_parts(parts, stream(body))),
         Answer::VolumeCreated => {
             let bytes = read_answer(body).await?;
-            owner::check_created_volume(owner, "", &bytes)?;
+            lookups::check_created_volume(owner, "", &bytes)?;
             Ok(Response::from_parts(parts, full(bytes.to_vec())))
         }
         Answer::DiskUsage | Answer::BuiltinNetwork => {
@@ -663,8 +666,8 @@ async fn owner_answer(
                     message: "dindbox: dockerd's answer is not JSON".into(),
                 })?;
             match answer {
-                Answer::DiskUsage => policy::owner::filter_disk_usage(owner, &mut json),
-                _ => policy::owner::hide_endpoints(&mut json),
+                Answer::DiskUsage => policy::ownership::filter_disk_usage(owner, &mut json),
+                _ => policy::ownership::hide_endpoints(&mut json),
             }
             parts.headers.remove(header::CONTENT_LENGTH);
             Ok(Response::from_parts(

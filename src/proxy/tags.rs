@@ -21,17 +21,14 @@ mod lock;
 mod pull;
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Frame, Incoming};
-use hyper_util::client::legacy::Client;
-use hyperlocal::UnixConnector;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -42,15 +39,15 @@ use super::policy::images::{
     unreadable_archive, withhold_tags, Maker, MessageScan, Recorded, Tag, TagChange, TagFile,
     Verdict,
 };
-use super::policy::owner::Owner;
+use super::policy::ownership::Owner;
 use super::policy::Reject;
 use super::route::{encode_param, ApiVersion, Route};
 use super::{empty, error_response, full, strip_hop_by_hop, Body, BoxError, BODY_LIMIT};
+use crate::engine::Engine;
 
 /// The daemon, as the proxy asks it about image tags.
 pub(super) struct Images {
-    pub client: Client<UnixConnector, Body>,
-    pub socket: PathBuf,
+    pub engine: Engine,
     pub version: ApiVersion,
     pub owner: Owner,
     pub recorded: Arc<Recorded>,
@@ -465,24 +462,16 @@ impl Images {
         auth: Option<&HeaderValue>,
     ) -> Result<(StatusCode, Bytes), Reject> {
         let cannot = || unavailable(name);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(hyperlocal::Uri::new(&self.socket, target));
+        let mut request = self.engine.request(method, target);
         if let Some(auth) = auth {
             request = request.header("X-Registry-Auth", auth);
         }
         let request = request.body(empty()).map_err(|_| cannot())?;
-        let response = self.client.request(request).await.map_err(|err| {
-            warn!(error = %err, %target, "dockerd did not answer an image check");
+        let answer = self.engine.read(request, BODY_LIMIT).await.map_err(|err| {
+            warn!(error = %err.chain(), %target, "dockerd did not answer an image check");
             cannot()
         })?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), BODY_LIMIT)
-            .collect()
-            .await
-            .map_err(|_| cannot())?
-            .to_bytes();
-        Ok((status, body))
+        Ok((answer.status, answer.body))
     }
 
     /// Whether dockerd keeps its images in the containerd image store

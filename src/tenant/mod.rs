@@ -1,5 +1,5 @@
 //! `dindbox tenant create|list|rm|logs`: one dindbox box per tenant on this
-//! host, through the host's Docker API (our own client over its unix socket).
+//! host, through the host's Docker API ([`crate::engine`] over its unix socket).
 //!
 //! A tenant NAME is a container and a volume `dindbox-tenant-NAME` (labelled
 //! `dindbox.tenant=NAME`) and a cert dir `STATE_DIR/NAME/certs` mounted at
@@ -8,7 +8,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod api;
+pub mod host;
 pub mod logs;
 pub mod spec;
 
@@ -23,8 +23,8 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::bytesize;
+use crate::engine::Engine;
 use crate::proxy::config::parse_positive;
-use api::{is_status, Docker};
 use spec::{object_name, validate_name, HealthTiming, TenantSpec, LABEL};
 
 /// `dindbox tenant` options.
@@ -121,11 +121,11 @@ pub struct LogsArgs {
 }
 
 pub fn main(args: TenantArgs) -> anyhow::Result<()> {
-    let socket = api::socket_of(&args.host)?;
+    let socket = host::socket_of(&args.host)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let docker = Docker::new(&socket);
+    let docker = Engine::new(&socket);
     runtime.block_on(async {
         match &args.command {
             TenantCommand::Create(c) => create(&docker, &args.state_dir, c).await,
@@ -148,7 +148,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow::Result<()> {
+async fn create(docker: &Engine, state_dir: &Path, args: &CreateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let name = args.name.as_str();
     validate_name(name)?;
@@ -190,21 +190,21 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
         Ok(_) => bail!(
             "tenant {name} already exists (container {object}); `dindbox tenant rm {name}` first"
         ),
-        Err(e) if is_status(&e, StatusCode::NOT_FOUND) => {}
-        Err(e) => return Err(e),
+        Err(e) if e.is_status(StatusCode::NOT_FOUND) => {}
+        Err(e) => return Err(e.into()),
     }
     let image_path = format!(
         "/images/{}/json",
         percent_encoding::utf8_percent_encode(&args.image, percent_encoding::NON_ALPHANUMERIC)
     );
     if let Err(e) = docker.get(&image_path).await {
-        if is_status(&e, StatusCode::NOT_FOUND) {
-            return Err(e.context(format!(
+        if e.is_status(StatusCode::NOT_FOUND) {
+            return Err(anyhow::Error::new(e).context(format!(
                 "image {} is not on the host daemon (build or pull it first, or pass --image)",
                 args.image
             )));
         }
-        return Err(e);
+        return Err(e.into());
     }
 
     let tenant_dir = absolute(state_dir)?.join(name);
@@ -225,7 +225,7 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
                 "reusing the kept volume {object} (its images and containers)"
             ));
         }
-        Err(e) if is_status(&e, StatusCode::NOT_FOUND) => {
+        Err(e) if e.is_status(StatusCode::NOT_FOUND) => {
             docker
                 .json(
                     Method::POST,
@@ -234,7 +234,7 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
                 )
                 .await?;
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     }
 
     let tenant = TenantSpec {
@@ -258,18 +258,18 @@ async fn create(docker: &Docker, state_dir: &Path, args: &CreateArgs) -> anyhow:
         )
         .await;
     match create {
-        Err(e) if is_status(&e, StatusCode::CONFLICT) => {
-            return Err(e.context(format!(
+        Err(e) if e.is_status(StatusCode::CONFLICT) => {
+            return Err(anyhow::Error::new(e).context(format!(
                 "tenant {name} already exists (`dindbox tenant rm {name}` first)"
             )))
         }
         other => other?,
     };
     let start = docker
-        .send(Method::POST, &format!("/containers/{object}/start"), None)
+        .call(Method::POST, &format!("/containers/{object}/start"), None)
         .await;
     if let Err(e) = start {
-        return Err(e.context(format!(
+        return Err(anyhow::Error::new(e).context(format!(
             "container {object} was created but does not start; \
              `dindbox tenant rm {name}` removes it"
         )));
@@ -310,7 +310,7 @@ fn limits_text(t: &TenantSpec) -> String {
 
 /// Polls the container until its health check passes; fails early when it
 /// exits or turns unhealthy, and on timeout, with its last log lines.
-async fn wait_healthy(docker: &Docker, name: &str, timeout: Duration) -> anyhow::Result<Value> {
+async fn wait_healthy(docker: &Engine, name: &str, timeout: Duration) -> anyhow::Result<Value> {
     let object = object_name(name);
     let deadline = Instant::now() + timeout;
     loop {
@@ -353,9 +353,9 @@ async fn wait_healthy(docker: &Docker, name: &str, timeout: Duration) -> anyhow:
 }
 
 /// The last `lines` lines of a container's log, stdout and stderr together.
-async fn tail_log(docker: &Docker, object: &str, lines: u64) -> anyhow::Result<String> {
+async fn tail_log(docker: &Engine, object: &str, lines: u64) -> anyhow::Result<String> {
     let response = docker
-        .send(
+        .call(
             Method::GET,
             &format!("/containers/{object}/logs?stdout=1&stderr=1&tail={lines}"),
             None,
@@ -420,7 +420,7 @@ pub fn table(rows: &[Row]) -> String {
     out.join("\n")
 }
 
-async fn list(docker: &Docker) -> anyhow::Result<()> {
+async fn list(docker: &Engine) -> anyhow::Result<()> {
     let filters = json!({ "label": [LABEL] }).to_string();
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("all", "1")
@@ -433,8 +433,8 @@ async fn list(docker: &Docker) -> anyhow::Result<()> {
         match docker.get(&format!("/containers/{id}/json")).await {
             Ok(inspect) => rows.push(row(&inspect)),
             // Removed between the list and the inspect.
-            Err(e) if is_status(&e, StatusCode::NOT_FOUND) => {}
-            Err(e) => return Err(e),
+            Err(e) if e.is_status(StatusCode::NOT_FOUND) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));
@@ -442,7 +442,7 @@ async fn list(docker: &Docker) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn rm(docker: &Docker, state_dir: &Path, args: &RmArgs) -> anyhow::Result<()> {
+async fn rm(docker: &Engine, state_dir: &Path, args: &RmArgs) -> anyhow::Result<()> {
     let name = args.name.as_str();
     validate_name(name)?;
     let object = object_name(name);
@@ -462,24 +462,24 @@ async fn rm(docker: &Docker, state_dir: &Path, args: &RmArgs) -> anyhow::Result<
                 spec::STOP_TIMEOUT_SECS
             ));
             docker
-                .send(
+                .call(
                     Method::POST,
                     &format!("/containers/{object}/stop?t={}", spec::STOP_TIMEOUT_SECS),
                     None,
                 )
                 .await?;
             docker
-                .send(Method::DELETE, &format!("/containers/{object}"), None)
+                .call(Method::DELETE, &format!("/containers/{object}"), None)
                 .await?;
             println!("removed tenant {name} (container {object})");
         }
-        Err(e) if is_status(&e, StatusCode::NOT_FOUND) && args.purge => {
+        Err(e) if e.is_status(StatusCode::NOT_FOUND) && args.purge => {
             println!("tenant {name} has no container; purging what is left");
         }
-        Err(e) if is_status(&e, StatusCode::NOT_FOUND) => {
-            return Err(e.context(format!("no tenant {name}")))
+        Err(e) if e.is_status(StatusCode::NOT_FOUND) => {
+            return Err(anyhow::Error::new(e).context(format!("no tenant {name}")))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     }
     if !args.purge {
         println!(
@@ -490,12 +490,12 @@ async fn rm(docker: &Docker, state_dir: &Path, args: &RmArgs) -> anyhow::Result<
         return Ok(());
     }
     match docker
-        .send(Method::DELETE, &format!("/volumes/{object}"), None)
+        .call(Method::DELETE, &format!("/volumes/{object}"), None)
         .await
     {
         Ok(_) => println!("removed volume {object}"),
-        Err(e) if is_status(&e, StatusCode::NOT_FOUND) => println!("no volume {object}"),
-        Err(e) => return Err(e),
+        Err(e) if e.is_status(StatusCode::NOT_FOUND) => println!("no volume {object}"),
+        Err(e) => return Err(e.into()),
     }
     match std::fs::remove_dir_all(&tenant_dir) {
         Ok(()) => println!("removed {}", tenant_dir.display()),
@@ -505,7 +505,7 @@ async fn rm(docker: &Docker, state_dir: &Path, args: &RmArgs) -> anyhow::Result<
     Ok(())
 }
 
-async fn logs(docker: &Docker, args: &LogsArgs) -> anyhow::Result<()> {
+async fn logs(docker: &Engine, args: &LogsArgs) -> anyhow::Result<()> {
     validate_name(&args.name)?;
     let object = object_name(&args.name);
     let mut query = form_urlencoded::Serializer::new(String::new());
@@ -520,17 +520,17 @@ async fn logs(docker: &Docker, args: &LogsArgs) -> anyhow::Result<()> {
         query.append_pair("tail", &n.to_string());
     }
     let response = docker
-        .send(
+        .call(
             Method::GET,
             &format!("/containers/{object}/logs?{}", query.finish()),
             None,
         )
         .await
         .map_err(|e| {
-            if is_status(&e, StatusCode::NOT_FOUND) {
-                e.context(format!("no tenant {}", args.name))
+            if e.is_status(StatusCode::NOT_FOUND) {
+                anyhow::Error::new(e).context(format!("no tenant {}", args.name))
             } else {
-                e
+                e.into()
             }
         })?;
     let mut body = response.into_body();

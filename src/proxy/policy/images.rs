@@ -30,7 +30,7 @@ use std::sync::Mutex;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use super::owner::{self, Owner};
+use super::ownership::{self, Owner};
 use super::Reject;
 use crate::proxy::gojson::{fold_eq, Json};
 use crate::proxy::route::Route;
@@ -339,13 +339,15 @@ pub fn judge(
         return Verdict::Free;
     };
     let labels = image.pointer("/Config/Labels");
-    if owner::owns(owner, labels) {
+    if ownership::owns(owner, labels) {
         return Verdict::Owned;
     }
     if recorded.is_some() && recorded == image_id(image) {
         return Verdict::Owned;
     }
-    if pull && owner::label(owner, labels) == owner::Label::Missing && pulled_from(image, &tag.name)
+    if pull
+        && ownership::label(owner, labels) == ownership::Label::Missing
+        && pulled_from(image, &tag.name)
     {
         return Verdict::Refresh;
     }
@@ -394,7 +396,7 @@ pub fn removal(
     recorded: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<Tag>, Reject> {
     let id = image_id(image).unwrap_or_default();
-    let owned_by_label = owner::owns(owner, image.pointer("/Config/Labels"));
+    let owned_by_label = ownership::owns(owner, image.pointer("/Config/Labels"));
     let hex = id.split_once(':').map_or(id, |(_, hex)| hex);
     let by_id = id.starts_with(name) || hex.starts_with(name) || name.contains('@');
     if by_id {

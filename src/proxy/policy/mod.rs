@@ -15,7 +15,7 @@ pub mod images;
 mod mounts;
 mod objects;
 pub mod off;
-pub mod owner;
+pub mod ownership;
 pub mod pull;
 pub mod subnets;
 mod swarm;
@@ -62,7 +62,7 @@ pub struct Policy {
     pub allow_buildkit: bool,
     /// Standalone mode's owner label (`--owner-label key=value`): injected like
     /// the other labels, and every object a request names or lists must carry
-    /// it (see [`owner`]). `None` in box mode, where the box is the tenant.
+    /// it (see [`ownership`]). `None` in box mode, where the box is the tenant.
     pub owner: Option<(String, String)>,
     /// The families of endpoints refused by default that this policy lets
     /// through (with their bodies checked); see [`Family`].
@@ -130,7 +130,7 @@ impl Family {
             // checks (services, secrets, configs, nodes, tasks; checkpoints
             // by name under another container).
             Family::Plugins | Family::Swarm | Family::Checkpoints => false,
-            // Images are shared between owners already (see `owner`).
+            // Images are shared between owners already (see `ownership`).
             Family::Distribution | Family::ImportUrl | Family::BuildRemote => true,
         }
     }

@@ -460,7 +460,7 @@ pub const VERSIONS: &[Version] = &[
                 decision: Decision::Checked,
                 why: "owner mode lists and counts owned containers and volumes only",
                 allowed: Some(Answer(
-                    "proxy::policy::owner::tests::disk_usage_of_api_1_52_is_counted_over_owned_objects_only",
+                    "proxy::policy::ownership::tests::disk_usage_of_api_1_52_is_counted_over_owned_objects_only",
                 )),
                 refused: None,
             },
@@ -469,7 +469,7 @@ pub const VERSIONS: &[Version] = &[
                 decision: Decision::Checked,
                 why: "owner mode leaves it out of the built-in networks' answers, whose counts are every owner's",
                 allowed: Some(Answer(
-                    "proxy::policy::owner::tests::answers_read_before_passing_on",
+                    "proxy::policy::ownership::tests::answers_read_before_passing_on",
                 )),
                 refused: None,
             },

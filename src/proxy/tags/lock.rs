@@ -2,22 +2,20 @@
 //! unstarted container whose name dockerd gives to one creator only (409
 //! Conflict to the others), held while a tag is checked and set.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper_util::client::legacy::Client;
-use hyperlocal::UnixConnector;
+use bytes::Bytes;
+use http::{Method, StatusCode};
 use serde_json::Value;
 use tracing::{info, warn};
 
 use super::{dockerd_message, unavailable, Images};
+use crate::engine::Engine;
 use crate::proxy::policy::images::{self, Tag};
 use crate::proxy::policy::taglock::{self, Taken};
 use crate::proxy::policy::Reject;
 use crate::proxy::route::{encode_param, ApiVersion};
-use crate::proxy::{empty, full, Body, BODY_LIMIT};
+use crate::proxy::BODY_LIMIT;
 
 /// A lock this proxy holds: removed by [`Held::release`], or, when it is
 /// dropped unreleased (a refusal, a broken request), by a task.
@@ -28,8 +26,7 @@ pub(in crate::proxy) struct Held {
 /// What removes one lock container, by its id: never by name, so a lock
 /// someone else took meanwhile under the same name stays.
 struct Remover {
-    client: Client<UnixConnector, Body>,
-    socket: PathBuf,
+    engine: Engine,
     version: ApiVersion,
     id: String,
 }
@@ -41,7 +38,7 @@ impl Remover {
             self.version,
             encode_param(&self.id)
         );
-        let answer = send(&self.client, &self.socket, Method::DELETE, &target, None).await;
+        let answer = send(&self.engine, Method::DELETE, &target, None).await;
         match answer {
             Some((status, _)) if status.is_success() || status == StatusCode::NOT_FOUND => {}
             _ => warn!(id = %self.id, "could not remove a tag lock container; it goes stale"),
@@ -114,8 +111,7 @@ impl Images {
 
     fn remover(&self, id: String) -> Remover {
         Remover {
-            client: self.client.clone(),
-            socket: self.socket.clone(),
+            engine: self.engine.clone(),
             version: self.version,
             id,
         }
@@ -129,8 +125,7 @@ impl Images {
             .finish();
         let target = format!("/v{}/containers/create?{query}", self.version);
         let answer = send(
-            &self.client,
-            &self.socket,
+            &self.engine,
             Method::POST,
             &target,
             Some(body.as_bytes().to_vec()),
@@ -158,7 +153,7 @@ impl Images {
             .append_pair("filters", &taglock::holder_filter(name))
             .finish();
         let target = format!("/v{}/containers/json?{query}", self.version);
-        let (status, answer) = send(&self.client, &self.socket, Method::GET, &target, None).await?;
+        let (status, answer) = send(&self.engine, Method::GET, &target, None).await?;
         if !status.is_success() {
             return None;
         }
@@ -186,28 +181,11 @@ fn cannot_lock(tag: &Tag, status: StatusCode, answer: &[u8]) -> Reject {
 /// One request to dockerd with an optional JSON body, its answer read
 /// whole; `None` when dockerd did not answer.
 async fn send(
-    client: &Client<UnixConnector, Body>,
-    socket: &PathBuf,
+    engine: &Engine,
     method: Method,
     target: &str,
     body: Option<Vec<u8>>,
-) -> Option<(StatusCode, bytes::Bytes)> {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(hyperlocal::Uri::new(socket, target));
-    let body = match body {
-        Some(body) => {
-            request = request.header(http::header::CONTENT_TYPE, "application/json");
-            full(body)
-        }
-        None => empty(),
-    };
-    let response = client.request(request.body(body).ok()?).await.ok()?;
-    let status = response.status();
-    let answer = Limited::new(response.into_body(), BODY_LIMIT)
-        .collect()
-        .await
-        .ok()?
-        .to_bytes();
-    Some((status, answer))
+) -> Option<(StatusCode, Bytes)> {
+    let answer = engine.ask(method, target, body, BODY_LIMIT).await.ok()?;
+    Some((answer.status, answer.body))
 }

@@ -3,7 +3,7 @@
 //! other's containers, networks or volumes. Every object the proxy lets a
 //! tenant name must carry the owner label; lists, prunes and events get it as
 //! a label filter. This module decides, from what dockerd answered, and finds
-//! what a request names; `proxy::owner` does the asking.
+//! what a request names; `proxy::lookups` does the asking.
 //!
 //! Images and the build cache stay shared: pulled images carry no labels
 //! (only images the tenant builds get them), so filtering images by owner

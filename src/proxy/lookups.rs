@@ -1,45 +1,39 @@
 //! What the proxy asks dockerd before it forwards a request: the I/O half of
-//! [`policy::owner`].
+//! [`policy::ownership`].
 //!
 //! - In standalone mode with an owner label, before a request that names a
 //!   container, exec, network or volume is forwarded, the proxy asks dockerd
-//!   for the object's labels and lets [`policy::owner`] decide; an object
+//!   for the object's labels and lets [`policy::ownership`] decide; an object
 //!   without the owner label answers as dockerd does for one that does not
 //!   exist.
 //! - In every mode, a container create's `VolumesFrom` sources are inspected:
 //!   one with a mount that is not a volume (a host bind) is refused
-//!   ([`owner::check_volumes_from_source`]). That is the one extra round trip
+//!   ([`ownership::check_volumes_from_source`]). That is the one extra round trip
 //!   without an owner label, and only for a create that has `VolumesFrom`.
 //!
 //! A checked container or network is forwarded by its full id, in the path
-//! and in the body ([`owner::pin`]), so the object dockerd acts on is the one
+//! and in the body ([`ownership::pin`]), so the object dockerd acts on is the one
 //! that was checked, not whatever a name or an id prefix resolves to a moment
 //! later.
 
 #![forbid(unsafe_code)]
 
-use std::path::Path;
-
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper_util::client::legacy::Client;
-use hyperlocal::UnixConnector;
+use http::{Method, StatusCode};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 use tracing::warn;
 
 use super::gojson::Json;
-use super::policy::owner::{self, Kind, Label, Owner, Pinned, Reference};
+use super::policy::ownership::{self, Kind, Label, Owner, Pinned, Reference};
 use super::policy::{self, Policy, Reject};
 use super::route::{encode_param, ApiVersion, Route};
-use super::{empty, full, Body, BODY_LIMIT};
+use super::BODY_LIMIT;
+use crate::engine::Engine;
 
 /// The daemon, as the proxy asks it about what a request names.
-pub(super) struct Upstream<'a> {
-    pub client: &'a Client<UnixConnector, Body>,
-    pub socket: &'a Path,
+pub(super) struct Daemon<'a> {
+    pub engine: &'a Engine,
     pub version: ApiVersion,
     pub policy: &'a Policy,
     /// The owner label; `None` in box mode and in standalone mode without
@@ -55,7 +49,7 @@ enum Volume {
     Absent,
 }
 
-impl Upstream<'_> {
+impl Daemon<'_> {
     /// Checks the object the request's path names (and `POST /commit`'s
     /// container) and points the request at its full id. Another owner's
     /// object, or a missing one, is refused with dockerd's 404.
@@ -63,13 +57,13 @@ impl Upstream<'_> {
         let Some(owner) = self.owner else {
             return Ok(());
         };
-        if let Some(name) = owner::commit_target(route) {
+        if let Some(name) = ownership::commit_target(route) {
             let id = self.owned_container(&name).await?;
             let id = id.ok_or_else(|| Kind::Container.not_found(&name))?;
             route.query.set("container", &id);
             return Ok(());
         }
-        let Some((kind, name)) = owner::target(route) else {
+        let Some((kind, name)) = ownership::target(route) else {
             return Ok(());
         };
         match kind {
@@ -82,7 +76,7 @@ impl Upstream<'_> {
                     return Err(kind.not_found(&name));
                 }
             }
-            Kind::Network if owner::is_builtin_network(&name) => {}
+            Kind::Network if ownership::is_builtin_network(&name) => {}
             Kind::Network => {
                 let id = self.owned_network(&name).await?;
                 route.set_param(&id.ok_or_else(|| kind.not_found(&name))?);
@@ -114,7 +108,7 @@ impl Upstream<'_> {
                     .owned_container_json(name)
                     .await?
                     .ok_or_else(|| Kind::Container.not_found(name))?;
-                owner::check_volumes_from_source(name, &container)?;
+                ownership::check_volumes_from_source(name, &container)?;
                 pinned.volumes_from.push((name.clone(), id));
                 continue;
             }
@@ -151,12 +145,12 @@ impl Upstream<'_> {
     /// under a volume's name). A volume that does not exist yet is created by
     /// dockerd with the local driver and no options.
     async fn verify_plain_volume(&self, name: &str) -> Result<(), Reject> {
-        let Some(name) = owner::reference_name(name) else {
+        let Some(name) = ownership::reference_name(name) else {
             return Ok(());
         };
         let path = format!("/volumes/{}", encode_param(name));
         match self.inspect(&path, "volume", name).await? {
-            Some(volume) => owner::check_mounted_volume(name, &volume),
+            Some(volume) => ownership::check_mounted_volume(name, &volume),
             None => Ok(()),
         }
     }
@@ -181,7 +175,7 @@ impl Upstream<'_> {
     /// Whether labels as dockerd reports them are the owner's; without an
     /// owner label every object is.
     fn owns(&self, labels: Option<&Value>) -> bool {
-        self.owner.map_or(true, |o| owner::owns(o, labels))
+        self.owner.map_or(true, |o| ownership::owns(o, labels))
     }
 
     /// The full id of the named container when the owner owns it.
@@ -192,7 +186,7 @@ impl Upstream<'_> {
     /// The full id and `inspect` answer of the named container when the
     /// owner owns it.
     async fn owned_container_json(&self, name: &str) -> Result<Option<(String, Value)>, Reject> {
-        let Some(name) = owner::reference_name(name) else {
+        let Some(name) = ownership::reference_name(name) else {
             return Ok(None);
         };
         let path = format!("/containers/{}/json", encode_param(name));
@@ -207,7 +201,7 @@ impl Upstream<'_> {
 
     /// Whether the exec instance runs in a container the owner owns.
     async fn owned_exec(&self, id: &str) -> Result<bool, Reject> {
-        let Some(name) = owner::reference_name(id) else {
+        let Some(name) = ownership::reference_name(id) else {
             return Ok(false);
         };
         let path = format!("/exec/{}/json", encode_param(name));
@@ -223,10 +217,10 @@ impl Upstream<'_> {
     /// The full id of the named network when the owner owns it; the built-in
     /// networks are everyone's.
     async fn owned_network(&self, name: &str) -> Result<Option<String>, Reject> {
-        if owner::is_builtin_network(name) {
+        if ownership::is_builtin_network(name) {
             return Ok(Some(name.to_string()));
         }
-        let Some(name) = owner::reference_name(name) else {
+        let Some(name) = ownership::reference_name(name) else {
             return Ok(None);
         };
         let path = format!("/networks/{}", encode_param(name));
@@ -239,7 +233,7 @@ impl Upstream<'_> {
     }
 
     async fn volume(&self, owner: &Owner, name: &str) -> Result<Volume, Reject> {
-        let Some(name) = owner::reference_name(name) else {
+        let Some(name) = ownership::reference_name(name) else {
             return Err(Reject::bad_request(
                 "owner",
                 format!("{name:?} is not a valid volume name"),
@@ -249,14 +243,14 @@ impl Upstream<'_> {
         let Some(volume) = self.inspect(&path, "volume", name).await? else {
             return Ok(Volume::Absent);
         };
-        match owner::label(owner, volume.get("Labels")) {
+        match ownership::label(owner, volume.get("Labels")) {
             Label::Mine => Ok(Volume::Owned),
             Label::Other => Ok(Volume::Foreign),
             // Anonymous volumes have no labels: the owner's are the ones its
             // containers mount (compose re-mounts them when it recreates a
             // service, `docker volume inspect` looks at them).
             Label::Missing => {
-                let filters = owner::used_by_owned_containers(owner, name);
+                let filters = ownership::used_by_owned_containers(owner, name);
                 let path = format!(
                     "/containers/json?all=1&filters={}",
                     utf8_percent_encode(&filters, NON_ALPHANUMERIC)
@@ -327,34 +321,15 @@ impl Upstream<'_> {
         name: &str,
     ) -> Result<(StatusCode, Bytes), Reject> {
         let target = format!("/v{}{path}", self.version);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(hyperlocal::Uri::new(self.socket, &target));
-        if json.is_some() {
-            request = request.header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-        let body = json.map_or_else(empty, full);
-        let request = request.body(body).map_err(|err| {
-            warn!(error = %err, %target, "failed to build an ownership request");
-            cannot_check(what, name)
-        })?;
-        let response = self.client.request(request).await.map_err(|err| {
-            warn!(error = %err, %target, "dockerd did not answer an ownership check");
-            cannot_check(what, name)
-        })?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), BODY_LIMIT)
-            .collect()
+        let answer = self
+            .engine
+            .ask(method, &target, json, BODY_LIMIT)
             .await
             .map_err(|err| {
-                warn!(error = %err, %target, "failed to read dockerd's answer");
+                warn!(error = %err.chain(), %target, "dockerd did not answer an ownership check");
                 cannot_check(what, name)
-            })?
-            .to_bytes();
-        Ok((status, body))
+            })?;
+        Ok((answer.status, answer.body))
     }
 }
 
@@ -363,7 +338,7 @@ impl Upstream<'_> {
 /// volume, which must then be owned.
 pub(super) fn check_created_volume(owner: &Owner, name: &str, answer: &[u8]) -> Result<(), Reject> {
     let volume: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
-    if owner::owns(owner, volume.get("Labels")) {
+    if ownership::owns(owner, volume.get("Labels")) {
         return Ok(());
     }
     let name = volume

@@ -1,5 +1,5 @@
-//! Each client connection gets its own keep-alive connection to dockerd,
-//! opened with its first request and closed with it.
+//! Each proxied client connection gets its own keep-alive connection to
+//! dockerd, opened with its first request and closed with it.
 //!
 //! A shared pool (hyper-util's legacy client) costs a keyed checkout and
 //! check-in per request (a hash, a lock, a oneshot); one connection per client
@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tracing::debug;
 
-use super::{Body, BoxError};
+use super::{Body, BoxError, Engine, Error};
 
 /// One client connection's connection to dockerd (none until its first request).
 #[derive(Default)]
@@ -28,21 +28,37 @@ pub struct Connection {
     sender: Mutex<Option<SendRequest<Body>>>,
 }
 
-impl Connection {
-    /// Sends `req` to dockerd at `socket`: on the connection kept from the
-    /// previous request if dockerd has not closed it, else on a new one. A
-    /// request the kept connection could not send (dockerd closed it while it
-    /// was idle) goes on a new connection, as hyper-util's pool retries it.
-    /// `host` is set when the client sent no `Host` (dockerd requires one).
-    pub async fn send(
+impl Engine {
+    /// Sends `req` (its target a path, as the client sent it) on `connection`:
+    /// on the connection kept from the previous request if dockerd has not
+    /// closed it, else on a new one. A request the kept connection could not
+    /// send (dockerd closed it while it was idle) goes on a new connection,
+    /// as hyper-util's pool retries it. [`Engine::host`] is set when the
+    /// client sent no `Host` (dockerd requires one).
+    pub async fn forward(
         &self,
-        socket: &Path,
-        host: &HeaderValue,
+        connection: &Connection,
         mut req: Request<Body>,
-    ) -> Result<Response<Incoming>, BoxError> {
+    ) -> Result<Response<Incoming>, Error> {
         req.headers_mut()
             .entry(header::HOST)
-            .or_insert_with(|| host.clone());
+            .or_insert_with(|| self.0.host.clone());
+        connection
+            .send(&self.0.socket, req)
+            .await
+            .map_err(|source| Error::NoAnswer {
+                socket: self.0.socket.clone(),
+                source,
+            })
+    }
+}
+
+impl Connection {
+    async fn send(
+        &self,
+        socket: &Path,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, BoxError> {
         if let Some(mut sender) = self.take() {
             if sender.ready().await.is_ok() {
                 let pending = sender.try_send_request(req);
