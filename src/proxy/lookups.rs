@@ -25,10 +25,10 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::gojson::Json;
+use super::message::BODY_LIMIT;
 use super::policy::ownership::{self, Kind, Label, Owner, Pinned, Reference};
 use super::policy::{self, Policy, Reject};
 use super::route::{encode_param, ApiVersion, Route};
-use super::BODY_LIMIT;
 use crate::engine::Engine;
 
 /// The daemon, as the proxy asks it about what a request names.

@@ -17,8 +17,10 @@ pub mod gomime;
 pub mod gopath;
 mod hijack;
 mod hostroutes;
+mod listen;
 mod loadscan;
 mod lookups;
+mod message;
 pub mod policy;
 pub mod query;
 pub mod route;
@@ -26,52 +28,42 @@ mod tags;
 pub mod version;
 
 pub use self::cli::{main, policy_main, PolicyArgs, PolicyOptions, ProxyArgs};
+pub use self::listen::{BindError, ListenAddr, Listener};
 
 use std::convert::Infallible;
-use std::io;
-use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::engine::{self, Engine};
 use crate::metrics;
 
+use self::listen::{accept, Io};
+use self::message::{
+    content_length, empty, error_response, forward_content_type, full, json_response, read_answer,
+    read_bounded, stream, strip_hop_by_hop, Body, BODY_LIMIT,
+};
 use self::policy::{Policy, Reject};
 use self::route::Endpoint;
 use self::version::{ApiVersion, DaemonApi, Window};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Body = BoxBody<Bytes, BoxError>;
-
-/// The largest JSON body the proxy reads to inspect.
-const BODY_LIMIT: usize = 8 << 20;
 /// The most bytes of inspected bodies held at once, over all requests: a
 /// request reserves its Content-Length (the body limit when chunked) before
 /// its body is read, and gives it back when the request is done.
 const BODY_BUDGET: usize = 64 << 20;
 /// How long a request waits for room in [`BODY_BUDGET`] before a 503.
 const BODY_BUDGET_WAIT: Duration = Duration::from_secs(3);
-/// How long a client may take to send a body the proxy inspects (while it
-/// holds its share of the budget).
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bodies at least this large are checked on the blocking pool, not on the
 /// I/O workers (smaller ones inline: a thread hop costs more than their check).
 const INLINE_CHECK_LIMIT: usize = 64 << 10;
@@ -79,110 +71,6 @@ const INLINE_CHECK_LIMIT: usize = 64 << 10;
 const MAX_CONNECTIONS: usize = 4096;
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a client may take to finish a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where a proxy listens.
-#[derive(Debug, Clone)]
-pub enum ListenAddr {
-    Unix(PathBuf),
-    Tcp(SocketAddr),
-    /// TCP with TLS; the config decides whether client certificates are
-    /// required (the ones from [`crate::tls::server_config`] are).
-    Tls(SocketAddr, Arc<rustls::ServerConfig>),
-}
-
-impl std::fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
-            ListenAddr::Tcp(addr) => write!(f, "tcp://{addr}"),
-            ListenAddr::Tls(addr, _) => write!(f, "tcp://{addr} (TLS)"),
-        }
-    }
-}
-
-/// A bound listening socket, ready for [`Proxy::serve`].
-pub enum Listener {
-    Unix(UnixListener),
-    Tcp(TcpListener),
-    Tls(TcpListener, TlsAcceptor),
-}
-
-/// Why a [`Listener`] could not be bound.
-#[derive(Debug, thiserror::Error)]
-pub enum BindError {
-    #[error("failed to listen on {addr}: {err}")]
-    Listen { addr: String, err: io::Error },
-    #[error("{} is already served by another process", .0.display())]
-    InUse(PathBuf),
-    #[error("failed to remove stale socket {}: {err}", path.display())]
-    RemoveStale { path: PathBuf, err: io::Error },
-    #[error("failed to create {}: {err}", path.display())]
-    CreateDir { path: PathBuf, err: io::Error },
-    #[error("failed to set permissions on {}: {err}", path.display())]
-    Permissions { path: PathBuf, err: io::Error },
-}
-
-impl Listener {
-    /// Binds now, so that a busy port or a bad path is an error before `ready`.
-    /// A stale unix socket file left by an earlier run is replaced; a live one is an error.
-    pub async fn bind(addr: &ListenAddr) -> Result<Listener, BindError> {
-        let listen = |err| BindError::Listen {
-            addr: addr.to_string(),
-            err,
-        };
-        match addr {
-            ListenAddr::Tcp(tcp) => {
-                Ok(Listener::Tcp(TcpListener::bind(tcp).await.map_err(listen)?))
-            }
-            ListenAddr::Tls(tcp, config) => {
-                let listener = TcpListener::bind(tcp).await.map_err(listen)?;
-                Ok(Listener::Tls(listener, TlsAcceptor::from(config.clone())))
-            }
-            ListenAddr::Unix(path) => Ok(Listener::Unix(bind_unix(path).await?)),
-        }
-    }
-
-    /// The bound TCP address (the port chosen for `:0`); `None` for unix sockets.
-    pub fn local_tcp_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Listener::Unix(_) => None,
-            Listener::Tcp(l) | Listener::Tls(l, _) => l.local_addr().ok(),
-        }
-    }
-}
-
-async fn bind_unix(path: &Path) -> Result<UnixListener, BindError> {
-    if UnixStream::connect(path).await.is_ok() {
-        return Err(BindError::InUse(path.to_path_buf()));
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => debug!(path = %path.display(), "removed a stale socket"),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-        Err(err) => {
-            let path = path.to_path_buf();
-            return Err(BindError::RemoveStale { path, err });
-        }
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|err| BindError::CreateDir {
-            path: dir.to_path_buf(),
-            err,
-        })?;
-    }
-    let listener = UnixListener::bind(path).map_err(|err| BindError::Listen {
-        addr: format!("unix://{}", path.display()),
-        err,
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|err| {
-        BindError::Permissions {
-            path: path.to_path_buf(),
-            err,
-        }
-    })?;
-    Ok(listener)
-}
 
 /// What the proxy forwards to, and the policy it applies on the way.
 #[derive(Debug, Clone)]
@@ -690,196 +578,10 @@ fn splice_upgraded(
     Response::from_parts(parts, empty())
 }
 
-fn stream(body: Incoming) -> Body {
-    body.map_err(BoxError::from).boxed()
-}
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// An accepted connection: ready to serve, or a TLS handshake away from it.
-enum Accepted {
-    Ready(Box<dyn Io>),
-    Tls(TcpStream, TlsAcceptor),
-}
-
-impl Accepted {
-    /// The connection to serve HTTP on; `None` (logged) when the TLS
-    /// handshake failed: no client certificate, one the CA did not sign, an
-    /// expired one, or no handshake within [`HANDSHAKE_TIMEOUT`].
-    async fn into_io(self, peer: &str) -> Option<Box<dyn Io>> {
-        let (stream, acceptor) = match self {
-            Accepted::Ready(io) => return Some(io),
-            Accepted::Tls(stream, acceptor) => (stream, acceptor),
-        };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => Some(Box::new(tls)),
-            Ok(Err(err)) => {
-                let hint = match err
-                    .get_ref()
-                    .and_then(|e| e.downcast_ref::<rustls::Error>())
-                {
-                    Some(rustls::Error::InvalidMessage(_)) => {
-                        " (not TLS: a plain HTTP client? Give it DOCKER_TLS_VERIFY=1 and \
-                         DOCKER_CERT_PATH)"
-                    }
-                    Some(rustls::Error::NoCertificatesPresented) => {
-                        " (no client certificate: DOCKER_CERT_PATH must hold cert.pem and key.pem)"
-                    }
-                    _ => "",
-                };
-                info!(remote = %peer, "TLS handshake refused: {err}{hint}");
-                None
-            }
-            Err(_) => {
-                info!(remote = %peer, "TLS handshake not finished within {} s", HANDSHAKE_TIMEOUT.as_secs());
-                None
-            }
-        }
-    }
-}
-
-async fn accept(listener: &Listener) -> io::Result<(Accepted, Arc<str>)> {
-    match listener {
-        Listener::Unix(l) => {
-            let (stream, _) = l.accept().await?;
-            Ok((Accepted::Ready(Box::new(stream)), Arc::from("unix")))
-        }
-        Listener::Tcp(l) => {
-            let (stream, peer) = l.accept().await?;
-            stream.set_nodelay(true)?;
-            Ok((Accepted::Ready(Box::new(stream)), peer.to_string().into()))
-        }
-        Listener::Tls(l, acceptor) => {
-            let (stream, peer) = l.accept().await?;
-            stream.set_nodelay(true)?;
-            Ok((
-                Accepted::Tls(stream, acceptor.clone()),
-                peer.to_string().into(),
-            ))
-        }
-    }
-}
-
 /// Heavy body checks at once: one fewer than the cores, at least one.
 fn heavy_check_slots() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.saturating_sub(1).max(1)
-}
-
-/// Reads a body whole, up to [`BODY_LIMIT`], within [`BODY_READ_TIMEOUT`],
-/// into one buffer of its Content-Length when it has one (no second copy).
-async fn read_bounded(body: Incoming, length: Option<usize>) -> Result<Bytes, Reject> {
-    let read = async {
-        let mut body = Limited::new(body, BODY_LIMIT);
-        let mut bytes = Vec::with_capacity(length.unwrap_or(0).min(BODY_LIMIT));
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame?.into_data() {
-                bytes.extend_from_slice(&data);
-            }
-        }
-        Ok::<_, BoxError>(Bytes::from(bytes))
-    };
-    let Ok(read) = tokio::time::timeout(BODY_READ_TIMEOUT, read).await else {
-        return Err(Reject {
-            status: StatusCode::REQUEST_TIMEOUT,
-            rule: "body-read",
-            message: format!(
-                "dindbox: the request body was not sent within {} s",
-                BODY_READ_TIMEOUT.as_secs()
-            ),
-        });
-    };
-    match read {
-        Ok(bytes) => Ok(bytes),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(Reject {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            rule: "body-size",
-            message: format!(
-                "dindbox: the request body is larger than the {} MiB limit",
-                BODY_LIMIT >> 20
-            ),
-        }),
-        Err(err) => Err(Reject::bad_request(
-            "body-read",
-            format!("failed to read the request body: {err}"),
-        )),
-    }
-}
-
-/// The Content-Length of a request, if it has a valid one.
-fn content_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-}
-
-/// Reads a dockerd answer the proxy must look at before passing it on.
-async fn read_answer(body: Incoming) -> Result<Bytes, Reject> {
-    Limited::new(body, BODY_LIMIT)
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .map_err(|err| {
-            warn!(error = %err, "failed to read dockerd's answer");
-            Reject {
-                status: StatusCode::BAD_GATEWAY,
-                rule: "owner-check",
-                message: "dindbox: failed to read the daemon's answer".into(),
-            }
-        })
-}
-
-/// Replaces the client's `Content-Type` with the proxy's spelling of the
-/// type it admitted ([`check::body_type`]), so dockerd reads the body as the
-/// proxy did.
-fn forward_content_type(headers: &mut HeaderMap, body_type: check::BodyType) {
-    headers.remove(header::CONTENT_TYPE);
-    if let Some(value) = body_type.header() {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
-    }
-}
-
-/// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1).
-/// Upgrade negotiation is kept only on the hijack endpoints.
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !(keep_upgrade && name == "upgrade"))
-        .collect();
-    for name in named {
-        headers.remove(name.as_str());
-    }
-    for name in [
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-    ] {
-        headers.remove(name);
-    }
-    if !keep_upgrade {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
-    }
-}
-
-fn empty() -> Body {
-    Full::new(Bytes::new())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-fn full(bytes: Vec<u8>) -> Body {
-    Full::new(Bytes::from(bytes))
-        .map_err(|never| match never {})
-        .boxed()
 }
 
 /// dockerd did not answer: the client hears why, and that it may retry.
@@ -889,21 +591,4 @@ fn dockerd_unavailable() -> Reject {
         rule: "dockerd-unavailable",
         message: "dindbox: the inner dockerd is not answering (it may be restarting); try again in a few seconds".into(),
     }
-}
-
-/// A refusal as the Docker CLI expects it: `{"message": "..."}`.
-fn error_response(reject: &Reject) -> Response<Body> {
-    let body = serde_json::json!({ "message": reject.message }).to_string();
-    json_response(reject.status, &body)
-}
-
-/// An answer the proxy gives itself: `status` and a JSON `body`.
-fn json_response(status: StatusCode, body: &str) -> Response<Body> {
-    let mut response = Response::new(full(body.as_bytes().to_vec()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::loadscan::{self, Compression, Piece, Scanner, Step};
+use super::message::{empty, error_response, full, strip_hop_by_hop, Body, BoxError, BODY_LIMIT};
 use super::policy::images::{
     self, judge, loaded_ids, pair_loaded, removal, tag_change, tag_of, tag_taken,
     unreadable_archive, withhold_tags, Maker, MessageScan, Recorded, Tag, TagChange, TagFile,
@@ -42,7 +43,6 @@ use super::policy::images::{
 use super::policy::ownership::Owner;
 use super::policy::Reject;
 use super::route::{encode_param, ApiVersion, Route};
-use super::{empty, error_response, full, strip_hop_by_hop, Body, BoxError, BODY_LIMIT};
 use crate::engine::Engine;
 
 /// The daemon, as the proxy asks it about image tags.
