@@ -7,6 +7,7 @@
 //! - [`graphdriver_server`]: the host-side graphdriver plugin server (`graphdriver-server`);
 //! - [`tenant`]: host-side tenant lifecycle (`dindbox tenant create|list|rm|logs`);
 //! - [`bytesize`]: the one grammar of byte sizes (`2g`, `512m`) every flag and setting uses;
+//! - [`serve`]: the one HTTP serving loop of the proxy, the graphdriver server and the metrics endpoint;
 //! - [`engine`]: the one Docker Engine API client (unix socket) all of them talk to a dockerd with;
 //! - [`tls`]: `DOCKER_TLS_CERTDIR` certificates and the proxy's rustls configuration.
 
@@ -19,5 +20,6 @@ pub mod logging;
 pub mod metrics;
 pub mod mountinfo;
 pub mod proxy;
+pub mod serve;
 pub mod tenant;
 pub mod tls;

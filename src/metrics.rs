@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +23,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::serve;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -210,12 +210,12 @@ fn field(text: &str, key: &str) -> Option<u64> {
 pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics on http://{addr}/metrics");
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => accepted?,
-        };
-        tokio::spawn(async move {
+    let limits = serve::Limits::default();
+    serve::accept_loop(
+        &listener,
+        limits,
+        &shutdown,
+        |stream, shutdown| async move {
             let service = service_fn(|_req| async {
                 let body = Full::new(Bytes::from(global().render()));
                 let response = hyper::Response::builder()
@@ -227,11 +227,11 @@ pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> std::io::Re
                     .expect("a valid response");
                 Ok::<_, Infallible>(response)
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+            serve::connection(stream, service, limits, &shutdown, "metrics").await;
+        },
+    )
+    .await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -22,12 +22,12 @@ use anyhow::Context;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
+
+use crate::serve;
 
 use super::calls::CallError;
 use super::cli::Config;
@@ -65,47 +65,20 @@ impl Server {
     }
 
     pub async fn serve(self: Arc<Self>, listener: UnixListener, shutdown: CancellationToken) {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+        // Let calls in flight finish (an ApplyDiff may take a while), within reason.
+        let limits = serve::Limits {
+            drain: Some(Duration::from_secs(30)),
+            ..serve::Limits::default()
+        };
+        serve::accept_loop(&listener, limits, &shutdown, |stream, shutdown| {
             let server = self.clone();
-            let shutdown = shutdown.clone();
-            conns.spawn(async move {
+            async move {
                 let service = service_fn(move |req| {
                     let server = server.clone();
                     async move { Ok::<_, Infallible>(server.handle(req).await) }
                 });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    _ = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(err) = result {
-                    debug!(error = %err, "connection ended with an error");
-                }
-            });
-        }
-        // Let calls in flight finish (an ApplyDiff may take a while), within reason.
-        let _ = tokio::time::timeout(Duration::from_secs(30), async {
-            while conns.join_next().await.is_some() {}
+                serve::connection(stream, service, limits, &shutdown, "box").await;
+            }
         })
         .await;
         self.log_summary("shutdown");

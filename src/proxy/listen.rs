@@ -13,6 +13,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info};
 
+use crate::serve;
+
 /// How long a client may take to finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -118,11 +120,11 @@ async fn bind_unix(path: &Path) -> Result<UnixListener, BindError> {
     Ok(listener)
 }
 
-pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// An accepted connection: ready to serve, or a TLS handshake away from it.
-pub(super) enum Accepted {
+pub enum Accepted {
     Ready(Box<dyn Io>),
     Tls(TcpStream, TlsAcceptor),
 }
@@ -163,24 +165,29 @@ impl Accepted {
     }
 }
 
-pub(super) async fn accept(listener: &Listener) -> io::Result<(Accepted, Arc<str>)> {
-    match listener {
-        Listener::Unix(l) => {
-            let (stream, _) = l.accept().await?;
-            Ok((Accepted::Ready(Box::new(stream)), Arc::from("unix")))
-        }
-        Listener::Tcp(l) => {
-            let (stream, peer) = l.accept().await?;
-            stream.set_nodelay(true)?;
-            Ok((Accepted::Ready(Box::new(stream)), peer.to_string().into()))
-        }
-        Listener::Tls(l, acceptor) => {
-            let (stream, peer) = l.accept().await?;
-            stream.set_nodelay(true)?;
-            Ok((
-                Accepted::Tls(stream, acceptor.clone()),
-                peer.to_string().into(),
-            ))
+impl serve::Listen for Listener {
+    /// The connection, and who is on the other end (for the log).
+    type Conn = (Accepted, Arc<str>);
+
+    async fn accept(&self) -> io::Result<Self::Conn> {
+        match self {
+            Listener::Unix(l) => {
+                let (stream, _) = l.accept().await?;
+                Ok((Accepted::Ready(Box::new(stream)), Arc::from("unix")))
+            }
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok((Accepted::Ready(Box::new(stream)), peer.to_string().into()))
+            }
+            Listener::Tls(l, acceptor) => {
+                let (stream, peer) = l.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok((
+                    Accepted::Tls(stream, acceptor.clone()),
+                    peer.to_string().into(),
+                ))
+            }
         }
     }
 }

@@ -39,17 +39,16 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::engine::{self, Engine};
 use crate::metrics;
+use crate::serve::{self, Limits};
 
-use self::listen::{accept, Io};
+use self::listen::Io;
 use self::message::{
     content_length, empty, error_response, forward_content_type, full, json_response, read_answer,
     read_bounded, stream, strip_hop_by_hop, Body, BODY_LIMIT,
@@ -67,10 +66,6 @@ const BODY_BUDGET_WAIT: Duration = Duration::from_secs(3);
 /// Bodies at least this large are checked on the blocking pool, not on the
 /// I/O workers (smaller ones inline: a thread hop costs more than their check).
 const INLINE_CHECK_LIMIT: usize = 64 << 10;
-/// Connections served at once per listener; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 4096;
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the proxy forwards to, and the policy it applies on the way.
 #[derive(Debug, Clone)]
@@ -160,37 +155,22 @@ impl Proxy {
     /// Serves until `shutdown` is cancelled; then stops accepting, asks open
     /// connections to finish their current request, and returns.
     pub async fn serve(self: Arc<Self>, listener: Listener, shutdown: CancellationToken) {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                permit = slots.clone().acquire_owned() => permit,
-            };
-            let Ok(permit) = permit else { return };
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = accept(&listener) => accepted,
-            };
-            match accepted {
-                Ok((accepted, peer)) => {
-                    let proxy = self.clone();
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        // The handshake runs here, not in the accept loop: a
-                        // slow or silent client delays only itself.
-                        if let Some(io) = accepted.into_io(&peer).await {
-                            proxy.serve_connection(io, peer, shutdown).await;
-                        }
-                        drop(permit);
-                    });
+        serve::accept_loop(
+            &listener,
+            Limits::default(),
+            &shutdown,
+            |(accepted, peer), shutdown| {
+                let proxy = self.clone();
+                async move {
+                    // The handshake runs here, not in the accept loop: a slow or
+                    // silent client delays only itself.
+                    if let Some(io) = accepted.into_io(&peer).await {
+                        proxy.serve_connection(io, peer, shutdown).await;
+                    }
                 }
-                Err(err) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+            },
+        )
+        .await;
     }
 
     async fn serve_connection(
@@ -207,24 +187,7 @@ impl Proxy {
             let upstream = upstream.clone();
             async move { Ok::<_, Infallible>(proxy.handle(req, &peer, &upstream).await) }
         });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            // A client may shut its write side and still wait for the answer.
-            .half_close(true)
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            result = conn.as_mut() => result,
-            _ = shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(err) = result {
-            debug!(error = %err, remote = %peer, "connection ended with an error");
-        }
+        serve::connection(io, service, Limits::default(), &shutdown, &peer).await;
         metrics::global().connection_closed();
     }
 
