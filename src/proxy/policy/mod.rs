@@ -17,6 +17,7 @@ mod objects;
 pub mod off;
 pub mod ownership;
 pub mod pull;
+mod schema;
 pub mod subnets;
 mod swarm;
 pub mod taglock;
@@ -29,13 +30,13 @@ use std::collections::BTreeSet;
 use http::StatusCode;
 
 pub use self::container::{
-    container_create, container_create_fields, container_update, exec_create, exec_create_fields,
-    image_to_inspect, pin_image_working_dir,
+    container_create, container_update, exec_create, image_to_inspect, pin_image_working_dir,
 };
 pub use self::objects::{
     build, check_changes, commit_config, image_create, network_connect, network_create,
     network_disconnect, volume_create,
 };
+pub use self::schema::{container_create_fields, exec_create_fields};
 pub use self::swarm::{
     checkpoint_create, checkpoint_start, config_create, secret_create, service_create, swarm_init,
 };

@@ -3,9 +3,8 @@
 
 #![forbid(unsafe_code)]
 
-use super::container::{
-    check_dir_path, check_endpoint, check_ulimits, CONFIG, ENDPOINT_SETTINGS, ULIMIT,
-};
+use super::container::{check_dir_path, check_endpoint, check_ulimits};
+use super::schema::{CONFIG, ENDPOINT_SETTINGS, ULIMIT};
 use super::value::{array, boolean, decode, inject_labels, non_empty, set, string, type_mismatch};
 use super::{Family, Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};

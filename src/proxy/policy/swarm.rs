@@ -15,10 +15,10 @@
 #![forbid(unsafe_code)]
 
 use super::container::{
-    check_dir, check_mounts_at, check_sysctls, label_mounted_volumes, HEALTHCHECK, LOG_DRIVERS,
-    MOUNT,
+    check_dir, check_mounts_at, check_sysctls, label_mounted_volumes, LOG_DRIVERS,
 };
 use super::objects::single_valued;
+use super::schema::{HEALTHCHECK, MOUNT};
 use super::value::{boolean, decode, display, inject_labels, integer, non_empty, set, string};
 use super::{Family, Policy, Reject};
 use crate::proxy::gojson::{field, get, Field, Json, Kind};
