@@ -166,13 +166,38 @@ pub fn signals() -> io::Result<tokio::sync::mpsc::UnboundedReceiver<Signal>> {
     Ok(rx)
 }
 
+/// Direct children of `parent`, from /proc/*/stat.
+pub(super) fn children_of(parent: u32) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parent_pid(&stat))
+                .is_some_and(|ppid| ppid == parent)
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// The ppid field of a /proc/PID/stat line (`pid (comm) state ppid ...`); comm
+/// may itself contain spaces and parentheses, so split after the last `)`.
+fn parent_pid(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use nix::sys::signal::Signal;
     use nix::sys::wait::WaitStatus;
     use nix::unistd::Pid;
 
-    use super::exit_code;
+    use super::{exit_code, parent_pid};
 
     #[test]
     fn exit_code_maps_codes_and_signals() {
@@ -190,5 +215,12 @@ mod tests {
         for (status, code) in table {
             assert_eq!(exit_code(status), code, "{status:?}");
         }
+    }
+
+    #[test]
+    fn parent_pid_survives_odd_process_names() {
+        assert_eq!(parent_pid("42 (sh) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_pid("42 (a b) c) R 9 1"), Some(9));
+        assert_eq!(parent_pid("garbage"), None);
     }
 }
