@@ -295,7 +295,7 @@ impl Dockerd {
         {
             Ok(status) => {
                 if let Ok(status) = status {
-                    tracing::info!("dockerd stopped: {}", describe(status));
+                    tracing::info!(status = %describe(status), "dockerd stopped");
                 }
                 true
             }
@@ -314,7 +314,7 @@ impl Dockerd {
 /// Sends `sig` to `pid`, logging (not failing) if it is already gone.
 pub fn signal(pid: Pid, sig: Signal) {
     if let Err(err) = kill(pid, sig) {
-        tracing::debug!(%pid, "kill {sig} failed: {err}");
+        tracing::debug!(%pid, signal = %sig, error = %err, "kill failed");
     }
 }
 
@@ -497,7 +497,7 @@ pub async fn supervise(
             match restart(&cfg, &reaper, &current, &shutdown).await {
                 Ok(Some(d)) => break d,
                 Ok(None) => return true,
-                Err(err) => tracing::error!("dockerd restart failed: {err}; retrying"),
+                Err(err) => tracing::error!(error = %err, "dockerd restart failed; retrying"),
             }
         };
         tracing::info!(pid = %dockerd.pid, "dockerd restarted");

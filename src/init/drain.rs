@@ -35,7 +35,7 @@ pub async fn stop_containers(socket: &Path, timeout_secs: u64) {
     let ids = match running_containers(&engine).await {
         Ok(ids) => ids,
         Err(err) => {
-            tracing::warn!("could not list the running containers to stop them: {err}");
+            tracing::warn!(error = %err, "could not list the running containers to stop them");
             return;
         }
     };

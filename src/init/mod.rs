@@ -99,6 +99,7 @@ pub fn main(args: InitArgs) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
+            // The last line a user reads: the reason itself is the message.
             tracing::error!("fatal: {err}");
             ExitCode::FAILURE
         }
@@ -153,7 +154,7 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
                 tracing::warn!("{warning}");
             }
         }
-        Err(err) => tracing::warn!("cannot list the box's cgroup controllers: {err}"),
+        Err(err) => tracing::warn!(error = %err, "cannot list the box's cgroup controllers"),
     }
     // The budget after setup (on v2 the root hands controllers down only once
     // init has left it) and before dockerd, which gets the parent as a flag.
@@ -332,7 +333,7 @@ fn prepare_network(cfg: &mut Config) {
             if let Some(mtu) = network::mtu_for_dockerd(mtu) {
                 cfg.dockerd_args.push(format!("--mtu={mtu}"));
                 cfg.policy.network_mtu = Some(mtu);
-                tracing::info!("MTU: {iface} has MTU {mtu}; dockerd and the networks tenants create get --mtu={mtu}");
+                tracing::info!(interface = %iface, mtu, "MTU: dockerd and the networks tenants create get the interface's as --mtu");
             }
         }
         Some(_) => tracing::info!("MTU: --mtu given in the dockerd arguments; left as it is"),
@@ -344,12 +345,12 @@ fn prepare_network(cfg: &mut Config) {
         network::legacy_tables_in_use(Path::new("/proc/net")),
     );
     let Some(backend) = backend else {
-        tracing::info!("iptables: the image's default backend ({why})");
+        tracing::info!(reason = %why, "iptables: the image's default backend");
         return;
     };
     match network::backend_shim(Path::new("/run/dindbox/iptables"), Path::new("/usr/sbin"), backend) {
         Ok(dir) => {
-            tracing::info!("iptables: {backend:?} backend for dockerd ({why})");
+            tracing::info!(?backend, reason = %why, "iptables: the backend for dockerd");
             cfg.dockerd_path_prefix = Some(dir);
         }
         Err(err) => tracing::warn!(

@@ -89,7 +89,7 @@ impl Reaper {
                 Err(Errno::ECHILD) => return false,
                 Err(Errno::EINTR) => continue,
                 Err(err) => {
-                    tracing::warn!("waitpid(-1) failed: {err}");
+                    tracing::warn!(error = %err, "waitpid(-1) failed");
                     return true;
                 }
                 Ok(status) => {

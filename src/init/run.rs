@@ -48,7 +48,7 @@ pub(super) async fn run(cfg: Arc<Config>) -> Result<u8, InitError> {
     reaper.drain(Duration::from_secs(2)).await;
     if let Err(err) = std::fs::remove_file(&cfg.ready_file) {
         if err.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!("failed to remove {}: {err}", cfg.ready_file.display());
+            tracing::warn!(path = %cfg.ready_file.display(), error = %err, "failed to remove the ready file");
         }
     }
     if let Ok(code) = result {
@@ -105,7 +105,7 @@ async fn serve(
         let shutdown = shutdown.clone();
         listeners.push(tokio::spawn(async move {
             if let Err(err) = crate::metrics::serve(addr, shutdown).await {
-                tracing::error!("metrics on {addr} failed: {err}");
+                tracing::error!(%addr, error = %err, "the metrics endpoint failed");
             }
         }));
     }
@@ -177,7 +177,7 @@ async fn run_command(
     let (pid, exit) = match shell::spawn(cfg, argv, reaper, &targets.command_group) {
         Ok(spawned) => spawned,
         Err(err) => {
-            tracing::error!(command = ?argv, "failed to run the command: {err}");
+            tracing::error!(command = ?argv, error = %err, "failed to run the command");
             return Some(shell::spawn_failure_code(&err));
         }
     };
@@ -217,23 +217,23 @@ async fn route_signals(
         let group = targets.command_group.load(Ordering::SeqCst);
         if group > 0 {
             if let Err(err) = killpg(Pid::from_raw(group), sig) {
-                tracing::debug!("forwarding {sig} to the command's group failed: {err}");
+                tracing::debug!(signal = %sig, error = %err, "forwarding a signal to the command's group failed");
             }
             if sig == Signal::SIGTERM {
-                tracing::info!("received {sig}: shutting down");
+                tracing::info!(signal = %sig, "received a signal: shutting down");
                 shutdown.cancel();
             }
             continue;
         }
         match sig {
             Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
-                tracing::info!("received {sig}: shutting down");
+                tracing::info!(signal = %sig, "received a signal: shutting down");
                 shutdown.cancel();
             }
             _ => match targets.dockerd.load(Ordering::SeqCst) {
-                0 => tracing::debug!("received {sig} with no dockerd running; dropped"),
+                0 => tracing::debug!(signal = %sig, "no dockerd running: the signal is dropped"),
                 pid => {
-                    tracing::info!("forwarding {sig} to dockerd");
+                    tracing::info!(signal = %sig, "forwarding a signal to dockerd");
                     dockerd::signal(Pid::from_raw(pid), sig);
                 }
             },

@@ -272,7 +272,7 @@ pub fn main(args: ProxyArgs) -> anyhow::Result<()> {
                 let shutdown = shutdown.clone();
                 async move {
                     if let Err(err) = crate::metrics::serve(addr, shutdown).await {
-                        tracing::error!("metrics on {addr} failed: {err}");
+                        tracing::error!(%addr, error = %err, "the metrics endpoint failed");
                     }
                 }
             }));

@@ -199,7 +199,7 @@ impl<F: CgroupFs> Cgroups for V2<F> {
                             attempts: attempt,
                         });
                     }
-                    tracing::debug!("cgroup v2: {} busy, evacuating again", subtree.display());
+                    tracing::debug!(cgroup = %subtree.display(), "cgroup v2: busy, evacuating again");
                     std::thread::sleep(self.pause);
                 }
                 Err(err) => {
