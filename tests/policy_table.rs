@@ -793,6 +793,15 @@ fn table() -> Vec<(Request, Expect)> {
         ),
         (
             (
+                Method::PUT,
+                "/v1.41/containers/abc/archive?path=/tmp",
+                "application/json",
+                String::new(),
+            ),
+            Err("content-type"),
+        ),
+        (
+            (
                 Method::POST,
                 "/v1.41/containers/create",
                 JSON,

@@ -44,7 +44,7 @@ pub fn admit_within(
         return Ok(route);
     }
     route.body_type = body_type(headers)?;
-    if takes_tar(method, route.pattern) && route.body_type == BodyType::Json {
+    if takes_tar(route.endpoint) && route.body_type == BodyType::Json {
         return Err(Reject::bad_request(
             "content-type",
             "this endpoint takes a tar body, not application/json",
@@ -69,9 +69,7 @@ pub fn admit_within(
                  use swarm init instead",
             ))
         }
-        _ if route.pattern.starts_with("/containers/{}/checkpoints")
-            && route.query.count("dir") > 0 =>
-        {
+        Endpoint::Checkpoint | Endpoint::CheckpointCreate if route.query.count("dir") > 0 => {
             return Err(Reject::forbidden(
                 "checkpoint-dir",
                 "a checkpoint directory",
@@ -80,7 +78,7 @@ pub fn admit_within(
         }
         _ => {}
     }
-    if route.pattern == "/containers/{}/start" {
+    if route.endpoint == Endpoint::ContainerStart {
         policy::checkpoint_start(policy, &route.query)?;
     }
     if let Some(owner) = &policy.owner {
@@ -133,7 +131,10 @@ pub fn body_rule(endpoint: Endpoint) -> Option<BodyRule> {
         | Endpoint::Build
         | Endpoint::ImageCreate
         | Endpoint::Off(..)
-        | Endpoint::SwarmJoin => return None,
+        | Endpoint::SwarmJoin
+        | Endpoint::Checkpoint
+        | Endpoint::ContainerStart
+        | Endpoint::TarUpload => return None,
     })
 }
 
@@ -187,13 +188,10 @@ pub fn check_body(
 
 /// The endpoints whose body is a tar stream (a build context, an image, files
 /// to copy in, an image to import).
-fn takes_tar(method: &Method, pattern: &str) -> bool {
+fn takes_tar(endpoint: Endpoint) -> bool {
     matches!(
-        (method, pattern),
-        (
-            &Method::POST,
-            "/build" | "/images/load" | "/images/create" | "/plugins/create"
-        ) | (&Method::PUT, "/containers/{}/archive")
+        endpoint,
+        Endpoint::Build | Endpoint::ImageCreate | Endpoint::TarUpload
     )
 }
 

@@ -58,6 +58,13 @@ pub enum Endpoint {
     SwarmJoin,
     /// `POST /containers/{id}/checkpoints`: `CheckpointCreateOptions`.
     CheckpointCreate,
+    /// Listing and deleting a container's checkpoints (`dir` is refused).
+    Checkpoint,
+    /// `POST /containers/{id}/start`: its checkpoint parameters are checked.
+    ContainerStart,
+    /// A tar stream passed as it comes: `docker load`, `docker cp` into a
+    /// container, a plugin's rootfs.
+    TarUpload,
 }
 
 /// The kind of body a request carries, as the proxy forwards it: dockerd
@@ -176,9 +183,9 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/containers/{}/stats", Plain),
     (Method::HEAD, "/containers/{}/archive", Plain),
     (Method::GET, "/containers/{}/archive", Plain),
-    (Method::PUT, "/containers/{}/archive", Plain),
+    (Method::PUT, "/containers/{}/archive", TarUpload),
     (Method::POST, "/containers/{}/resize", Plain),
-    (Method::POST, "/containers/{}/start", Plain),
+    (Method::POST, "/containers/{}/start", ContainerStart),
     (Method::POST, "/containers/{}/stop", Plain),
     (Method::POST, "/containers/{}/restart", Plain),
     (Method::POST, "/containers/{}/kill", Plain),
@@ -199,7 +206,7 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/images/search", Plain),
     (Method::GET, "/images/get", Plain),
     (Method::POST, "/images/create", ImageCreate),
-    (Method::POST, "/images/load", Plain),
+    (Method::POST, "/images/load", TarUpload),
     (Method::POST, "/images/prune", Plain),
     (Method::GET, "/images/{}/json", Plain),
     (Method::GET, "/images/{}/history", Plain),
@@ -276,7 +283,7 @@ const GATED: &[(Method, &str, Endpoint, Family, WhenOff)] = &[
     (
         Method::POST,
         "/plugins/create",
-        Plain,
+        TarUpload,
         Family::Plugins,
         Refused,
     ),
@@ -528,7 +535,7 @@ const GATED: &[(Method, &str, Endpoint, Family, WhenOff)] = &[
     (
         Method::GET,
         "/containers/{}/checkpoints",
-        Plain,
+        Checkpoint,
         Family::Checkpoints,
         NotExperimental,
     ),
@@ -542,7 +549,7 @@ const GATED: &[(Method, &str, Endpoint, Family, WhenOff)] = &[
     (
         Method::DELETE,
         "/containers/{}/checkpoints/{}",
-        Plain,
+        Checkpoint,
         Family::Checkpoints,
         NotExperimental,
     ),
@@ -888,7 +895,7 @@ mod tests {
                 SecretCreate,
             ),
             (Method::POST, "/v1.41/configs/create", ConfigCreate),
-            (Method::GET, "/v1.41/containers/abc/checkpoints", Plain),
+            (Method::GET, "/v1.41/containers/abc/checkpoints", Checkpoint),
             (
                 Method::POST,
                 "/v1.41/containers/abc/checkpoints",
@@ -897,7 +904,7 @@ mod tests {
             (
                 Method::DELETE,
                 "/v1.41/containers/abc/checkpoints/cp1",
-                Plain,
+                Checkpoint,
             ),
             (
                 Method::GET,
