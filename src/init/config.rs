@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use nix::sys::signal::SigSet;
 use super::cgroup;
 use super::dockerd::{self, LogTarget};
 use super::reaper;
-use super::{graphdriver_plugin, imagestore, mounts, shell, sys, InitError};
+use super::{graphdriver_plugin, imagestore, shell, sys, InitError};
 use crate::proxy::config::{ENV_CGROUP_PARENT, ENV_MEMORY, ENV_PIDS};
 use crate::proxy::policy::Policy;
 use crate::proxy::{ListenAddr, PolicyOptions};
@@ -334,29 +334,12 @@ impl Config {
             foreground: own_group && self.foreground,
         }
     }
-
-    /// Removes pid files and sockets an earlier run left. At boot that is
-    /// everything; before a dockerd restart only dockerd's own (a containerd
-    /// that survived dockerd is reused by the new dockerd).
-    pub(super) fn remove_stale_files(&self) -> Result<Vec<PathBuf>, mounts::MountError> {
-        mounts::remove_stale(
-            &[Path::new("/run"), Path::new("/var/run")],
-            &[&self.dockerd_socket],
-        )
-    }
-
-    pub(super) fn remove_stale_files_at_boot(&self) -> Result<Vec<PathBuf>, mounts::MountError> {
-        let dirs: Vec<&Path> = mounts::PID_DIRS.iter().map(Path::new).collect();
-        let mut sockets: Vec<&Path> = mounts::CONTAINERD_SOCKETS.iter().map(Path::new).collect();
-        // The ready file too: it must not claim readiness for this boot.
-        sockets
-            .extend([&self.dockerd_socket, &self.socket, &self.ready_file].map(PathBuf::as_path));
-        mounts::remove_stale(&dirs, &sockets)
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use clap::Parser;
 
     use super::*;

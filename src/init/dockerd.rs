@@ -415,7 +415,7 @@ pub async fn start(
     let mut attempt = 1;
     loop {
         if attempt > 1 {
-            let removed = cfg.remove_stale_files()?;
+            let removed = remove_stale_files(&cfg.dockerd_socket)?;
             if !removed.is_empty() {
                 tracing::info!(?removed, "removed what the dead dockerd left");
             }
@@ -513,7 +513,7 @@ async fn restart(
     current: &AtomicI32,
     shutdown: &CancellationToken,
 ) -> Result<Option<Dockerd>, DockerdError> {
-    cfg.remove_stale_files()?;
+    remove_stale_files(&cfg.dockerd_socket)?;
     let mut dockerd = Dockerd::spawn(cfg, reaper, current)?;
     tokio::select! {
         ready = dockerd.wait_ready(&cfg.dockerd_socket, cfg.ready_timeout) => match ready {
@@ -530,6 +530,15 @@ async fn restart(
             Ok(None)
         }
     }
+}
+
+/// Before a dockerd restart: the pid files and the socket the dead dockerd
+/// left (a containerd that survived it is reused by the new one).
+fn remove_stale_files(dockerd_socket: &Path) -> Result<Vec<PathBuf>, mounts::MountError> {
+    mounts::remove_stale(
+        &[Path::new("/run"), Path::new("/var/run")],
+        &[dockerd_socket],
+    )
 }
 
 #[cfg(test)]

@@ -139,7 +139,8 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     }
     // A restarted container keeps its files: dockerd refuses to start over a
     // pid file naming a live pid, and a leftover socket would look alive.
-    let removed = cfg.remove_stale_files_at_boot()?;
+    let own = [&cfg.dockerd_socket, &cfg.socket, &cfg.ready_file].map(PathBuf::as_path);
+    let removed = mounts::remove_stale_at_boot(&own)?;
     if !removed.is_empty() {
         tracing::info!(?removed, "removed stale files of an earlier run");
     }

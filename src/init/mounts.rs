@@ -182,6 +182,16 @@ pub const CONTAINERD_SOCKETS: [&str; 4] = [
     "/run/docker/containerd/containerd.sock.ttrpc",
 ];
 
+/// At boot: every pid file and socket an earlier run of the box left,
+/// containerd's and `own` (dockerd's socket, the proxy's, the ready file,
+/// which must not claim readiness for this boot).
+pub fn remove_stale_at_boot(own: &[&Path]) -> Result<Vec<PathBuf>, MountError> {
+    let dirs: Vec<&Path> = PID_DIRS.iter().map(Path::new).collect();
+    let mut sockets: Vec<&Path> = CONTAINERD_SOCKETS.iter().map(Path::new).collect();
+    sockets.extend(own);
+    remove_stale(&dirs, &sockets)
+}
+
 /// Deletes stale pid files in `pid_dirs` and the given socket paths, so that a
 /// restarted container comes back. Returns what was removed.
 pub fn remove_stale(pid_dirs: &[&Path], sockets: &[&Path]) -> Result<Vec<PathBuf>, MountError> {
