@@ -1,0 +1,3 @@
+//! Shared by the integration tests: `mod support;` in a test file.
+
+pub mod dockerd;
