@@ -73,7 +73,7 @@ ensure_packages() {
     # plugin, and the e2e compose test talks to boxes with it.
     # golang-go: tests/go_differential.rs checks the proxy's parsers against Go's.
     # binutils: readelf, with which build-image.sh checks that the binary is static.
-    # docker-registry: a registry the e2e tests run on a box's loopback (tests/e2e_tags.rs
+    # docker-registry: a registry the e2e tests run on a box's loopback (tests/e2e/tags.rs
     # pulls through the proxy); its package does not start it.
     for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap \
         iptables:iptables jq:jq pgrep:procps setsid:util-linux \
