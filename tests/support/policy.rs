@@ -3,6 +3,8 @@
 //! with a tenant label, the cgroup parent and a memory and pids budget. The
 //! benches and the fuzz crate include this file by path.
 
+#![allow(dead_code)] // not every test binary that has `mod support;` uses it
+
 use dindbox::proxy::policy::Policy;
 
 /// The tenant label's key and value.
