@@ -1,4 +1,6 @@
-//! A fake `dockerd` for the init integration tests (`tests/init.rs`).
+//! A fake `dockerd` process for the integration tests that need one
+//! (`tests/init.rs` supervises it, `tests/metrics.rs` kills it) and for
+//! `scripts/bench-adversarial.sh`.
 //!
 //! It listens on the socket given by `--host=unix://PATH` and serves the
 //! fake dockerd of the in-process tests (`tests/support/dockerd.rs`: it
@@ -100,10 +102,9 @@ fn main() {
     let api: &'static str = std::env::var("FAKE_DOCKERD_API_VERSION")
         .unwrap_or_else(|_| "1.43".into())
         .leak();
-    let pinged = dir.as_ref().map(|d| Arc::new(d.join("pinged")));
-    let fake = Fake::new(api, "1.24").answering(move |seen| {
-        std::future::ready(answer(&seen, pinged.as_deref().map(PathBuf::as_path)))
-    });
+    let pinged = dir.as_ref().map(|d| d.join("pinged"));
+    let fake = Fake::new(api, "1.24")
+        .answering(move |seen| std::future::ready(answer(&seen, pinged.as_deref())));
     std::thread::spawn(move || serve(fake, listener));
 
     let ignore_term = std::env::var("FAKE_DOCKERD_IGNORE_TERM").is_ok_and(|v| v == "1");
