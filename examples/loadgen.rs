@@ -9,6 +9,15 @@
 //! sockets taking turns, so a busy machine slows them alike; each container
 //! is removed (untimed) before the next create. Prints one line a socket:
 //! `socket=S requests=N p50_us=A p99_us=B errors=E`.
+//!
+//! The statistics of `scripts/bench.sh` over its sample files (one line a
+//! sample, whitespace-separated columns, numbered from 1):
+//! - `loadgen stats median FILE COLUMN` prints the median of the column
+//!   (of the two middle samples, their mean); FILE `-` is stdin;
+//! - `loadgen stats ratio FILE BASE COLUMN [inverse]` prints the median of
+//!   the per-line ratios FILE/BASE (BASE/FILE with `inverse`, for
+//!   throughputs from times): line N of both files is round N, and the load
+//!   of a machine changes less within a round than between rounds.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +32,17 @@ use hyperlocal::UnixConnector;
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, stats_args @ ..] = args.as_slice() {
+        if mode == "stats" {
+            match stats(stats_args) {
+                Ok(value) => return println!("{value}"),
+                Err(err) => {
+                    eprintln!("loadgen stats: {err}");
+                    std::process::exit(2);
+                }
+            }
+        }
+    }
     if let [_, mode, count, image, sockets @ ..] = args.as_slice() {
         if mode == "create" && !sockets.is_empty() {
             let count = count.parse().expect("N is a number");
@@ -30,7 +50,10 @@ async fn main() {
         }
     }
     let [_, socket, path, concurrency, seconds] = args.as_slice() else {
-        eprintln!("usage: loadgen SOCKET PATH CONCURRENCY SECONDS\n       loadgen create N IMAGE SOCKET...");
+        eprintln!(
+            "usage: loadgen SOCKET PATH CONCURRENCY SECONDS\n       loadgen create N IMAGE SOCKET...\n       \
+             loadgen stats median FILE COLUMN\n       loadgen stats ratio FILE BASE COLUMN [inverse]"
+        );
         std::process::exit(2);
     };
     let socket = PathBuf::from(socket);
@@ -142,4 +165,72 @@ async fn creates(count: usize, image: &str, sockets: &[String]) {
             percentile(&latencies, 0.99),
         );
     }
+}
+
+/// `loadgen stats`: see the module's doc.
+fn stats(args: &[String]) -> Result<f64, String> {
+    match args {
+        [kind, file, column] if kind == "median" => median(column_of(file, column)?),
+        [kind, file, base, column, rest @ ..] if kind == "ratio" && rest.len() <= 1 => {
+            let inverse = match rest {
+                [] => false,
+                [word] if word == "inverse" => true,
+                _ => return Err(format!("{rest:?}: only `inverse` may follow the column")),
+            };
+            let (values, bases) = (column_of(file, column)?, column_of(base, column)?);
+            if values.len() != bases.len() {
+                return Err(format!(
+                    "{file} has {} rounds, {base} {}",
+                    values.len(),
+                    bases.len()
+                ));
+            }
+            let ratios = values.iter().zip(&bases);
+            median(
+                ratios
+                    .map(|(x, d)| if inverse { d / x } else { x / d })
+                    .collect(),
+            )
+        }
+        _ => {
+            Err("use `stats median FILE COLUMN` or `stats ratio FILE BASE COLUMN [inverse]`".into())
+        }
+    }
+}
+
+/// The `column` (from 1) of every line of `file` (`-`: stdin).
+fn column_of(file: &str, column: &str) -> Result<Vec<f64>, String> {
+    let column: usize = match column.parse() {
+        Ok(n) if n > 0 => n,
+        _ => return Err(format!("column {column:?}: a number from 1")),
+    };
+    let text = if file == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    }
+    .map_err(|e| format!("{file}: {e}"))?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let field = line.split_whitespace().nth(column - 1);
+            field
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| format!("{file}: no number in column {column} of {line:?}"))
+        })
+        .collect()
+}
+
+/// The middle value, or the mean of the two middle values.
+fn median(mut values: Vec<f64>) -> Result<f64, String> {
+    if values.is_empty() {
+        return Err("no samples".into());
+    }
+    values.sort_by(f64::total_cmp);
+    let half = values.len() / 2;
+    Ok(if values.len() % 2 == 1 {
+        values[half]
+    } else {
+        (values[half - 1] + values[half]) / 2.0
+    })
 }

@@ -96,6 +96,12 @@ docker_up_any
 outer=$DOCKER_HOST
 export DINDBOX_DOCKER_HOST=$outer # for build-image.sh
 if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then bash "$DINDBOX_REPO/scripts/build-image.sh"; fi
+# examples/loadgen.rs: the load in the box, and the statistics here.
+(cd "$DINDBOX_REPO" && cargo build --release --quiet --example loadgen --example relay)
+target_dir=$(cd "$DINDBOX_REPO" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+# `stats median FILE COLUMN` (FILE - is stdin), `stats ratio FILE BASE COLUMN
+# [inverse]`: the median of per-round ratios (see examples/loadgen.rs).
+stats() { "$target_dir/release/examples/loadgen" stats "$@"; }
 
 # Bound into the bare-unix box (its socket) and the TLS box (its certificates).
 bench_dir=$(mktemp -d -t dindbox-bench.XXXXXX)
@@ -149,8 +155,6 @@ ready_ms() { # mode
     esac
 }
 
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
-
 header() { echo; echo "== dindbox bench ($(date -u +%FT%TZ), $(nproc) cores, outer $outer, image $DINDBOX_IMAGE, N=$runs)"; }
 print_ready() {
     local mode
@@ -175,7 +179,7 @@ if want ready; then
         done
     done
     for mode in "${ready_modes[@]}"; do
-        results[$mode]=$(printf '%s\n' ${samples[$mode]} | median)
+        results[$mode]=$(printf '%s\n' ${samples[$mode]} | stats median - 1)
     done
 
     # Idle RSS: a fresh box, ready, left alone for a few seconds.
@@ -195,8 +199,6 @@ plain_box >/dev/null
 # ---------------------------------------------------------------- the box's tools
 # The same box for parts 3, 6 and 7: loadgen inside it; the proxy (public
 # socket), dockerd's private socket and, for part 3, more targets (below).
-(cd "$DINDBOX_REPO" && cargo build --release --quiet --example loadgen --example relay)
-target_dir=$(cd "$DINDBOX_REPO" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 docker cp "$target_dir/release/examples/loadgen" "$name:/usr/local/bin/loadgen" >/dev/null
 declare -A sockets=([direct]=/run/dindbox/docker.sock [proxied]=/var/run/docker.sock)
 targets=(direct proxied)
@@ -232,15 +234,9 @@ rotate() { # round -> targets, rotated
     local n=${#targets[@]} i
     for ((i = 0; i < n; i++)); do echo "${targets[(($1 + i) % n)]}"; done
 }
-median_of() { # file column -> median
-    awk -v c="$2" '{print $c}' "$1" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
-}
 # The load of the machine changes between rounds: a ratio is taken within each
-# round (the targets ran minutes apart at most) and the median of those is shown.
-ratio_of() { # file-of-target file-of-direct column invert(0|1) -> median of per-round ratios
-    paste -d ' ' "$1" "$2" | awk -v c="$3" -v inv="$4" '{n = NF / 2; x = $c; d = $(c + n); print inv ? d / x : x / d}' >"$1.ratio"
-    median_of "$1.ratio" 1
-}
+# round (the targets ran minutes apart at most) and the median of those is shown
+# (`stats ratio`).
 
 # ---------------------------------------------------------------- 3. proxy overhead
 # loadgen against each target; the targets take turns within each round.
@@ -281,11 +277,11 @@ if want proxy; then
             key=$sample_dir/${path//\//_}.$clients
             row=$(printf '%-17s c=%-3d' "$path" "$clients")
             for target in "${targets[@]}"; do
-                row+=$(printf ' | %s %6.0f req/s p50 %5d us p99 %6d us' "$target" \
-                    "$(median_of "$key.$target" 1)" "$(median_of "$key.$target" 2)" "$(median_of "$key.$target" 3)")
+                row+=$(printf ' | %s %6.0f req/s p50 %5.0f us p99 %6.0f us' "$target" \
+                    "$(stats median "$key.$target" 1)" "$(stats median "$key.$target" 2)" "$(stats median "$key.$target" 3)")
             done
             for target in "${targets[@]:1}"; do
-                row+=$(printf ' | %s/direct %.2f' "$target" "$(ratio_of "$key.$target" "$key.direct" 1 0)")
+                row+=$(printf ' | %s/direct %.2f' "$target" "$(stats ratio "$key.$target" "$key.direct" 1)")
             done
             overhead+=("$row")
         done
@@ -294,11 +290,11 @@ if want proxy; then
         case $what in exec) label="1 GiB of exec stdout" mib=1024 ;; load) label="docker load of 500 MiB" mib=500 ;; esac
         row=$(printf '%-23s' "$label:")
         for target in "${targets[@]}"; do
-            row+=$(awk -v t="$target" -v ms="$(median_of "$sample_dir/$what.$target" 1)" -v m="$mib" \
+            row+=$(awk -v t="$target" -v ms="$(stats median "$sample_dir/$what.$target" 1)" -v m="$mib" \
                 'BEGIN {printf " %s %d ms (%.0f MiB/s)", t, ms, m * 1000 / ms}')
         done
         for target in "${targets[@]:1}"; do
-            row+=$(printf ' | %s throughput/direct %.2f' "$target" "$(ratio_of "$sample_dir/$what.$target" "$sample_dir/$what.direct" 1 1)")
+            row+=$(printf ' | %s throughput/direct %.2f' "$target" "$(stats ratio "$sample_dir/$what.$target" "$sample_dir/$what.direct" 1 inverse)")
         done
         streaming+=("$row")
     done
@@ -325,13 +321,13 @@ if want create; then
     done
     row=$(printf 'POST /containers/create (N=%d a socket, one at a time):' "$creates")
     for target in "${targets[@]}"; do
-        row+=$(printf ' | %s p50 %5d us p99 %6d us errors %d' "$target" "$(median_of "$sample_dir/create.$target" 1)" \
-            "$(median_of "$sample_dir/create.$target" 2)" "$(median_of "$sample_dir/create.$target" 4)")
+        row+=$(printf ' | %s p50 %5.0f us p99 %6.0f us errors %.0f' "$target" "$(stats median "$sample_dir/create.$target" 1)" \
+            "$(stats median "$sample_dir/create.$target" 2)" "$(stats median "$sample_dir/create.$target" 4)")
     done
     for target in "${targets[@]:1}"; do
         row+=$(printf ' | %s/direct p50 %.2f p99 %.2f' "$target" \
-            "$(ratio_of "$sample_dir/create.$target" "$sample_dir/create.direct" 1 0)" \
-            "$(ratio_of "$sample_dir/create.$target" "$sample_dir/create.direct" 2 0)")
+            "$(stats ratio "$sample_dir/create.$target" "$sample_dir/create.direct" 1)" \
+            "$(stats ratio "$sample_dir/create.$target" "$sample_dir/create.direct" 2)")
     done
     create_rows+=("$row")
 fi
@@ -363,10 +359,10 @@ if want buildx; then
             case $column in 1) label="no cache" ;; 2) label="cached" ;; esac
             row=$(printf 'buildx build, %-8s' "$label:")
             for target in "${targets[@]}"; do
-                row+=$(printf ' | %s %5d ms' "$target" "$(median_of "$sample_dir/buildx.$target" "$column")")
+                row+=$(printf ' | %s %5.0f ms' "$target" "$(stats median "$sample_dir/buildx.$target" "$column")")
             done
             for target in "${targets[@]:1}"; do
-                row+=$(printf ' | %s/direct %.2f' "$target" "$(ratio_of "$sample_dir/buildx.$target" "$sample_dir/buildx.direct" "$column" 0)")
+                row+=$(printf ' | %s/direct %.2f' "$target" "$(stats ratio "$sample_dir/buildx.$target" "$sample_dir/buildx.direct" "$column")")
             done
             buildx_rows+=("$row")
         done
@@ -399,10 +395,10 @@ if want taglock; then
     done
     row=$(printf 'docker tag (%d a socket a round, CLI start included):' "$tags")
     for target in "${lock_targets[@]}"; do
-        row+=$(printf ' | %s %.1f ms' "$target" "$(median_of "$sample_dir/taglock.$target" 1)")
+        row+=$(printf ' | %s %.1f ms' "$target" "$(stats median "$sample_dir/taglock.$target" 1)")
     done
     for target in proxied owner; do
-        row+=$(printf ' | %s/direct %.2f' "$target" "$(ratio_of "$sample_dir/taglock.$target" "$sample_dir/taglock.direct" 1 0)")
+        row+=$(printf ' | %s/direct %.2f' "$target" "$(stats ratio "$sample_dir/taglock.$target" "$sample_dir/taglock.direct" 1)")
     done
     taglock_rows+=("$row")
 fi

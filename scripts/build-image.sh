@@ -18,7 +18,7 @@
 # into target/<triple>/release/dindbox, so it drops into any base, Alpine's
 # docker:dind included. The explicit --target keeps RUSTFLAGS off build scripts
 # and proc-macros. A second image, ${DINDBOX_IMAGE}-scratch, holds nothing but
-# that binary (FROM scratch: no libc, no shell); tests/e2e_static.rs runs it.
+# that binary (FROM scratch: no libc, no shell); tests/e2e/scratch.rs runs it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -35,7 +35,7 @@ if [ -n "${DINDBOX_BINARY:-}" ]; then
         # A dynamic glibc binary still runs on the Debian base; not in the scratch image.
         static=0
         say "warning: DINDBOX_BINARY=$binary is not static ($why): the image works on a glibc" \
-            "base only; no ${DINDBOX_IMAGE}-scratch (tests/e2e_static.rs fails without it)"
+            "base only; no ${DINDBOX_IMAGE}-scratch (tests/e2e/scratch.rs fails without it)"
     fi
 else
     build_static_binary

@@ -64,31 +64,33 @@ step "kubernetes manifests (strict schema)" bash scripts/check-manifests.sh
 step "fuzz the request path" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash scripts/fuzz.sh
 
 if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
-# Release: the image gets the same optimised binary users get. Two threads:
-# each test runs its own box on its own port and volume.
-# tests/e2e_policy.rs: the proxy's rules through the real CLI (issue 4).
-# tests/e2e_tls.rs: DOCKER_TLS_CERTDIR boxes and the CLI's client certificates (issue 6).
-# tests/e2e_tenant.rs: `dindbox tenant` against the outer daemon as the host (issue 6).
-# tests/e2e_graphdriver.rs: boxes on a host graphdriver-server (issue 5).
-# tests/e2e_hardening.rs: the review's bypass classes as raw HTTP, in every proxy mode (issue 11).
-# tests/e2e_tags.rs: image tags do not move between two owners' standalone proxies (issue 11).
-# tests/e2e_static.rs: the static binary alone in a FROM scratch image, no libc (issue 12).
+# Release: the image gets the same optimised binary users get. One test binary
+# (tests/e2e.rs), its suites the modules in tests/e2e/ (tests named SUITE::TEST;
+# `cargo test --release --test e2e tags::` runs one): the outer dockerd, busybox
+# and each image are set up once for all. Two threads: each test runs its own
+# box on its own port and volume. Per-box settings such as DINDBOX_CONTAINERD_STORE
+# are passed by the tests to their boxes (`docker run -e`), not through this step.
+#   e2e.rs: the image as a user runs it (issue 3);
+#   policy: the proxy's rules through the real CLI (issue 4);
+#   tls: DOCKER_TLS_CERTDIR boxes and the CLI's client certificates (issue 6);
+#   tenant: `dindbox tenant` against the outer daemon as the host (issue 6);
+#   graphdriver: boxes on a host graphdriver-server (issue 5), on the bookworm image
+#     (dockerd 28 has no graphdriver plugins);
+#   hardening: the review's bypass classes as raw HTTP, in every proxy mode (issue 11);
+#   tags: image tags do not move between two owners' standalone proxies (issue 11);
+#   scratch: the static binary alone in a FROM scratch image, no libc (issue 12);
+#   bases: a smoke on the trixie (dockerd 26.1) and bookworm (20.10) bases (issue 12);
+#     their debootstraps are cached under $DINDBOX_CACHE: ~2 min each the first time, ~15 s warm;
+#   fields: API 1.42-1.55 fields on the sid box, honoured or refused (issue 12);
+#   current: the host's CLI 28.2 against the sid box at API 1.51, the version window (issue 12);
+#   clients: compose v2 and buildx through the proxy, box and host CLI (issue 12);
+#   containerd: boxes in the containerd image store, box and owner mode (issue 12);
+#   dockerpy: docker-py's integration suite straight to dockerd and through the proxy
+#     (scripts/docker-py.sh; sid base; ~6 min, docker-py and its test deps from PyPI) (issue 12).
 # The image (scripts/build-image.sh) carries the static binary: a second, static
 # `cargo build --target <host>` into target/<triple>/release.
 # The default image is the debootstrapped sid (dockerd 28.5, issue 12).
-# tests/e2e_bases.rs: a smoke on the trixie (dockerd 26.1) and bookworm (20.10) bases (issue 12);
-# their debootstraps are cached under $DINDBOX_CACHE: ~2 min each the first time, ~15 s warm.
-# tests/e2e_fields.rs: API 1.42-1.55 fields on the sid box, honoured or refused (issue 12).
-# tests/e2e_current.rs: the host's CLI 28.2 against the sid box at API 1.51, the version window (issue 12).
-# tests/e2e_graphdriver.rs runs its boxes on the bookworm image (dockerd 28 has no graphdriver plugins).
-# tests/e2e_clients.rs: compose v2 and buildx through the proxy, box and host CLI (issue 12).
-# tests/e2e_containerd.rs: boxes in the containerd image store, box and owner mode (issue 12).
-# tests/e2e_dockerpy.rs: docker-py's integration suite straight to dockerd and through the proxy
-# (scripts/docker-py.sh; sid base; ~6 min, docker-py and its test deps from PyPI) (issue 12).
-step "e2e (real outer dockerd)" cargo_test --release --test e2e --test e2e_policy --test e2e_tls \
-    --test e2e_tenant --test e2e_graphdriver --test e2e_hardening --test e2e_tags --test e2e_static \
-    --test e2e_bases --test e2e_fields --test e2e_current --test e2e_clients --test e2e_containerd \
-    --test e2e_dockerpy -- --test-threads=2
+step "e2e (real outer dockerd)" cargo_test --release --test e2e -- --test-threads=2
 # cgroup v2 for real (issue 7): a pure-v2 qemu guest runs a box and checks the
 # delegation; ~1.2-2 min warm (3 at load 11), ~4 min the first time on this busy 2-core machine
 # (the guest is cached outside the repo; see scripts/test-cgroupv2.sh).

@@ -29,6 +29,49 @@ macro_rules! need_harness {
     };
 }
 
+// The suites, one module each (tests named `SUITE::TEST`), declared after
+// the macro so they can use it; one process, so the outer dockerd, the
+// busybox tarball and each image are set up once for all of them.
+/// The image's supported bases (issue 12).
+#[path = "e2e/bases.rs"]
+mod bases;
+/// compose v2 and buildx through the proxy (issue 12).
+#[path = "e2e/clients.rs"]
+mod clients;
+/// The containerd image store (issue 12).
+#[path = "e2e/containerd.rs"]
+mod containerd;
+/// The host's CLI against the sid box, the API version window (issue 12).
+#[path = "e2e/current.rs"]
+mod current;
+/// docker-py's integration suite, direct and through the proxy (issue 12).
+#[path = "e2e/dockerpy.rs"]
+mod dockerpy;
+/// API 1.42-1.55 fields on the sid box (issue 12).
+#[path = "e2e/fields.rs"]
+mod fields;
+/// Boxes on a host graphdriver-server (issue 5).
+#[path = "e2e/graphdriver.rs"]
+mod graphdriver;
+/// The review's bypass classes as raw HTTP, in every proxy mode (issue 11).
+#[path = "e2e/hardening.rs"]
+mod hardening;
+/// The proxy's rules through the real CLI (issue 4).
+#[path = "e2e/policy.rs"]
+mod policy;
+/// The static binary alone in a FROM scratch image (issue 12).
+#[path = "e2e/scratch.rs"]
+mod scratch;
+/// Image tags between two owners' standalone proxies (issue 11).
+#[path = "e2e/tags.rs"]
+mod tags;
+/// `dindbox tenant` against the outer daemon as the host (issue 6).
+#[path = "e2e/tenant.rs"]
+mod tenant;
+/// DOCKER_TLS_CERTDIR boxes and the CLI's client certificates (issue 6).
+#[path = "e2e/tls.rs"]
+mod tls;
+
 #[test]
 fn docker_version_works_through_port() {
     let h = need_harness!();

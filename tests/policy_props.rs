@@ -4,10 +4,13 @@
 //! carries the injected labels, cgroup parent and budget. The same for swarm
 //! service specs (their task containers are created by the daemon itself).
 
+mod support;
+
 use dindbox::proxy::gojson::Json;
-use dindbox::proxy::policy::{container_create, service_create, Policy};
+use dindbox::proxy::policy::{container_create, service_create};
 use proptest::prelude::*;
 use serde_json::Value;
+use support::policy::box_policy;
 
 /// Spellings dockerd folds to the same field.
 fn spelling(name: &'static str) -> impl Strategy<Value = String> {
@@ -125,20 +128,6 @@ fn body() -> impl Strategy<Value = String> {
         })
 }
 
-fn policy() -> Policy {
-    Policy {
-        labels: vec![("dindbox.tenant".into(), "t1".into())],
-        cgroup_parent: Some("/dindbox".into()),
-        memory: Some(1 << 30),
-        pids: Some(512),
-        network_mtu: None,
-        allow_buildkit: false,
-        owner: None,
-        allow: Default::default(),
-        subnets: Default::default(),
-    }
-}
-
 /// Every object in the forwarded body has at most one key per Go fold group.
 fn assert_canonical(value: &Json) {
     if let Json::Object(entries) = value {
@@ -168,7 +157,7 @@ proptest! {
     #[test]
     fn forwarded_bodies_are_canonical_safe_and_injected(text in body()) {
         let parsed = Json::parse(text.as_bytes()).expect("generated JSON parses");
-        let Ok(forwarded) = container_create(&policy(), parsed) else {
+        let Ok(forwarded) = container_create(&box_policy(), parsed) else {
             return Ok(());
         };
         assert_canonical(&forwarded);
@@ -264,7 +253,7 @@ proptest! {
     #[test]
     fn forwarded_service_specs_are_canonical_safe_and_injected(text in service_body()) {
         let parsed = Json::parse(text.as_bytes()).expect("generated JSON parses");
-        let Ok(forwarded) = service_create(&policy(), parsed) else {
+        let Ok(forwarded) = service_create(&box_policy(), parsed) else {
             return Ok(());
         };
         assert_canonical(&forwarded);

@@ -5,9 +5,12 @@
 //! must pass. (Field-level tables with the exact forwarded bodies live next to
 //! the rules, in src/proxy/policy/*.rs.)
 
+mod support;
+
 use dindbox::proxy::check::{admit, inspects_body, rewrite_body};
 use dindbox::proxy::policy::{Family, Policy};
 use http::{HeaderMap, HeaderValue, Method};
+use support::policy::{self, box_policy};
 
 /// `Ok(())`: forwarded. `Err(rule)`: refused by that rule.
 type Expect = Result<(), &'static str>;
@@ -19,13 +22,7 @@ const OK: Expect = Ok(());
 const JSON: &str = "application/json";
 
 fn decide(method: &Method, target: &str, content_type: &str, body: &str) -> Expect {
-    let policy = Policy {
-        labels: vec![("dindbox.tenant".into(), "t1".into())],
-        cgroup_parent: Some("/dindbox".into()),
-        memory: Some(1 << 30),
-        pids: Some(1024),
-        ..Policy::default()
-    };
+    let policy = box_policy();
     let mut headers = HeaderMap::new();
     if !content_type.is_empty() {
         headers.insert(
@@ -1323,13 +1320,12 @@ fn decide_with(policy: &Policy, (method, target, content_type, body): &Request) 
     Ok(())
 }
 
+/// The box's policy with every optional family on, without a cgroup parent.
 fn everything_enabled() -> Policy {
     Policy {
-        labels: vec![("dindbox.tenant".into(), "t1".into())],
-        memory: Some(1 << 30),
-        pids: Some(1024),
+        cgroup_parent: None,
         allow: Family::ALL.into_iter().collect(),
-        ..Policy::default()
+        ..box_policy()
     }
 }
 
@@ -1729,6 +1725,6 @@ fn services_forwarded_with_everything_enabled_carry_the_labels_and_budget() {
     let spec = &forwarded["TaskTemplate"]["ContainerSpec"];
     assert_eq!(spec["Labels"]["dindbox.tenant"], "t1");
     let limits = &forwarded["TaskTemplate"]["Resources"]["Limits"];
-    assert_eq!(limits["MemoryBytes"], 1u64 << 30);
-    assert_eq!(limits["Pids"], 1024);
+    assert_eq!(limits["MemoryBytes"], policy::MEMORY);
+    assert_eq!(limits["Pids"], policy::PIDS);
 }

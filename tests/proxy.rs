@@ -1,5 +1,6 @@
-//! The proxy through real sockets: a fake dockerd (hyper on a unix socket) that
-//! records what reaches it, and clients that write raw HTTP bytes, so framing
+//! The proxy through real sockets: the fake dockerd of
+//! `tests/support/dockerd.rs` (hyper on a unix socket) that records what
+//! reaches it, and clients that write raw HTTP bytes, so framing
 //! tricks and hijacks are tested as they travel.
 //!
 //! The fake states its newest API version as dockerd does (`Api-Version` on
@@ -8,34 +9,22 @@
 //! version window's tests (issue 12) at 1.51 (28.5) and 1.56 (newer than the
 //! policy knows).
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use dindbox::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use support::dockerd::{Fake, Seen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
-
-/// A request as the fake dockerd received it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    target: String,
-    content_length: Option<String>,
-    body: String,
-}
 
 struct Harness {
     _dir: tempfile::TempDir,
     proxy_socket: PathBuf,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    daemon: Arc<Versions>,
+    fake: Arc<Fake>,
     shutdown: CancellationToken,
 }
 
@@ -44,54 +33,7 @@ impl Harness {
     /// /version` that learns the daemon's newest version (the one request
     /// the proxy sends without a version).
     fn forwarded(&self) -> Vec<Seen> {
-        forwarded(&self.seen)
-    }
-}
-
-fn forwarded(seen: &Mutex<Vec<Seen>>) -> Vec<Seen> {
-    seen.lock()
-        .unwrap()
-        .iter()
-        .filter(|s| s.target != "/version")
-        .cloned()
-        .collect()
-}
-
-/// The API versions the fake dockerd serves: its newest (which a test may
-/// change, as an upgrade underneath would) and its oldest.
-struct Versions {
-    max: Mutex<&'static str>,
-    min: &'static str,
-}
-
-impl Versions {
-    fn new(max: &'static str, min: &'static str) -> Arc<Versions> {
-        Arc::new(Versions {
-            max: Mutex::new(max),
-            min,
-        })
-    }
-
-    fn max(&self) -> &'static str {
-        *self.max.lock().unwrap()
-    }
-
-    /// dockerd's version middleware: its refusal for a version out of range.
-    fn refusal(&self, path: &str) -> Option<String> {
-        let text = path.strip_prefix("/v")?.split('/').next()?;
-        let number = |v: &str| {
-            let (major, minor) = v.split_once('.').unwrap_or((v, "0"));
-            (major.parse::<u32>().ok(), minor.parse::<u32>().ok())
-        };
-        if number(text) < number(self.min) {
-            return Some(format!("client version {text} is too old. Minimum supported API version is {}, please upgrade your client to a newer version", self.min));
-        }
-        (number(text) > number(self.max())).then(|| {
-            format!(
-                "client version {text} is too new. Maximum supported API version is {}",
-                self.max()
-            )
-        })
+        self.fake.forwarded()
     }
 }
 
@@ -103,26 +45,23 @@ impl Drop for Harness {
 
 /// A proxy in front of a fake dockerd 20.10 (API 1.41).
 async fn start() -> Harness {
-    start_with(Versions::new("1.41", "1.12")).await
+    start_with(Fake::dockerd_20()).await
 }
 
-async fn start_with(daemon: Arc<Versions>) -> Harness {
+/// A proxy in front of `fake`, which answers `/_ping`, `/version` and
+/// creates, records every request, states its newest API version on every
+/// answer, and on attach answers `101` and then echoes in upper case until
+/// EOF, then writes "bye" (`support::dockerd::basic`).
+async fn start_with(fake: Fake) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let upstream = dir.path().join("dockerd.sock");
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let fake = fake.spawn(&dir.path().join("dockerd.sock"));
     let shutdown = CancellationToken::new();
-    tokio::spawn(fake_dockerd(
-        UnixListener::bind(&upstream).unwrap(),
-        seen.clone(),
-        daemon.clone(),
-    ));
     let proxy_socket = dir.path().join("proxy.sock");
-    start_proxy(&upstream, &proxy_socket, &shutdown).await;
+    start_proxy(&dir.path().join("dockerd.sock"), &proxy_socket, &shutdown).await;
     Harness {
         _dir: dir,
         proxy_socket,
-        seen,
-        daemon,
+        fake,
         shutdown,
     }
 }
@@ -136,105 +75,6 @@ async fn start_proxy(upstream: &Path, listen: &Path, shutdown: &CancellationToke
         .await
         .unwrap();
     tokio::spawn(proxy.serve(listener, shutdown.clone()));
-}
-
-/// Answers `/_ping`, `/version` and creates, records every request, states
-/// its newest API version on every answer, and on attach answers `101` and
-/// then echoes in upper case until EOF, then writes "bye".
-async fn fake_dockerd(listener: UnixListener, seen: Arc<Mutex<Vec<Seen>>>, daemon: Arc<Versions>) {
-    loop {
-        let (stream, _) = listener.accept().await.unwrap();
-        let (seen, daemon) = (seen.clone(), daemon.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (seen, daemon) = (seen.clone(), daemon.clone());
-                async move {
-                    let mut response = fake_response(req, seen, &daemon).await;
-                    response
-                        .headers_mut()
-                        .insert("Api-Version", daemon.max().parse().unwrap());
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
-        });
-    }
-}
-
-async fn fake_response(
-    mut req: Request<Incoming>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    daemon: &Versions,
-) -> Response<Full<Bytes>> {
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    seen.lock().unwrap().push(Seen {
-        method: parts.method.to_string(),
-        target: parts.uri.to_string(),
-        content_length: parts
-            .headers
-            .get("content-length")
-            .map(|v| v.to_str().unwrap().to_string()),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
-    if let Some(message) = daemon.refusal(parts.uri.path()) {
-        return Response::builder()
-            .status(400)
-            .header("Content-Type", "application/json")
-            .body(Full::new(Bytes::from(
-                serde_json::json!({ "message": message }).to_string(),
-            )))
-            .unwrap();
-    }
-    if parts.uri.path().ends_with("/attach") {
-        tokio::spawn(async move {
-            let mut io = TokioIo::new(on_upgrade.await.unwrap());
-            let mut received = Vec::new();
-            io.read_to_end(&mut received).await.unwrap();
-            io.write_all(&received.to_ascii_uppercase()).await.unwrap();
-            io.write_all(b"bye").await.unwrap();
-            io.shutdown().await.unwrap();
-        });
-        return Response::builder()
-            .status(101)
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "tcp")
-            .header("Content-Type", "application/vnd.docker.raw-stream")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-    }
-    if parts.uri.path().ends_with("/version") {
-        let (max, min) = (daemon.max(), daemon.min);
-        let body = format!(
-            r#"{{"Version":"99.0.0","ApiVersion":"{max}","MinAPIVersion":"{min}","Components":[{{"Name":"Engine","Version":"99.0.0","Details":{{"ApiVersion":"{max}","MinAPIVersion":"{min}"}}}}]}}"#
-        );
-        return Response::builder()
-            .status(200)
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-    }
-    let text = if parts.uri.path().ends_with("/_ping") {
-        "OK"
-    } else {
-        r#"{"Id":"c0ffee","Warnings":[]}"#
-    };
-    // What dockerd's middlewares put on every answer.
-    Response::builder()
-        .status(200)
-        .header("Server", "Docker/27.0.0 (linux)")
-        .header("Api-Version", "1.46")
-        .header("Ostype", "linux")
-        .header("Docker-Experimental", "false")
-        .body(Full::new(Bytes::from(text)))
-        .unwrap()
 }
 
 /// Writes raw bytes, half-closes, and returns everything the proxy answered.
@@ -258,12 +98,10 @@ fn post(target: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn creates(seen: &Mutex<Vec<Seen>>) -> Vec<Seen> {
-    seen.lock()
-        .unwrap()
-        .iter()
+fn creates(fake: &Fake) -> Vec<Seen> {
+    fake.seen()
+        .into_iter()
         .filter(|s| s.method == "POST" && s.target.contains("/create"))
-        .cloned()
         .collect()
 }
 
@@ -299,9 +137,9 @@ async fn privileged_create_is_refused_with_a_docker_style_message_and_never_forw
         "{answer}"
     );
     assert!(
-        creates(&h.seen).is_empty(),
+        creates(&h.fake).is_empty(),
         "the daemon saw {:?}",
-        creates(&h.seen)
+        creates(&h.fake)
     );
 }
 
@@ -315,13 +153,13 @@ async fn allowed_create_forwards_the_canonical_body_it_checked() {
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let seen = creates(&h.seen);
+    let seen = creates(&h.fake);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].target, "/v1.41/containers/create?name=x");
     let forwarded = r#"{"Image":"busybox","HostConfig":{"Privileged":false,"CgroupnsMode":"private","IpcMode":"private"}}"#;
     assert_eq!(seen[0].body, forwarded);
     assert_eq!(
-        seen[0].content_length.as_deref(),
+        seen[0].content_length().as_deref(),
         Some(forwarded.len().to_string().as_str())
     );
 }
@@ -342,7 +180,7 @@ async fn chunked_bodies_are_read_whole_and_checked() {
         answer.contains("adding capabilities is not allowed"),
         "{answer}"
     );
-    assert!(creates(&h.seen).is_empty());
+    assert!(creates(&h.fake).is_empty());
 }
 
 #[tokio::test]
@@ -359,7 +197,7 @@ async fn content_length_and_chunked_together_cannot_smuggle_a_second_request() {
         "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n{hidden}"
     );
     let _ = exchange(&h.proxy_socket, raw.as_bytes()).await;
-    for seen in creates(&h.seen) {
+    for seen in creates(&h.fake) {
         assert!(
             !seen.body.to_ascii_lowercase().contains("privileged"),
             "smuggled: {seen:?}"
@@ -383,9 +221,9 @@ async fn a_fake_upgrade_on_a_plain_endpoint_does_not_tunnel_the_next_request() {
         "{answer}"
     );
     assert!(
-        creates(&h.seen).is_empty(),
+        creates(&h.fake).is_empty(),
         "the daemon saw {:?}",
-        creates(&h.seen)
+        creates(&h.fake)
     );
     let pings = h.forwarded();
     assert_eq!(
@@ -475,7 +313,7 @@ fn targets(h: &Harness) -> Vec<String> {
 
 #[tokio::test]
 async fn a_request_is_forwarded_at_the_version_it_names() {
-    let h = start_with(Versions::new("1.51", "1.24")).await;
+    let h = start_with(Fake::new("1.51", "1.24")).await;
     let answer = exchange(
         &h.proxy_socket,
         &post("/v1.51/containers/create", r#"{"Image":"busybox"}"#),
@@ -497,7 +335,7 @@ async fn a_request_is_forwarded_at_the_version_it_names() {
 #[tokio::test]
 async fn an_unversioned_request_is_forwarded_at_the_newest_version_both_sides_know() {
     for (daemon, served) in [("1.41", "1.41"), ("1.51", "1.51"), ("1.56", "1.55")] {
-        let h = start_with(Versions::new(daemon, "1.24")).await;
+        let h = start_with(Fake::new(daemon, "1.24")).await;
         let answer = get(&h.proxy_socket, "/_ping").await;
         assert!(answer.ends_with("OK"), "{daemon}: {answer}");
         assert_eq!(
@@ -521,7 +359,7 @@ async fn an_unversioned_request_is_forwarded_at_the_newest_version_both_sides_kn
             "daemon {daemon}"
         );
         // The proxy asked the daemon once, before the first request.
-        let all = h.seen.lock().unwrap().len();
+        let all = h.fake.seen().len();
         let learned = all - h.forwarded().len();
         assert_eq!(learned, 1, "daemon {daemon}");
     }
@@ -529,7 +367,7 @@ async fn an_unversioned_request_is_forwarded_at_the_newest_version_both_sides_kn
 
 #[tokio::test]
 async fn a_version_newer_than_the_daemons_is_refused_in_dockerds_words() {
-    let h = start_with(Versions::new("1.51", "1.24")).await;
+    let h = start_with(Fake::new("1.51", "1.24")).await;
     for target in ["/v1.52/version", "/v1.55/_ping"] {
         let answer = get(&h.proxy_socket, target).await;
         let version = &target[2..6];
@@ -553,7 +391,7 @@ async fn a_version_newer_than_the_daemons_is_refused_in_dockerds_words() {
 
 #[tokio::test]
 async fn a_daemon_newer_than_the_policy_is_advertised_at_the_policys_newest() {
-    let h = start_with(Versions::new("1.56", "1.40")).await;
+    let h = start_with(Fake::new("1.56", "1.40")).await;
     let answer = get(&h.proxy_socket, "/version").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(stated_api(&answer).as_deref(), Some("1.55"), "{answer}");
@@ -581,7 +419,7 @@ async fn a_daemon_newer_than_the_policy_is_advertised_at_the_policys_newest() {
 #[tokio::test]
 async fn a_version_below_the_daemons_own_minimum_is_answered_by_the_daemon() {
     // dockerd 29.0 to 29.2 serve 1.44 and up; the proxy serves from 1.24.
-    let h = start_with(Versions::new("1.52", "1.44")).await;
+    let h = start_with(Fake::new("1.52", "1.44")).await;
     let answer = get(&h.proxy_socket, "/v1.41/version").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
@@ -601,7 +439,7 @@ async fn a_daemon_upgraded_underneath_is_followed() {
     assert!(get(&h.proxy_socket, "/v1.51/_ping")
         .await
         .starts_with("HTTP/1.1 400"));
-    *h.daemon.max.lock().unwrap() = "1.51";
+    h.fake.set_max("1.51");
     // The next answer states the new version; the proxy serves it from then on.
     let answer = get(&h.proxy_socket, "/v1.41/_ping").await;
     assert_eq!(stated_api(&answer).as_deref(), Some("1.51"), "{answer}");
@@ -631,22 +469,11 @@ async fn a_proxy_started_before_its_daemon_learns_the_version_when_it_answers() 
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert_eq!(stated_api(&answer), None, "no version to state yet");
 
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let daemon = Versions::new("1.51", "1.24");
-    tokio::spawn(fake_dockerd(
-        UnixListener::bind(&upstream).unwrap(),
-        seen.clone(),
-        daemon,
-    ));
+    let fake = Fake::new("1.51", "1.24").spawn(&upstream);
     let answer = get(&listen, "/_ping").await;
     assert!(answer.ends_with("OK"), "{answer}");
     assert_eq!(stated_api(&answer).as_deref(), Some("1.51"), "{answer}");
-    let targets: Vec<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.target.clone())
-        .collect();
+    let targets: Vec<String> = fake.seen().into_iter().map(|s| s.target).collect();
     assert_eq!(targets, ["/version", "/v1.51/_ping"]);
     shutdown.cancel();
 }
@@ -777,9 +604,9 @@ async fn two_different_content_lengths_are_refused_before_the_daemon() {
     let answer = exchange(&h.proxy_socket, raw).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(
-        creates(&h.seen).is_empty(),
+        creates(&h.fake).is_empty(),
         "the daemon saw {:?}",
-        creates(&h.seen)
+        creates(&h.fake)
     );
 }
 
@@ -793,9 +620,9 @@ async fn http_1_0_with_transfer_encoding_is_refused() {
         "{answer}"
     );
     assert!(
-        creates(&h.seen).is_empty(),
+        creates(&h.fake).is_empty(),
         "the daemon saw {:?}",
-        creates(&h.seen)
+        creates(&h.fake)
     );
 }
 
@@ -814,7 +641,7 @@ async fn every_pipelined_request_is_checked_not_just_the_first() {
         answer.contains("adding capabilities is not allowed"),
         "{answer}"
     );
-    let seen = creates(&h.seen);
+    let seen = creates(&h.fake);
     assert_eq!(
         seen.len(),
         1,
@@ -847,70 +674,26 @@ async fn oversized_json_bodies_get_a_clear_413() {
         "{}",
         &answer[..300.min(answer.len())]
     );
-    assert!(creates(&h.seen).is_empty());
+    assert!(creates(&h.fake).is_empty());
 }
 
-/// A raw dockerd that answers every request `200 OK` (stating API 1.41) and
-/// records, per client request, the number of its connection (in the order
-/// connections carried their first one) and the request's head; the proxy's
-/// own `GET /version` is answered, not recorded. With `close_after_each`, it
-/// closes each connection after one answer without saying so, as a daemon
-/// does with a connection it let idle out.
-async fn counting_dockerd(
-    listener: UnixListener,
-    close_after_each: bool,
-) -> Arc<Mutex<Vec<(usize, String)>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let numbered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let (record, numbered) = (record.clone(), numbered.clone());
-            tokio::spawn(async move {
-                let mut connection = None;
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while stream.read_exact(&mut byte).await.is_ok() {
-                    head.push(byte[0]);
-                    if !head.ends_with(b"\r\n\r\n") {
-                        continue;
-                    }
-                    let text = String::from_utf8_lossy(&head).into_owned();
-                    if !text.starts_with("GET /version ") {
-                        let number = *connection.get_or_insert_with(|| {
-                            numbered.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                        });
-                        record.lock().unwrap().push((number, text));
-                    }
-                    head.clear();
-                    let answer =
-                        b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK";
-                    if stream.write_all(answer).await.is_err() || close_after_each {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    seen
+/// A proxy in front of a dockerd 20.10 whose records number each request's
+/// connection (in the order connections carried their first one). With
+/// `close_after_each`, it closes each connection after one answer without
+/// saying so, as a daemon does with a connection it let idle out.
+async fn start_counting(close_after_each: bool) -> Harness {
+    let fake = Fake::dockerd_20();
+    start_with(if close_after_each {
+        fake.closing_after_each_answer()
+    } else {
+        fake
+    })
+    .await
 }
 
-async fn start_counting(close_after_each: bool) -> (Harness, Arc<Mutex<Vec<(usize, String)>>>) {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = dir.path().join("dockerd.sock");
-    let seen = counting_dockerd(UnixListener::bind(&upstream).unwrap(), close_after_each).await;
-    let proxy_socket = dir.path().join("proxy.sock");
-    let shutdown = CancellationToken::new();
-    start_proxy(&upstream, &proxy_socket, &shutdown).await;
-    let harness = Harness {
-        _dir: dir,
-        proxy_socket,
-        seen: Arc::default(),
-        daemon: Versions::new("1.41", "1.12"),
-        shutdown,
-    };
-    (harness, seen)
+/// The connection of every request that reached the daemon from clients.
+fn connections(h: &Harness) -> Vec<usize> {
+    h.forwarded().iter().map(|s| s.connection).collect()
 }
 
 /// Sends one `GET /_ping` on an open connection and reads its whole answer.
@@ -934,14 +717,14 @@ async fn ping_on(stream: &mut UnixStream) -> String {
 
 #[tokio::test]
 async fn a_client_connection_keeps_one_connection_to_dockerd() {
-    let (h, seen) = start_counting(false).await;
+    let h = start_counting(false).await;
     let mut first = UnixStream::connect(&h.proxy_socket).await.unwrap();
     let mut second = UnixStream::connect(&h.proxy_socket).await.unwrap();
     for _ in 0..3 {
         assert!(ping_on(&mut first).await.starts_with("HTTP/1.1 200"));
         assert!(ping_on(&mut second).await.starts_with("HTTP/1.1 200"));
     }
-    let mut connections: Vec<usize> = seen.lock().unwrap().iter().map(|(c, _)| *c).collect();
+    let mut connections = connections(&h);
     assert_eq!(connections.len(), 6);
     connections.dedup();
     assert_eq!(
@@ -953,7 +736,7 @@ async fn a_client_connection_keeps_one_connection_to_dockerd() {
 
 #[tokio::test]
 async fn a_request_after_dockerd_closed_the_idle_connection_goes_on_a_new_one() {
-    let (h, seen) = start_counting(true).await;
+    let h = start_counting(true).await;
     let mut client = UnixStream::connect(&h.proxy_socket).await.unwrap();
     for round in 0..3 {
         let answer = ping_on(&mut client).await;
@@ -966,20 +749,16 @@ async fn a_request_after_dockerd_closed_the_idle_connection_goes_on_a_new_one() 
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let connections: Vec<usize> = seen.lock().unwrap().iter().map(|(c, _)| *c).collect();
-    assert_eq!(connections, [0, 1, 2]);
+    assert_eq!(connections(&h), [0, 1, 2]);
 }
 
 #[tokio::test]
 async fn a_request_without_host_reaches_dockerd_with_one() {
-    let (h, seen) = start_counting(false).await;
+    let h = start_counting(false).await;
     let answer = exchange(&h.proxy_socket, b"GET /_ping HTTP/1.0\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
-    let seen = seen.lock().unwrap();
-    assert!(
-        seen[0].1.to_ascii_lowercase().contains("\r\nhost: "),
-        "{seen:?}"
-    );
+    let seen = h.forwarded();
+    assert!(seen[0].headers.contains_key("host"), "{seen:?}");
 }
 
 /// `{"Image":"busybox","Labels":{"0":"","1":"",...}}`: many distinct map keys,
@@ -1031,7 +810,7 @@ async fn heavy_body_checks_leave_the_io_workers_to_other_clients() {
             &answer[..200.min(answer.len())]
         );
     }
-    assert_eq!(creates(&h.seen).len(), 4);
+    assert_eq!(creates(&h.fake).len(), 4);
     // Checked on the runtime's thread, 6 were (between the checks); off it,
     // thousands.
     assert!(
@@ -1053,7 +832,7 @@ async fn bodies_beyond_the_value_limit_are_refused_before_the_daemon() {
         ),
         "{answer}"
     );
-    assert!(creates(&h.seen).is_empty());
+    assert!(creates(&h.fake).is_empty());
 }
 
 /// Eight chunked creates that never finish their bodies hold the whole
@@ -1098,5 +877,5 @@ async fn bodies_in_flight_are_bounded_and_the_rest_get_a_503() {
     drop(stalled);
     let answer = exchange_slow(&h.proxy_socket, &post("/v1.41/containers/create", body)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert_eq!(creates(&h.seen).len(), 1);
+    assert_eq!(creates(&h.fake).len(), 1);
 }

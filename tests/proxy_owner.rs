@@ -1,39 +1,28 @@
-//! Owner isolation (`dindbox proxy --owner-label`) through real sockets: a
-//! fake dockerd that knows a few labelled containers, execs, networks and
+//! Owner isolation (`dindbox proxy --owner-label`) through real sockets: the
+//! fake dockerd of `tests/support/dockerd.rs` answering as a daemon that knows a few labelled containers, execs, networks and
 //! volumes, and two proxies with different owners in front of it, as two CI
 //! jobs on one host would have.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use dindbox::proxy::policy::Policy;
 use dindbox::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use support::dockerd::{Fake, Reply, Seen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "ci.owner";
 const MINE: &str = "job-1";
 const THEIRS: &str = "job-2";
 
-/// A request as the fake dockerd received it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    target: String,
-    body: String,
-}
-
 /// What the fake dockerd knows: objects with labels.
 struct Daemon {
-    seen: Vec<Seen>,
     /// Swap the names `mine` and `theirs` right after answering the next
     /// container inspect: a rename between the proxy's check and its use.
     rename_after_inspect: bool,
@@ -50,7 +39,6 @@ struct Daemon {
 impl Daemon {
     fn new() -> Daemon {
         Daemon {
-            seen: Vec::new(),
             rename_after_inspect: false,
             containers: vec![
                 ("aaaa1111", "mine", Some(MINE)),
@@ -229,6 +217,7 @@ struct Harness {
     mine: PathBuf,
     /// A proxy without an owner label (box mode).
     plain: PathBuf,
+    fake: Arc<Fake>,
     daemon: Arc<Mutex<Daemon>>,
     shutdown: CancellationToken,
 }
@@ -240,12 +229,13 @@ impl Drop for Harness {
 }
 
 impl Harness {
+    /// What reached the daemon but the proxy's own version question.
     fn seen(&self) -> Vec<Seen> {
-        self.daemon.lock().unwrap().seen.clone()
+        self.fake.forwarded()
     }
 
     fn forget(&self) {
-        self.daemon.lock().unwrap().seen.clear();
+        self.fake.forget();
     }
 
     /// The requests that were not the proxy's own ownership questions.
@@ -276,10 +266,10 @@ async fn start() -> Harness {
     let upstream = dir.path().join("dockerd.sock");
     let daemon = Arc::new(Mutex::new(Daemon::new()));
     let shutdown = CancellationToken::new();
-    tokio::spawn(fake_dockerd(
-        UnixListener::bind(&upstream).unwrap(),
-        daemon.clone(),
-    ));
+    let answering = daemon.clone();
+    let fake = Fake::dockerd_20()
+        .answering(move |seen| std::future::ready(answer(&answering, &seen)))
+        .spawn(&upstream);
     let mine = dir.path().join("mine.sock");
     let plain = dir.path().join("plain.sock");
     let owned = Policy {
@@ -293,6 +283,7 @@ async fn start() -> Harness {
         _dir: dir,
         mine,
         plain,
+        fake,
         daemon,
         shutdown,
     }
@@ -309,65 +300,16 @@ async fn start_proxy(upstream: &Path, listen: &Path, policy: Policy, shutdown: &
     tokio::spawn(proxy.serve(listener, shutdown.clone()));
 }
 
-async fn fake_dockerd(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
-    loop {
-        let (stream, _) = listener.accept().await.unwrap();
-        let daemon = daemon.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let daemon = daemon.clone();
-                async move { Ok::<_, std::convert::Infallible>(fake_response(req, daemon).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-async fn fake_response(
-    req: Request<Incoming>,
-    daemon: Arc<Mutex<Daemon>>,
-) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let body = String::from_utf8_lossy(&body).into_owned();
-    if parts.uri.path() == "/version" {
-        return learned_version();
-    }
-    let mut daemon = daemon.lock().unwrap();
-    daemon.seen.push(Seen {
-        method: parts.method.to_string(),
-        target: parts.uri.to_string(),
-        body: body.clone(),
-    });
-    let path = parts.uri.path();
+/// The daemon's answer to a request of a client (or an ownership question).
+fn answer(daemon: &Mutex<Daemon>, seen: &Seen) -> Reply {
+    let path = seen.path();
     let path = path.strip_prefix("/v1.41").unwrap_or(path);
-    let query = parts.uri.query().unwrap_or("");
-    let (status, answer) = daemon.answer(parts.method.as_str(), path, query, &body);
-    Response::builder()
-        .status(status)
-        .header("Content-Type", "application/json")
-        .header("Api-Version", "1.41")
-        .body(Full::new(Bytes::from(answer.to_string())))
-        .unwrap()
-}
-
-/// The answer to the proxy's own `GET /version` (the one request it sends
-/// without a version), which learns the daemon's newest API version: dockerd
-/// 20.10's, 1.41. Not recorded: the tests are about what clients send.
-fn learned_version() -> Response<Full<Bytes>> {
-    Response::builder()
-        .header("Content-Type", "application/json")
-        .header("Api-Version", "1.41")
-        .body(Full::new(Bytes::from_static(
-            br#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12"}"#,
-        )))
-        .unwrap()
+    let (status, answer) =
+        daemon
+            .lock()
+            .unwrap()
+            .answer(&seen.method, path, seen.query(), &seen.body);
+    Reply::json(status, answer.to_string())
 }
 
 /// Sends one request and returns (status, body).
@@ -731,6 +673,7 @@ async fn a_rename_after_the_check_cannot_point_a_reference_at_another_owners_con
             *daemon = Daemon::new();
             daemon.rename_after_inspect = true;
         }
+        h.forget();
         let (status, answer) = call(&h.mine, "POST", "/containers/create", Some(body)).await;
         assert_eq!(status, 200, "{body}: {answer}");
         let creates: Vec<Value> = h

@@ -1,7 +1,10 @@
 //! Image tags in owner mode (`dindbox proxy --owner-label`), through real
-//! sockets: a fake dockerd that knows images and tags, a proxy for job-1 in
+//! sockets: the fake dockerd of `tests/support/dockerd.rs` answering as a
+//! daemon that knows images and tags, a proxy for job-1 in
 //! front of it, and the tags of job-2 (images labelled `ci.owner=job-2`, or
 //! loaded without labels) that job-1 must not move or remove.
+
+mod support;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -9,29 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use dindbox::proxy::policy::Policy;
 use dindbox::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use support::dockerd::{Fake, Reply, Seen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "ci.owner";
 const MINE: &str = "job-1";
 const THEIRS: &str = "job-2";
-
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    target: String,
-    /// Whether the body arrived whole.
-    whole: bool,
-}
 
 struct Image {
     id: String,
@@ -41,7 +32,6 @@ struct Image {
 
 /// What the fake dockerd knows: images, and tags (`name:tag` → id).
 struct Daemon {
-    seen: Vec<Seen>,
     images: Vec<Image>,
     tags: HashMap<String, String>,
     next: usize,
@@ -111,7 +101,6 @@ impl Daemon {
             digests: digests.iter().map(|d| d.to_string()).collect(),
         };
         Daemon {
-            seen: Vec::new(),
             images: vec![
                 image("sha256:theirs0000", Some(THEIRS), &[]),
                 image("sha256:loaded0000", None, &[]),
@@ -140,7 +129,7 @@ impl Daemon {
     }
 
     /// Whether a request is one of the proxy's own about tag locks.
-    fn is_lock_request(&self, method: &str, path: &str, query: &str) -> bool {
+    fn is_lock_request(method: &str, path: &str, query: &str) -> bool {
         let param = |name: &str| {
             form_urlencoded::parse(query.as_bytes())
                 .find(|(k, _)| k == name)
@@ -527,6 +516,7 @@ struct Harness {
     /// job-2's proxy, a second process in real life, on the same dockerd.
     theirs: PathBuf,
     plain: PathBuf,
+    fake: Arc<Fake>,
     daemon: Arc<Mutex<Daemon>>,
     shutdown: CancellationToken,
 }
@@ -542,14 +532,22 @@ impl Harness {
         self.daemon.lock().unwrap().tags.get(tag).cloned()
     }
 
+    /// What reached the daemon but the proxies' version questions and the
+    /// requests about tag locks.
+    fn seen(&self) -> Vec<Seen> {
+        let seen = self.fake.forwarded().into_iter();
+        seen.filter(|s| !Daemon::is_lock_request(&s.method, &api_path(s), s.query()))
+            .collect()
+    }
+
     /// The requests that were not the proxy's own `GET /images/{tag}/json`.
     fn forwarded(&self) -> Vec<Seen> {
-        let seen = self.daemon.lock().unwrap().seen.clone();
-        seen.into_iter().filter(|s| s.method != "GET").collect()
+        let seen = self.seen().into_iter();
+        seen.filter(|s| s.method != "GET").collect()
     }
 
     fn questions(&self) -> usize {
-        let seen = self.daemon.lock().unwrap().seen.clone();
+        let seen = self.seen();
         seen.iter()
             .filter(|s| s.method == "GET" && s.target.contains("/images/"))
             .count()
@@ -571,12 +569,11 @@ impl Harness {
 
     /// Whether dockerd has got a request to `path`.
     fn got(&self, path: &str) -> bool {
-        let daemon = self.daemon.lock().unwrap();
-        daemon.seen.iter().any(|s| s.target.contains(path))
+        self.seen().iter().any(|s| s.target.contains(path))
     }
 
     fn forget(&self) {
-        self.daemon.lock().unwrap().seen.clear();
+        self.fake.forget();
     }
 }
 
@@ -585,10 +582,10 @@ async fn start() -> Harness {
     let upstream = dir.path().join("dockerd.sock");
     let daemon = Arc::new(Mutex::new(Daemon::new()));
     let shutdown = CancellationToken::new();
-    tokio::spawn(fake_dockerd(
-        UnixListener::bind(&upstream).unwrap(),
-        daemon.clone(),
-    ));
+    let answering = daemon.clone();
+    let fake = Fake::dockerd_20()
+        .answering(move |seen| answer(answering.clone(), seen))
+        .spawn(&upstream);
     let mine = dir.path().join("mine.sock");
     let theirs = dir.path().join("theirs.sock");
     let plain = dir.path().join("plain.sock");
@@ -615,74 +612,30 @@ async fn start() -> Harness {
         mine,
         theirs,
         plain,
+        fake,
         daemon,
         shutdown,
     }
 }
 
-async fn fake_dockerd(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
-    loop {
-        let (stream, _) = listener.accept().await.unwrap();
-        let daemon = daemon.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let daemon = daemon.clone();
-                async move { Ok::<_, std::convert::Infallible>(fake_response(req, daemon).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+/// A request's path without its percent-encoding and API version.
+fn api_path(seen: &Seen) -> String {
+    let path = percent_encoding::percent_decode_str(seen.path()).decode_utf8_lossy();
+    path.strip_prefix("/v1.41").unwrap_or(&path).to_string()
 }
 
-async fn fake_response(
-    req: Request<Incoming>,
-    daemon: Arc<Mutex<Daemon>>,
-) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).ok();
-    if parts.uri.path() == "/version" {
-        return learned_version();
-    }
-    let path = parts.uri.path();
-    let path = path.strip_prefix("/v1.41").unwrap_or(path);
-    let path = percent_encoding::percent_decode_str(path)
-        .decode_utf8_lossy()
-        .into_owned();
-    let query = parts.uri.query().unwrap_or("");
-    let lock = {
-        let mut daemon = daemon.lock().unwrap();
-        let method = parts.method.as_str();
-        if daemon.is_lock_request(method, &path, query) {
-            daemon.lock_seen.push(Seen {
-                method: method.to_string(),
-                target: parts.uri.to_string(),
-                whole: body.is_some(),
-            });
-            Some(daemon.lock_answer(method, &path, query, body.as_deref().unwrap_or_default()))
-        } else {
-            None
-        }
-    };
-    if let Some((status, answer)) = lock {
-        return Response::builder()
-            .status(status)
-            .header("Content-Type", "application/json")
-            .header("Api-Version", "1.41")
-            .body(Full::new(Bytes::from(match answer {
-                Value::Null => String::new(),
-                answer => answer.to_string(),
-            })))
-            .unwrap();
-    }
+/// The daemon's answer to a request of a client, a tag question or a
+/// request about a tag lock.
+async fn answer(daemon: Arc<Mutex<Daemon>>, seen: Seen) -> Reply {
+    let path = api_path(&seen);
+    let (method, query, body) = (seen.method.as_str(), seen.query(), seen.bytes.as_deref());
     let gate = {
         let mut daemon = daemon.lock().unwrap();
-        daemon.seen.push(Seen {
-            method: parts.method.to_string(),
-            target: parts.uri.to_string(),
-            whole: body.is_some(),
-        });
+        if Daemon::is_lock_request(method, &path, query) {
+            let answer = daemon.lock_answer(method, &path, query, body.unwrap_or_default());
+            daemon.lock_seen.push(seen.clone());
+            return reply(answer);
+        }
         match daemon.gate.take() {
             Some((gated, gate)) if gated == path => Some(gate),
             other => {
@@ -694,32 +647,20 @@ async fn fake_response(
     if let Some(gate) = gate {
         let _ = gate.await;
     }
-    let mut daemon = daemon.lock().unwrap();
-    let (status, answer) = daemon.answer(parts.method.as_str(), &path, query, body.as_deref());
-    Response::builder()
-        .status(status)
-        .header("Content-Type", "application/json")
-        .header("Api-Version", "1.41")
-        .body(Full::new(Bytes::from(match answer {
+    let answer = daemon.lock().unwrap().answer(method, &path, query, body);
+    reply(answer)
+}
+
+fn reply((status, answer): (u16, Value)) -> Reply {
+    Reply::json(
+        status,
+        match answer {
             Value::Null => String::new(),
             // A message stream, as it is.
             Value::String(stream) => stream,
             answer => answer.to_string(),
-        })))
-        .unwrap()
-}
-
-/// The answer to the proxy's own `GET /version` (the one request it sends
-/// without a version), which learns the daemon's newest API version: dockerd
-/// 20.10's, 1.41. Not recorded: the tests are about what clients send.
-fn learned_version() -> Response<Full<Bytes>> {
-    Response::builder()
-        .header("Content-Type", "application/json")
-        .header("Api-Version", "1.41")
-        .body(Full::new(Bytes::from_static(
-            br#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12"}"#,
-        )))
-        .unwrap()
+        },
+    )
 }
 
 /// A classic builder's answer (API 1.41, BuildKit off) for a build that
@@ -1093,7 +1034,7 @@ async fn a_load_over_another_owners_tag_is_broken_off_before_dockerd_tags() {
         refused(&answer, "app:latest");
         let forwarded = h.forwarded();
         assert!(
-            forwarded.iter().all(|s| !s.whole),
+            forwarded.iter().all(|s| s.bytes.is_none()),
             "dockerd must never get the whole archive: {forwarded:?}"
         );
         assert_eq!(h.tag("app:latest").as_deref(), Some("sha256:theirs0000"));
@@ -1124,7 +1065,11 @@ async fn a_load_of_free_tags_passes_whole_and_its_tags_become_movable() {
         );
         assert!(!answer.1.contains("Loaded image ID"), "{answer:?}");
         assert!(!answer.1.contains("error"), "{answer:?}");
-        assert!(h.forwarded().iter().all(|s| s.whole), "{:?}", h.forwarded());
+        assert!(
+            h.forwarded().iter().all(|s| s.bytes.is_some()),
+            "{:?}",
+            h.forwarded()
+        );
         // dockerd loaded it untagged; the proxy set the tag on its id.
         assert!(h.daemon.lock().unwrap().loaded_tags.is_empty());
         assert_eq!(h.tag(&shown), Some(h.newest()));

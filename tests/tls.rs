@@ -1,6 +1,7 @@
 //! The proxy's TLS listener through real sockets (issue 6, TLS): certificates
 //! from `dindbox::tls::prepare` in a temp dir, the proxy on 127.0.0.1:0 in
-//! front of a fake dockerd on a unix socket, and rustls clients.
+//! front of the fake dockerd of `tests/support/dockerd.rs` (API 1.41; `/_ping`
+//! answers OK, attach echoes in upper case), and rustls clients.
 //!
 //! - the client certificate of the set gets `/_ping` = OK, and a hijacked
 //!   stream keeps working after the client half-closes (`docker run -i`);
@@ -12,24 +13,22 @@
 //!   --tlscert --tlskey`, or with `--tls-certdir` (issue 6): the same
 //!   handshake rules, through the real binary.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use dindbox::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
 use dindbox::tls::{self, San};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, ClientConfig, RootCertStore};
+use support::dockerd::Fake;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixListener};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +60,7 @@ async fn start() -> Harness {
     let certdir = dir.path().join("certs");
     let config = certs(&certdir);
     let upstream = dir.path().join("dockerd.sock");
-    tokio::spawn(fake_dockerd(UnixListener::bind(&upstream).unwrap()));
+    Fake::dockerd_20().spawn(&upstream);
     let proxy = Proxy::new(ProxyConfig {
         upstream,
         policy: Default::default(),
@@ -76,45 +75,6 @@ async fn start() -> Harness {
         dir,
         addr,
         shutdown,
-    }
-}
-
-/// Every answer states API 1.41 (dockerd 20.10) as dockerd does; `/_ping`
-/// (and the rest) answers OK; attach answers 101, then echoes in upper case
-/// until EOF and writes "bye".
-async fn fake_dockerd(listener: UnixListener) {
-    loop {
-        let (stream, _) = listener.accept().await.unwrap();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(|mut req: Request<Incoming>| async move {
-                let response = if req.uri().path().ends_with("/attach") {
-                    let on_upgrade = hyper::upgrade::on(&mut req);
-                    tokio::spawn(async move {
-                        let mut io = TokioIo::new(on_upgrade.await.unwrap());
-                        let mut received = Vec::new();
-                        io.read_to_end(&mut received).await.unwrap();
-                        io.write_all(&received.to_ascii_uppercase()).await.unwrap();
-                        io.write_all(b"bye").await.unwrap();
-                        io.shutdown().await.unwrap();
-                    });
-                    Response::builder()
-                        .status(101)
-                        .header("Connection", "Upgrade")
-                        .header("Upgrade", "tcp")
-                        .header("Api-Version", "1.41")
-                        .body(Full::new(Bytes::new()))
-                } else {
-                    Response::builder()
-                        .header("Api-Version", "1.41")
-                        .body(Full::new(Bytes::from_static(b"OK")))
-                };
-                Ok::<_, std::convert::Infallible>(response.unwrap())
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
-        });
     }
 }
 
@@ -332,7 +292,7 @@ impl Drop for Standalone {
 
 async fn standalone(dir: tempfile::TempDir, tls_flags: &[&str]) -> Standalone {
     let upstream = dir.path().join("dockerd.sock");
-    tokio::spawn(fake_dockerd(UnixListener::bind(&upstream).unwrap()));
+    Fake::dockerd_20().spawn(&upstream);
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

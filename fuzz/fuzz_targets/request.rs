@@ -4,6 +4,9 @@
 
 #![no_main]
 
+#[path = "../../tests/support/policy.rs"]
+mod fixture;
+
 use dindbox::proxy::check::{admit, inspects_body, rewrite_body};
 use dindbox::proxy::policy::{Family, Policy};
 use http::{HeaderMap, HeaderValue, Method, Uri};
@@ -32,15 +35,9 @@ fuzz_target!(|data: &[u8]| {
         _ => (None, Family::ALL.into_iter().collect()),
     };
     let policy = Policy {
-        labels: vec![("dindbox.tenant".into(), "fuzz".into())],
-        cgroup_parent: Some("/dindbox".into()),
-        memory: Some(1 << 30),
-        pids: Some(512),
-        network_mtu: None,
-        allow_buildkit: false,
         owner,
         allow,
-        subnets: Default::default(),
+        ..fixture::box_policy()
     };
     let Ok(route) = admit(&policy, method, &uri, &headers) else { return };
     // The forwarded target must route to the same endpoint.

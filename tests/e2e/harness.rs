@@ -4,9 +4,8 @@
 //! Set up once per test process. As root a failing setup fails every test
 //! loudly; without root every test is skipped with a loud message.
 //!
-//! Shared by several test crates (tests/e2e.rs, tests/e2e_policy.rs,
-//! tests/e2e_tls.rs, tests/e2e_tenant.rs, tests/e2e_graphdriver.rs, tests/e2e_bases.rs,
-//! tests/e2e_fields.rs, tests/e2e_current.rs, tests/e2e_dockerpy.rs, ...); each uses a part of it.
+//! Shared by the suites of the one e2e test binary (tests/e2e.rs and its
+//! modules in tests/e2e/), so each image is built once per run.
 //! [`harness`] is the default image (`dindbox:dev`, the debootstrapped sid: dockerd 28.5);
 //! [`harness_for_suite`] the other bases.
 
@@ -518,7 +517,7 @@ impl Drop for Volume<'_> {
 
 /// One dind box: `docker run -d --privileged -e PORT=2375 -e DOCKER_TLS_CERTDIR=
 /// -p 127.0.0.1:P:2375 -v VOLUME:/var/lib/docker IMAGE` (plain TCP: these tests
-/// are about the proxy; tests/e2e_tls.rs covers the TLS default)`, force-removed on drop (even on panic).
+/// are about the proxy; tests/e2e/tls.rs covers the TLS default)`, force-removed on drop (even on panic).
 pub struct DindBox<'h> {
     pub h: &'h Harness,
     pub name: String,

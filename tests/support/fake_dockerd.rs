@@ -1,10 +1,13 @@
-//! A fake `dockerd` for the init integration tests (`tests/init.rs`).
+//! A fake `dockerd` process for the integration tests that need one
+//! (`tests/init.rs` supervises it, `tests/metrics.rs` kills it) and for
+//! `scripts/bench-adversarial.sh`.
 //!
-//! It listens on the socket given by `--host=unix://PATH` and answers
-//! `GET /_ping` with 200 "OK" (HTTP/1.1, keep-alive), `GET /version` with its
-//! versions, `POST .../containers/create` with 201 and an id (its body read
-//! and dropped); anything else gets 404. Every answer states its newest API
-//! version in `Api-Version`, as dockerd does.
+//! It listens on the socket given by `--host=unix://PATH` and serves the
+//! fake dockerd of the in-process tests (`tests/support/dockerd.rs`: it
+//! answers `GET /version` with its versions and states its newest API version
+//! in `Api-Version` on every answer, as dockerd does), answering `GET /_ping`
+//! with 200 "OK", `POST .../containers/create` with 201 and an id (its body
+//! read and dropped) and anything else with 404.
 //! SIGTERM makes it exit 0. Behaviour and records, through the environment:
 //! - `FAKE_DOCKERD_DIR`: where it records `starts` (one line per start),
 //!   `fds-N` (the targets of its open fds at start N), `args-N` (its
@@ -25,10 +28,15 @@
 //! It is a `[[bin]]` (not an example) so tests can find it through
 //! `CARGO_BIN_EXE_fake-dockerd`; it is not part of the image.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+mod dockerd;
+
+use std::io::Write;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use dockerd::{Fake, Reply, Seen};
 
 fn env_ms(name: &str) -> Option<Duration> {
     std::env::var(name)
@@ -91,16 +99,13 @@ fn main() {
         }
     }
 
-    let conn_dir = dir.clone();
     let api: &'static str = std::env::var("FAKE_DOCKERD_API_VERSION")
         .unwrap_or_else(|_| "1.43".into())
         .leak();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let dir = conn_dir.clone();
-            std::thread::spawn(move || serve(conn, dir.as_deref(), api));
-        }
-    });
+    let pinged = dir.as_ref().map(|d| d.join("pinged"));
+    let fake = Fake::new(api, "1.24")
+        .answering(move |seen| std::future::ready(answer(&seen, pinged.as_deref())));
+    std::thread::spawn(move || serve(fake, listener));
 
     let ignore_term = std::env::var("FAKE_DOCKERD_IGNORE_TERM").is_ok_and(|v| v == "1");
     let hup_record = dir.as_ref().map(|d| d.join("sighup"));
@@ -149,67 +154,34 @@ fn record_start(dir: &Path) -> usize {
     n
 }
 
-fn serve(conn: UnixStream, dir: Option<&Path>, api: &str) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut writer = conn;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
+/// Serves the fake on its own runtime until the process exits.
+fn serve(fake: Fake, listener: UnixListener) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("fake-dockerd: runtime");
+    runtime.block_on(async move {
+        listener
+            .set_nonblocking(true)
+            .expect("fake-dockerd: nonblocking");
+        let listener =
+            tokio::net::UnixListener::from_std(listener).expect("fake-dockerd: listener");
+        Arc::new(fake).serve(listener).await
+    });
+}
+
+/// Pings (recorded in `pinged` once answered) and creates (scripts/bench.sh's
+/// adversarial part) are answered as dockerd would; anything else is 404.
+fn answer(seen: &Seen, pinged: Option<&Path>) -> Reply {
+    let path = seen.path();
+    if path == "/_ping" || path.ends_with("/_ping") {
+        if let Some(pinged) = pinged {
+            let _ = std::fs::write(pinged, "");
         }
-        // Skip headers, and a body of Content-Length bytes (the proxy frames
-        // what it forwards with one).
-        let mut length = 0u64;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" || line == "\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.trim().eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        if std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).ok() != Some(length)
-        {
-            return;
-        }
-        let mut parts = request_line.split_whitespace();
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let path = target.split('?').next().unwrap_or("");
-        let ping = path == "/_ping" || path.ends_with("/_ping");
-        // Creates (scripts/bench.sh's adversarial part) are answered as dockerd would.
-        let (status, body) = if ping {
-            ("200 OK", "OK".to_string())
-        } else if method == "GET" && path.ends_with("/version") {
-            let version = format!(
-                "{{\"Version\":\"0.0.0-fake\",\"ApiVersion\":\"{api}\",\"MinAPIVersion\":\"1.24\"}}"
-            );
-            ("200 OK", version)
-        } else if method == "POST" && path.ends_with("/containers/create") {
-            (
-                "201 Created",
-                "{\"Id\":\"c0ffee\",\"Warnings\":[]}".to_string(),
-            )
-        } else {
-            ("404 Not Found", "{\"message\":\"fake\"}".to_string())
-        };
-        let body = if method == "HEAD" { "" } else { &body };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nApi-Version: {api}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if ping {
-            if let Some(dir) = dir {
-                let _ = std::fs::write(dir.join("pinged"), "");
-            }
-        }
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
+        Reply::new(200, "OK").header("Content-Type", "text/plain")
+    } else if seen.method == "POST" && path.ends_with("/containers/create") {
+        Reply::json(201, r#"{"Id":"c0ffee","Warnings":[]}"#)
+    } else {
+        Reply::json(404, r#"{"message":"fake"}"#)
     }
 }

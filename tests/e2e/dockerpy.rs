@@ -14,13 +14,10 @@
 //!
 //! Needs root; the harness of tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{harness_for_suite, run};
+use crate::harness::{harness_for_suite, run};
 
 /// Both suites, the retries and the boxes; a run takes about 7 minutes.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(30 * 60);

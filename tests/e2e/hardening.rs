@@ -6,8 +6,8 @@
 //! - `dindbox proxy` standalone with `--owner-label`;
 //! - `dindbox proxy` standalone without an owner label.
 //!
-//! (Class 8, tags between owners, is tests/e2e_tags.rs; classes 6 and 7,
-//! references by id and `VolumesFrom`, are in tests/e2e_policy.rs.)
+//! (Class 8, tags between owners, is tests/e2e/tags.rs; classes 6 and 7,
+//! references by id and `VolumesFrom`, are in tests/e2e/policy.rs.)
 //!
 //! The standalone proxies run inside a box, in front of its private dockerd
 //! socket, and listen on the box's address: a request that slipped through
@@ -18,19 +18,7 @@
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
-use harness::{harness, send, DindBox, Out, Volume, DIRECT};
-
-macro_rules! need_harness {
-    () => {
-        match harness() {
-            Some(h) => h,
-            None => return,
-        }
-    };
-}
+use crate::harness::{self, harness, send, DindBox, Out, Volume, DIRECT};
 
 /// Where the standalone proxies listen inside the box.
 const STANDALONE_PORT: u16 = 2390;

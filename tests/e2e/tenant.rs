@@ -15,23 +15,11 @@
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{harness, run, Harness, Out, PREFIX};
-
-macro_rules! need_harness {
-    () => {
-        match harness() {
-            Some(h) => h,
-            None => return,
-        }
-    };
-}
+use crate::harness::{self, harness, run, Harness, Out, PREFIX};
 
 const TENANT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -416,7 +404,7 @@ fn box_rss(h: &Harness, container: &str) -> (u64, u64) {
 /// `DINDBOX_TENANT_BENCH_N` (default 10) tenants created at once: time to
 /// healthy of each, and idle RSS. Run with `--ignored --nocapture`.
 #[test]
-#[ignore = "a measurement, not a check: cargo test --test e2e_tenant -- --ignored --nocapture"]
+#[ignore = "a measurement, not a check: cargo test --release --test e2e tenant:: -- --ignored --nocapture"]
 fn bench_tenants_at_once() {
     let h = need_harness!();
     let n: usize = std::env::var("DINDBOX_TENANT_BENCH_N")

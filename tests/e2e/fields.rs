@@ -14,10 +14,7 @@
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
-use harness::{harness_for_suite, send, unique, DindBox, Volume, DIRECT};
+use crate::harness::{harness_for_suite, send, unique, DindBox, Volume, DIRECT};
 
 const JSON: &[u8] = b"application/json";
 

@@ -22,13 +22,10 @@
 //! No registry: every base image is the harness's busybox, loaded into the
 //! box. Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use harness::{run, DindBox, Harness, Out, Volume, DIRECT, PREFIX};
+use crate::harness::{self, run, DindBox, Harness, Out, Volume, DIRECT, PREFIX};
 
 /// The compose project's name (its containers are `clients-web-1`, ...).
 const PROJECT: &str = "clients";

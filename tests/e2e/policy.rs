@@ -18,24 +18,13 @@
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs). Every test
 //! runs its own box(es) on its own volume and port, removed even on failure.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use harness::{harness, poll, run, unique, DindBox, Harness, Out, Volume, DIRECT, PREFIX};
-
-/// `let h = need_harness!();` or return (skipped, loudly) when not root.
-macro_rules! need_harness {
-    () => {
-        match harness() {
-            Some(h) => h,
-            None => return,
-        }
-    };
-}
+use crate::harness::{
+    self, harness, poll, run, unique, DindBox, Harness, Out, Volume, DIRECT, PREFIX,
+};
 
 /// The refused command `args` failed with a `dindbox: ... not allowed` reason
 /// on stderr, or why not.

@@ -25,17 +25,14 @@
 //! `/var/lib/dindbox-test/gd/<unique>` and are undone on drop, even on
 //! failure (and those of dead runs at the next start).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::io::Write as _;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{
-    harness, harness_for_suite, left_by_a_dead_run, poll, run, unique, DindBox, Harness, Out,
+use crate::harness::{
+    self, harness, harness_for_suite, left_by_a_dead_run, poll, run, unique, DindBox, Harness, Out,
     PREFIX,
 };
 use nix::mount::{mount, umount2, MntFlags, MsFlags};

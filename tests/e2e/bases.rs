@@ -17,12 +17,9 @@
 //! minutes the first time); the image is built once per test process.
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::time::{Duration, Instant};
 
-use harness::{harness_for_suite, run, DindBox, Volume};
+use crate::harness::{harness_for_suite, run, DindBox, Volume};
 
 #[test]
 fn trixie_box_runs_refuses_and_stops() {

@@ -18,26 +18,15 @@
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::harness::{
+    self, free_port, harness, poll, run, unique, DindBox, Harness, Out, Volume, PREFIX,
+};
 use dindbox::tls::{self, San};
-use harness::{free_port, harness, poll, run, unique, DindBox, Harness, Out, Volume, PREFIX};
-
-/// `let h = need_harness!();` or return (skipped, loudly) when not root.
-macro_rules! need_harness {
-    () => {
-        match harness() {
-            Some(h) => h,
-            None => return,
-        }
-    };
-}
 
 /// A host directory for certificates, removed at the end.
 fn certdir() -> tempfile::TempDir {

@@ -7,7 +7,7 @@
 //!   snapshots in the box's volume; `docker load`, `run`, a classic build, a
 //!   BuildKit build (`docker buildx build --load`), `docker save` of both and
 //!   a load of that archive back, all through the proxy.
-//! - Owner mode (two standalone proxies in one box, as tests/e2e_tags.rs):
+//! - Owner mode (two standalone proxies in one box, as tests/e2e/tags.rs):
 //!   a `docker save` of one image under two tags (its index names the image
 //!   twice, its manifest once) loads through A's proxy with both tags, as
 //!   dockerd prints them; an OCI archive whose only names are in its
@@ -20,14 +20,11 @@
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{harness, run, DindBox, Harness, Out, Volume, DIRECT};
+use crate::harness::{self, harness, run, DindBox, Harness, Out, Volume, DIRECT};
 
 /// The CLI through the address `addr` (the box's published API, or a
 /// standalone proxy), classic builder unless told.

@@ -14,24 +14,12 @@
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{harness, DindBox, Out, Volume, DIRECT};
-
-macro_rules! need_harness {
-    () => {
-        match harness() {
-            Some(h) => h,
-            None => return,
-        }
-    };
-}
+use crate::harness::{self, harness, DindBox, Out, Volume, DIRECT};
 
 /// The CLI through one of the proxies (classic builder: BuildKit sessions
 /// are refused by a standalone proxy).
@@ -383,7 +371,7 @@ fn tags_do_not_move_between_owners() {
     // dockerd itself (the classic store of 28.5, as of 20.10), loading two
     // images without tags (what the proxy forwards): one message, one
     // `Loaded image ID` per manifest entry, in manifest order.
-    // tests/e2e_containerd.rs covers the containerd image store.
+    // tests/e2e/containerd.rs covers the containerd image store.
     let direct = h.outer_cmd(&["exec", "-i", &b.name, "sh", "-c", &format!("{DIRECT} load")]);
     let direct = harness::run(
         direct,

@@ -19,24 +19,11 @@
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use harness::{free_port, harness, poll, run, unique, Harness, Out, CMD_TIMEOUT, PREFIX};
-
-/// `let h = need_harness!();` or return (skipped, loudly) when not root.
-macro_rules! need_harness {
-    () => {
-        match harness() {
-            Some(h) => h,
-            None => return,
-        }
-    };
-}
+use crate::harness::{free_port, harness, poll, run, unique, Harness, Out, CMD_TIMEOUT, PREFIX};
 
 fn scratch(h: &Harness) -> String {
     format!("{}-scratch", h.image)

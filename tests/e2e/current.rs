@@ -16,12 +16,9 @@
 //!
 //! Needs root; same harness as tests/e2e.rs (tests/e2e/harness.rs).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
 use std::process::Command;
 
-use harness::{harness_for_suite, run, DindBox, Out, Volume, CMD_TIMEOUT};
+use crate::harness::{harness_for_suite, run, DindBox, Out, Volume, CMD_TIMEOUT};
 
 /// The host's Docker CLI 28.2 (Debian's `docker` in /usr/bin is 20.10).
 const CLI: &str = "/usr/local/bin/docker";

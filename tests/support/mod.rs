@@ -1,0 +1,4 @@
+//! Shared by the integration tests: `mod support;` in a test file.
+
+pub mod dockerd;
+pub mod policy;
