@@ -75,10 +75,11 @@ ensure_packages() {
     # binutils: readelf, with which build-image.sh checks that the binary is static.
     # docker-registry: a registry the e2e tests run on a box's loopback (tests/e2e/tags.rs
     # pulls through the proxy); its package does not start it.
+    # socat: the blind relay scripts/bench-smallcalls.sh measures the proxy against.
     for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap \
         iptables:iptables jq:jq pgrep:procps setsid:util-linux \
         docker-compose:docker-compose go:golang-go readelf:binutils \
-        docker-registry:docker-registry; do
+        docker-registry:docker-registry socat:socat; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done
