@@ -677,10 +677,11 @@ fn repeated_keys(entries: &[(String, Json)]) -> Vec<(usize, usize)> {
     let mut later = Vec::new();
     for (at, (key, _)) in entries.iter().enumerate() {
         work::add(1);
-        match index.find(hash(at), |&first| entries[first as usize].0 == *key) {
+        let hashed = hash(at);
+        match index.find(hashed, |&first| entries[first as usize].0 == *key) {
             Some(&first) => later.push((first as usize, at)),
             None => {
-                index.insert_unique(hash(at), at as u32, |&i| hash(i as usize));
+                index.insert_unique(hashed, at as u32, |&i| hash(i as usize));
             }
         }
     }
