@@ -253,6 +253,30 @@ mod tests {
     use crate::proxy::policy::off::WhenOff;
     use crate::proxy::policy::Family;
 
+    #[test]
+    fn a_streamed_endpoint_s_body_is_forwarded_as_it_came_and_an_inspected_one_is_checked() {
+        let json = {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+            headers
+        };
+        let policy = Policy::default();
+        let tar = b"not json at all";
+        assert!(body_rule(Endpoint::TarUpload).is_none());
+        assert_eq!(
+            rewrite_body(&policy, Endpoint::TarUpload, &HeaderMap::new(), tar).unwrap(),
+            tar
+        );
+        assert!(inspects_body(Endpoint::ContainerCreate));
+        let refused = rewrite_body(
+            &policy,
+            Endpoint::ContainerCreate,
+            &json,
+            br#"{"Image":"b","HostConfig":{"Privileged":true}}"#,
+        );
+        assert_eq!(refused.unwrap_err().rule, "privileged");
+    }
+
     fn admit_get(target: &str) -> Result<Route, Reject> {
         admit(
             &Policy::default(),
