@@ -961,6 +961,10 @@ fn json_seeds() -> Vec<(Shape, Text)> {
         r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{"GwPriority":1,"gwpriority":null},"b":{"GwPriority":"1"}}}}"#,
         r#"{"HostConfig":{"Mounts":[{"Type":"image","ImageOptions":{"Subpath":"a"},"imageoptions":null,"ClusterOptions":{"x":1}}]}}"#,
         r#"{"HostConfig":{"Mounts":[{"Type":"tmpfs","TmpfsOptions":{"Options":[["exec"]],"options":[["noexec"],["dev"]]}}]}}"#,
+        // Found by the generator: a later array of structs merges into the structs before it.
+        r#"{"HostConfig":{"Devices":[{"PathOnHost":"/proc/self/fd/7"}],"Devices":[{}]},"Foo ":"1"}"#,
+        r#"{"HostConfig":{"BlkioDeviceReadBps":[{"Path":"/dev/sda","Rate":1}],"blkiodevicereadbps":[{"rate":2},null]}}"#,
+        r#"{"HostConfig":{"DeviceRequests":[{"Driver":"nvidia","Count":-1}],"DeviceRequests":[{"deviceids":["0"]}]}}"#,
     ]
     .iter()
     .map(|b| (Shape::Create, b.as_bytes().to_vec()))

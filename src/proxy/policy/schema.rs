@@ -104,27 +104,51 @@ pub(super) const ULIMIT: &[Field] = &[
     field("Soft", Scalar),
 ];
 
+/// `blkiodev.WeightDevice`.
+const WEIGHT_DEVICE: &[Field] = &[field("Path", Scalar), field("Weight", Scalar)];
+
+/// `blkiodev.ThrottleDevice`.
+const THROTTLE_DEVICE: &[Field] = &[field("Path", Scalar), field("Rate", Scalar)];
+
+/// `container.DeviceMapping`.
+const DEVICE_MAPPING: &[Field] = &[
+    field("PathOnHost", Scalar),
+    field("PathInContainer", Scalar),
+    field("CgroupPermissions", Scalar),
+];
+
+/// `container.DeviceRequest`.
+const DEVICE_REQUEST: &[Field] = &[
+    field("Driver", Scalar),
+    field("Count", Scalar),
+    field("DeviceIDs", Slice),
+    field("Capabilities", Slice),
+    field("Options", Map),
+];
+
 /// `container.Resources`, embedded in `HostConfig` and in `UpdateConfig`.
+/// Slices of structs are decoded as such: Go merges a later array's objects
+/// into the structs already there, field by field.
 pub(super) const RESOURCES: &[Field] = &[
     field("CpuShares", Scalar),
     field("Memory", Scalar),
     field("NanoCpus", Scalar),
     field("CgroupParent", Scalar),
     field("BlkioWeight", Scalar),
-    field("BlkioWeightDevice", Slice),
-    field("BlkioDeviceReadBps", Slice),
-    field("BlkioDeviceWriteBps", Slice),
-    field("BlkioDeviceReadIOps", Slice),
-    field("BlkioDeviceWriteIOps", Slice),
+    field("BlkioWeightDevice", SliceOfPointers(WEIGHT_DEVICE)),
+    field("BlkioDeviceReadBps", SliceOfPointers(THROTTLE_DEVICE)),
+    field("BlkioDeviceWriteBps", SliceOfPointers(THROTTLE_DEVICE)),
+    field("BlkioDeviceReadIOps", SliceOfPointers(THROTTLE_DEVICE)),
+    field("BlkioDeviceWriteIOps", SliceOfPointers(THROTTLE_DEVICE)),
     field("CpuPeriod", Scalar),
     field("CpuQuota", Scalar),
     field("CpuRealtimePeriod", Scalar),
     field("CpuRealtimeRuntime", Scalar),
     field("CpusetCpus", Scalar),
     field("CpusetMems", Scalar),
-    field("Devices", Slice),
+    field("Devices", SliceOf(DEVICE_MAPPING)),
     field("DeviceCgroupRules", Slice),
-    field("DeviceRequests", Slice),
+    field("DeviceRequests", SliceOf(DEVICE_REQUEST)),
     field("KernelMemory", Scalar),
     field("KernelMemoryTCP", Scalar),
     field("MemoryReservation", Scalar),
