@@ -541,12 +541,91 @@ fn remove_stale_files(dockerd_socket: &Path) -> Result<Vec<PathBuf>, mounts::Mou
     )
 }
 
+/// dockerd's default data root.
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
+
+/// Why `dockerd --version` named no version.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    #[error("cannot run `{dockerd} --version`: {source}")]
+    Run {
+        dockerd: String,
+        source: std::io::Error,
+    },
+    #[error("`{dockerd} --version` printed {printed:?}, which names no version")]
+    Unnamed { dockerd: String, printed: String },
+}
+
+/// The data root dockerd will use: `--data-root` (or the old `-g`/`--graph`)
+/// from its arguments, else /var/lib/docker.
+pub fn data_root(args: &[String]) -> PathBuf {
+    let mut root = PathBuf::from(DEFAULT_DATA_ROOT);
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if let Some(value) = arg
+            .strip_prefix("--data-root=")
+            .or_else(|| arg.strip_prefix("--graph="))
+        {
+            root = PathBuf::from(value);
+        } else if arg == "--data-root" || arg == "--graph" || arg == "-g" {
+            if let Some(value) = iter.next() {
+                root = PathBuf::from(value);
+            }
+        }
+    }
+    root
+}
+
+/// `major.minor` from `dockerd --version` (`Docker version 20.10.24+dfsg1,
+/// build 5d6db84`, `Docker version 27.5.1, build 4c9b3b0`).
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let rest = &text[text.find("version ")? + "version ".len()..];
+    let mut parts = rest.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// `dockerd --version`, run synchronously (before any thread exists).
+pub fn dockerd_version(dockerd: &Path) -> Result<(u32, u32), VersionError> {
+    let out = std::process::Command::new(dockerd)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| VersionError::Run {
+            dockerd: dockerd.display().to_string(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_version(&text).ok_or_else(|| VersionError::Unnamed {
+        dockerd: dockerd.display().to_string(),
+        printed: text.trim().to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn data_root_comes_from_the_dockerd_args() {
+        assert_eq!(data_root(&[]), Path::new("/var/lib/docker"));
+        assert_eq!(
+            data_root(&["--data-root=/srv/d".to_string()]),
+            Path::new("/srv/d")
+        );
+        assert_eq!(
+            data_root(&["--data-root", "/srv/e", "--debug"].map(String::from)),
+            Path::new("/srv/e")
+        );
+        assert_eq!(
+            data_root(&["-g", "/old"].map(String::from)),
+            Path::new("/old")
+        );
+    }
 
     #[test]
     fn build_args_puts_the_private_socket_first_then_env_then_trailing() {

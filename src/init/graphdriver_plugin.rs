@@ -26,8 +26,6 @@ use std::path::{Path, PathBuf};
 pub const PLUGIN_NAME: &str = "dindbox";
 /// Where dockerd looks for `NAME.spec` (moby `pkg/plugins/discovery_unix.go`).
 pub const SPEC_DIR: &str = "/etc/docker/plugins";
-/// dockerd's default data root, and the server's default `--container-prefix`.
-pub const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
 /// The variable dockerd 27 needs to load graphdriver plugins at all.
 pub const DEPRECATED_ENV: &str = "DOCKERD_DEPRECATED_GRAPHDRIVER_PLUGINS";
 
@@ -58,19 +56,7 @@ pub enum PluginError {
          -e DINDBOX_GRAPHDRIVER=unix:///dindbox/graphdriver/dindbox.sock")]
     NoPropagation { what: String, data_root: String },
     #[error("{0}; DINDBOX_GRAPHDRIVER needs dockerd 20.10 to 27.x")]
-    Version(VersionError),
-}
-
-/// Why `dockerd --version` named no version.
-#[derive(Debug, thiserror::Error)]
-pub enum VersionError {
-    #[error("cannot run `{dockerd} --version`: {source}")]
-    Run {
-        dockerd: String,
-        source: std::io::Error,
-    },
-    #[error("`{dockerd} --version` printed {printed:?}, which names no version")]
-    Unnamed { dockerd: String, printed: String },
+    Version(super::dockerd::VersionError),
 }
 
 /// `DINDBOX_GRAPHDRIVER`, validated.
@@ -152,36 +138,6 @@ fn storage_driver_flag(args: &[String]) -> Option<String> {
     })
 }
 
-/// The data root dockerd will use: `--data-root` (or the old `-g`/`--graph`)
-/// from its arguments, else /var/lib/docker.
-pub fn data_root(args: &[String]) -> PathBuf {
-    let mut root = PathBuf::from(DEFAULT_DATA_ROOT);
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if let Some(value) = arg
-            .strip_prefix("--data-root=")
-            .or_else(|| arg.strip_prefix("--graph="))
-        {
-            root = PathBuf::from(value);
-        } else if arg == "--data-root" || arg == "--graph" || arg == "-g" {
-            if let Some(value) = iter.next() {
-                root = PathBuf::from(value);
-            }
-        }
-    }
-    root
-}
-
-/// `major.minor` from `dockerd --version` (`Docker version 20.10.24+dfsg1,
-/// build 5d6db84`, `Docker version 27.5.1, build 4c9b3b0`).
-pub fn parse_version(text: &str) -> Option<(u32, u32)> {
-    let rest = &text[text.find("version ")? + "version ".len()..];
-    let mut parts = rest.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
-}
-
 /// What a dockerd version needs: `Ok(true)` when it also needs
 /// [`DEPRECATED_ENV`]; an explanation when it cannot load the plugin.
 pub fn version_gate((major, minor): (u32, u32)) -> Result<bool, PluginError> {
@@ -245,26 +201,10 @@ pub fn check_propagation(mountinfo: &str, data_root: &Path) -> Result<(), Plugin
     })
 }
 
-/// `dockerd --version`, run synchronously (before any thread exists).
-pub fn dockerd_version(dockerd: &Path) -> Result<(u32, u32), VersionError> {
-    let out = std::process::Command::new(dockerd)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| VersionError::Run {
-            dockerd: dockerd.display().to_string(),
-            source,
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse_version(&text).ok_or_else(|| VersionError::Unnamed {
-        dockerd: dockerd.display().to_string(),
-        printed: text.trim().to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::dockerd::parse_version;
 
     fn strings(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
@@ -353,20 +293,6 @@ mod tests {
         // Flags that merely start with -s are not the storage driver.
         let mut args = strings(&["--storage-opt", "x=y", "--seccomp-profile=/p"]);
         add_dockerd_args(&mut args).unwrap();
-    }
-
-    #[test]
-    fn data_root_comes_from_the_dockerd_args() {
-        assert_eq!(data_root(&[]), Path::new("/var/lib/docker"));
-        assert_eq!(
-            data_root(&strings(&["--data-root=/srv/d"])),
-            Path::new("/srv/d")
-        );
-        assert_eq!(
-            data_root(&strings(&["--data-root", "/srv/e", "--debug"])),
-            Path::new("/srv/e")
-        );
-        assert_eq!(data_root(&strings(&["-g", "/old"])), Path::new("/old"));
     }
 
     #[test]

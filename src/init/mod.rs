@@ -221,13 +221,13 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
 /// The containerd image store: a dockerd that has it, and a data root its
 /// snapshotter can mount in (see [`imagestore`]).
 fn check_containerd_store(cfg: &Config) -> Result<(), InitError> {
-    let version = graphdriver_plugin::dockerd_version(&cfg.dockerd).map_err(|e| {
+    let version = dockerd::dockerd_version(&cfg.dockerd).map_err(|e| {
         InitError::Config(format!(
             "{e}; the containerd image store needs dockerd 24.0 or later"
         ))
     })?;
     imagestore::version_gate(version)?;
-    let data_root = graphdriver_plugin::data_root(&cfg.dockerd_args);
+    let data_root = dockerd::data_root(&cfg.dockerd_args);
     imagestore::check_data_root(&data_root, mounts::on_overlayfs(&data_root))?;
     tracing::info!(
         data_root = %data_root.display(),
@@ -244,10 +244,10 @@ fn prepare_graphdriver(
     cfg: &mut Config,
     gd: &graphdriver_plugin::Graphdriver,
 ) -> Result<(), InitError> {
-    let data_root = graphdriver_plugin::data_root(&cfg.dockerd_args);
+    let data_root = dockerd::data_root(&cfg.dockerd_args);
     graphdriver_plugin::check_propagation(&mounts::read_mountinfo()?, &data_root)?;
-    let version = graphdriver_plugin::dockerd_version(&cfg.dockerd)
-        .map_err(graphdriver_plugin::PluginError::Version)?;
+    let version =
+        dockerd::dockerd_version(&cfg.dockerd).map_err(graphdriver_plugin::PluginError::Version)?;
     if graphdriver_plugin::version_gate(version)? {
         cfg.dockerd_env
             .push((graphdriver_plugin::DEPRECATED_ENV.into(), "1".into()));
