@@ -46,16 +46,6 @@ fn ok(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Out {
     out
 }
 
-/// The image id a tag points to, asked of the daemon directly.
-fn points_to(b: &DindBox, tag: &str) -> String {
-    b.exec(&format!(
-        "{DIRECT} image inspect -f '{{{{.Id}}}}' {tag} 2>/dev/null"
-    ))
-    .stdout
-    .trim()
-    .to_owned()
-}
-
 /// A box of the default image in the containerd image store, with
 /// busybox loaded through its proxy.
 fn containerd_box<'h>(h: &'h Harness, vol: &Volume, tag: &str) -> DindBox<'h> {
@@ -151,7 +141,7 @@ fn a_box_loads_runs_builds_and_saves_in_the_containerd_store() {
     let api = b.api.clone();
 
     // The id is the manifest's digest, not the config's as in the classic store.
-    let id = points_to(&b, "busybox:latest");
+    let id = b.points_to("busybox:latest");
     assert!(id.starts_with("sha256:") && id != busybox_config(h), "{id}");
     let out = ok(&api, &["run", "--rm", "busybox", "echo", "hi"], None);
     assert_eq!(out.stdout, "hi\n");
@@ -193,9 +183,9 @@ fn a_box_loads_runs_builds_and_saves_in_the_containerd_store() {
             "no {name} in the save"
         );
     }
-    let before = (points_to(&b, "cs-classic"), points_to(&b, "cs-buildkit"));
+    let before = (b.points_to("cs-classic"), b.points_to("cs-buildkit"));
     ok(&api, &["rmi", "cs-classic", "cs-buildkit"], None);
-    assert_eq!(points_to(&b, "cs-classic"), "");
+    assert_eq!(b.points_to("cs-classic"), "");
     let loaded = ok(&api, &["load", "-i", saved], None);
     let mut lines: Vec<&str> = loaded.stdout.lines().collect();
     lines.sort_unstable();
@@ -208,7 +198,7 @@ fn a_box_loads_runs_builds_and_saves_in_the_containerd_store() {
         "{loaded}"
     );
     assert_eq!(
-        (points_to(&b, "cs-classic"), points_to(&b, "cs-buildkit")),
+        (b.points_to("cs-classic"), b.points_to("cs-buildkit")),
         before
     );
     let out = ok(&api, &["run", "--rm", "cs-classic", "cat", "/who"], None);
@@ -230,7 +220,7 @@ fn owner_mode_loads_oci_archives_by_their_index_in_the_containerd_store() {
         "tcp://{}",
         b.start_standalone_proxy(2393, "--owner-label ci.job=b")
     );
-    let busybox = points_to(&b, "busybox:latest");
+    let busybox = b.points_to("busybox:latest");
 
     // A real containerd-store save of one image under two tags: the index
     // names it twice, manifest.json once; dockerd loads two index entries.
@@ -255,8 +245,8 @@ fn owner_mode_loads_oci_archives_by_their_index_in_the_containerd_store() {
         loaded.stdout, "Loaded image: a-one:latest\nLoaded image: a-one:two\n",
         "{loaded}"
     );
-    assert_eq!(points_to(&b, "a-one:latest"), busybox);
-    assert_eq!(points_to(&b, "a-one:two"), busybox);
+    assert_eq!(b.points_to("a-one:latest"), busybox);
+    assert_eq!(b.points_to("a-one:two"), busybox);
     // A set them, so A may move them.
     ok(&a, &["rmi", "a-one:two"], None);
 
@@ -266,7 +256,7 @@ fn owner_mode_loads_oci_archives_by_their_index_in_the_containerd_store() {
         &["build", "-q", "-t", "app", "-"],
         Some(b"FROM busybox\nRUN echo a > /who\n"),
     );
-    let app = points_to(&b, "app:latest");
+    let app = b.points_to("app:latest");
     assert!(app.starts_with("sha256:"), "A's build made no app:latest");
     let write = |name: &str, data: &[u8]| {
         let path = dir.path().join(name);
@@ -285,13 +275,13 @@ fn owner_mode_loads_oci_archives_by_their_index_in_the_containerd_store() {
             && out.stderr.contains("another owner"),
         "B's load naming app:latest in its index must be refused:\n{out}"
     );
-    assert_eq!(points_to(&b, "app:latest"), app, "app:latest moved");
+    assert_eq!(b.points_to("app:latest"), app, "app:latest moved");
 
     // A free name only in the index is B's tag after the load.
     let b_oci = write("b-oci.tar", &oci_only(&saved, "b-oci:1"));
     let loaded = ok(&other, &["load", "-i", &b_oci], None);
     assert_eq!(loaded.stdout, "Loaded image: b-oci:1\n", "{loaded}");
-    assert_eq!(points_to(&b, "b-oci:1"), busybox);
+    assert_eq!(b.points_to("b-oci:1"), busybox);
     ok(&other, &["tag", "b-oci:1", "b-oci:2"], None);
     ok(&other, &["rmi", "b-oci:1"], None);
 
@@ -301,17 +291,17 @@ fn owner_mode_loads_oci_archives_by_their_index_in_the_containerd_store() {
         &["build", "-t", "b-loud", "-t", "b-loud:v2", "-"],
         Some(b"FROM busybox\nRUN echo loud > /who\n"),
     );
-    let loud = points_to(&b, "b-loud:latest");
+    let loud = b.points_to("b-loud:latest");
     assert!(loud.starts_with("sha256:"), "no b-loud:latest:\n{built}");
     assert!(
         built.stdout.contains("Successfully tagged b-loud:latest\n")
             && built.stdout.contains("Successfully tagged b-loud:v2\n"),
         "build output:\n{built}"
     );
-    assert_eq!(points_to(&b, "b-loud:v2"), loud);
+    assert_eq!(b.points_to("b-loud:v2"), loud);
     let refused = via(&other, &["tag", "b-loud", "app"], None);
     assert!(!refused.ok(), "B moved app:latest:\n{refused}");
-    assert_eq!(points_to(&b, "app:latest"), app);
+    assert_eq!(b.points_to("app:latest"), app);
 }
 
 #[test]

@@ -729,6 +729,16 @@ impl<'h> DindBox<'h> {
             .to_owned()
     }
 
+    /// The image id `tag` points to, asked of the daemon directly (empty: no such tag).
+    pub fn points_to(&self, tag: &str) -> String {
+        self.exec(&format!(
+            "{DIRECT} image inspect -f '{{{{.Id}}}}' {tag} 2>/dev/null"
+        ))
+        .stdout
+        .trim()
+        .to_owned()
+    }
+
     /// Loads busybox:latest into the box through its API.
     pub fn load_busybox(&self) {
         let tar = self.h.busybox_tar.to_string_lossy().into_owned();

@@ -41,16 +41,6 @@ fn ok(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Out {
     out
 }
 
-/// The image id a tag points to, asked of the daemon directly.
-fn points_to(b: &DindBox, tag: &str) -> String {
-    b.exec(&format!(
-        "{DIRECT} image inspect -f '{{{{.Id}}}}' {tag} 2>/dev/null"
-    ))
-    .stdout
-    .trim()
-    .to_owned()
-}
-
 /// `docker save` output (the harness's busybox) with its tags replaced.
 fn retagged(saved: &[u8], tags: &[&str]) -> Vec<u8> {
     let mut out = tar::Builder::new(Vec::new());
@@ -203,7 +193,7 @@ fn tags_do_not_move_between_owners() {
         &["build", "-q", "-t", "app", "-"],
         Some(b"FROM busybox\nRUN echo a > /who\n"),
     );
-    let a_app = points_to(&b, "app:latest");
+    let a_app = b.points_to("app:latest");
     assert!(a_app.starts_with("sha256:"), "A's build made no app:latest");
     let images_before = b.exec_ok(&format!("{DIRECT} images -a -q --no-trunc | sort"));
 
@@ -245,12 +235,12 @@ fn tags_do_not_move_between_owners() {
         ));
     }
     assert_eq!(
-        points_to(&b, "app:latest"),
+        b.points_to("app:latest"),
         a_app,
         "app:latest moved; {failures:#?}"
     );
     assert_eq!(
-        points_to(&b, "b-x:1"),
+        b.points_to("b-x:1"),
         "",
         "the refused gzip load tagged b-x:1"
     );
@@ -272,7 +262,7 @@ fn tags_do_not_move_between_owners() {
     let loaded = ok(&other, &["load", "-i", &b_gz], None);
     assert_eq!(loaded.stdout.trim(), "Loaded image: b-gz:1", "{loaded}");
     assert!(
-        !points_to(&b, "b-gz:1").is_empty(),
+        !b.points_to("b-gz:1").is_empty(),
         "the gzip load tagged nothing"
     );
     ok(&other, &["tag", "b-app", "b-app:v2"], None);
@@ -282,10 +272,7 @@ fn tags_do_not_move_between_owners() {
         Some(b"FROM busybox\nRUN echo b > /who\n"),
     );
     ok(&other, &["tag", "b-built", "b-app"], None);
-    assert_eq!(
-        points_to(&b, "b-app:latest"),
-        points_to(&b, "b-built:latest")
-    );
+    assert_eq!(b.points_to("b-app:latest"), b.points_to("b-built:latest"));
     ok(
         &other,
         &["commit", "--change", "ENV X=1", "b-c", "b-committed"],
@@ -310,7 +297,7 @@ fn tags_do_not_move_between_owners() {
         &["build", "-t", "b-loud", "-t", "b-loud:v2", "-"],
         Some(b"FROM busybox\nRUN echo loud > /who\n"),
     );
-    let loud = points_to(&b, "b-loud:latest");
+    let loud = b.points_to("b-loud:latest");
     assert!(loud.starts_with("sha256:"), "no b-loud:latest:\n{built}");
     assert!(
         built
@@ -320,17 +307,17 @@ fn tags_do_not_move_between_owners() {
             && built.stdout.contains("Successfully tagged b-loud:v2\n"),
         "build output:\n{built}"
     );
-    assert_eq!(points_to(&b, "b-loud:v2"), loud);
+    assert_eq!(b.points_to("b-loud:v2"), loud);
     let committed = ok(&other, &["commit", "b-c", "b-committed:2"], None);
     assert_eq!(
         committed.stdout.trim(),
-        points_to(&b, "b-committed:2"),
+        b.points_to("b-committed:2"),
         "commit output:\n{committed}"
     );
     let imported = ok(&other, &["import", &rootfs, "b-imported:2"], None);
     assert_eq!(
         imported.stdout.trim(),
-        points_to(&b, "b-imported:2"),
+        b.points_to("b-imported:2"),
         "import output:\n{imported}"
     );
     // dockerd's own build stream (28.5 in the default image, 20.10 in the
@@ -356,7 +343,7 @@ fn tags_do_not_move_between_owners() {
     };
     std::thread::sleep(Duration::from_secs(3));
     ok(&a, &["tag", "busybox", "b-race"], None);
-    let a_race = points_to(&b, "b-race:latest");
+    let a_race = b.points_to("b-race:latest");
     let slow = slow.join().unwrap();
     assert!(
         !slow.ok()
@@ -366,7 +353,7 @@ fn tags_do_not_move_between_owners() {
             && !slow.stdout.contains("Successfully tagged"),
         "B's slow build must fail on the tag A took:\n{slow}"
     );
-    assert_eq!(points_to(&b, "b-race:latest"), a_race, "b-race moved");
+    assert_eq!(b.points_to("b-race:latest"), a_race, "b-race moved");
 
     // dockerd itself (the classic store of 28.5, as of 20.10), loading two
     // images without tags (what the proxy forwards): one message, one
@@ -406,12 +393,12 @@ fn tags_do_not_move_between_owners() {
         "Loaded image: b-one:1\nLoaded image: b-two:1\nLoaded image: b-two:2",
         "{loaded}"
     );
-    assert_eq!(points_to(&b, "b-one:1"), ids[0]);
-    assert_eq!(points_to(&b, "b-two:1"), ids[1]);
-    assert_eq!(points_to(&b, "b-two:2"), ids[1]);
+    assert_eq!(b.points_to("b-one:1"), ids[0]);
+    assert_eq!(b.points_to("b-two:1"), ids[1]);
+    assert_eq!(b.points_to("b-two:2"), ids[1]);
 
     ok(&other, &["rmi", "b-app", "b-app:v2"], None);
-    assert_eq!(points_to(&b, "b-app:latest"), "");
+    assert_eq!(b.points_to("b-app:latest"), "");
 
     // A cannot move B's tags either, and can still move its own.
     let out = via(&a, &["tag", "busybox", "b-built"], None);
@@ -421,7 +408,7 @@ fn tags_do_not_move_between_owners() {
     );
     ok(&a, &["tag", "busybox", "app"], None);
     assert_ne!(
-        points_to(&b, "app:latest"),
+        b.points_to("app:latest"),
         a_app,
         "A could not move its own tag"
     );
@@ -559,7 +546,7 @@ fn pulls_do_not_move_another_owners_tag(h: &harness::Harness, extra: &[&str], dr
         &["build", "-q", "-t", &bb("2"), "-"],
         Some(b"FROM busybox\nRUN echo a > /who\n"),
     );
-    let a_bb2 = points_to(&b, &bb("2"));
+    let a_bb2 = b.points_to(&bb("2"));
     let before = all_tags(&b);
     let out = via(&other, &["pull", &bb("2")], None);
     let said: Vec<&str> = out
@@ -573,7 +560,7 @@ fn pulls_do_not_move_another_owners_tag(h: &harness::Harness, extra: &[&str], dr
                 && line.contains("bb:2") && line.contains("another owner")),
         "B's pull of A's tag must be refused with one line:\n{out}"
     );
-    assert_eq!(points_to(&b, &bb("2")), a_bb2, "bb:2 moved");
+    assert_eq!(b.points_to(&bb("2")), a_bb2, "bb:2 moved");
     assert_eq!(
         all_tags(&b),
         before,
@@ -598,7 +585,7 @@ fn pulls_do_not_move_another_owners_tag(h: &harness::Harness, extra: &[&str], dr
             && !pulled.stdout.contains('@'),
         "B's pull output:\n{pulled}"
     );
-    assert_eq!(points_to(&b, &bb("1")), points_to(&b, "busybox"));
+    assert_eq!(b.points_to(&bb("1")), b.points_to("busybox"));
     let again = ok(&other, &["pull", &bb("1")], None);
     assert!(
         again
@@ -623,7 +610,7 @@ fn pulls_do_not_move_another_owners_tag(h: &harness::Harness, extra: &[&str], dr
         registry.signal(Signal::SIGCONT);
         assert!(tagged.ok(), "A's tag of bb:3:\n{tagged}");
     });
-    assert_eq!(points_to(&b, &bb("3")), a_bb2, "bb:3 moved");
+    assert_eq!(b.points_to(&bb("3")), a_bb2, "bb:3 moved");
     let last = messages.last().cloned().unwrap_or_default();
     let error = last["error"].as_str().unwrap_or_default();
     assert!(
@@ -712,7 +699,7 @@ fn loads_of_one_free_tag_race(h: &harness::Harness) {
     let other = load(2393, "b");
     let a = load(2392, "a");
     let outs = [a.join().unwrap(), other.join().unwrap()];
-    let tagged = points_to(&b, "race:1");
+    let tagged = b.points_to("race:1");
     let winners: Vec<usize> = (0..2).filter(|&i| outs[i].ok()).collect();
     let [winner] = winners[..] else {
         panic!(
@@ -816,7 +803,7 @@ fn tags_of_one_free_tag_race(h: &harness::Harness, extra: &[&str], driver: &str)
         &["build", "-q", "-t", "b-img", "-"],
         Some(b"FROM busybox\nRUN echo b > /who\n"),
     );
-    let images = [points_to(&b, "a-img:latest"), points_to(&b, "b-img:latest")];
+    let images = [b.points_to("a-img:latest"), b.points_to("b-img:latest")];
     for round in 0..8 {
         let tag = format!("race:{round}");
         let outs = tag_at_once(&b, &tag);
@@ -824,7 +811,7 @@ fn tags_of_one_free_tag_race(h: &harness::Harness, extra: &[&str], driver: &str)
         let [winner] = winners[..] else {
             panic!("exactly one must set {tag}:\n{}\n{}", outs[0].1, outs[1].1);
         };
-        assert_eq!(points_to(&b, &tag), images[winner], "{tag}");
+        assert_eq!(b.points_to(&tag), images[winner], "{tag}");
         let refusal = &outs[1 - winner].1;
         assert!(
             refusal.contains("dindbox: ")

@@ -128,7 +128,8 @@ const DEVICE_REQUEST: &[Field] = &[
 
 /// `container.Resources`, embedded in `HostConfig` and in `UpdateConfig`.
 /// Slices of structs are decoded as such: Go merges a later array's objects
-/// into the structs already there, field by field.
+/// into the structs already there, field by field (dockerd decodes them so at
+/// every API version the window serves; the fields date from before 1.41).
 pub(super) const RESOURCES: &[Field] = &[
     field("CpuShares", Scalar),
     field("Memory", Scalar),
