@@ -836,6 +836,8 @@ fn tags_of_one_free_tag_race(h: &harness::Harness, extra: &[&str], driver: &str)
         !taken.ok() && taken.stderr.contains("tag locks"),
         "a tenant must not take a lock's name:\n{taken}"
     );
+    let created = b.exec_ok(&format!("{DIRECT} ps -aq --filter name=dindbox-taglock-x"));
+    assert_eq!(created.trim(), "", "the refused create left a container");
 }
 
 #[test]
