@@ -24,7 +24,6 @@ use serde_json::{json, Value};
 
 use crate::bytesize;
 use crate::engine::Engine;
-use crate::proxy::config::parse_positive;
 use spec::{object_name, validate_name, HealthTiming, TenantSpec, LABEL};
 
 /// `dindbox tenant` options.
@@ -74,19 +73,19 @@ pub struct CreateArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub bind_ip: IpAddr,
     /// Memory limit of the whole box (outer): 2g, 512m.
-    #[arg(long)]
-    pub memory: Option<String>,
+    #[arg(long, value_parser = bytesize::parse_positive_i64)]
+    pub memory: Option<i64>,
     /// Pids limit of the whole box (outer).
-    #[arg(long)]
-    pub pids_limit: Option<String>,
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub pids_limit: Option<i64>,
     /// The inner containers' shared memory budget (DINDBOX_MEMORY_LIMIT);
     /// default: --memory minus 256m when --memory is set.
-    #[arg(long)]
-    pub budget: Option<String>,
+    #[arg(long, value_parser = bytesize::parse_positive_i64)]
+    pub budget: Option<i64>,
     /// The inner containers' shared pids budget (DINDBOX_PIDS_LIMIT);
     /// default: --pids-limit minus 512 when --pids-limit is set.
-    #[arg(long)]
-    pub pids_budget: Option<String>,
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub pids_budget: Option<i64>,
     /// The dindbox image.
     #[arg(long, default_value = "dindbox:dev")]
     pub image: String,
@@ -152,32 +151,9 @@ async fn create(docker: &Engine, state_dir: &Path, args: &CreateArgs) -> anyhow:
     let started = Instant::now();
     let name = args.name.as_str();
     validate_name(name)?;
-    let memory = args
-        .memory
-        .as_deref()
-        .map(bytesize::parse_positive_i64)
-        .transpose()
-        .context("--memory")?;
-    let pids_limit = args
-        .pids_limit
-        .as_deref()
-        .map(parse_positive)
-        .transpose()
-        .context("--pids-limit")?;
-    let budget = args
-        .budget
-        .as_deref()
-        .map(bytesize::parse_positive_i64)
-        .transpose()
-        .context("--budget")?;
-    let budget = spec::derive_budget(memory, budget)?;
-    let pids_budget = args
-        .pids_budget
-        .as_deref()
-        .map(parse_positive)
-        .transpose()
-        .context("--pids-budget")?;
-    let pids_budget = spec::derive_pids_budget(pids_limit, pids_budget)?;
+    let (memory, pids_limit) = (args.memory, args.pids_limit);
+    let budget = spec::derive_budget(memory, args.budget)?;
+    let pids_budget = spec::derive_pids_budget(pids_limit, args.pids_budget)?;
     let sans = args.sans.join(",");
     crate::tls::parse_sans(&sans).context("--san")?;
     let object = object_name(name);
