@@ -83,17 +83,13 @@ pub fn admit_within(
     }
     if let Some(owner) = &policy.owner {
         policy::taglock::check_container_name(method, &route)?;
-        if ownership::is_filtered(method, &route) {
-            let filters = ownership::with_owner_filter(owner, route.query.first("filters"))?;
-            route.query.set("filters", &filters);
-        }
-        if policy::images::is_image_prune(method, &route) {
+        if route.endpoint == Endpoint::Listed {
             let filters = ownership::with_owner_filter(owner, route.query.first("filters"))?;
             route.query.set("filters", &filters);
         }
         // Committed and imported images carry the owner label: a LABEL change
         // appended last, after the tenant's own changes.
-        if policy::images::labels_through_changes(method, &route) {
+        if policy::images::labels_through_changes(&route) {
             let change = policy::images::owner_label_change(owner)?;
             route.query.0.push(("changes".into(), change));
         }
@@ -134,7 +130,13 @@ pub fn body_rule(endpoint: Endpoint) -> Option<BodyRule> {
         | Endpoint::SwarmJoin
         | Endpoint::Checkpoint
         | Endpoint::ContainerStart
-        | Endpoint::TarUpload => return None,
+        | Endpoint::TarUpload
+        | Endpoint::ImageLoad
+        | Endpoint::ImageTag
+        | Endpoint::ImageRemove
+        | Endpoint::Listed
+        | Endpoint::DiskUsage
+        | Endpoint::NetworkInspect => return None,
     })
 }
 
@@ -191,7 +193,7 @@ pub fn check_body(
 fn takes_tar(endpoint: Endpoint) -> bool {
     matches!(
         endpoint,
-        Endpoint::Build | Endpoint::ImageCreate | Endpoint::TarUpload
+        Endpoint::Build | Endpoint::ImageCreate | Endpoint::TarUpload | Endpoint::ImageLoad
     )
 }
 

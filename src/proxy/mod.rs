@@ -274,11 +274,7 @@ impl Proxy {
         });
         let plan = match &images {
             Some(images) => match images
-                .plan(
-                    req.method(),
-                    &mut route,
-                    req.headers().get("X-Registry-Auth"),
-                )
+                .plan(&mut route, req.headers().get("X-Registry-Auth"))
                 .await
             {
                 Ok(plan) => plan,
@@ -292,7 +288,7 @@ impl Proxy {
             None => tags::Plan::None,
         };
         let answer = match &self.policy.owner {
-            Some(_) => policy::ownership::answer(req.method(), &route),
+            Some(_) => policy::ownership::answer(&route),
             None => policy::ownership::Answer::Plain,
         };
         let hijack = matches!(route.endpoint, Endpoint::Hijack | Endpoint::BuildKit);

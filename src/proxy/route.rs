@@ -62,9 +62,24 @@ pub enum Endpoint {
     Checkpoint,
     /// `POST /containers/{id}/start`: its checkpoint parameters are checked.
     ContainerStart,
-    /// A tar stream passed as it comes: `docker load`, `docker cp` into a
-    /// container, a plugin's rootfs.
+    /// A tar stream passed as it comes: `docker cp` into a container, a
+    /// plugin's rootfs.
     TarUpload,
+    /// `POST /images/load`: a tar stream of images, whose tags are inside.
+    ImageLoad,
+    /// `POST /images/{name}/tag`.
+    ImageTag,
+    /// `DELETE /images/{name}`: removes a tag, or the image.
+    ImageRemove,
+    /// Lists, prunes or streams events about every owner's objects: in owner
+    /// mode the owner label filter is added to its `filters`. That includes
+    /// `POST /images/prune`, which removes tags too (with `dangling=false`,
+    /// of every unused image).
+    Listed,
+    /// `GET /system/df`: every owner's containers and volumes.
+    DiskUsage,
+    /// `GET /networks/{id}`.
+    NetworkInspect,
 }
 
 /// The kind of body a request carries, as the proxy forwards it: dockerd
@@ -168,13 +183,13 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::HEAD, "/_ping", Plain),
     (Method::GET, "/version", Version),
     (Method::GET, "/info", Plain),
-    (Method::GET, "/events", Plain),
-    (Method::GET, "/system/df", Plain),
+    (Method::GET, "/events", Listed),
+    (Method::GET, "/system/df", DiskUsage),
     (Method::POST, "/auth", Plain),
     // containers
-    (Method::GET, "/containers/json", Plain),
+    (Method::GET, "/containers/json", Listed),
     (Method::POST, "/containers/create", ContainerCreate),
-    (Method::POST, "/containers/prune", Plain),
+    (Method::POST, "/containers/prune", Listed),
     (Method::GET, "/containers/{}/json", Plain),
     (Method::GET, "/containers/{}/top", Plain),
     (Method::GET, "/containers/{}/logs", Plain),
@@ -206,16 +221,16 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/images/search", Plain),
     (Method::GET, "/images/get", Plain),
     (Method::POST, "/images/create", ImageCreate),
-    (Method::POST, "/images/load", TarUpload),
-    (Method::POST, "/images/prune", Plain),
+    (Method::POST, "/images/load", ImageLoad),
+    (Method::POST, "/images/prune", Listed),
     (Method::GET, "/images/{}/json", Plain),
     (Method::GET, "/images/{}/history", Plain),
     (Method::GET, "/images/{}/get", Plain),
     // API 1.55: the image's attestations (read-only, like its inspect).
     (Method::GET, "/images/{}/attestations", Plain),
     (Method::POST, "/images/{}/push", Plain),
-    (Method::POST, "/images/{}/tag", Plain),
-    (Method::DELETE, "/images/{}", Plain),
+    (Method::POST, "/images/{}/tag", ImageTag),
+    (Method::DELETE, "/images/{}", ImageRemove),
     (Method::POST, "/commit", Commit),
     (Method::POST, "/build", Build),
     (Method::POST, "/build/prune", Plain),
@@ -223,17 +238,17 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::POST, "/session", BuildKit),
     (Method::POST, "/grpc", BuildKit),
     // networks
-    (Method::GET, "/networks", Plain),
+    (Method::GET, "/networks", Listed),
     (Method::POST, "/networks/create", NetworkCreate),
-    (Method::POST, "/networks/prune", Plain),
-    (Method::GET, "/networks/{}", Plain),
+    (Method::POST, "/networks/prune", Listed),
+    (Method::GET, "/networks/{}", NetworkInspect),
     (Method::DELETE, "/networks/{}", Plain),
     (Method::POST, "/networks/{}/connect", NetworkConnect),
     (Method::POST, "/networks/{}/disconnect", NetworkDisconnect),
     // volumes
-    (Method::GET, "/volumes", Plain),
+    (Method::GET, "/volumes", Listed),
     (Method::POST, "/volumes/create", VolumeCreate),
-    (Method::POST, "/volumes/prune", Plain),
+    (Method::POST, "/volumes/prune", Listed),
     (Method::GET, "/volumes/{}", Plain),
     (Method::DELETE, "/volumes/{}", Plain),
 ];
@@ -794,7 +809,10 @@ mod tests {
             endpoint(Method::GET, "/v1.41/images/library/busybox:latest/json"),
             Plain
         );
-        assert_eq!(endpoint(Method::DELETE, "/images/registry:5000/a/b"), Plain);
+        assert_eq!(
+            endpoint(Method::DELETE, "/images/registry:5000/a/b"),
+            ImageRemove
+        );
         assert_eq!(
             endpoint(Method::POST, "/containers/create/exec"),
             ExecCreate

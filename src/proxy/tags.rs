@@ -113,11 +113,10 @@ impl Images {
     /// its tag has now (asked with the client's `X-Registry-Auth`).
     pub async fn plan(
         &self,
-        method: &Method,
         route: &mut Route,
         auth: Option<&HeaderValue>,
     ) -> Result<Plan, Reject> {
-        match tag_change(method, route)? {
+        match tag_change(route)? {
             TagChange::None => Ok(Plan::None),
             TagChange::Set(tags) => {
                 // Checked now so a refusal comes before the work, and again
@@ -129,7 +128,7 @@ impl Images {
                         unique.push(tag);
                     }
                 }
-                match withhold_tags(method, route) {
+                match withhold_tags(route) {
                     Some(maker) if !unique.is_empty() => Ok(Plan::Make {
                         maker,
                         tags: unique,

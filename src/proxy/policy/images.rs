@@ -27,13 +27,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::Value;
 
 use super::ownership::{self, Owner};
 use super::Reject;
 use crate::proxy::gojson::{fold_eq, Json};
-use crate::proxy::route::Route;
+use crate::proxy::route::{Endpoint, Route};
 
 /// The rule name in refusals and metrics.
 pub const RULE: &str = "image-tag";
@@ -200,10 +200,10 @@ pub enum TagChange {
 /// The tags a request would set or remove, read from its route as dockerd
 /// reads the parameters (`FormValue`: the first value; `t` of a build: every
 /// value).
-pub fn tag_change(method: &Method, route: &Route) -> Result<TagChange, Reject> {
+pub fn tag_change(route: &Route) -> Result<TagChange, Reject> {
     let q = |name: &str| route.query.first(name).unwrap_or("");
-    let change = match (method, route.pattern) {
-        (&Method::POST, "/images/{}/tag") => match repo_tag(q("repo"), q("tag"))? {
+    let change = match route.endpoint {
+        Endpoint::ImageTag => match repo_tag(q("repo"), q("tag"))? {
             Some(tag) => TagChange::Tag {
                 source: route.param().unwrap_or_default().to_string(),
                 tag,
@@ -211,7 +211,7 @@ pub fn tag_change(method: &Method, route: &Route) -> Result<TagChange, Reject> {
             // dockerd refuses an empty repo.
             None => TagChange::None,
         },
-        (&Method::POST, "/build") => {
+        Endpoint::Build => {
             let tags = route
                 .query
                 .0
@@ -221,19 +221,15 @@ pub fn tag_change(method: &Method, route: &Route) -> Result<TagChange, Reject> {
                 .collect::<Result<Vec<_>, _>>()?;
             TagChange::Set(tags)
         }
-        (&Method::POST, "/commit") => {
-            TagChange::Set(repo_tag(q("repo"), q("tag"))?.into_iter().collect())
-        }
-        (&Method::POST, "/images/create") if !q("fromImage").is_empty() => {
+        Endpoint::Commit => TagChange::Set(repo_tag(q("repo"), q("tag"))?.into_iter().collect()),
+        Endpoint::ImageCreate if !q("fromImage").is_empty() => {
             pull_target(q("fromImage"), q("tag"))?
         }
-        (&Method::POST, "/images/create") => {
+        Endpoint::ImageCreate => {
             TagChange::Set(repo_tag(q("repo"), q("tag"))?.into_iter().collect())
         }
-        (&Method::DELETE, "/images/{}") => {
-            TagChange::Remove(route.param().unwrap_or_default().to_string())
-        }
-        (&Method::POST, "/images/load") => TagChange::Load,
+        Endpoint::ImageRemove => TagChange::Remove(route.param().unwrap_or_default().to_string()),
+        Endpoint::ImageLoad => TagChange::Load,
         _ => TagChange::None,
     };
     Ok(change)
@@ -259,14 +255,14 @@ pub enum Maker {
 /// only when the proxy sets them, right after checking them again: a build
 /// can take minutes, and a tag checked at its start may have been taken by
 /// another owner by its end. `None` for any other request.
-pub fn withhold_tags(method: &Method, route: &mut Route) -> Option<Maker> {
+pub fn withhold_tags(route: &mut Route) -> Option<Maker> {
     let import = route.query.first("fromImage").unwrap_or("").is_empty();
-    let maker = match (method, route.pattern) {
-        (&Method::POST, "/build") => Maker::Build {
+    let maker = match route.endpoint {
+        Endpoint::Build => Maker::Build {
             quiet: go_bool(route.query.first("q").unwrap_or("")),
         },
-        (&Method::POST, "/commit") => Maker::Commit,
-        (&Method::POST, "/images/create") if import => Maker::Import,
+        Endpoint::Commit => Maker::Commit,
+        Endpoint::ImageCreate if import => Maker::Import,
         _ => return None,
     };
     let withheld: &[&str] = match maker {
@@ -455,18 +451,12 @@ pub fn owner_label_change(owner: &Owner) -> Result<String, Reject> {
 
 /// Whether the request creates an image from a commit or an import, which
 /// must then get [`owner_label_change`].
-pub fn labels_through_changes(method: &Method, route: &Route) -> bool {
-    method == Method::POST
-        && (route.pattern == "/commit"
-            || (route.pattern == "/images/create"
-                && route.query.first("fromImage").unwrap_or("").is_empty()))
-}
-
-/// `POST /images/prune` removes tags too (with `dangling=false`, of every
-/// unused image): in owner mode it gets the owner label filter, so it only
-/// prunes the owner's own images.
-pub fn is_image_prune(method: &Method, route: &Route) -> bool {
-    method == Method::POST && route.pattern == "/images/prune"
+pub fn labels_through_changes(route: &Route) -> bool {
+    match route.endpoint {
+        Endpoint::Commit => true,
+        Endpoint::ImageCreate => route.query.first("fromImage").unwrap_or("").is_empty(),
+        _ => false,
+    }
 }
 
 /// The tags this proxy set itself, with the image id it set each to.
@@ -969,6 +959,7 @@ pub fn unreadable_archive(why: impl std::fmt::Display) -> Reject {
 mod tests {
     use super::*;
     use crate::proxy::route::route;
+    use http::Method;
     use serde_json::json;
 
     fn owner() -> Owner {
@@ -1024,14 +1015,14 @@ mod tests {
 
     fn change(method: Method, target: &str) -> TagChange {
         let route = route(&method, &target.parse().unwrap()).unwrap();
-        tag_change(&method, &route).unwrap()
+        tag_change(&route).unwrap()
     }
 
     #[test]
     fn builds_commits_and_imports_reach_dockerd_without_their_tags() {
         let withheld = |target: &str| {
             let mut route = route(&Method::POST, &target.parse().unwrap()).unwrap();
-            let maker = withhold_tags(&Method::POST, &mut route);
+            let maker = withhold_tags(&mut route);
             (maker, route.target())
         };
         assert_eq!(
@@ -1178,11 +1169,7 @@ mod tests {
             &"/images/create?fromImage=busybox".parse().unwrap(),
         )
         .unwrap();
-        assert_eq!(
-            tag_change(&Method::POST, &all).unwrap_err().rule,
-            RULE,
-            "pull -a"
-        );
+        assert_eq!(tag_change(&all).unwrap_err().rule, RULE, "pull -a");
     }
 
     #[test]

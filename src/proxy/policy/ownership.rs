@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 
 use super::{value, Reject};
 use crate::proxy::gojson::{get, Json};
@@ -116,22 +116,8 @@ pub fn target(route: &Route) -> Option<(Kind, String)> {
 /// The container `POST /commit` snapshots (`?container=`), which must be owned
 /// like any other: committing it would copy its files into an image.
 pub fn commit_target(route: &Route) -> Option<String> {
-    (route.pattern == "/commit").then(|| route.query.first("container").unwrap_or("").to_string())
-}
-
-/// Whether the endpoint lists (or prunes, or streams events about) objects of
-/// every owner, so that the owner label filter must be added to its query.
-pub fn is_filtered(method: &Method, route: &Route) -> bool {
-    matches!(
-        (method, route.pattern),
-        (&Method::GET, "/containers/json")
-            | (&Method::GET, "/networks")
-            | (&Method::GET, "/volumes")
-            | (&Method::GET, "/events")
-            | (&Method::POST, "/containers/prune")
-            | (&Method::POST, "/networks/prune")
-            | (&Method::POST, "/volumes/prune")
-    )
+    (route.endpoint == Endpoint::Commit)
+        .then(|| route.query.first("container").unwrap_or("").to_string())
 }
 
 /// The `filters` parameter (a JSON object) with `label=<key>=<value>` added
@@ -658,11 +644,11 @@ pub enum Answer {
     BuiltinNetwork,
 }
 
-pub fn answer(method: &Method, route: &Route) -> Answer {
-    match (method, route.pattern) {
-        (&Method::POST, "/volumes/create") => Answer::VolumeCreated,
-        (&Method::GET, "/system/df") => Answer::DiskUsage,
-        (&Method::GET, "/networks/{}") if route.param().is_some_and(is_builtin_network) => {
+pub fn answer(route: &Route) -> Answer {
+    match route.endpoint {
+        Endpoint::VolumeCreate => Answer::VolumeCreated,
+        Endpoint::DiskUsage => Answer::DiskUsage,
+        Endpoint::NetworkInspect if route.param().is_some_and(is_builtin_network) => {
             Answer::BuiltinNetwork
         }
         _ => Answer::Plain,
@@ -750,6 +736,7 @@ fn recount_usage(
 mod tests {
     use super::*;
     use crate::proxy::route::route;
+    use http::Method;
 
     fn owner() -> Owner {
         ("ci.owner".into(), "job-1".into())
@@ -924,12 +911,16 @@ mod tests {
             (Method::POST, "/containers/prune", true),
             (Method::POST, "/networks/prune", true),
             (Method::POST, "/volumes/prune", true),
+            (Method::POST, "/images/prune", true),
             (Method::GET, "/images/json", false),
-            (Method::POST, "/images/prune", false),
             (Method::GET, "/containers/web/json", false),
         ] {
             let route = route(&method, &path.parse().unwrap()).unwrap();
-            assert_eq!(is_filtered(&method, &route), filtered, "{method} {path}");
+            assert_eq!(
+                route.endpoint == Endpoint::Listed,
+                filtered,
+                "{method} {path}"
+            );
         }
     }
 
@@ -1351,7 +1342,7 @@ mod tests {
             (Method::GET, "/containers/json", Answer::Plain),
         ] {
             let route = route(&method, &path.parse().unwrap()).unwrap();
-            assert_eq!(answer(&method, &route), expected, "{method} {path}");
+            assert_eq!(answer(&route), expected, "{method} {path}");
         }
         let mut bridge = json(
             r#"{"Name":"bridge","Containers":{"c1":{"Name":"theirs"}},"IPAM":{},
