@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dindbox::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
+use dindbox::proxy::{ListenAddr, Listener};
 use support::dockerd::{Fake, Seen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -57,24 +57,19 @@ async fn start_with(fake: Fake) -> Harness {
     let fake = fake.spawn(&dir.path().join("dockerd.sock"));
     let shutdown = CancellationToken::new();
     let proxy_socket = dir.path().join("proxy.sock");
-    start_proxy(&dir.path().join("dockerd.sock"), &proxy_socket, &shutdown).await;
+    support::proxy::serve(
+        &dir.path().join("dockerd.sock"),
+        &proxy_socket,
+        Default::default(),
+        &shutdown,
+    )
+    .await;
     Harness {
         _dir: dir,
         proxy_socket,
         fake,
         shutdown,
     }
-}
-
-async fn start_proxy(upstream: &Path, listen: &Path, shutdown: &CancellationToken) {
-    let proxy = Proxy::new(ProxyConfig {
-        upstream: upstream.to_path_buf(),
-        policy: Default::default(),
-    });
-    let listener = Listener::bind(&ListenAddr::Unix(listen.to_path_buf()))
-        .await
-        .unwrap();
-    tokio::spawn(proxy.serve(listener, shutdown.clone()));
 }
 
 /// Writes raw bytes, half-closes, and returns everything the proxy answered.
@@ -261,7 +256,13 @@ async fn a_dead_daemon_gets_a_clear_503() {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let listen = dir.path().join("proxy.sock");
-    start_proxy(&dir.path().join("nobody.sock"), &listen, &shutdown).await;
+    support::proxy::serve(
+        &dir.path().join("nobody.sock"),
+        &listen,
+        Default::default(),
+        &shutdown,
+    )
+    .await;
     let answer = exchange(
         &listen,
         b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n",
@@ -464,7 +465,7 @@ async fn a_proxy_started_before_its_daemon_learns_the_version_when_it_answers() 
         dir.path().join("dockerd.sock"),
         dir.path().join("proxy.sock"),
     );
-    start_proxy(&upstream, &listen, &shutdown).await;
+    support::proxy::serve(&upstream, &listen, Default::default(), &shutdown).await;
     let answer = get(&listen, "/_ping").await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert_eq!(stated_api(&answer), None, "no version to state yet");

@@ -5,16 +5,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use dindbox::proxy::policy::Policy;
-use dindbox::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
 use serde_json::{json, Value};
 use support::dockerd::{Fake, Reply, Seen};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
+use support::proxy::{call, Sent::*};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "ci.owner";
@@ -277,8 +274,8 @@ async fn start() -> Harness {
         owner: Some((KEY.into(), MINE.into())),
         ..Policy::default()
     };
-    start_proxy(&upstream, &mine, owned, &shutdown).await;
-    start_proxy(&upstream, &plain, Policy::default(), &shutdown).await;
+    support::proxy::serve(&upstream, &mine, owned, &shutdown).await;
+    support::proxy::serve(&upstream, &plain, Policy::default(), &shutdown).await;
     Harness {
         _dir: dir,
         mine,
@@ -287,17 +284,6 @@ async fn start() -> Harness {
         daemon,
         shutdown,
     }
-}
-
-async fn start_proxy(upstream: &Path, listen: &Path, policy: Policy, shutdown: &CancellationToken) {
-    let proxy = Proxy::new(ProxyConfig {
-        upstream: upstream.to_path_buf(),
-        policy,
-    });
-    let listener = Listener::bind(&ListenAddr::Unix(listen.to_path_buf()))
-        .await
-        .unwrap();
-    tokio::spawn(proxy.serve(listener, shutdown.clone()));
 }
 
 /// The daemon's answer to a request of a client (or an ownership question).
@@ -310,33 +296,6 @@ fn answer(daemon: &Mutex<Daemon>, seen: &Seen) -> Reply {
             .unwrap()
             .answer(&seen.method, path, seen.query(), &seen.body);
     Reply::json(status, answer.to_string())
-}
-
-/// Sends one request and returns (status, body).
-async fn call(socket: &Path, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
-    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
-    if let Some(body) = body {
-        raw.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    raw.push_str("\r\n");
-    raw.push_str(body.unwrap_or(""));
-    let mut stream = UnixStream::connect(socket).await.unwrap();
-    stream.write_all(raw.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
-        .await
-        .expect("proxy answered in time")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&out).into_owned();
-    let status = answer[9..12].parse().unwrap();
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
 }
 
 fn message(body: &str) -> String {
@@ -370,7 +329,7 @@ async fn another_owners_container_looks_absent_on_every_id_endpoint() {
         ("GET", "/containers/nobodys/json"),
         ("GET", "/containers/ghost/json"),
     ] {
-        let (status, body) = call(&h.mine, method, target, None).await;
+        let (status, body) = call(&h.mine, method, target, Nothing).await;
         assert_eq!(status, 404, "{method} {target}: {body}");
         assert!(
             message(&body).starts_with("No such container: "),
@@ -381,7 +340,7 @@ async fn another_owners_container_looks_absent_on_every_id_endpoint() {
         &h.mine,
         "POST",
         "/containers/theirs/exec",
-        Some(r#"{"Cmd":["sh"]}"#),
+        Json(r#"{"Cmd":["sh"]}"#),
     )
     .await;
     assert_eq!(status, 404, "{body}");
@@ -396,15 +355,15 @@ async fn another_owners_container_looks_absent_on_every_id_endpoint() {
 #[tokio::test]
 async fn ones_own_container_passes_pinned_to_its_full_id() {
     let h = start().await;
-    let (status, _) = call(&h.mine, "GET", "/containers/mine/logs?stdout=1", None).await;
+    let (status, _) = call(&h.mine, "GET", "/containers/mine/logs?stdout=1", Nothing).await;
     assert_eq!(status, 200);
-    let (status, _) = call(&h.mine, "DELETE", "/containers/aaaa?force=1", None).await;
+    let (status, _) = call(&h.mine, "DELETE", "/containers/aaaa?force=1", Nothing).await;
     assert_eq!(status, 200);
     let (status, _) = call(
         &h.mine,
         "POST",
         "/containers/mine/exec",
-        Some(r#"{"Cmd":["sh"]}"#),
+        Json(r#"{"Cmd":["sh"]}"#),
     )
     .await;
     assert_eq!(status, 200);
@@ -427,17 +386,17 @@ async fn ones_own_container_passes_pinned_to_its_full_id() {
 async fn execs_are_owned_through_their_container() {
     let h = start().await;
     for target in ["/exec/e-theirs/json", "/exec/nope/json"] {
-        let (status, body) = call(&h.mine, "GET", target, None).await;
+        let (status, body) = call(&h.mine, "GET", target, Nothing).await;
         assert_eq!(status, 404, "{target}: {body}");
         assert!(
             message(&body).starts_with("No such exec instance: "),
             "{body}"
         );
     }
-    let (status, body) = call(&h.mine, "POST", "/exec/e-theirs/start", Some("{}")).await;
+    let (status, body) = call(&h.mine, "POST", "/exec/e-theirs/start", Json("{}")).await;
     assert_eq!(status, 404, "{body}");
     assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
-    let (status, _) = call(&h.mine, "POST", "/exec/e-mine/resize?h=10&w=10", None).await;
+    let (status, _) = call(&h.mine, "POST", "/exec/e-mine/resize?h=10&w=10", Nothing).await;
     assert_eq!(status, 200);
     assert_eq!(h.forwarded().len(), 1, "{:?}", h.forwarded());
 }
@@ -455,7 +414,7 @@ async fn networks_and_volumes_of_another_owner_look_absent() {
             "get plainvol: no such volume",
         ),
     ] {
-        let (status, body) = call(&h.mine, method, target, None).await;
+        let (status, body) = call(&h.mine, method, target, Nothing).await;
         assert_eq!(status, 404, "{method} {target}: {body}");
         assert_eq!(message(&body), expected);
     }
@@ -463,7 +422,7 @@ async fn networks_and_volumes_of_another_owner_look_absent() {
         &h.mine,
         "POST",
         "/networks/theirnet/connect",
-        Some(r#"{"Container":"mine"}"#),
+        Json(r#"{"Container":"mine"}"#),
     )
     .await;
     assert_eq!(status, 404, "{body}");
@@ -472,7 +431,7 @@ async fn networks_and_volumes_of_another_owner_look_absent() {
         &h.mine,
         "POST",
         "/networks/mynet/disconnect",
-        Some(r#"{"container":"theirs","Force":true}"#),
+        Json(r#"{"container":"theirs","Force":true}"#),
     )
     .await;
     assert_eq!(status, 404, "{body}");
@@ -483,11 +442,11 @@ async fn networks_and_volumes_of_another_owner_look_absent() {
         &h.mine,
         "POST",
         "/networks/mynet/connect",
-        Some(r#"{"Container":"mine"}"#),
+        Json(r#"{"Container":"mine"}"#),
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _) = call(&h.mine, "GET", "/volumes/myvol", None).await;
+    let (status, _) = call(&h.mine, "GET", "/volumes/myvol", Nothing).await;
     assert_eq!(status, 200);
     let forwarded = h.forwarded();
     assert_eq!(forwarded.len(), 1, "{forwarded:?}");
@@ -501,7 +460,7 @@ async fn networks_and_volumes_of_another_owner_look_absent() {
 #[tokio::test]
 async fn the_bridge_network_is_shared_without_its_endpoints() {
     let h = start().await;
-    let (status, body) = call(&h.mine, "GET", "/networks/bridge", None).await;
+    let (status, body) = call(&h.mine, "GET", "/networks/bridge", Nothing).await;
     assert_eq!(status, 200, "{body}");
     let network: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(network["Name"], "bridge");
@@ -528,7 +487,7 @@ async fn lists_prunes_and_events_get_the_owner_filter() {
         ("POST", "/volumes/prune".to_string()),
     ] {
         h.forget();
-        let (status, body) = call(&h.mine, method, &target, None).await;
+        let (status, body) = call(&h.mine, method, &target, Nothing).await;
         assert_eq!(status, 200, "{target}: {body}");
         let seen = h.seen();
         assert_eq!(seen.len(), 1, "{seen:?}");
@@ -545,21 +504,21 @@ async fn lists_prunes_and_events_get_the_owner_filter() {
             assert_eq!(filters["label"]["a=b"], json!(true));
         }
     }
-    let (status, body) = call(&h.mine, "GET", "/containers/json?filters=%5B%5D", None).await;
+    let (status, body) = call(&h.mine, "GET", "/containers/json?filters=%5B%5D", Nothing).await;
     assert_eq!(status, 400, "{body}");
 }
 
 #[tokio::test]
 async fn images_and_disk_usage() {
     let h = start().await;
-    let (status, _) = call(&h.mine, "GET", "/images/json", None).await;
+    let (status, _) = call(&h.mine, "GET", "/images/json", Nothing).await;
     assert_eq!(status, 200);
     assert_eq!(
         h.seen()[0].target,
         "/v1.41/images/json",
         "images are shared"
     );
-    let (status, body) = call(&h.mine, "GET", "/system/df", None).await;
+    let (status, body) = call(&h.mine, "GET", "/system/df", Nothing).await;
     assert_eq!(status, 200);
     let usage: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(usage["Containers"].as_array().unwrap().len(), 1, "{body}");
@@ -614,7 +573,7 @@ async fn a_create_naming_another_owners_objects_is_refused_and_never_forwarded()
             "dindbox: the volume name \"plainvol\" is taken by another owner on this daemon; choose another name",
         ),
     ] {
-        let (got, answer) = call(&h.mine, "POST", "/containers/create", Some(body)).await;
+        let (got, answer) = call(&h.mine, "POST", "/containers/create", Json(body)).await;
         assert_eq!(got, status, "{body}: {answer}");
         assert_eq!(message(&answer), expected, "{body}");
     }
@@ -632,7 +591,7 @@ async fn a_create_naming_ones_own_objects_is_forwarded_with_the_owner_label() {
     let body = r#"{"Image":"b","Labels":{"ci.owner":"job-2"},"HostConfig":{"VolumesFrom":["mine"],"Links":["mine:m"],"NetworkMode":"mynet","Binds":["myvol:/data"],
         "Mounts":[{"Type":"volume","Target":"/anon"}]},
         "NetworkingConfig":{"EndpointsConfig":{"mynet":{},"bridge":{}}}}"#;
-    let (status, answer) = call(&h.mine, "POST", "/containers/create?name=x", Some(body)).await;
+    let (status, answer) = call(&h.mine, "POST", "/containers/create?name=x", Json(body)).await;
     assert_eq!(status, 200, "{answer}");
     let forwarded = h.forwarded();
     assert_eq!(forwarded.len(), 1, "{forwarded:?}");
@@ -674,7 +633,7 @@ async fn a_rename_after_the_check_cannot_point_a_reference_at_another_owners_con
             daemon.rename_after_inspect = true;
         }
         h.forget();
-        let (status, answer) = call(&h.mine, "POST", "/containers/create", Some(body)).await;
+        let (status, answer) = call(&h.mine, "POST", "/containers/create", Json(body)).await;
         assert_eq!(status, 200, "{body}: {answer}");
         let creates: Vec<Value> = h
             .seen()
@@ -701,7 +660,7 @@ async fn connect_and_disconnect_are_forwarded_by_the_checked_ids() {
         "/networks/mynet/connect",
         // A tenant's own NetworkID is refused by the policy (issue 11, class 2);
         // the proxy sets the one it checked.
-        Some(r#"{"Container":"mine","EndpointConfig":{"Aliases":["a"]}}"#),
+        Json(r#"{"Container":"mine","EndpointConfig":{"Aliases":["a"]}}"#),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
@@ -719,7 +678,7 @@ async fn connect_and_disconnect_are_forwarded_by_the_checked_ids() {
         &h.mine,
         "POST",
         "/networks/mynet/disconnect",
-        Some(r#"{"Container":"/mine"}"#),
+        Json(r#"{"Container":"/mine"}"#),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
@@ -742,7 +701,7 @@ async fn volumes_from_a_container_with_a_bind_mount_is_refused_in_every_mode() {
     ] {
         h.forget();
         let body = format!(r#"{{"Image":"b","HostConfig":{{"VolumesFrom":["{source}:ro"]}}}}"#);
-        let (status, answer) = call(socket, "POST", "/containers/create", Some(&body)).await;
+        let (status, answer) = call(socket, "POST", "/containers/create", Json(&body)).await;
         assert_eq!(status, 403, "{source}: {answer}");
         let message = message(&answer);
         assert!(
@@ -766,7 +725,7 @@ async fn without_an_owner_label_volumes_from_costs_one_lookup_and_is_pinned() {
     let h = start().await;
     // A WorkingDir of its own: no image lookup (see the image test below).
     let body = r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"VolumesFrom":["theirs:ro"],"Links":["theirs:t"],"NetworkMode":"theirnet"}}"#;
-    let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(body)).await;
+    let (status, answer) = call(&h.plain, "POST", "/containers/create", Json(body)).await;
     assert_eq!(status, 200, "{answer}");
     let seen = h.seen();
     assert_eq!(
@@ -787,7 +746,7 @@ async fn without_an_owner_label_volumes_from_costs_one_lookup_and_is_pinned() {
         &h.plain,
         "POST",
         "/containers/create",
-        Some(r#"{"Image":"b","HostConfig":{"VolumesFrom":["gone"]}}"#),
+        Json(r#"{"Image":"b","HostConfig":{"VolumesFrom":["gone"]}}"#),
     )
     .await;
     assert_eq!(status, 404, "{answer}");
@@ -799,7 +758,7 @@ async fn without_an_owner_label_volumes_from_costs_one_lookup_and_is_pinned() {
 async fn a_new_named_volume_is_created_owned_before_the_container() {
     let h = start().await;
     let body = r#"{"Image":"b","HostConfig":{"Binds":["fresh:/data"],"Mounts":[{"Type":"volume","Source":"cache","Target":"/c","VolumeOptions":{"Labels":{"kind":"cache"}}}]}}"#;
-    let (status, answer) = call(&h.mine, "POST", "/containers/create", Some(body)).await;
+    let (status, answer) = call(&h.mine, "POST", "/containers/create", Json(body)).await;
     assert_eq!(status, 200, "{answer}");
     let posts: Vec<(String, Value)> = h
         .seen()
@@ -819,7 +778,7 @@ async fn a_new_named_volume_is_created_owned_before_the_container() {
     );
     assert_eq!(posts[2].0, "/v1.41/containers/create");
     // The job owns them now.
-    let (status, _) = call(&h.mine, "GET", "/volumes/fresh", None).await;
+    let (status, _) = call(&h.mine, "GET", "/volumes/fresh", Nothing).await;
     assert_eq!(status, 200);
 }
 
@@ -830,7 +789,7 @@ async fn creating_a_volume_whose_name_another_owner_holds_is_a_conflict() {
         &h.mine,
         "POST",
         "/volumes/create",
-        Some(r#"{"Name":"theirvol"}"#),
+        Json(r#"{"Name":"theirvol"}"#),
     )
     .await;
     assert_eq!(status, 409, "{body}");
@@ -842,7 +801,7 @@ async fn creating_a_volume_whose_name_another_owner_holds_is_a_conflict() {
         &h.mine,
         "POST",
         "/volumes/create",
-        Some(r#"{"Name":"newvol","Labels":{"ci.owner":"job-2"}}"#),
+        Json(r#"{"Name":"newvol","Labels":{"ci.owner":"job-2"}}"#),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -856,9 +815,9 @@ async fn creating_a_volume_whose_name_another_owner_holds_is_a_conflict() {
 #[tokio::test]
 async fn anonymous_volumes_belong_to_the_owner_of_the_containers_mounting_them() {
     let h = start().await;
-    let (status, body) = call(&h.mine, "GET", "/volumes/anon-mine", None).await;
+    let (status, body) = call(&h.mine, "GET", "/volumes/anon-mine", Nothing).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = call(&h.mine, "GET", "/volumes/anon-theirs", None).await;
+    let (status, body) = call(&h.mine, "GET", "/volumes/anon-theirs", Nothing).await;
     assert_eq!(status, 404, "{body}");
     // What compose sends when it recreates a service: the old container's
     // anonymous volume, by name.
@@ -871,7 +830,7 @@ async fn anonymous_volumes_belong_to_the_owner_of_the_containers_mounting_them()
         &h.mine,
         "POST",
         "/containers/create",
-        Some(&recreate("anon-mine")),
+        Json(&recreate("anon-mine")),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -879,7 +838,7 @@ async fn anonymous_volumes_belong_to_the_owner_of_the_containers_mounting_them()
         &h.mine,
         "POST",
         "/containers/create",
-        Some(&recreate("anon-theirs")),
+        Json(&recreate("anon-theirs")),
     )
     .await;
     assert_eq!(status, 409, "{body}");
@@ -895,9 +854,9 @@ async fn anonymous_volumes_belong_to_the_owner_of_the_containers_mounting_them()
 #[tokio::test]
 async fn commit_needs_an_owned_container() {
     let h = start().await;
-    let (status, body) = call(&h.mine, "POST", "/commit?container=theirs&repo=x", None).await;
+    let (status, body) = call(&h.mine, "POST", "/commit?container=theirs&repo=x", Nothing).await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = call(&h.mine, "POST", "/commit?container=mine&repo=x", None).await;
+    let (status, body) = call(&h.mine, "POST", "/commit?container=mine&repo=x", Nothing).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         h.forwarded()[0].target,
@@ -928,13 +887,13 @@ async fn commit_needs_an_owned_container() {
 async fn without_an_owner_label_no_request_costs_an_extra_round_trip() {
     let h = start().await;
     for (method, target, body) in [
-        ("GET", "/containers/theirs/json", None),
-        ("GET", "/containers/json", None),
-        ("POST", "/exec/e-theirs/resize", None),
+        ("GET", "/containers/theirs/json", Nothing),
+        ("GET", "/containers/json", Nothing),
+        ("POST", "/exec/e-theirs/resize", Nothing),
         (
             "POST",
             "/containers/create",
-            Some(
+            Json(
                 // With a WorkingDir of its own, so its image is not looked up,
                 // and no named volume (each is looked up: see below).
                 r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"Links":["theirs"],"NetworkMode":"theirnet","Binds":["/anonymous"]}}"#,
@@ -960,7 +919,7 @@ async fn an_image_s_working_directory_is_checked_and_pinned_in_every_mode() {
             socket,
             "POST",
             "/containers/create",
-            Some(r#"{"Image":"wd-proc"}"#),
+            Json(r#"{"Image":"wd-proc"}"#),
         )
         .await;
         assert_eq!(status, 403, "{answer}");
@@ -980,7 +939,7 @@ async fn an_image_s_working_directory_is_checked_and_pinned_in_every_mode() {
             socket,
             "POST",
             "/containers/create",
-            Some(r#"{"Image":"wd-app"}"#),
+            Json(r#"{"Image":"wd-app"}"#),
         )
         .await;
         assert_eq!(status, 200, "{answer}");
@@ -1001,7 +960,7 @@ async fn an_image_s_working_directory_is_checked_and_pinned_in_every_mode() {
             socket,
             "POST",
             "/containers/create",
-            Some(r#"{"Image":"wd-proc","WorkingDir":"/srv"}"#),
+            Json(r#"{"Image":"wd-proc","WorkingDir":"/srv"}"#),
         )
         .await;
         assert_eq!(status, 200, "{answer}");
@@ -1020,7 +979,7 @@ async fn without_an_owner_label_a_volume_made_with_driver_options_is_not_mounted
         h.forget();
         let body =
             format!(r#"{{"Image":"b","WorkingDir":"/w","HostConfig":{{"Binds":["{bind}"]}}}}"#);
-        let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(&body)).await;
+        let (status, answer) = call(&h.plain, "POST", "/containers/create", Json(&body)).await;
         assert_eq!(status, 403, "{answer}");
         assert!(message(&answer).contains("\"o\":\"bind\""), "{answer}");
         assert!(
@@ -1030,13 +989,13 @@ async fn without_an_owner_label_a_volume_made_with_driver_options_is_not_mounted
         );
     }
     let body = r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"Mounts":[{"Type":"volume","Source":"hostvol","Target":"/x"}]}}"#;
-    let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(body)).await;
+    let (status, answer) = call(&h.plain, "POST", "/containers/create", Json(body)).await;
     assert_eq!(status, 403, "{answer}");
     // A plain volume, and one that does not exist yet, are mounted: one lookup each.
     h.forget();
     let body =
         r#"{"Image":"b","WorkingDir":"/w","HostConfig":{"Binds":["plainvol:/p","fresh:/f"]}}"#;
-    let (status, answer) = call(&h.plain, "POST", "/containers/create", Some(body)).await;
+    let (status, answer) = call(&h.plain, "POST", "/containers/create", Json(body)).await;
     assert_eq!(status, 200, "{answer}");
     let targets: Vec<String> = h.seen().into_iter().map(|s| s.target).collect();
     assert_eq!(

@@ -8,16 +8,14 @@ mod support;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dindbox::proxy::policy::Policy;
-use dindbox::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
 use serde_json::{json, Value};
 use support::dockerd::{Fake, Reply, Seen};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
+use support::proxy::{call, Sent::*};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "ci.owner";
@@ -598,14 +596,7 @@ async fn start() -> Harness {
         (&theirs, owned(THEIRS)),
         (&plain, Policy::default()),
     ] {
-        let proxy = Proxy::new(ProxyConfig {
-            upstream: upstream.clone(),
-            policy,
-        });
-        let listener = Listener::bind(&ListenAddr::Unix(listen.clone()))
-            .await
-            .unwrap();
-        tokio::spawn(proxy.serve(listener, shutdown.clone()));
+        support::proxy::serve(&upstream, listen, policy, &shutdown).await;
     }
     Harness {
         _dir: dir,
@@ -680,34 +671,6 @@ fn build_stream(id: &str, quiet: bool) -> String {
     messages.iter().map(|m| format!("{m}\r\n")).collect()
 }
 
-/// Sends one request and returns (status, body).
-async fn call(socket: &Path, method: &str, target: &str, body: &[u8]) -> (u16, String) {
-    let mut raw = format!(
-        "{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !body.is_empty() {
-        raw.extend_from_slice(b"Content-Type: application/x-tar\r\n");
-    }
-    raw.extend_from_slice(b"\r\n");
-    raw.extend_from_slice(body);
-    let mut stream = UnixStream::connect(socket).await.unwrap();
-    stream.write_all(&raw).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
-        .await
-        .expect("proxy answered in time")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&out).into_owned();
-    let status = answer[9..12].parse().unwrap();
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
 /// A `docker save`-shaped archive tagged `tags`.
 fn archive(tags: &[&str]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
@@ -749,7 +712,7 @@ async fn tagging_over_another_owners_tag_is_refused_and_never_forwarded() {
         "/v1.41/images/mine/tag?repo=docker.io/library/app",
         "/v1.41/images/mine/tag?repo=loaded",
     ] {
-        let answer = call(&h.mine, "POST", target, b"").await;
+        let answer = call(&h.mine, "POST", target, Nothing).await;
         refused(
             &answer,
             if target.contains("loaded") {
@@ -765,13 +728,13 @@ async fn tagging_over_another_owners_tag_is_refused_and_never_forwarded() {
         "/v1.41/images/create?fromSrc=-&repo=app&tag=latest",
         "/v1.41/images/create?fromImage=app&tag=latest",
     ] {
-        refused(&call(&h.mine, "POST", target, b"").await, "app:latest");
+        refused(&call(&h.mine, "POST", target, Nothing).await, "app:latest");
     }
     refused(
-        &call(&h.mine, "DELETE", "/v1.41/images/app", b"").await,
+        &call(&h.mine, "DELETE", "/v1.41/images/app", Nothing).await,
         "app:latest",
     );
-    let by_id = call(&h.mine, "DELETE", "/v1.41/images/theirs0?force=1", b"").await;
+    let by_id = call(&h.mine, "DELETE", "/v1.41/images/theirs0?force=1", Nothing).await;
     assert_eq!(by_id.0, 403, "{by_id:?}");
     assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
     assert_eq!(h.lock_creates(), 0, "a refusal costs no lock container");
@@ -787,7 +750,7 @@ async fn free_and_own_tags_move_and_a_tag_set_here_stays_movable() {
         &h.mine,
         "POST",
         "/v1.41/images/busybox/tag?repo=b-app&tag=latest",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(answer.0, 201, "{answer:?}");
@@ -799,11 +762,23 @@ async fn free_and_own_tags_move_and_a_tag_set_here_stays_movable() {
         h.forwarded()
     );
     // b-app now points to an unlabelled image, but this proxy set it there.
-    let answer = call(&h.mine, "POST", "/v1.41/images/mine/tag?repo=b-app", b"").await;
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/mine/tag?repo=b-app",
+        Nothing,
+    )
+    .await;
     assert_eq!(answer.0, 201, "{answer:?}");
     assert_eq!(h.tag("b-app:latest").as_deref(), Some("sha256:mine000000"));
     // A labelled image of mine: its tag moves.
-    let answer = call(&h.mine, "POST", "/v1.41/images/busybox/tag?repo=mine", b"").await;
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/busybox/tag?repo=mine",
+        Nothing,
+    )
+    .await;
     assert_eq!(answer.0, 201, "{answer:?}");
     h.forget();
     // Builds, commits and imports of free tags pass; commits and imports get
@@ -817,7 +792,7 @@ async fn free_and_own_tags_move_and_a_tag_set_here_stays_movable() {
         ),
         ("/v1.41/images/create?fromSrc=-&repo=b-new", 200),
     ] {
-        let answer = call(&h.mine, "POST", target, b"").await;
+        let answer = call(&h.mine, "POST", target, Nothing).await;
         assert_eq!(answer.0, status, "{target}: {answer:?}");
         assert!(!answer.1.contains("error"), "{target}: {answer:?}");
     }
@@ -841,7 +816,7 @@ async fn free_and_own_tags_move_and_a_tag_set_here_stays_movable() {
     );
     assert_eq!(h.tag("b-new:latest").as_deref(), Some(&*h.newest()));
     // rmi of a tag set here passes and is forgotten.
-    let answer = call(&h.mine, "DELETE", "/v1.41/images/b-app", b"").await;
+    let answer = call(&h.mine, "DELETE", "/v1.41/images/b-app", Nothing).await;
     assert_eq!(answer.0, 200, "{answer:?}");
     assert_eq!(h.tag("b-app:latest"), None);
 }
@@ -854,7 +829,7 @@ async fn pulls_refresh_shared_images_but_record_only_free_tags() {
         &h.mine,
         "POST",
         "/v1.41/images/create?fromImage=busybox&tag=latest",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
@@ -872,14 +847,20 @@ async fn pulls_refresh_shared_images_but_record_only_free_tags() {
         .images
         .iter_mut()
         .for_each(|i| i.digests.clear());
-    let answer = call(&h.mine, "POST", "/v1.41/images/mine/tag?repo=busybox", b"").await;
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/mine/tag?repo=busybox",
+        Nothing,
+    )
+    .await;
     assert_eq!(answer.0, 403, "{answer:?}");
     // A free tag pulled here is recorded once the answer has streamed.
     let answer = call(
         &h.mine,
         "POST",
         "/v1.41/images/create?fromImage=b-pulled&tag=1",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
@@ -887,7 +868,7 @@ async fn pulls_refresh_shared_images_but_record_only_free_tags() {
         &h.mine,
         "POST",
         "/v1.41/images/mine/tag?repo=b-pulled&tag=1",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(answer.0, 201, "{answer:?}");
@@ -895,7 +876,7 @@ async fn pulls_refresh_shared_images_but_record_only_free_tags() {
         &h.mine,
         "POST",
         "/v1.41/images/create?fromImage=busybox",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(all.0, 403, "pull -a: {all:?}");
@@ -916,7 +897,7 @@ async fn a_pull_goes_to_dockerd_by_digest_and_the_proxy_sets_the_tag() {
         &h.mine,
         "POST",
         "/v1.41/images/create?fromImage=b-pulled&tag=1&platform=linux%2Famd64",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -956,7 +937,7 @@ async fn a_pull_goes_to_dockerd_by_digest_and_the_proxy_sets_the_tag() {
         &h.mine,
         "POST",
         "/v1.41/images/create?fromImage=b-pulled:1",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(
@@ -1008,7 +989,7 @@ async fn a_pull_whose_tag_cannot_be_resolved_fails_and_nothing_is_pulled() {
             "manifest unknown",
         ),
     ] {
-        let answer = call(&h.mine, "POST", target, b"").await;
+        let answer = call(&h.mine, "POST", target, Nothing).await;
         assert_eq!(answer.0, status, "{answer:?}");
         let message: Value = serde_json::from_str(&answer.1).unwrap();
         let message = message["message"].as_str().unwrap();
@@ -1030,7 +1011,7 @@ async fn a_load_over_another_owners_tag_is_broken_off_before_dockerd_tags() {
         gzip(&archive(&["x:1", "docker.io/library/app"])),
     ] {
         h.forget();
-        let answer = call(&h.mine, "POST", "/v1.41/images/load?quiet=1", &body).await;
+        let answer = call(&h.mine, "POST", "/v1.41/images/load?quiet=1", Tar(&body)).await;
         refused(&answer, "app:latest");
         let forwarded = h.forwarded();
         assert!(
@@ -1050,7 +1031,7 @@ async fn a_load_of_free_tags_passes_whole_and_its_tags_become_movable() {
         (gzip(&archive(&["b-gz:1"])), "b-gz:1"),
     ] {
         h.forget();
-        let answer = call(&h.mine, "POST", "/v1.41/images/load?quiet=1", &body).await;
+        let answer = call(&h.mine, "POST", "/v1.41/images/load?quiet=1", Tar(&body)).await;
         assert_eq!(answer.0, 200, "{answer:?}");
         let shown = if tag.contains(':') {
             tag.to_string()
@@ -1083,14 +1064,14 @@ async fn a_load_of_free_tags_passes_whole_and_its_tags_become_movable() {
         // Loaded here: movable and removable by this owner.
         let (repo, t) = tag.split_once(':').unwrap_or((tag, "latest"));
         let target = format!("/v1.41/images/mine/tag?repo={repo}&tag={t}");
-        assert_eq!(call(&h.mine, "POST", &target, b"").await.0, 201);
+        assert_eq!(call(&h.mine, "POST", &target, Nothing).await.0, 201);
     }
     // Loading it again over a tag this proxy set passes too.
     let answer = call(
         &h.mine,
         "POST",
         "/v1.41/images/load",
-        &archive(&["b-app:latest"]),
+        Tar(&archive(&["b-app:latest"])),
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
@@ -1115,7 +1096,7 @@ async fn hostile_load_archives_are_refused_with_a_reason() {
         (gzip(&gzip(&archive(&["b:1"]))), "compressed twice"),
         (archive(&["b:1"])[..700].to_vec(), "truncated"),
     ] {
-        let (status, answer) = call(&h.mine, "POST", "/v1.41/images/load", &body).await;
+        let (status, answer) = call(&h.mine, "POST", "/v1.41/images/load", Tar(&body)).await;
         assert_eq!(status, 400, "{why}: {answer}");
         assert!(answer.contains(why), "{why}: {answer}");
     }
@@ -1129,13 +1110,13 @@ async fn box_mode_checks_no_tag_and_streams_loads_untouched() {
         &h.plain,
         "POST",
         "/v1.41/images/load",
-        &archive(&["app:latest"]),
+        Tar(&archive(&["app:latest"])),
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
     assert_ne!(h.tag("app:latest").as_deref(), Some("sha256:theirs0000"));
     assert_eq!(
-        call(&h.plain, "POST", "/v1.41/images/mine/tag?repo=app", b"")
+        call(&h.plain, "POST", "/v1.41/images/mine/tag?repo=app", Nothing)
             .await
             .0,
         201
@@ -1159,7 +1140,7 @@ fn tag_requests(h: &Harness) -> Vec<String> {
 #[tokio::test]
 async fn a_build_tags_its_image_itself_and_prints_each_tag_as_dockerd_does() {
     let h = start().await;
-    let answer = call(&h.mine, "POST", "/v1.41/build?t=b-app&t=b-app:v2", b"").await;
+    let answer = call(&h.mine, "POST", "/v1.41/build?t=b-app&t=b-app:v2", Nothing).await;
     assert_eq!(answer.0, 200, "{answer:?}");
     let id = h.newest();
     let build = &h.forwarded()[0];
@@ -1194,11 +1175,17 @@ async fn a_build_tags_its_image_itself_and_prints_each_tag_as_dockerd_does() {
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{answer:?}");
     assert!(!answer.1.contains("error"), "{answer:?}");
     // Quiet: no "Successfully" lines from the proxy either.
-    let quiet = call(&h.mine, "POST", "/v1.41/build?t=b-q&q=1", b"").await;
+    let quiet = call(&h.mine, "POST", "/v1.41/build?t=b-q&q=1", Nothing).await;
     assert!(!quiet.1.contains("Successfully tagged"), "{quiet:?}");
     assert_eq!(h.tag("b-q:latest"), Some(h.newest()));
     // Set here: the tag stays movable by its owner.
-    let answer = call(&h.mine, "POST", "/v1.41/images/mine/tag?repo=b-app", b"").await;
+    let answer = call(
+        &h.mine,
+        "POST",
+        "/v1.41/images/mine/tag?repo=b-app",
+        Nothing,
+    )
+    .await;
     assert_eq!(answer.0, 201, "{answer:?}");
 }
 
@@ -1212,7 +1199,7 @@ async fn race(h: &Harness, path: &str, target: &'static str) -> (u16, String) {
 async fn race_with(h: &Harness, path: &str, target: &'static str, body: Vec<u8>) -> (u16, String) {
     let release = h.slow(path);
     let socket = h.mine.clone();
-    let client = tokio::spawn(async move { call(&socket, "POST", target, &body).await });
+    let client = tokio::spawn(async move { call(&socket, "POST", target, Tar(&body)).await });
     for _ in 0..200 {
         if h.got(path) {
             break;
@@ -1293,7 +1280,7 @@ async fn commits_and_imports_tag_their_image_themselves() {
         &h.mine,
         "POST",
         "/v1.41/commit?container=c&repo=b-c&tag=1",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(answer.0, 201, "{answer:?}");
@@ -1307,7 +1294,7 @@ async fn commits_and_imports_tag_their_image_themselves() {
         &h.mine,
         "POST",
         "/v1.41/images/create?fromSrc=-&repo=b-i",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
@@ -1394,7 +1381,7 @@ async fn each_image_of_a_load_gets_its_own_tags_and_untagged_ids_print_as_docker
         &h.mine,
         "POST",
         "/v1.41/images/load",
-        &two_images(&["b-one:1"], &["b-two:2", "b-two:3"]),
+        Tar(&two_images(&["b-one:1"], &["b-two:2", "b-two:3"])),
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
@@ -1418,7 +1405,7 @@ async fn each_image_of_a_load_gets_its_own_tags_and_untagged_ids_print_as_docker
         &h.mine,
         "POST",
         "/v1.41/images/load",
-        &two_images(&["b-three:1"], &[]),
+        Tar(&two_images(&["b-three:1"], &[])),
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
@@ -1440,7 +1427,7 @@ async fn each_image_of_a_load_gets_its_own_tags_and_untagged_ids_print_as_docker
         &h.mine,
         "POST",
         "/v1.41/images/load",
-        &tar.into_inner().unwrap(),
+        Tar(&tar.into_inner().unwrap()),
     )
     .await;
     assert_eq!(status, 400, "{answer}");
@@ -1501,7 +1488,7 @@ async fn in_the_containerd_store_a_load_is_tagged_by_its_index_entries() {
         &h.mine,
         "POST",
         "/v1.41/images/load",
-        &containerd_save(&digest, ["c-one:latest", "c-one:v2"]),
+        Tar(&containerd_save(&digest, ["c-one:latest", "c-one:v2"])),
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
@@ -1530,7 +1517,7 @@ async fn in_the_containerd_store_a_load_is_tagged_by_its_index_entries() {
         ("index.json", index.to_string().into_bytes()),
         ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
     ]);
-    let answer = call(&h.mine, "POST", "/v1.41/images/load", &oci).await;
+    let answer = call(&h.mine, "POST", "/v1.41/images/load", Tar(&oci)).await;
     assert_eq!(answer.0, 200, "{answer:?}");
     assert_eq!(h.tag("c-oci:1").as_ref(), Some(&named));
     assert!(answer.1.contains("Loaded image: c-oci:1"), "{answer:?}");
@@ -1549,7 +1536,7 @@ async fn in_the_containerd_store_a_load_is_tagged_by_its_index_entries() {
         ("index.json", index.to_string().into_bytes()),
         ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
     ]);
-    let answer = call(&h.mine, "POST", "/v1.41/images/load", &oci).await;
+    let answer = call(&h.mine, "POST", "/v1.41/images/load", Tar(&oci)).await;
     refused(&answer, "app:latest");
     assert_eq!(h.tag("app:latest"), theirs);
 }
@@ -1562,7 +1549,7 @@ async fn in_the_classic_store_the_same_archive_is_tagged_by_its_manifest() {
         &h.mine,
         "POST",
         "/v1.41/images/load",
-        &containerd_save(&digest, ["k-one:latest", "k-one:v2"]),
+        Tar(&containerd_save(&digest, ["k-one:latest", "k-one:v2"])),
     )
     .await;
     assert_eq!(answer.0, 200, "{answer:?}");
@@ -1620,7 +1607,13 @@ async fn two_owners_tagging_one_free_tag_at_once_set_it_once() {
     let release = h.slow(path);
     let mine = h.mine.clone();
     let first = tokio::spawn(async move {
-        call(&mine, "POST", "/v1.41/images/mine/tag?repo=free&tag=1", b"").await
+        call(
+            &mine,
+            "POST",
+            "/v1.41/images/mine/tag?repo=free&tag=1",
+            Nothing,
+        )
+        .await
     });
     wait_until("dockerd got job-1's tag", || h.got(path)).await;
     // job-2's proxy tags the same free tag meanwhile: its lock is taken.
@@ -1630,7 +1623,7 @@ async fn two_owners_tagging_one_free_tag_at_once_set_it_once() {
             &theirs,
             "POST",
             "/v1.41/images/theirs0/tag?repo=free&tag=1",
-            b"",
+            Nothing,
         )
         .await
     });
@@ -1656,7 +1649,7 @@ async fn a_stale_lock_is_removed_by_its_id_and_the_tag_set() {
         &h.mine,
         "POST",
         "/v1.41/images/mine/tag?repo=free&tag=2",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(answer.0, 201, "{answer:?}");
@@ -1681,7 +1674,7 @@ async fn a_lock_held_too_long_refuses_the_tag_and_is_left_alone() {
         &h.mine,
         "POST",
         "/v1.41/images/mine/tag?repo=free&tag=3",
-        b"",
+        Nothing,
     )
     .await;
     assert_eq!(answer.0, 409, "{answer:?}");
@@ -1707,7 +1700,7 @@ async fn builds_loads_and_pulls_set_their_tags_under_the_lock_and_release_it() {
         ("/v1.41/commit?container=c&repo=l-committed", Vec::new()),
     ] {
         let before = h.lock_creates();
-        let answer = call(&h.mine, "POST", target, &body).await;
+        let answer = call(&h.mine, "POST", target, Tar(&body)).await;
         assert!(answer.0 < 300, "{target}: {answer:?}");
         assert_eq!(h.lock_creates(), before + 1, "{target}");
         assert!(h.locks().is_empty(), "{target}: {:?}", h.locks());
@@ -1730,7 +1723,7 @@ async fn tenants_cannot_create_or_rename_containers_to_a_lock_name() {
         "/v1.41/containers/create?name=/dindbox-taglock-x",
         "/v1.41/containers/web/rename?name=dindbox-taglock-x",
     ] {
-        let answer = call(&h.mine, "POST", target, b"").await;
+        let answer = call(&h.mine, "POST", target, Nothing).await;
         assert_eq!(answer.0, 403, "{target}: {answer:?}");
         assert!(answer.1.contains("tag locks"), "{answer:?}");
     }

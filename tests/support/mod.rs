@@ -2,3 +2,4 @@
 
 pub mod dockerd;
 pub mod policy;
+pub mod proxy;
