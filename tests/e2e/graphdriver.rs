@@ -32,7 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    self, harness, harness_for_suite, left_by_a_dead_run, poll, run, unique, DindBox, Harness, Out,
+    harness, harness_for_suite, left_by_a_dead_run, poll, run, unique, DindBox, Harness, Out,
     PREFIX,
 };
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -776,25 +776,12 @@ fn a_box_without_mount_propagation_refuses_to_start_and_says_how() {
         &["--mount", &mount, "-v", &sockets, "-e", &env],
         &[],
     );
-    let exited = poll(Duration::from_secs(60), || {
-        (b.state("{{.State.Running}}") == "false").then_some(())
-    });
-    assert!(exited.is_some(), "the box kept running");
-    assert_ne!(b.state("{{.State.ExitCode}}"), "0");
-    let logs = h.outer(&["logs", &b.name]);
-    let text = harness::strip_ansi(&format!("{}{}", logs.stdout, logs.stderr));
-    for needle in [
+    b.assert_refused_at_boot(&[
         "/var/lib/docker is a private mount",
         path_str(&area.storage),
         "mount --make-shared",
         "bind-propagation=rslave",
-    ] {
-        assert!(text.contains(needle), "{needle:?} not in the log:\n{text}");
-    }
-    assert!(
-        !text.contains("dockerd started"),
-        "dockerd was started:\n{text}"
-    );
+    ]);
 }
 
 #[test]
@@ -807,22 +794,9 @@ fn a_box_on_dockerd_28_refuses_graphdriver_mode_and_says_why() {
     let args = area.box_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let b = DindBox::launch_storage(h, "gd-28", &args, &[]);
-    let exited = poll(Duration::from_secs(60), || {
-        (b.state("{{.State.Running}}") == "false").then_some(())
-    });
-    assert!(exited.is_some(), "the box kept running");
-    assert_ne!(b.state("{{.State.ExitCode}}"), "0");
-    let logs = h.outer(&["logs", &b.name]);
-    let text = harness::strip_ansi(&format!("{}{}", logs.stdout, logs.stderr));
-    for needle in [
+    b.assert_refused_at_boot(&[
         "the inner dockerd is 28.",
         "Docker 28 removed graphdriver plugins",
         "unset DINDBOX_GRAPHDRIVER",
-    ] {
-        assert!(text.contains(needle), "{needle:?} not in the log:\n{text}");
-    }
-    assert!(
-        !text.contains("dockerd started"),
-        "dockerd was started:\n{text}"
-    );
+    ]);
 }

@@ -729,6 +729,25 @@ impl<'h> DindBox<'h> {
             .to_owned()
     }
 
+    /// Waits for the box to exit at boot, and asserts that it failed, that
+    /// its log says each of `needles`, and that dockerd was never started.
+    pub fn assert_refused_at_boot(&self, needles: &[&str]) {
+        let exited = poll(Duration::from_secs(60), || {
+            (self.state("{{.State.Running}}") == "false").then_some(())
+        });
+        assert!(exited.is_some(), "the box kept running");
+        assert_ne!(self.state("{{.State.ExitCode}}"), "0");
+        let logs = self.h.outer(&["logs", &self.name]);
+        let text = strip_ansi(&format!("{}{}", logs.stdout, logs.stderr));
+        for needle in needles {
+            assert!(text.contains(needle), "{needle:?} not in the log:\n{text}");
+        }
+        assert!(
+            !text.contains("dockerd started"),
+            "dockerd was started:\n{text}"
+        );
+    }
+
     /// The image id `tag` points to, asked of the daemon directly (empty: no such tag).
     pub fn points_to(&self, tag: &str) -> String {
         self.exec(&format!(
