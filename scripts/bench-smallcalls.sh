@@ -11,6 +11,9 @@
 #
 #   BENCH_ROUNDS=3   rounds
 #   BENCH_SECONDS=3  seconds a run
+#   BENCH_CALLGRIND=1  also count the proxy's instructions per request under
+#                      valgrind's callgrind (1 client): a figure the machine's
+#                      load does not move, for comparing two builds
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -76,4 +79,24 @@ for path in /_ping /containers/json; do
         row+=$(printf ' | dindbox/socat req/s %.2f' "$(stats ratio "$key.dindbox" "$key.socat" 1)")
         echo "  $row"
     done
+done
+
+[ "${BENCH_CALLGRIND:-0}" = 1 ] || exit 0
+command -v valgrind >/dev/null || die "BENCH_CALLGRIND=1 needs valgrind (apt-get install valgrind)"
+echo
+echo "== the proxy's instructions per request (callgrind, 1 client, after a warm-up)"
+for path in /_ping /containers/json; do
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
+        "$bin/dindbox" proxy --ds "$upstream" --ls "$dir/cg.sock" >/dev/null 2>&1 &
+    vg=$!
+    for ((i = 0; i < 100; i++)); do [ -S "$dir/cg.sock" ] && break; sleep 0.2; done
+    "$bin/examples/loadgen" "$dir/cg.sock" "$path" 1 2 >/dev/null
+    callgrind_control -z "$vg" >/dev/null 2>&1
+    line=$("$bin/examples/loadgen" "$dir/cg.sock" "$path" 1 "$seconds")
+    callgrind_control -d "$vg" >/dev/null 2>&1
+    kill "$vg"; wait "$vg" 2>/dev/null || true
+    requests=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
+    total=$(callgrind_annotate "$dir/cg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    printf '  %-17s %6d instructions a request (%d requests)\n' "$path" $((total / requests)) "$requests"
+    rm -f "$dir"/cg.out* "$dir/cg.sock"
 done

@@ -8,21 +8,24 @@
 
 use std::sync::RwLock;
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// The headers dockerd sets on every answer, whatever the endpoint.
-const NAMES: [HeaderName; 4] = [
+static NAMES: [HeaderName; 4] = [
     HeaderName::from_static("server"),
     HeaderName::from_static("api-version"),
     HeaderName::from_static("ostype"),
     HeaderName::from_static("docker-experimental"),
 ];
 
-/// The last seen values of [`NAMES`] (none until dockerd answered once).
+/// The last seen values of [`NAMES`], in their order (none until dockerd
+/// answered once).
 #[derive(Debug, Default)]
 pub struct DaemonHeaders {
-    seen: RwLock<Option<HeaderMap>>,
+    seen: RwLock<Option<Values>>,
 }
+
+type Values = [Option<HeaderValue>; 4];
 
 impl DaemonHeaders {
     /// Remembers dockerd's values from one of its answers (as the client
@@ -32,30 +35,29 @@ impl DaemonHeaders {
         if !answer.contains_key(&NAMES[0]) {
             return;
         }
-        let unchanged =
-            |seen: &HeaderMap| NAMES.iter().all(|name| seen.get(name) == answer.get(name));
+        let unchanged = |seen: &Values| {
+            let mut pairs = NAMES.iter().zip(seen);
+            pairs.all(|(name, value)| value.as_ref() == answer.get(name))
+        };
         if self.read().as_ref().is_some_and(unchanged) {
             return;
         }
-        let mut picked = HeaderMap::with_capacity(NAMES.len());
-        for name in &NAMES {
-            if let Some(value) = answer.get(name) {
-                picked.insert(name.clone(), value.clone());
-            }
-        }
-        *self.seen.write().unwrap_or_else(|e| e.into_inner()) = Some(picked);
+        let values = std::array::from_fn(|i| answer.get(&NAMES[i]).cloned());
+        *self.seen.write().unwrap_or_else(|e| e.into_inner()) = Some(values);
     }
 
     /// Puts dockerd's values on an answer the proxy gives itself.
     pub fn stamp(&self, answer: &mut HeaderMap) {
         if let Some(seen) = self.read().as_ref() {
-            for (name, value) in seen {
-                answer.insert(name.clone(), value.clone());
+            for (name, value) in NAMES.iter().zip(seen) {
+                if let Some(value) = value {
+                    answer.insert(name.clone(), value.clone());
+                }
             }
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<HeaderMap>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<Values>> {
         self.seen.read().unwrap_or_else(|e| e.into_inner())
     }
 }

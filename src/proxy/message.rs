@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -102,7 +102,24 @@ pub(super) fn forward_content_type(headers: &mut HeaderMap, body_type: check::Bo
 
 /// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1).
 /// Upgrade negotiation is kept only on the hijack endpoints.
+/// The hop-by-hop headers besides `Connection` and `Upgrade` (RFC 9110 §7.6.1),
+/// as names: a name given as text is parsed again on every removal.
+static HOP_BY_HOP: [HeaderName; 5] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // One pass over a handful of names costs less than the removals' lookups.
+    let is_hop_by_hop = |name: &HeaderName| {
+        name == header::CONNECTION || name == header::UPGRADE || HOP_BY_HOP.contains(name)
+    };
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -114,13 +131,7 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in named {
         headers.remove(name.as_str());
     }
-    for name in [
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-    ] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if !keep_upgrade {

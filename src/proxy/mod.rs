@@ -61,6 +61,9 @@ use self::version::{ApiVersion, DaemonApi, Window};
 /// request reserves its Content-Length (the body limit when chunked) before
 /// its body is read, and gives it back when the request is done.
 const BODY_BUDGET: usize = 64 << 20;
+/// dockerd's preferred builder, stated on `/_ping`: `1` (classic) unless
+/// BuildKit is allowed.
+const BUILDER_VERSION: header::HeaderName = header::HeaderName::from_static("builder-version");
 /// How long a request waits for room in [`BODY_BUDGET`] before a 503.
 const BODY_BUDGET_WAIT: Duration = Duration::from_secs(3);
 /// Bodies at least this large are checked on the blocking pool, not on the
@@ -307,7 +310,6 @@ impl Proxy {
             return Err(refusal);
         }
         let mut response = sent?;
-        self.daemon_api.heard_in(response.headers());
         self.advertise_only_what_is_allowed(response.headers_mut());
         self.daemon_headers.remember(response.headers());
         if let Some(images) = images {
@@ -465,9 +467,9 @@ impl Proxy {
     /// Clients negotiate from `Api-Version` (and `Builder-Version` on `/_ping`):
     /// never let them pick a version or a builder the proxy would refuse.
     fn advertise_only_what_is_allowed(&self, headers: &mut HeaderMap) {
-        self.daemon_api.advertise(headers);
-        if !self.policy.allow_buildkit && headers.contains_key("builder-version") {
-            headers.insert("builder-version", HeaderValue::from_static("1"));
+        self.daemon_api.relay(headers);
+        if !self.policy.allow_buildkit && headers.contains_key(BUILDER_VERSION) {
+            headers.insert(BUILDER_VERSION, HeaderValue::from_static("1"));
         }
     }
 }

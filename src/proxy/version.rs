@@ -20,7 +20,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use tracing::{info, warn};
 
@@ -144,6 +144,9 @@ pub fn newer_than_policy(daemon_max: ApiVersion) -> Option<String> {
     })
 }
 
+/// The header every answer states its newest API version in.
+const API_VERSION: HeaderName = HeaderName::from_static("api-version");
+
 /// The daemon's newest API version as it last stated it, shared by every
 /// connection; unknown until the daemon first answers.
 #[derive(Debug, Default)]
@@ -192,11 +195,27 @@ impl DaemonApi {
         }
     }
 
+    /// Records the `Api-Version` an answer of the daemon states, and makes it
+    /// state the window's newest instead where they differ (a daemon newer
+    /// than the policy).
+    pub fn relay(&self, headers: &mut HeaderMap) {
+        let stated = stated_version(headers);
+        if let Some(version) = stated {
+            self.heard(version);
+        }
+        match self.window() {
+            Some(window) if stated != Some(window.max) => {
+                headers.insert(API_VERSION, window.max.header());
+            }
+            _ => {}
+        }
+    }
+
     /// Makes an answer state the window's newest version, as dockerd states
     /// its own: clients negotiate from `Api-Version` (`/_ping` above all).
     pub fn advertise(&self, headers: &mut HeaderMap) {
         if let Some(window) = self.window() {
-            headers.insert("api-version", window.max.header());
+            headers.insert(API_VERSION, window.max.header());
         }
     }
 }
@@ -204,7 +223,7 @@ impl DaemonApi {
 /// The version in an `Api-Version` header.
 pub fn stated_version(headers: &HeaderMap) -> Option<ApiVersion> {
     headers
-        .get("api-version")
+        .get(API_VERSION)
         .and_then(|v| v.to_str().ok())
         .and_then(ApiVersion::parse)
 }
