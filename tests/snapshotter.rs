@@ -564,3 +564,44 @@ async fn two_boxes_on_one_root_cannot_reach_each_other() {
     assert!(!two.host_view(&m2[0]).join("secret").exists());
     assert_eq!(stat(&mut c1, "A").await.unwrap().name, "A");
 }
+
+#[tokio::test]
+async fn extraction_overlays_are_volatile_and_remount_after_a_crash() {
+    if skip_unless_root("volatile") {
+        return;
+    }
+    let (_tmp, root) = new_root();
+    let mut server = Server::start(&root, "box", &[]);
+    let mut c = server.client().await;
+    prepare(&mut c, "moby/1/extract-1-a sha256:A", "")
+        .await
+        .unwrap();
+    commit(&mut c, "moby/2/sha256:A", "moby/1/extract-1-a sha256:A")
+        .await
+        .unwrap();
+    let key = "moby/3/extract-2-b sha256:B";
+    let mounts = prepare(&mut c, key, "moby/2/sha256:A").await.unwrap();
+    prepare(&mut c, "moby/4/container", "moby/2/sha256:A")
+        .await
+        .unwrap();
+    let mountinfo = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let overlays: Vec<String> = mountinfo(server.child.id())
+        .lines()
+        .filter(|l| l.contains(" - overlay "))
+        .map(String::from)
+        .collect();
+    assert_eq!(overlays.len(), 2, "{overlays:?}");
+    assert_eq!(
+        overlays.iter().filter(|l| l.contains("volatile")).count(),
+        1,
+        "only the extraction is volatile: {overlays:?}"
+    );
+    // The server crashes and its mounts go: the restarted one mounts the
+    // extraction again, and it works on.
+    server.crash_and_restart();
+    let view = server.host_view(&mounts[0]);
+    std::fs::write(view.join("after"), "x").unwrap();
+    let mut c = server.client().await;
+    commit(&mut c, "moby/5/sha256:B", key).await.unwrap();
+    assert_eq!(stat(&mut c, "moby/5/sha256:B").await.unwrap().kind, 3);
+}

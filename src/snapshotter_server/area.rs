@@ -29,10 +29,12 @@ use tracing::{info, warn};
 use super::store::Usage;
 use crate::graphdriver_server::beneath::Dir;
 use crate::graphdriver_server::home::{open_home, OpenHomeError};
-use crate::graphdriver_server::overlay::{overlay_options, OverlayMount};
+use crate::graphdriver_server::overlay::{overlay_options, OverlayMount, MAX_MOUNT_DATA};
 
 /// The marker file in `shared/`: init reads it to know the area is mounted.
 pub const MARKER: &str = ".dindbox-snapshotter";
+/// The most mounts [`Area::unmount`] takes off one mount point.
+const MAX_STACKED: usize = 16;
 
 /// What to mount at `shared/<id>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +44,15 @@ pub enum Plan {
     /// A committed snapshot's `fs`, read-only (a view of one layer).
     Parent(u64),
     /// Overlay of the parents (nearest first), over the snapshot's own
-    /// `fs`/`work` unless read-only.
-    Overlay { lowers: Vec<u64>, readonly: bool },
+    /// `fs`/`work` unless read-only. `volatile` (layer extraction) skips
+    /// the sync of the whole host file system that unmounting an overlay
+    /// otherwise does: containerd's own overlayfs snapshotter writes
+    /// extracted layers without any sync either.
+    Overlay {
+        lowers: Vec<u64>,
+        readonly: bool,
+        volatile: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +220,11 @@ impl Area {
             Plan::Parent(parent) => {
                 bind(&self.snapshot_sub(*parent, "fs")?, true).map_err(failed)?;
             }
-            Plan::Overlay { lowers, readonly } => {
+            Plan::Overlay {
+                lowers,
+                readonly,
+                volatile,
+            } => {
                 // The descriptors behind the /proc/self/fd paths live until the mount is done.
                 let lower_dirs = lowers
                     .iter()
@@ -222,6 +235,13 @@ impl Area {
                 } else {
                     Some((self.snapshot_sub(id, "fs")?, self.snapshot_sub(id, "work")?))
                 };
+                if let Some((_, work)) = &upper {
+                    // Left by a volatile mount that never unmounted cleanly
+                    // (a host crash): the kernel refuses to mount until it is
+                    // gone (Documentation/filesystems/overlayfs.rst).
+                    work.remove(OsStr::new("incompat"))
+                        .map_err(self.io("cleaning", format!("snapshots/{id}/work")))?;
+                }
                 let data = overlay_options(&OverlayMount {
                     lowers: lower_dirs.iter().map(Dir::path).collect(),
                     upper: upper.as_ref().map(|(f, w)| (f.path(), w.path())),
@@ -229,14 +249,24 @@ impl Area {
                     redirect_off: false,
                 })
                 .map_err(|e| failed(io::Error::other(e)))?;
-                nix::mount::mount(
-                    Some("overlay"),
-                    &target.path(),
-                    Some("overlay"),
-                    MsFlags::empty(),
-                    Some(data.as_str()),
-                )
-                .map_err(|e| failed(e.into()))?;
+                let mount = |data: &str| {
+                    nix::mount::mount(
+                        Some("overlay"),
+                        &target.path(),
+                        Some("overlay"),
+                        MsFlags::empty(),
+                        Some(data),
+                    )
+                };
+                let volatile_data = format!("{data},volatile");
+                let mounted =
+                    if *volatile && upper.is_some() && volatile_data.len() <= MAX_MOUNT_DATA {
+                        // A kernel before 5.10 has no `volatile`.
+                        mount(&volatile_data).or_else(|_| mount(&data))
+                    } else {
+                        mount(&data)
+                    };
+                mounted.map_err(|e| failed(e.into()))?;
             }
         }
         Ok(())
@@ -257,7 +287,11 @@ impl Area {
         let target = shared
             .child(OsStr::new(&name))
             .map_err(self.io("unmounting", format!("shared/{id}")))?;
-        while is_mount_point(&shared, &name) {
+        // Mounts may be stacked there; a bounded number of them.
+        for _ in 0..MAX_STACKED {
+            if !is_mount_point(&shared, &name) {
+                break;
+            }
             nix::mount::umount2(&target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
                 .map_err(|e| self.io("unmounting", format!("shared/{id}"))(e.into()))?;
         }

@@ -141,6 +141,16 @@ fn check_labels(labels: HashMap<String, String>) -> Result<BTreeMap<String, Stri
     Ok(labels.into_iter().collect())
 }
 
+/// Whether a key is containerd's for unpacking a layer: `extract-…`
+/// (`snapshots.UnpackKeyPrefix`), behind the metadata store's
+/// `<namespace>/<n>/`. The box chooses it; it only decides whether its own
+/// layer is synced to disk at unmount.
+fn is_extraction(key: &str) -> bool {
+    key.splitn(3, '/')
+        .nth(2)
+        .is_some_and(|k| k.starts_with("extract-"))
+}
+
 fn info(key: &str, record: &Record) -> Info {
     Info {
         kind: match record.kind {
@@ -166,7 +176,7 @@ impl Inner {
                 continue;
             }
             match self
-                .plan(record)
+                .plan(key, record)
                 .and_then(|plan| Ok(self.area.mount(record.id, &plan)?))
             {
                 Ok(()) => remounted += 1,
@@ -183,7 +193,7 @@ impl Inner {
     }
 
     /// How a record is mounted (overlay.go's `mounts`).
-    fn plan(&self, record: &Record) -> Result<Plan, ServiceError> {
+    fn plan(&self, key: &str, record: &Record) -> Result<Plan, ServiceError> {
         let readonly = record.kind == Kind::View;
         let lowers: Vec<u64> = self
             .store
@@ -194,13 +204,22 @@ impl Inner {
         Ok(match (lowers.as_slice(), readonly) {
             ([], _) => Plan::Own { readonly },
             ([only], true) => Plan::Parent(*only),
-            _ => Plan::Overlay { lowers, readonly },
+            _ => Plan::Overlay {
+                lowers,
+                readonly,
+                volatile: is_extraction(key),
+            },
         })
     }
 
-    fn total_usage(&self) -> Result<u64, ServiceError> {
+    /// Bytes of every snapshot but `except`: frozen for committed ones,
+    /// measured for active ones.
+    fn total_usage(&self, except: Option<u64>) -> Result<u64, ServiceError> {
         let mut total = 0;
         for (_, record) in self.store.all()? {
+            if Some(record.id) == except {
+                continue;
+            }
             total += match record.usage {
                 Some(usage) => usage.size,
                 None if record.kind == Kind::Active => self.area.usage(record.id)?.size,
@@ -214,7 +233,7 @@ impl Inner {
         let Some(max) = self.max_bytes else {
             return Ok(());
         };
-        let would = self.total_usage()? + adding;
+        let would = self.total_usage(None)? + adding;
         if would > max {
             return Err(ServiceError::Quota { would, max });
         }
@@ -238,7 +257,7 @@ impl Inner {
             .store
             .create(key, kind, parent, labels, |id| self.area.make_dirs(id))?;
         let mounted = self
-            .plan(&record)
+            .plan(key, &record)
             .and_then(|plan| Ok(self.area.mount(record.id, &plan)?));
         if let Err(err) = mounted {
             let _ = self.store.remove(key);
@@ -289,12 +308,9 @@ impl Inner {
         }
         let usage = self.area.usage(record.id)?;
         if let Some(max) = self.max_bytes {
-            let others = self.total_usage()? - usage.size;
-            if others + usage.size > max {
-                return Err(ServiceError::Quota {
-                    would: others + usage.size,
-                    max,
-                });
+            let would = self.total_usage(Some(record.id))? + usage.size;
+            if would > max {
+                return Err(ServiceError::Quota { would, max });
             }
         }
         let committed = self.store.commit(key, name, labels, usage)?;
