@@ -172,7 +172,14 @@ impl Inner {
         self.area.sweep(&self.store.ids()?)?;
         let mut remounted = 0;
         for (key, record) in &records {
-            if record.kind == Kind::Committed || self.area.is_mounted(record.id) {
+            if record.kind == Kind::Committed {
+                // A crash between Commit's transaction and its unmount.
+                if self.area.is_mounted(record.id) {
+                    self.area.unmount(record.id)?;
+                }
+                continue;
+            }
+            if self.area.is_mounted(record.id) {
                 continue;
             }
             match self
