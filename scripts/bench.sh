@@ -52,6 +52,8 @@
 #   BENCH_TAGS=20           tags a socket a round in part 8
 #   BENCH_ONLY=graphdriver  part 4 only (default: all, part 4 when root)
 #   BENCH_ONLY=adversarial  part 5 only
+#   BENCH_ONLY=snapshotter  the proxy snapshotter against containerd's own overlayfs
+#                           (scripts/bench-snapshotter.sh; root only; not in the default run)
 #   BENCH_ONLY=smallcalls   the proxy's cost on small calls on the host, against
 #                           dockerd's socket, socat and a tokio relay (scripts/bench-smallcalls.sh)
 #   BENCH_CREATES=200       creates per socket in part 6
@@ -75,9 +77,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 case ${BENCH_ONLY:-} in
 '' | box | ready | proxy | create | buildx | taglock) ;;
 graphdriver) exec bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh" ;;
+snapshotter) exec bash "$DINDBOX_REPO/scripts/bench-snapshotter.sh" ;;
 adversarial) exec bash "$DINDBOX_REPO/scripts/bench-adversarial.sh" ;;
 smallcalls) exec bash "$DINDBOX_REPO/scripts/bench-smallcalls.sh" ;;
-*) die "BENCH_ONLY=$BENCH_ONLY: use box, ready, proxy, create, buildx, taglock, smallcalls, graphdriver or adversarial (unset: everything)" ;;
+*) die "BENCH_ONLY=$BENCH_ONLY: use box, ready, proxy, create, buildx, taglock, smallcalls, graphdriver, snapshotter or adversarial (unset: everything)" ;;
 esac
 
 runs=${BENCH_RUNS:-5}

@@ -76,10 +76,11 @@ ensure_packages() {
     # docker-registry: a registry the e2e tests run on a box's loopback (tests/e2e/tags.rs
     # pulls through the proxy); its package does not start it.
     # socat: the blind relay scripts/bench-smallcalls.sh measures the proxy against.
+    # protoc: the containerd-snapshots crate generates its gRPC code at build time.
     for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap \
         iptables:iptables jq:jq pgrep:procps setsid:util-linux \
         docker-compose:docker-compose go:golang-go readelf:binutils \
-        docker-registry:docker-registry socat:socat; do
+        docker-registry:docker-registry socat:socat protoc:protobuf-compiler; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done

@@ -26,6 +26,13 @@
 # `dindbox graphdriver-server` (socket and log in /run/dindbox/gd/$DINDBOX_NAME)
 # that this script starts (or restarts) first; the box gets the area at
 # /var/lib/docker (rslave) and the socket directory at /dindbox/graphdriver.
+#
+# `scripts/run.sh --snapshotter` (root, the default sid image, dockerd 28+): the same for
+# the containerd image store: a host-side `dindbox snapshotter-server` (root
+# $DINDBOX_SN_ROOT, default /var/lib/dindbox-sn; socket and log in
+# /run/dindbox/sn/$DINDBOX_NAME) keeps the box's snapshots in $DINDBOX_SN_ROOT/$DINDBOX_NAME
+# and mounts them there; the box gets ROOT/NAME/shared at /var/lib/dindbox-snapshots
+# (read-only, rslave) and the socket directory at /dindbox/snapshotter.
 set -euo pipefail
 # The proxy graphdriver needs dockerd 20.10-27 (Docker 28 removed graphdriver
 # plugins): with --graphdriver the box is the bookworm image, unless
@@ -35,13 +42,15 @@ for arg in "$@"; do
 done
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-graphdriver=
+graphdriver= snapshotter=
 for arg in "$@"; do
     case "$arg" in
     --graphdriver) graphdriver=1 ;;
-    *) die "unknown argument $arg (only --graphdriver)" ;;
+    --snapshotter) snapshotter=1 ;;
+    *) die "unknown argument $arg (only --graphdriver or --snapshotter)" ;;
     esac
 done
+[ -z "$graphdriver" ] || [ -z "$snapshotter" ] || die "--graphdriver and --snapshotter: choose one"
 
 name=${DINDBOX_NAME:-dindbox}
 volume=$name-data
@@ -59,6 +68,8 @@ fi
 api=tcp://127.0.0.1:$port
 gd_root=${DINDBOX_GD_ROOT:-/var/lib/dindbox-gd}
 gd_run=/run/dindbox/gd/$name
+sn_root=${DINDBOX_SN_ROOT:-/var/lib/dindbox-sn}
+sn_run=/run/dindbox/sn/$name
 
 if [ "$(id -u)" = 0 ]; then ensure_packages; fi
 docker_up_any
@@ -99,6 +110,29 @@ if [ -n "$graphdriver" ]; then
         -v "$gd_run:/dindbox/graphdriver" -e DINDBOX_GRAPHDRIVER=unix:///dindbox/graphdriver/dindbox.sock)
 fi
 
+if [ -n "$snapshotter" ]; then
+    [ "$(id -u)" = 0 ] || die "--snapshotter needs root (the server mounts on the host)"
+    binary=${DINDBOX_BINARY:-$(static_binary_path)} # the one build-image.sh built
+    mkdir -p "$sn_root" "$sn_run"
+    if [ -s "$sn_run/server.pid" ] && kill -0 "$(cat "$sn_run/server.pid")" 2>/dev/null; then
+        say "stopping the previous snapshotter server $(cat "$sn_run/server.pid")"
+        kill -TERM "$(cat "$sn_run/server.pid")"
+        for _ in $(seq 100); do kill -0 "$(cat "$sn_run/server.pid")" 2>/dev/null || break; sleep 0.1; done
+    fi
+    say "starting dindbox snapshotter-server for $name (area $sn_root/$name, log $sn_run/server.log)"
+    # It makes ROOT/NAME/shared a shared mount itself.
+    setsid "$binary" snapshotter-server -R "$sn_root" -C "$name" \
+        -S "unix://$sn_run/snapshots.sock" >>"$sn_run/server.log" 2>&1 </dev/null &
+    echo $! >"$sn_run/server.pid"
+    for _ in $(seq 100); do [ -S "$sn_run/snapshots.sock" ] && break; sleep 0.1; done
+    [ -S "$sn_run/snapshots.sock" ] || {
+        tail -n 20 "$sn_run/server.log" >&2
+        die "the snapshotter server did not create $sn_run/snapshots.sock; its log is above"
+    }
+    storage+=(--mount "type=bind,src=$sn_root/$name/shared,dst=/var/lib/dindbox-snapshots,bind-propagation=rslave,readonly"
+        -v "$sn_run:/dindbox/snapshotter" -e DINDBOX_SNAPSHOTTER=unix:///dindbox/snapshotter/snapshots.sock)
+fi
+
 say "starting box $name on $api"
 t0=$(date +%s%N)
 docker run -d --privileged --name "$name" -e "PORT=$port" -p "127.0.0.1:$port:$port" \
@@ -133,6 +167,10 @@ say "the box: DOCKER_HOST=$outer docker logs $name  (stop: docker stop $name)"
 if [ -n "$graphdriver" ]; then
     say "its layers: $gd_root/$name on the host; server log $gd_run/server.log" \
         "(stop it after the box: kill \$(cat $gd_run/server.pid); then umount $gd_root/$name)"
+fi
+if [ -n "$snapshotter" ]; then
+    say "its snapshots: $sn_root/$name on the host; server log $sn_run/server.log" \
+        "(stop it after the box: kill \$(cat $sn_run/server.pid))"
 fi
 say "use it with:"
 if [ ${#client_env[@]} -gt 0 ]; then

@@ -85,6 +85,8 @@ if [ "$(id -u)" = 0 ] && ! _outer_answers; then started_outer=1; fi
 #   current: the host's CLI 28.2 against the sid box at API 1.51, the version window (issue 12);
 #   clients: compose v2 and buildx through the proxy, box and host CLI (issue 12);
 #   containerd: boxes in the containerd image store, box and owner mode (issue 12);
+#   snapshotter: sid boxes on a host snapshotter-server, the containerd store's proxy
+#     snapshotter (issue 14);
 #   dockerpy: docker-py's integration suite straight to dockerd and through the proxy
 #     (scripts/docker-py.sh; sid base; ~6 min, docker-py and its test deps from PyPI) (issue 12).
 # The image (scripts/build-image.sh) carries the static binary: a second, static

@@ -21,5 +21,6 @@ pub mod metrics;
 pub mod mountinfo;
 pub mod proxy;
 pub mod serve;
+pub mod snapshotter_server;
 pub mod tenant;
 pub mod tls;

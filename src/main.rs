@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dindbox::{graphdriver_server, health, init, logging, proxy, tenant};
+use dindbox::{graphdriver_server, health, init, logging, proxy, snapshotter_server, tenant};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,9 @@ enum Command {
     /// Host side of the proxy graphdriver: serves one container's inner dockerd
     /// (`dockerd --experimental -s NAME`) its layers from ROOT/CONTAINER.
     GraphdriverServer(graphdriver_server::GraphdriverArgs),
+    /// Host side of a box's storage on Docker 28 and later: a containerd proxy
+    /// snapshotter keeping the box's snapshots in ROOT/CONTAINER.
+    SnapshotterServer(snapshotter_server::SnapshotterArgs),
     /// Exit 0 only when the proxy answers and dockerd answers through it.
     Health(health::HealthArgs),
     /// Check a policy file or explain the effective rules.
@@ -53,6 +56,10 @@ fn main() -> ExitCode {
             logging::init_with_debug(args.debug);
             report(graphdriver_server::main(args))
         }
+        Command::SnapshotterServer(args) => {
+            logging::init_with_debug(args.debug);
+            report(snapshotter_server::main(args))
+        }
         Command::Health(args) => report(health::main(args)),
         Command::Policy(args) => report(proxy::policy_main(args)),
         Command::Tenant(args) => report(tenant::main(args)),
@@ -72,11 +79,12 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 /// As PID 1 (an image whose ENTRYPOINT is just `dindbox`), `init` is the default
 /// command: `dindbox --mtu 1400` means `dindbox init --mtu 1400`.
 fn args_with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 9] = [
+    const COMMANDS: [&str; 10] = [
         "init",
         "tenant",
         "proxy",
         "graphdriver-server",
+        "snapshotter-server",
         "health",
         "policy",
         "help",

@@ -62,6 +62,9 @@ mod policy;
 /// The static binary alone in a FROM scratch image (issue 12).
 #[path = "e2e/scratch.rs"]
 mod scratch;
+/// Boxes on a host snapshotter-server, Docker 28+ (issue 14).
+#[path = "e2e/snapshotter.rs"]
+mod snapshotter;
 /// Image tags between two owners' standalone proxies (issue 11).
 #[path = "e2e/tags.rs"]
 mod tags;

@@ -49,43 +49,55 @@ pub struct Config {
 
 /// Validates the flags into a [`Config`].
 pub fn config(args: &GraphdriverArgs) -> anyhow::Result<Config> {
-    LayerId::parse(&args.container).map_err(|e| {
-        anyhow::anyhow!(
-            "--container {:?} must be one safe path component: {e}",
-            args.container
-        )
+    container_name(&args.container)?;
+    Ok(Config {
+        root: protected_root(&args.root)?,
+        container: args.container.clone(),
+        driver: args.driver,
+        max_bytes: args.max_bytes,
+        container_prefix: container_prefix(&args.container_prefix)?,
+    })
+}
+
+/// `--container`: one safe path component (it names `ROOT/CONTAINER`).
+pub fn container_name(container: &str) -> anyhow::Result<()> {
+    LayerId::parse(container).map_err(|e| {
+        anyhow::anyhow!("--container {container:?} must be one safe path component: {e}")
     })?;
-    if !args.root.is_absolute() {
-        anyhow::bail!("--root {} must be an absolute path", args.root.display());
+    Ok(())
+}
+
+/// `--root`: an existing absolute directory, canonicalized.
+pub fn protected_root(root: &Path) -> anyhow::Result<PathBuf> {
+    if !root.is_absolute() {
+        anyhow::bail!("--root {} must be an absolute path", root.display());
     }
-    let meta = std::fs::metadata(&args.root).with_context(|| {
+    let meta = std::fs::metadata(root).with_context(|| {
         format!(
             "--root {}: create the protected directory first",
-            args.root.display()
+            root.display()
         )
     })?;
     if !meta.is_dir() {
-        anyhow::bail!("--root {} is not a directory", args.root.display());
+        anyhow::bail!("--root {} is not a directory", root.display());
     }
-    let prefix = reroot(Path::new("/"), &args.container_prefix.to_string_lossy())
+    Ok(std::fs::canonicalize(root)?)
+}
+
+/// `--container-prefix`: an absolute path without `..`, cleaned.
+pub fn container_prefix(prefix: &Path) -> anyhow::Result<PathBuf> {
+    reroot(Path::new("/"), &prefix.to_string_lossy())
         .map(|rel| Path::new("/").join(rel))
         .or_else(|_| {
-            if args.container_prefix == Path::new("/") {
+            if prefix == Path::new("/") {
                 Ok(PathBuf::from("/"))
             } else {
                 Err(anyhow::anyhow!(
                     "--container-prefix {} must be an absolute path without `..`",
-                    args.container_prefix.display()
+                    prefix.display()
                 ))
             }
-        })?;
-    Ok(Config {
-        root: std::fs::canonicalize(&args.root)?,
-        container: args.container.clone(),
-        driver: args.driver,
-        max_bytes: args.max_bytes,
-        container_prefix: prefix,
-    })
+        })
 }
 
 /// `unix:///path` or a plain absolute path.

@@ -13,7 +13,7 @@ use nix::sys::signal::SigSet;
 use super::cgroup;
 use super::dockerd::{self, LogTarget};
 use super::reaper;
-use super::{graphdriver_plugin, imagestore, shell, sys, InitError};
+use super::{graphdriver_plugin, imagestore, shell, snapshotter, sys, InitError};
 use crate::proxy::config::{ENV_CGROUP_PARENT, ENV_MEMORY, ENV_PIDS};
 use crate::proxy::policy::Policy;
 use crate::proxy::{ListenAddr, PolicyOptions};
@@ -107,6 +107,12 @@ pub struct InitOptions {
     /// unset: dockerd's default (classic on 28, containerd on 29).
     #[arg(long, env = "DINDBOX_CONTAINERD_STORE")]
     pub containerd_store: Option<String>,
+    /// Keep the inner dockerd's images on the host through `dindbox
+    /// snapshotter-server` listening on this socket (unix:///PATH.sock, as the
+    /// box sees it): init runs a containerd of its own with that proxy
+    /// snapshotter and dockerd on it with the containerd image store.
+    #[arg(long, env = "DINDBOX_SNAPSHOTTER")]
+    pub snapshotter: Option<String>,
     /// What the proxy lets through and injects (`--policy`, `--label`, ...).
     #[command(flatten)]
     pub policy: PolicyOptions,
@@ -195,6 +201,8 @@ pub struct Config {
     pub dockerd_env: Vec<(String, String)>,
     /// The proxy graphdriver's socket (`DINDBOX_GRAPHDRIVER`).
     pub graphdriver: Option<graphdriver_plugin::Graphdriver>,
+    /// The proxy snapshotter's socket (`DINDBOX_SNAPSHOTTER`).
+    pub snapshotter: Option<PathBuf>,
     /// The containerd image store was asked for (`DINDBOX_CONTAINERD_STORE=1`
     /// or `--feature containerd-snapshotter` among dockerd's arguments).
     pub containerd_store: bool,
@@ -252,6 +260,18 @@ impl Config {
         if let Some(on) = imagestore::parse(o.containerd_store.as_deref())? {
             imagestore::add_dockerd_args(&mut dockerd_args, on)?;
         }
+        let snapshotter = match o.snapshotter.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(value) => {
+                let socket = snapshotter::parse(value)?;
+                if graphdriver.is_some() {
+                    return Err(snapshotter::SnapshotterError::BothProxies.into());
+                }
+                let store = imagestore::in_args(&dockerd_args);
+                snapshotter::add_dockerd_args(&mut dockerd_args, store)?;
+                Some(socket)
+            }
+        };
         let containerd_store = imagestore::in_args(&dockerd_args) == Some(true);
         if containerd_store && graphdriver.is_some() {
             return Err(InitError::Config(format!(
@@ -293,6 +313,7 @@ impl Config {
             dockerd_path_prefix: None,
             dockerd_env: Vec::new(),
             graphdriver,
+            snapshotter,
             containerd_store,
             policy,
             foreground: command.is_some() && stdin_tty,

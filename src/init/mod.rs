@@ -8,6 +8,7 @@
 
 mod cgroup;
 mod config;
+mod containerd;
 mod dockerd;
 mod drain;
 mod fds;
@@ -18,6 +19,7 @@ mod network;
 mod reaper;
 mod run;
 mod shell;
+mod snapshotter;
 #[allow(unsafe_code)]
 mod sys;
 
@@ -64,6 +66,10 @@ pub enum InitError {
     },
     #[error("proxy graphdriver: {0}")]
     Graphdriver(#[from] graphdriver_plugin::PluginError),
+    #[error("proxy snapshotter: {0}")]
+    Snapshotter(#[from] snapshotter::SnapshotterError),
+    #[error("{0}")]
+    Containerd(#[from] containerd::ContainerdError),
     #[error("failed to set up {what}: {err}")]
     Setup {
         what: &'static str,
@@ -130,6 +136,9 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     // which would make every mount look like it propagates.
     if let Some(gd) = cfg.graphdriver.clone() {
         prepare_graphdriver(&mut cfg, &gd)?;
+    }
+    if cfg.snapshotter.is_some() {
+        snapshotter::check_area(&mounts::read_mountinfo()?, Path::new(snapshotter::AREA))?;
     }
 
     // Mounts before dockerd: securityfs for AppArmor detection, a tmpfs /run so
@@ -228,7 +237,10 @@ fn check_containerd_store(cfg: &Config) -> Result<(), InitError> {
     })?;
     imagestore::version_gate(version)?;
     let data_root = dockerd::data_root(&cfg.dockerd_args);
-    imagestore::check_data_root(&data_root, mounts::on_overlayfs(&data_root))?;
+    // On the proxy snapshotter the box mounts no overlay of its own.
+    if cfg.snapshotter.is_none() {
+        imagestore::check_data_root(&data_root, mounts::on_overlayfs(&data_root))?;
+    }
     tracing::info!(
         data_root = %data_root.display(),
         dockerd = %format!("{}.{}", version.0, version.1),

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +14,8 @@ use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{tcp_listener, Config};
-use super::dockerd;
 use super::reaper::{self, children_of, exit_code};
+use super::{containerd, dockerd, snapshotter};
 use super::{shell, InitError};
 use crate::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
 
@@ -22,6 +23,8 @@ use crate::proxy::{ListenAddr, Listener, Proxy, ProxyConfig};
 #[derive(Default)]
 struct Targets {
     dockerd: Arc<AtomicI32>,
+    /// The box's own containerd (`DINDBOX_SNAPSHOTTER`).
+    containerd: Arc<AtomicI32>,
     command_group: AtomicI32,
 }
 
@@ -65,6 +68,26 @@ async fn serve(
     targets: &Arc<Targets>,
     shutdown: &CancellationToken,
 ) -> Result<u8, InitError> {
+    // With the proxy snapshotter: the server answers and its mounts reach
+    // the box, then the box's own containerd, which dockerd runs on.
+    let containerd_stop = CancellationToken::new();
+    let containerd_task = match &cfg.snapshotter {
+        Some(socket) => {
+            snapshotter::probe(socket, Path::new(snapshotter::AREA)).await?;
+            tracing::info!(socket = %socket.display(), area = snapshotter::AREA, "the snapshotter server answers and its mounts reach the box");
+            let running = containerd::start(cfg, socket, reaper, &targets.containerd).await?;
+            Some(tokio::spawn(containerd::supervise(
+                running,
+                cfg.clone(),
+                socket.clone(),
+                reaper.clone(),
+                targets.containerd.clone(),
+                containerd_stop.clone(),
+            )))
+        }
+        None => None,
+    };
+
     // dockerd on its private socket; nothing is published until it answers.
     // One that dies before that is started again a few times (see [`dockerd::start`]).
     let dockerd = match dockerd::start(cfg, reaper, &targets.dockerd, shutdown).await? {
@@ -155,6 +178,11 @@ async fn serve(
     // the grace period (both watch `shutdown`).
     shutdown.cancel();
     let clean = supervisor.await.unwrap_or(false);
+    // containerd outlives dockerd, which stops its containers through it.
+    containerd_stop.cancel();
+    if let Some(task) = containerd_task {
+        let _ = task.await;
+    }
     for listener in listeners {
         if tokio::time::timeout(Duration::from_secs(1), listener)
             .await
@@ -252,6 +280,9 @@ fn kill_the_rest(targets: &Targets) {
     let dockerd = targets.dockerd.load(Ordering::SeqCst);
     if dockerd > 0 {
         dockerd::signal(Pid::from_raw(dockerd), Signal::SIGKILL);
+    }
+    if let Some(pid) = containerd::running(&targets.containerd) {
+        dockerd::signal(pid, Signal::SIGKILL);
     }
     let group = targets.command_group.load(Ordering::SeqCst);
     if group > 0 {

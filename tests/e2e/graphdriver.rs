@@ -183,7 +183,7 @@ impl Drop for Area {
 
 /// Detaches every mount below `dir` (deepest first), then removes `dir`,
 /// unless something is still mounted there (removing would reach into it).
-fn release_area(dir: &Path) {
+pub(crate) fn release_area(dir: &Path) {
     let mut below: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()

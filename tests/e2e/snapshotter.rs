@@ -1,0 +1,257 @@
+//! End to end for the proxy snapshotter (issue 14): `dindbox
+//! snapshotter-server` on the host and a box on the default sid image
+//! (dockerd 28.5, containerd 2.1) wired to it with `DINDBOX_SNAPSHOTTER`,
+//! driven with the box's own CLI (through its proxy).
+//!
+//! - load, run, commit, diff, a BuildKit build whose layer deletes a file,
+//!   save + rmi + load; deleted files stay deleted; the snapshots' files are
+//!   on the host under `ROOT/NAME` and not in the box's own file system;
+//! - the server killed under a running box: running containers go on, new
+//!   ones fail, and a restarted server serves again without a box restart;
+//!   a restarted box keeps its images;
+//! - a box whose area is not mounted refuses to start and says how.
+//!
+//! Needs root; host mounts live under `/var/lib/dindbox-test/sn/<unique>`
+//! and are undone on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::graphdriver::release_area;
+use crate::harness::{harness, poll, unique, DindBox, Volume};
+
+const AREAS: &str = "/var/lib/dindbox-test/sn";
+const NAME: &str = "box";
+const SOCKET_IN_BOX: &str = "/dindbox/snapshotter/snapshots.sock";
+const AREA_IN_BOX: &str = "/var/lib/dindbox-snapshots";
+
+/// A server root and socket directory; everything mounted below is
+/// detached and the directory removed on drop.
+struct Area {
+    dir: PathBuf,
+}
+
+impl Area {
+    fn new(tag: &str) -> Area {
+        let dir = Path::new(AREAS).join(unique(tag));
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        std::fs::create_dir_all(dir.join("sock")).unwrap();
+        Area { dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("sock/snapshots.sock")
+    }
+
+    /// `docker run` arguments wiring a box to this area's server.
+    fn box_args(&self, volume: &Volume) -> Vec<String> {
+        vec![
+            "-v".into(),
+            format!("{}:/var/lib/docker", volume.name),
+            "--mount".into(),
+            format!(
+                "type=bind,src={},dst={AREA_IN_BOX},bind-propagation=rslave,readonly",
+                self.root().join(NAME).join("shared").display()
+            ),
+            "-v".into(),
+            format!("{}:/dindbox/snapshotter", self.dir.join("sock").display()),
+            "-e".into(),
+            format!("DINDBOX_SNAPSHOTTER=unix://{SOCKET_IN_BOX}"),
+        ]
+    }
+
+    /// Whether a file under `ROOT/NAME/snapshots` holds `needle`.
+    fn snapshots_contain(&self, needle: &str) -> bool {
+        Command::new("grep")
+            .args(["-r", "-q", "-s", "--", needle])
+            .arg(self.root().join(NAME).join("snapshots"))
+            .status()
+            .unwrap()
+            .success()
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        release_area(&self.dir);
+    }
+}
+
+/// `dindbox snapshotter-server` for an area, stopped on drop.
+struct Server {
+    child: Option<Child>,
+    root: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(area: &Area) -> Server {
+        let mut s = Server {
+            child: None,
+            root: area.root(),
+            socket: area.socket(),
+            log: area.dir.join("server.log"),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dindbox"))
+            .arg("snapshotter-server")
+            .arg("-R")
+            .arg(&self.root)
+            .args(["-C", NAME, "-S"])
+            .arg(format!("unix://{}", self.socket.display()))
+            .arg("--debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start dindbox snapshotter-server");
+        self.child = Some(child);
+        let up = poll(Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&self.socket)
+                .ok()
+                .map(|_| ())
+        });
+        assert!(up.is_some(), "the server did not come up:\n{}", self.log());
+    }
+
+    /// SIGKILL: a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn a_box_on_the_snapshotter_loads_runs_builds_commits_and_keeps_it_all() {
+    let Some(h) = harness() else { return };
+    let area = Area::new("sn");
+    let mut server = Server::start(&area);
+    let volume = Volume::new(h, "sn");
+    let args = area.box_args(&volume);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = DindBox::start_storage(h, "sn", &args, &[]);
+    let info = b.docker_ok(&["info", "--format", "{{.Driver}} {{json .DriverStatus}}"]);
+    assert!(
+        info.stdout.contains("dindbox") && info.stdout.contains("io.containerd.snapshotter.v1"),
+        "{info}"
+    );
+    b.load_busybox();
+
+    let marker = unique("marker");
+    let script = format!(
+        r#"set -e
+docker run --name c1 busybox sh -c 'rm /bin/ls; echo {marker} > /newfile'
+docker diff c1 | sort | tr '\n' ' '; echo
+docker commit c1 committed:1 >/dev/null
+docker run --rm committed:1 sh -c 'test ! -e /bin/ls && cat /newfile'
+mkdir -p /tmp/b && printf 'FROM busybox\nRUN echo built-{marker} > /built && rm /bin/cat\n' > /tmp/b/Dockerfile
+DOCKER_BUILDKIT=1 docker build -q -t built:1 /tmp/b >/dev/null
+docker run --rm built:1 sh -c 'test ! -e /bin/cat && head -1 /built'
+docker save built:1 -o /tmp/built.tar && docker rmi -f built:1 >/dev/null && docker load -q -i /tmp/built.tar >/dev/null
+docker run --rm built:1 head -1 /built
+"#
+    );
+    let out = b.exec_ok(&script);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "A /newfile C /bin D /bin/ls ",
+            marker.as_str(),
+            &format!("built-{marker}"),
+            &format!("built-{marker}"),
+        ],
+        "{out}"
+    );
+    // The snapshots are on the host, the box's own file system has none.
+    assert!(
+        area.snapshots_contain(&marker),
+        "no snapshot on the host holds the file"
+    );
+    let own = b.exec(&format!(
+        "grep -r -l -s -- {marker} / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dindbox-snapshots --exclude-dir=tmp"
+    ));
+    assert_eq!(own.stdout.trim(), "", "the box's own files hold it: {own}");
+
+    // The server dies under the running box: a running container goes on,
+    // a new one fails; restarted, it serves again.
+    b.exec_ok("docker run -d --name long busybox sleep 600 >/dev/null");
+    server.kill();
+    b.exec_ok("docker exec long cat /bin/sh >/dev/null");
+    let down = b.exec("docker run --rm busybox true");
+    assert!(!down.ok(), "a run without the server worked: {down}");
+    server.spawn();
+    // containerd's gRPC client reconnects after its backoff (grpc-go: 1 s,
+    // growing by 1.6 while the server was down).
+    let back = poll(Duration::from_secs(60), || {
+        let out = b.exec("docker run --rm busybox echo back");
+        (out.ok() && out.stdout.trim() == "back").then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "no run after the server came back:\n{}",
+        server.log()
+    );
+
+    // A restarted box keeps its images.
+    let restarted = h.outer(&["restart", &b.name]);
+    assert!(restarted.ok(), "{restarted}");
+    b.wait_ready();
+    assert_eq!(
+        b.exec_ok("docker run --rm committed:1 cat /newfile").trim(),
+        marker
+    );
+}
+
+#[test]
+fn a_box_without_the_area_refuses_to_start_and_says_how() {
+    let Some(h) = harness() else { return };
+    let area = Area::new("sn-noarea");
+    let _server = Server::start(&area);
+    let volume = Volume::new(h, "sn-noarea");
+    let socket_dir = format!("{}:/dindbox/snapshotter", area.dir.join("sock").display());
+    let mount = format!("{}:/var/lib/docker", volume.name);
+    let b = DindBox::launch_storage(
+        h,
+        "sn-noarea",
+        &["-v", &mount, "-v", &socket_dir],
+        &["-e", &format!("DINDBOX_SNAPSHOTTER=unix://{SOCKET_IN_BOX}")],
+    );
+    let exited = poll(Duration::from_secs(60), || {
+        (b.state("{{.State.Running}}") == "false").then_some(())
+    });
+    assert!(exited.is_some(), "the box did not exit");
+    let logs = h.outer(&["logs", &b.name]);
+    let text = format!("{}{}", logs.stdout, logs.stderr);
+    assert!(
+        text.contains("DINDBOX_SNAPSHOTTER is set, but")
+            && text.contains("bind-propagation=rslave"),
+        "{text}"
+    );
+}
