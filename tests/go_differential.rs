@@ -407,9 +407,10 @@ fn check_forms(go: &mut Go, requests: &[FormRequest]) -> Result<(), String> {
         // The proxy admits plain-ASCII Content-Types only (stricter than Go,
         // which also trims Unicode spaces and lowers `İ`): no JSON client
         // sends anything else.
-        let plain_ascii = request.content_type.as_deref().map_or(true, |ct| {
-            ct.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-        });
+        let plain_ascii = request
+            .content_type
+            .as_deref()
+            .is_none_or(|ct| ct.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)));
         if answer["json_accepted"] == true && !json_accepted && plain_ascii {
             return Err(format!(
                 "dockerd accepts this Content-Type for JSON but the proxy refuses it: {}",

@@ -100,7 +100,7 @@ impl Server {
         let started = Instant::now();
         let path = req.uri().path().to_string();
         let calls = self.stats.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        if calls % SUMMARY_EVERY == 0 {
+        if calls.is_multiple_of(SUMMARY_EVERY) {
             self.log_summary("periodic");
         }
         let response = if req.method() != http::Method::POST {

@@ -175,7 +175,7 @@ impl Daemon<'_> {
     /// Whether labels as dockerd reports them are the owner's; without an
     /// owner label every object is.
     fn owns(&self, labels: Option<&Value>) -> bool {
-        self.owner.map_or(true, |o| ownership::owns(o, labels))
+        self.owner.is_none_or(|o| ownership::owns(o, labels))
     }
 
     /// The full id of the named container when the owner owns it.

@@ -360,7 +360,7 @@ pub fn check_mounted_volume(name: &str, volume: &serde_json::Value) -> Result<()
     use serde_json::Value;
     let driver = volume.get("Driver").and_then(Value::as_str);
     let options = volume.get("Options").filter(|o| !o.is_null());
-    let plain = options.map_or(true, |o| o.as_object().is_some_and(|o| o.is_empty()));
+    let plain = options.is_none_or(|o| o.as_object().is_some_and(|o| o.is_empty()));
     if driver == Some("local") && plain {
         return Ok(());
     }
