@@ -52,6 +52,8 @@
 #   BENCH_TAGS=20           tags a socket a round in part 8
 #   BENCH_ONLY=graphdriver  part 4 only (default: all, part 4 when root)
 #   BENCH_ONLY=adversarial  part 5 only
+#   BENCH_ONLY=unprivileged the box without --privileged against the privileged box:
+#                           ready time and `docker run --rm busybox true` (scripts/bench-unprivileged.sh; root)
 #   BENCH_ONLY=smallcalls   the proxy's cost on small calls on the host, against
 #                           dockerd's socket, socat and a tokio relay (scripts/bench-smallcalls.sh)
 #   BENCH_CREATES=200       creates per socket in part 6
@@ -77,7 +79,8 @@ case ${BENCH_ONLY:-} in
 graphdriver) exec bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh" ;;
 adversarial) exec bash "$DINDBOX_REPO/scripts/bench-adversarial.sh" ;;
 smallcalls) exec bash "$DINDBOX_REPO/scripts/bench-smallcalls.sh" ;;
-*) die "BENCH_ONLY=$BENCH_ONLY: use box, ready, proxy, create, buildx, taglock, smallcalls, graphdriver or adversarial (unset: everything)" ;;
+unprivileged) exec bash "$DINDBOX_REPO/scripts/bench-unprivileged.sh" ;;
+*) die "BENCH_ONLY=$BENCH_ONLY: use box, ready, proxy, create, buildx, taglock, smallcalls, unprivileged, graphdriver or adversarial (unset: everything)" ;;
 esac
 
 runs=${BENCH_RUNS:-5}

@@ -76,10 +76,12 @@ ensure_packages() {
     # docker-registry: a registry the e2e tests run on a box's loopback (tests/e2e/tags.rs
     # pulls through the proxy); its package does not start it.
     # socat: the blind relay scripts/bench-smallcalls.sh measures the proxy against.
+    # ip, nsenter: the userns-remap daemon's network namespace (userns_docker_up) and
+    # the CLI in it (tests/e2e/unprivileged.rs).
     for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap \
         iptables:iptables jq:jq pgrep:procps setsid:util-linux \
         docker-compose:docker-compose go:golang-go readelf:binutils \
-        docker-registry:docker-registry socat:socat; do
+        docker-registry:docker-registry socat:socat ip:iproute2 nsenter:util-linux; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done
