@@ -30,8 +30,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$DINDBOX_REPO"
 
 V2_CACHE=${DINDBOX_V2_CACHE:-$DINDBOX_CACHE/v2guest}
-# rootlesskit, slirp4netns, uidmap: the box without --privileged (issue 15).
-V2_PACKAGES=linux-image-amd64,docker.io,iptables,ca-certificates,procps,kmod,busybox-static,e2fsprogs,iproute2,rootlesskit,slirp4netns,uidmap
+# rootlesskit, slirp4netns, uidmap: the box without --privileged (issue 15); crun:
+# the runtime that delegates a user namespace's cgroup to its root (compared with runc there).
+V2_PACKAGES=linux-image-amd64,docker.io,iptables,ca-certificates,procps,kmod,busybox-static,e2fsprogs,iproute2,rootlesskit,slirp4netns,uidmap,crun
 BENCH=${BENCH:-0}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 V2_LIMIT=${V2_LIMIT:-$((720 + (BENCH == 1 ? 150 * BENCH_ROUNDS : 0)))}

@@ -307,7 +307,8 @@ modprobe -q tun
 chmod 0666 /dev/net/tun
 kill "$(cat /var/run/docker.pid)" 2>/dev/null
 for _ in $(seq 120); do [ -S /var/run/docker.sock ] || break; pidof dockerd >/dev/null || break; sleep 0.5; done
-dockerd --data-root /var/lib/docker-remap --iptables=false --userns-remap=default >$S/dockerd-remap.log 2>&1 &
+dockerd --data-root /var/lib/docker-remap --iptables=false --userns-remap=default \
+    --add-runtime crun=/usr/bin/crun >$S/dockerd-remap.log 2>&1 &
 for _ in $(seq 240); do docker version >/dev/null 2>&1 && break; sleep 0.25; done
 tar -C $slim -c . | docker import \
     --change 'ENTRYPOINT ["/usr/local/bin/dindbox", "init"]' \
@@ -343,9 +344,14 @@ ucg=/sys/fs/cgroup$(awk -F: '$1 == "0" {print $3}' /proc/"$(docker inspect -f '{
 emit "V2 NOTE name=unpriv_box_cgroup_seen_from_guest detail=$(stat -c '%n %u:%g' "$ucg" "$ucg/cgroup.procs" "$ucg/cgroup.subtree_control" 2>&1 | tr '\n' ' ')"
 docker logs unpriv >$S/unpriv.log 2>&1
 docker rm -f unpriv >/dev/null 2>&1
-docker run --rm --name unpriv-rootful "${unpriv[@]}" -v unpriv-rootful-var:/var/lib/docker -v /usr:/usr:ro \
-    -v /tmp/busybox.tar:/busybox.tar:ro -v $S/unpriv-rootful.sh:/probe.sh:ro --entrypoint bash $IMAGE /probe.sh 2>&1 |
-    grep '^V2 NOTE' | tee -a "$R"
+# The same under runc (Docker's default) and crun, which chowns the cgroup of a
+# container in a user namespace to its root (containers/crun#123).
+for runtime in runc crun; do
+    docker run --rm --runtime $runtime --name unpriv-rootful "${unpriv[@]}" -e NOTE_PREFIX=$runtime- \
+        -v unpriv-rootful-$runtime:/var/lib/docker -v /usr:/usr:ro \
+        -v /tmp/busybox.tar:/busybox.tar:ro -v $S/unpriv-rootful.sh:/probe.sh:ro --entrypoint bash $IMAGE /probe.sh 2>&1 |
+        grep '^V2 NOTE' | tee -a "$R"
+done
 timing unprivileged "$t"
 
 # ------------------------------------------------------------------ benchmark

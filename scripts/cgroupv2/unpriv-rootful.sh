@@ -4,7 +4,7 @@
 # root of a nested user namespace (rootlesskit) but NOT in rootless mode (moby
 # gives rootless mode no cgroupfs driver: daemon/daemon_unix.go cgroupDriver())?
 # Prints `V2 NOTE name=... detail=...` lines; decides nothing.
-note() { echo "V2 NOTE name=$1 detail=$(echo "$2" | tr '\n' ' ' | cut -c1-400)"; }
+note() { echo "V2 NOTE name=${NOTE_PREFIX:-}$1 detail=$(echo "$2" | tr '\n' ' ' | cut -c1-400)"; }
 note unpriv_box_cgroup_mount "$(grep cgroup /proc/self/mountinfo | cut -d' ' -f4-6,9-)"
 note unpriv_box_cgroup_owner "$(stat -c '%n %u:%g %a' /sys/fs/cgroup /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/cgroup.subtree_control 2>&1)"
 echo root:1:65535 >/etc/subuid
@@ -13,7 +13,7 @@ mkdir -p /run/dindbox
 # In the nested namespaces: a cgroup namespace of their own (so cgroup2 can be
 # mounted), the v2 evacuation, then dockerd with the cgroupfs driver.
 cat >/tmp/child.sh <<'CHILD'
-note() { echo "V2 NOTE name=$1 detail=$(echo "$2" | tr '\n' ' ' | cut -c1-400)"; }
+note() { echo "V2 NOTE name=${NOTE_PREFIX:-}$1 detail=$(echo "$2" | tr '\n' ' ' | cut -c1-400)"; }
 out=$(unshare --cgroup --mount sh -c '
     umount -l /sys/fs/cgroup 2>/dev/null
     mount -t cgroup2 none /sys/fs/cgroup || { echo "mount cgroup2: failed"; exit 1; }

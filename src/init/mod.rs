@@ -129,12 +129,6 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
         tracing::info!("not PID 1: became a child subreaper");
     }
 
-    // The proxy graphdriver's checks come before `/` is made rshared below,
-    // which would make every mount look like it propagates.
-    if let Some(gd) = cfg.graphdriver.clone() {
-        prepare_graphdriver(&mut cfg, &gd)?;
-    }
-
     // Without CAP_SYS_ADMIN init can neither mount nor manage cgroups: dockerd
     // then runs under rootlesskit, which makes the namespaces it needs.
     let privileged = match userns::detect()? {
@@ -144,6 +138,12 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
             false
         }
     };
+
+    // The proxy graphdriver's checks come before `/` is made rshared below,
+    // which would make every mount look like it propagates.
+    if let Some(gd) = cfg.graphdriver.clone() {
+        prepare_graphdriver(&mut cfg, &gd)?;
+    }
 
     // Mounts before dockerd: securityfs for AppArmor detection, a tmpfs /run so
     // no state of a previous run survives, rshared / for mount propagation.
@@ -168,8 +168,9 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
         tracing::warn!(
             memory = ?budget.memory,
             pids = ?budget.pids,
-            "budget: a box without --privileged cannot create cgroups (rootless dockerd runs \
-             without them on cgroup v1); the box's own limits are the outer container's"
+            "budget: a box without --privileged creates no cgroups and its rootless dockerd \
+             runs without any (README, \"Without --privileged\"): the box's own limits are the \
+             outer container's"
         );
     }
 
@@ -259,11 +260,6 @@ fn prepare_unprivileged(cfg: &mut Config, map: &userns::UidMap) -> Result<(), In
                 .into(),
         ));
     }
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    userns::check_programs(&path)?;
-    let written = userns::ensure_subids(Path::new("/etc"), map)?;
-    userns::dockerd_args_and_env(&mut cfg.dockerd_args, &mut cfg.dockerd_env);
-    cfg.launcher = userns::launcher();
     if map.is_host() {
         tracing::warn!(
             uid_map = %map,
@@ -272,6 +268,11 @@ fn prepare_unprivileged(cfg: &mut Config, map: &userns::UidMap) -> Result<(), In
              hostUsers: false) so that the box's root is not the host's"
         );
     }
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    userns::check_programs(&path)?;
+    let written = userns::ensure_subids(Path::new("/etc"), map)?;
+    userns::dockerd_args_and_env(&mut cfg.dockerd_args, &mut cfg.dockerd_env);
+    cfg.launcher = userns::launcher();
     tracing::info!(
         uid_map = %map,
         subids_written = ?written,
