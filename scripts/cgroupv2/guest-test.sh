@@ -345,7 +345,9 @@ emit "V2 NOTE name=unpriv_box_cgroup_seen_from_guest detail=$(stat -c '%n %u:%g'
 docker logs unpriv >$S/unpriv.log 2>&1
 docker rm -f unpriv >/dev/null 2>&1
 # The same under runc (Docker's default) and crun, which chowns the cgroup of a
-# container in a user namespace to its root (containers/crun#123).
+# container in a user namespace to its root (containers/crun#123). The box's
+# root is not the guest's: busybox.tar must be readable by others.
+chmod 644 /tmp/busybox.tar
 for runtime in runc crun; do
     docker run --rm --runtime $runtime --name unpriv-rootful "${unpriv[@]}" -e NOTE_PREFIX=$runtime- \
         -v unpriv-rootful-$runtime:/var/lib/docker -v /usr:/usr:ro \

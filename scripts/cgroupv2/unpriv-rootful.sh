@@ -13,7 +13,7 @@ mkdir -p /run/dindbox
 # In the nested namespaces: a cgroup namespace of their own (so cgroup2 can be
 # mounted), the v2 evacuation, then dockerd with the cgroupfs driver.
 cat >/tmp/child.sh <<'CHILD'
-note() { echo "V2 NOTE name=${NOTE_PREFIX:-}$1 detail=$(echo "$2" | tr '\n' ' ' | cut -c1-400)"; }
+note() { echo "V2 NOTE name=${NOTE_PREFIX:-}$1 detail=$(echo "$2" | tr '\n' ' ' | cut -c1-3000)"; }
 out=$(unshare --cgroup --mount sh -c '
     umount -l /sys/fs/cgroup 2>/dev/null
     mount -t cgroup2 none /sys/fs/cgroup || { echo "mount cgroup2: failed"; exit 1; }
@@ -23,16 +23,19 @@ out=$(unshare --cgroup --mount sh -c '
     echo "subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
     env -u ROOTLESSKIT_STATE_DIR dockerd --host unix:///run/dindbox/rootful.sock --data-root /var/lib/docker/rootful \
         --exec-root /run/dindbox/rootful-exec --pidfile /run/dindbox/rootful.pid --iptables=false \
+        --add-runtime crun=/usr/bin/crun \
         >/tmp/rootful.log 2>&1 &
     for i in $(seq 240); do [ -S /run/dindbox/rootful.sock ] && docker -H unix:///run/dindbox/rootful.sock version >/dev/null 2>&1 && break; sleep 0.5; done
     D="docker -H unix:///run/dindbox/rootful.sock"
     echo "driver: $($D info -f "{{.CgroupDriver}} {{.CgroupVersion}}" 2>&1)"
-    $D load -i /busybox.tar >/dev/null 2>&1
-    echo "limited: $($D run --rm --memory 32m --pids-limit 64 busybox cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max 2>&1)"
-    echo "dockerd: $(grep -iE "level=(error|fatal)" /tmp/rootful.log | tail -n 2)"
+    $D load -i /busybox.tar >/dev/null 2>/tmp/load.err || echo "load: $(cat /tmp/load.err)"
+    for rt in runc crun; do
+        echo "limited ($rt): $($D run --rm --runtime $rt --memory 32m --pids-limit 64 busybox cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max 2>&1)"
+    done
+    echo "dockerd: $(grep -iE "level=(error|fatal)" /tmp/rootful.log | tail -n 2 | cut -c1-1200)"
 ' 2>&1)
 note unpriv_rootful_in_userns "$out"
 CHILD
-out=$(timeout 300 rootlesskit --state-dir=/run/dindbox/rk-rootful --net=slirp4netns --disable-host-loopback \
+out=$(timeout 400 rootlesskit --state-dir=/run/dindbox/rk-rootful --net=slirp4netns --disable-host-loopback \
     --copy-up=/etc bash /tmp/child.sh 2>&1)
 echo "$out" | grep '^V2 NOTE' || note unpriv_rootful_in_userns "rootlesskit: $(echo "$out" | tail -n 3)"
