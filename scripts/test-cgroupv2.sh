@@ -6,7 +6,11 @@
 # containers work, that init evacuated the box's root cgroup (also while
 # processes race in) and that the memory budget parent carries its limit. A
 # negative control (the same box with `--entrypoint dockerd`, no cgroup step)
-# must fail the limited run. See README.md, "cgroup v2".
+# must fail the limited run. Then the guest's dockerd restarts with
+# --userns-remap and a box without --privileged (README "Without --privileged")
+# must come up and run a container through its proxy; what such a box gets of
+# cgroups, under runc and under crun, is printed as notes (unpriv-rootful.sh;
+# docs/unprivileged-notes.md). See README.md, "cgroup v2".
 #
 #   FORCE=1            rebuild the cached guest from scratch (debootstrap included)
 #   FORCE=image        rebuild only the disk image and initramfs from the cached rootfs
