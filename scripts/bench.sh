@@ -54,6 +54,8 @@
 #   BENCH_ONLY=adversarial  part 5 only
 #   BENCH_ONLY=snapshotter  the proxy snapshotter against containerd's own overlayfs
 #                           (scripts/bench-snapshotter.sh; root only; not in the default run)
+#   BENCH_ONLY=unprivileged the box without --privileged against the privileged box:
+#                           ready time and `docker run --rm busybox true` (scripts/bench-unprivileged.sh; root)
 #   BENCH_ONLY=smallcalls   the proxy's cost on small calls on the host, against
 #                           dockerd's socket, socat and a tokio relay (scripts/bench-smallcalls.sh)
 #   BENCH_CREATES=200       creates per socket in part 6
@@ -80,7 +82,8 @@ graphdriver) exec bash "$DINDBOX_REPO/scripts/bench-graphdriver.sh" ;;
 snapshotter) exec bash "$DINDBOX_REPO/scripts/bench-snapshotter.sh" ;;
 adversarial) exec bash "$DINDBOX_REPO/scripts/bench-adversarial.sh" ;;
 smallcalls) exec bash "$DINDBOX_REPO/scripts/bench-smallcalls.sh" ;;
-*) die "BENCH_ONLY=$BENCH_ONLY: use box, ready, proxy, create, buildx, taglock, smallcalls, graphdriver, snapshotter or adversarial (unset: everything)" ;;
+unprivileged) exec bash "$DINDBOX_REPO/scripts/bench-unprivileged.sh" ;;
+*) die "BENCH_ONLY=$BENCH_ONLY: use box, ready, proxy, create, buildx, taglock, smallcalls, unprivileged, graphdriver, snapshotter or adversarial (unset: everything)" ;;
 esac
 
 runs=${BENCH_RUNS:-5}

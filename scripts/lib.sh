@@ -77,10 +77,13 @@ ensure_packages() {
     # pulls through the proxy); its package does not start it.
     # socat: the blind relay scripts/bench-smallcalls.sh measures the proxy against.
     # protoc: the containerd-snapshots crate generates its gRPC code at build time.
+    # ip, nsenter: the userns-remap daemon's network namespace (userns_docker_up) and
+    # the CLI in it (tests/e2e/unprivileged.rs).
     for pair in dockerd:docker.io docker:docker.io debootstrap:debootstrap \
         iptables:iptables jq:jq pgrep:procps setsid:util-linux \
         docker-compose:docker-compose go:golang-go readelf:binutils \
-        docker-registry:docker-registry socat:socat protoc:protobuf-compiler; do
+        docker-registry:docker-registry socat:socat protoc:protobuf-compiler \
+        ip:iproute2 nsenter:util-linux; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done
@@ -402,4 +405,82 @@ docker_up_any() {
     fi
     unset DOCKER_HOST
     use_host_docker_if_any || outer_docker_up
+}
+
+# ---------------------------------------------------------------- userns-remap daemon
+
+# A second daemon, started with --userns-remap=default, for boxes without
+# --privileged (tests/e2e/unprivileged.rs). It lives in a network namespace of
+# its own (`unshare -n`): two daemons on one network namespace fight over
+# docker0. Its socket, data root, exec root and pid file are under
+# $DINDBOX_USERNS_DIR; its containers are reached with
+# `nsenter --net=/proc/$(cat $DINDBOX_USERNS_DIR/pid)/ns/net`.
+DINDBOX_USERNS_DIR=${DINDBOX_USERNS_DIR:-$DINDBOX_TEST_DIR/userns}
+DINDBOX_USERNS_SOCK=$DINDBOX_USERNS_DIR/docker.sock
+
+_userns_answers() { DOCKER_HOST=unix://$DINDBOX_USERNS_SOCK timeout 10 docker version >/dev/null 2>&1; }
+
+# Starts (or reuses) the userns-remap daemon; prints its DOCKER_HOST. A box
+# without --privileged gets /dev/net/tun (slirp4netns); its root is not the
+# host's, so the node must be 0666 as udev makes it (a bare devtmpfs has 0600).
+userns_docker_up() {
+    local dir=$DINDBOX_USERNS_DIR i pid
+    if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+        say "chmod 0666 /dev/net/tun (was $(stat -c %a /dev/net/tun); udev's default is 0666)"
+        chmod 0666 /dev/net/tun || return 1
+    fi
+    if _userns_answers; then
+        echo "unix://$DINDBOX_USERNS_SOCK"
+        return 0
+    fi
+    mkdir -p "$dir/root" "$dir/exec"
+    if [ -s "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+        say "userns-remap dockerd $(cat "$dir/pid") is not answering; waiting for it"
+    else
+        rm -f "$dir/pid"
+        say "starting the userns-remap dockerd in its own network namespace (log: $dir/dockerd.log)"
+        # --userns-remap=default adds the user dockremap and its /etc/subuid range.
+        setsid unshare -n sh -c 'ip link set lo up && exec "$@"' sh \
+            dockerd --host "unix://$DINDBOX_USERNS_SOCK" --data-root "$dir/root" \
+            --exec-root "$dir/exec" --pidfile "$dir/pid" --userns-remap=default \
+            >>"$dir/dockerd.log" 2>&1 </dev/null &
+        pid=$!
+    fi
+    for ((i = 0; i < 120; i++)); do
+        if _userns_answers; then
+            echo "unix://$DINDBOX_USERNS_SOCK"
+            return 0
+        fi
+        if [ -n "${pid:-}" ] && ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$dir/dockerd.log" >&2
+            die "userns-remap dockerd exited during startup (log: $dir/dockerd.log)" || return 1
+        fi
+        sleep 0.5
+    done
+    die "userns-remap dockerd did not answer on $DINDBOX_USERNS_SOCK within 60 s"
+}
+
+# Stops the userns-remap daemon (its network namespace goes with it).
+userns_docker_down() {
+    local pidfile=$DINDBOX_USERNS_DIR/pid pid i
+    [ -s "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    kill -0 "$pid" 2>/dev/null || return 0
+    say "stopping the userns-remap dockerd $pid"
+    kill -TERM "$pid"
+    for ((i = 0; i < 60; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Copies IMAGE from the current DOCKER_HOST into the daemon at $1 unless it
+# already has the same image id.
+copy_image_to() {
+    local to=$1 image=$2 id
+    id=$(docker image inspect -f '{{.Id}}' "$image") || return 1
+    [ "$(DOCKER_HOST=$to docker image inspect -f '{{.Id}}' "$image" 2>/dev/null)" = "$id" ] && return 0
+    say "copying $image to $to"
+    docker save "$image" | DOCKER_HOST=$to docker load >/dev/null
 }

@@ -6,14 +6,18 @@
 # containers work, that init evacuated the box's root cgroup (also while
 # processes race in) and that the memory budget parent carries its limit. A
 # negative control (the same box with `--entrypoint dockerd`, no cgroup step)
-# must fail the limited run. See README.md, "cgroup v2".
+# must fail the limited run. Then the guest's dockerd restarts with
+# --userns-remap and a box without --privileged (README "Without --privileged")
+# must come up and run a container through its proxy; what such a box gets of
+# cgroups, under runc and under crun, is printed as notes (unpriv-rootful.sh;
+# docs/unprivileged-notes.md). See README.md, "cgroup v2".
 #
 #   FORCE=1            rebuild the cached guest from scratch (debootstrap included)
 #   FORCE=image        rebuild only the disk image and initramfs from the cached rootfs
 #   BENCH=1            also time start-to-ready of a bare dockerd box vs a dindbox box
 #   BENCH_ROUNDS=N     rounds of that (default 1)
 #   DINDBOX_BINARY=P   test this binary instead of the static build (lib.sh build_static_binary)
-#   V2_LIMIT=S         hard limit on the qemu run (default 420 s, +150 s per BENCH round;
+#   V2_LIMIT=S         hard limit on the qemu run (default 720 s, +150 s per BENCH round;
 #                      SIGTERM at the limit, SIGKILL 10 s later)
 #   V2_MEM=MB, V2_SMP=N   guest memory (1536) and vCPUs (1; see "Emulation" below)
 #   DINDBOX_V2_CACHE=D the guest cache (default /var/cache/dindbox/v2guest)
@@ -30,10 +34,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$DINDBOX_REPO"
 
 V2_CACHE=${DINDBOX_V2_CACHE:-$DINDBOX_CACHE/v2guest}
-V2_PACKAGES=linux-image-amd64,docker.io,iptables,ca-certificates,procps,kmod,busybox-static,e2fsprogs,iproute2
+# rootlesskit, slirp4netns, uidmap: the box without --privileged (issue 15); crun:
+# the runtime that delegates a user namespace's cgroup to its root (compared with runc there).
+V2_PACKAGES=linux-image-amd64,docker.io,iptables,ca-certificates,procps,kmod,busybox-static,e2fsprogs,iproute2,rootlesskit,slirp4netns,uidmap,crun
 BENCH=${BENCH:-0}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
-V2_LIMIT=${V2_LIMIT:-$((420 + (BENCH == 1 ? 150 * BENCH_ROUNDS : 0)))}
+V2_LIMIT=${V2_LIMIT:-$((720 + (BENCH == 1 ? 150 * BENCH_ROUNDS : 0)))}
 V2_MEM=${V2_MEM:-1536}
 V2_SMP=${V2_SMP:-1}
 FORCE=${FORCE:-}
@@ -41,7 +47,8 @@ HERE=scripts/cgroupv2
 # What every guest-test.sh run must report; a missing one counts as a failure.
 EXPECTED="guest_pure_v2 outer_dockerd_v2 box_proxy_ready exec_storm evacuation_under_race
 box_init_cgroup box_root_procs_empty box_init_populated box_subtree_control budget_memory_max
-limited_runs limited_memory_max limited_pids_max limited_under_budget negative_control_fails"
+limited_runs limited_memory_max limited_pids_max limited_under_budget negative_control_fails
+unpriv_box_ready unpriv_root_not_host unpriv_run"
 
 t_start=$(date +%s)
 elapsed() { echo $(($(date +%s) - t_start)); }
@@ -171,6 +178,8 @@ mkdir -p "$run/share"
 ls -1d "$runs"/*/ 2>/dev/null | sort | head -n -5 | xargs -r rm -rf
 cp "$binary" "$run/share/dindbox"
 cp "$HERE/guest-test.sh" "$run/share/guest-test.sh"
+cp "$HERE/unpriv-rootful.sh" "$run/share/unpriv-rootful.sh"
+cp image/seccomp-unprivileged.json "$run/share/seccomp-unprivileged.json"
 printf 'BENCH=%s\nBENCH_ROUNDS=%s\n' "$BENCH" "$BENCH_ROUNDS" >"$run/share/env"
 
 # apparmor=0: the guest has no apparmor_parser, so its dockerd cannot load the
@@ -207,7 +216,7 @@ timeout --kill-after=10 "$V2_LIMIT" qemu-system-x86_64 \
     -append "$V2_APPEND ${V2_APPEND_EXTRA:-}" \
     -drive "file=$guest/guest.img,format=raw,if=virtio,cache=unsafe" \
     -virtfs "local,path=$run/share,mount_tag=share,security_model=none,id=share" \
-    </dev/null 2>&1 | tee "$run/serial.log" | grep --line-buffered -E '^V2 (CHECK|TIME|BENCH|LOG|FATAL)' >&2
+    </dev/null 2>&1 | tee "$run/serial.log" | grep --line-buffered -E '^V2 (CHECK|TIME|BENCH|LOG|FATAL|NOTE)' >&2
 qemu_rc=${PIPESTATUS[0]}
 set -e
 t_qemu=$(($(date +%s) - t0))
@@ -247,6 +256,7 @@ if [ -n "$bare" ]; then
     [ -z "$storm" ] || echo "  bench: dindbox box under the exec storm ${storm}s vs bare dockerd ${bare}s: ratio $(awk -v a="$storm" -v b="$bare" 'BEGIN { printf "%.2f", a / b }') (BENCH=1 for the quiet figure)"
 fi
 grep '^V2 TIME' "$results" | sed 's/^V2 TIME name=/  guest time: /; s/ seconds=/ /; s/$/ s/' || true
+grep '^V2 NOTE' "$results" | sed 's/^V2 NOTE name=/  note: /' || true
 echo "  host: build ${t_build}s, guest ready at ${t_guest}s, qemu ${t_qemu}s (rc $qemu_rc), total $(elapsed)s, load average $(cut -d' ' -f1-3 /proc/loadavg); run dir $run"
 if [ "$done_seen" = 0 ]; then
     echo "  FAIL: the guest did not finish (qemu rc $qemu_rc$([ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ] && echo ": killed at the ${V2_LIMIT} s limit")); tail of $run/serial.log:"

@@ -74,6 +74,9 @@ mod tenant;
 /// DOCKER_TLS_CERTDIR boxes and the CLI's client certificates (issue 6).
 #[path = "e2e/tls.rs"]
 mod tls;
+/// A box without --privileged on a userns-remap daemon, escape probes (issue 15).
+#[path = "e2e/unprivileged.rs"]
+mod unprivileged;
 
 #[test]
 fn docker_version_works_through_port() {

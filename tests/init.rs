@@ -871,3 +871,46 @@ fn a_dockerd_newer_than_the_policy_is_warned_about_once_and_served_at_the_policy
     b.signal(Signal::SIGTERM);
     assert_eq!(b.wait_exit(Duration::from_secs(10)).0, 0);
 }
+
+/// Without CAP_SYS_ADMIN (a box without --privileged), init runs dockerd
+/// under rootlesskit; an image without it fails the boot at once, naming what
+/// to install, instead of failing its first mount (issue 15).
+#[test]
+fn without_cap_sys_admin_init_wants_rootlesskit() {
+    if !can_run("without_cap_sys_admin_init_wants_rootlesskit") {
+        return;
+    }
+    // Found on our PATH: the child's PATH names nothing, so that no rootlesskit is found.
+    let setpriv = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("setpriv"))
+        .find(|p| p.is_file())
+        .expect("setpriv (util-linux) on PATH");
+    let out = Command::new(setpriv)
+        .args([
+            "--bounding-set=-sys_admin",
+            "--inh-caps=-sys_admin",
+            "--",
+            DINDBOX,
+            "init",
+        ])
+        .env("PATH", "/nonexistent")
+        .env("DINDBOX_DOCKERD", FAKE_DOCKERD)
+        .env("DOCKER_TLS_CERTDIR", "")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "init booted without rootlesskit:\n{log}"
+    );
+    assert!(
+        log.contains("box without --privileged") && log.contains("rootlesskit is not in the image"),
+        "init did not name rootlesskit:\n{log}"
+    );
+    // The host's root without CAP_SYS_ADMIN is not the target: init says so.
+    assert!(
+        log.contains("the box's root is the host's root"),
+        "no warning about the host's root:\n{log}"
+    );
+}

@@ -295,6 +295,67 @@ timing negative "$t"
 docker logs neg >$S/neg.log 2>&1
 docker rm -f neg >/dev/null 2>&1
 
+# ------------------------------------------------------------------ without --privileged (issue 15)
+# The guest's dockerd again, now with --userns-remap, and a box with only the
+# options of README "Without --privileged": it must come up and run a container
+# through the proxy. What it gets of cgroups is recorded (V2 NOTE), not decided:
+# moby gives rootless mode no cgroupfs driver; unpriv-rootful.sh tries dockerd
+# as root of a nested user namespace outside rootless mode.
+say "box without --privileged: the guest's dockerd restarted with --userns-remap"
+t=$(now)
+modprobe -q tun
+chmod 0666 /dev/net/tun
+kill "$(cat /var/run/docker.pid)" 2>/dev/null
+for _ in $(seq 120); do [ -S /var/run/docker.sock ] || break; pidof dockerd >/dev/null || break; sleep 0.5; done
+dockerd --data-root /var/lib/docker-remap --iptables=false --userns-remap=default \
+    --add-runtime crun=/usr/bin/crun >$S/dockerd-remap.log 2>&1 &
+for _ in $(seq 240); do docker version >/dev/null 2>&1 && break; sleep 0.25; done
+tar -C $slim -c . | docker import \
+    --change 'ENTRYPOINT ["/usr/local/bin/dindbox", "init"]' \
+    --change 'ENV container=docker' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    - $IMAGE >/dev/null || check unpriv_box_ready FAIL "docker import on the userns-remap daemon failed"
+unpriv=(--security-opt seccomp=$S/seccomp-unprivileged.json --security-opt systempaths=unconfined --device /dev/net/tun)
+docker run -d --name unpriv "${unpriv[@]}" -e PORT=$PORT -e DOCKERD_ARGS=$INNER_ARGS -e DINDBOX_READY_TIMEOUT=240 \
+    -v unpriv-var:/var/lib/docker -v /usr:/usr:ro $IMAGE >/dev/null
+ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' unpriv)
+if ready=$(wait_ping "$ip" 240); then
+    check unpriv_box_ready PASS "no --privileged, no capability added: GET /_ping on $ip:$PORT answered OK $(from_start unpriv "$ready")s after the start"
+else
+    check unpriv_box_ready FAIL "no OK from $ip:$PORT within 240 s; $(docker logs unpriv 2>&1 | grep -vi 'level=info' | tail -n 4)"
+fi
+map=$(docker exec unpriv cat /proc/self/uid_map | tr -s ' ')
+if [ "$(echo "$map" | awk '{print $2}')" != 0 ] && [ -n "$map" ]; then
+    check unpriv_root_not_host PASS "uid_map:$map"
+else
+    check unpriv_root_not_host FAIL "uid_map: '$map'"
+fi
+export DOCKER_HOST=tcp://$ip:$PORT
+docker load -i /tmp/busybox.tar >/dev/null 2>/tmp/unpriv-load.err
+if out=$(docker run --rm busybox echo unpriv-ok 2>&1) && [ "$out" = unpriv-ok ]; then
+    check unpriv_run PASS "docker run --rm busybox through the proxy of the box without --privileged"
+else
+    check unpriv_run FAIL "$(cat /tmp/unpriv-load.err) $out"
+fi
+emit "V2 NOTE name=unpriv_inner_cgroup_driver detail=$(docker info -f '{{.CgroupDriver}} v{{.CgroupVersion}}' 2>&1 | tr '\n' ' ')"
+emit "V2 NOTE name=unpriv_inner_limited_run detail=$(docker run --rm --memory 32m --pids-limit 64 busybox cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max 2>&1 | tr '\n' ' ' | cut -c1-300)"
+unset DOCKER_HOST
+ucg=/sys/fs/cgroup$(awk -F: '$1 == "0" {print $3}' /proc/"$(docker inspect -f '{{.State.Pid}}' unpriv)"/cgroup)
+emit "V2 NOTE name=unpriv_box_cgroup_seen_from_guest detail=$(stat -c '%n %u:%g' "$ucg" "$ucg/cgroup.procs" "$ucg/cgroup.subtree_control" 2>&1 | tr '\n' ' ')"
+docker logs unpriv >$S/unpriv.log 2>&1
+docker rm -f unpriv >/dev/null 2>&1
+# The same under runc (Docker's default) and crun, which chowns the cgroup of a
+# container in a user namespace to its root (containers/crun#123). The box's
+# root is not the guest's: busybox.tar must be readable by others.
+chmod 644 /tmp/busybox.tar
+for runtime in runc crun; do
+    docker run --rm --runtime $runtime --name unpriv-rootful "${unpriv[@]}" -e NOTE_PREFIX=$runtime- \
+        -v unpriv-rootful-$runtime:/var/lib/docker -v /usr:/usr:ro \
+        -v /tmp/busybox.tar:/busybox.tar:ro -v $S/unpriv-rootful.sh:/probe.sh:ro --entrypoint bash $IMAGE /probe.sh 2>&1 |
+        grep '^V2 NOTE' | tee -a "$R"
+done
+timing unprivileged "$t"
+
 # ------------------------------------------------------------------ benchmark
 # Start to ready: a bare dockerd box (the negative control's setup) and a
 # dindbox box, nothing else running; fresh volumes each round.

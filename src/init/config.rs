@@ -199,6 +199,9 @@ pub struct Config {
     pub dockerd_path_prefix: Option<PathBuf>,
     /// Extra environment for dockerd.
     pub dockerd_env: Vec<(String, String)>,
+    /// A program (and its flags) dockerd runs under: rootlesskit in a box
+    /// without --privileged (see [`super::userns`]); empty: dockerd itself.
+    pub launcher: Vec<String>,
     /// The proxy graphdriver's socket (`DINDBOX_GRAPHDRIVER`).
     pub graphdriver: Option<graphdriver_plugin::Graphdriver>,
     /// The proxy snapshotter's socket (`DINDBOX_SNAPSHOTTER`).
@@ -312,6 +315,7 @@ impl Config {
             cgroup_root: o.cgroup_root,
             dockerd_path_prefix: None,
             dockerd_env: Vec::new(),
+            launcher: Vec::new(),
             graphdriver,
             snapshotter,
             containerd_store,

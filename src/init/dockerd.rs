@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reaper::{describe, ExitWatch, Reaper};
 use super::sys;
-use super::{drain, mounts, Config};
+use super::{drain, mounts, userns, Config};
 use crate::engine::{self, Engine};
 
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +180,19 @@ impl Dockerd {
         reaper: &Reaper,
         current: &AtomicI32,
     ) -> Result<Dockerd, DockerdError> {
-        let mut cmd = Command::new(&cfg.dockerd);
+        let mut cmd = match cfg.launcher.split_first() {
+            None => Command::new(&cfg.dockerd),
+            Some((launcher, flags)) => {
+                // A launcher left by the previous dockerd would refuse its state dir.
+                userns::clear_state().map_err(|err| DockerdError::Spawn {
+                    program: launcher.clone(),
+                    err,
+                })?;
+                let mut cmd = Command::new(launcher);
+                cmd.args(flags).arg(&cfg.dockerd);
+                cmd
+            }
+        };
         cmd.args(&cfg.dockerd_args).stdin(Stdio::null());
         // AppArmor is enabled in dockerd/containerd only with this (moby hack/dind).
         if std::env::var_os("container").is_none() {
@@ -222,7 +234,7 @@ impl Dockerd {
         if let Some(err) = child.stderr.take() {
             forward_lines(err, output.clone());
         }
-        tracing::info!(%pid, args = ?cfg.dockerd_args, "dockerd started");
+        tracing::info!(%pid, launcher = ?cfg.launcher, args = ?cfg.dockerd_args, "dockerd started");
         Ok(Dockerd { pid, exit, output })
     }
 

@@ -22,6 +22,7 @@ mod shell;
 mod snapshotter;
 #[allow(unsafe_code)]
 mod sys;
+mod userns;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,6 +71,8 @@ pub enum InitError {
     Snapshotter(#[from] snapshotter::SnapshotterError),
     #[error("{0}")]
     Containerd(#[from] containerd::ContainerdError),
+    #[error("box without --privileged: {0}")]
+    Userns(#[from] userns::UsernsError),
     #[error("failed to set up {what}: {err}")]
     Setup {
         what: &'static str,
@@ -132,6 +135,16 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
         tracing::info!("not PID 1: became a child subreaper");
     }
 
+    // Without CAP_SYS_ADMIN init can neither mount nor manage cgroups: dockerd
+    // then runs under rootlesskit, which makes the namespaces it needs.
+    let privileged = match userns::detect()? {
+        userns::Mode::Privileged => true,
+        userns::Mode::Unprivileged(map) => {
+            prepare_unprivileged(&mut cfg, &map)?;
+            false
+        }
+    };
+
     // The proxy graphdriver's checks come before `/` is made rshared below,
     // which would make every mount look like it propagates.
     if let Some(gd) = cfg.graphdriver.clone() {
@@ -143,8 +156,10 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
 
     // Mounts before dockerd: securityfs for AppArmor detection, a tmpfs /run so
     // no state of a previous run survives, rshared / for mount propagation.
-    for warning in mounts::prepare()? {
-        tracing::warn!("{warning}");
+    if privileged {
+        for warning in mounts::prepare()? {
+            tracing::warn!("{warning}");
+        }
     }
     // A restarted container keeps its files: dockerd refuses to start over a
     // pid file naming a live pid, and a leftover socket would look alive.
@@ -156,25 +171,16 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
 
     // cgroups before dockerd starts (it creates its cgroups at start) and
     // before the box accepts `docker exec` load (which races the v2 move).
-    let cgroups = cgroup::detect(&cfg.cgroup_root)?;
-    tracing::info!("{}", cgroups.setup(&cfg.cgroup_root)?);
-    match cgroups.controllers(&cfg.cgroup_root) {
-        Ok(available) => {
-            if let Some(warning) = cgroup::missing_controllers_warning(&available) {
-                tracing::warn!("{warning}");
-            }
-        }
-        Err(err) => tracing::warn!(error = %err, "cannot list the box's cgroup controllers"),
-    }
-    // The budget after setup (on v2 the root hands controllers down only once
-    // init has left it) and before dockerd, which gets the parent as a flag.
-    if let Some(budget) = cfg.budget() {
-        let parent = cgroups.budget(&cfg.cgroup_root, &budget)?;
-        log_budget(&parent, &budget);
-        if let cgroup::Placement::Limited(dirs) = &parent.placement {
-            crate::metrics::global().set_budget_dirs(dirs.clone());
-        }
-        cfg.use_cgroup_parent(&parent.path);
+    if privileged {
+        prepare_cgroups(&mut cfg)?;
+    } else if let Some(budget) = cfg.budget() {
+        tracing::warn!(
+            memory = ?budget.memory,
+            pids = ?budget.pids,
+            "budget: a box without --privileged creates no cgroups and its rootless dockerd \
+             runs without any (README, \"Without --privileged\"): the box's own limits are the \
+             outer container's"
+        );
     }
 
     // MTU and iptables backend: fixed before dockerd sets up its bridge and rules.
@@ -225,6 +231,68 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
             err,
         })?;
     runtime.block_on(run::run(Arc::new(cfg)))
+}
+
+/// The box's cgroups (v1 or v2) and, with a budget, the parent dockerd and
+/// the proxy put containers under.
+fn prepare_cgroups(cfg: &mut Config) -> Result<(), InitError> {
+    let cgroups = cgroup::detect(&cfg.cgroup_root)?;
+    tracing::info!("{}", cgroups.setup(&cfg.cgroup_root)?);
+    match cgroups.controllers(&cfg.cgroup_root) {
+        Ok(available) => {
+            if let Some(warning) = cgroup::missing_controllers_warning(&available) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot list the box's cgroup controllers"),
+    }
+    // The budget after setup (on v2 the root hands controllers down only once
+    // init has left it) and before dockerd, which gets the parent as a flag.
+    if let Some(budget) = cfg.budget() {
+        let parent = cgroups.budget(&cfg.cgroup_root, &budget)?;
+        log_budget(&parent, &budget);
+        if let cgroup::Placement::Limited(dirs) = &parent.placement {
+            crate::metrics::global().set_budget_dirs(dirs.clone());
+        }
+        cfg.use_cgroup_parent(&parent.path);
+    }
+    Ok(())
+}
+
+/// A box without CAP_SYS_ADMIN (see [`userns`]): dockerd under rootlesskit,
+/// with the subordinate ids that map the box's own ids into its namespace.
+fn prepare_unprivileged(cfg: &mut Config, map: &userns::UidMap) -> Result<(), InitError> {
+    let storage_server = [
+        (cfg.graphdriver.is_some(), "DINDBOX_GRAPHDRIVER"),
+        (cfg.snapshotter.is_some(), "DINDBOX_SNAPSHOTTER"),
+    ];
+    if let Some((_, name)) = storage_server.into_iter().find(|(set, _)| *set) {
+        return Err(InitError::Config(format!(
+            "{name} needs a --privileged box (the host's mounts reach the box through \
+             rshared propagation, which only a privileged box can set up)"
+        )));
+    }
+    if map.is_host() {
+        tracing::warn!(
+            uid_map = %map,
+            "no CAP_SYS_ADMIN but the box's root is the host's root: dockerd runs under \
+             rootlesskit; run the outer daemon with --userns-remap (or the pod with \
+             hostUsers: false) so that the box's root is not the host's"
+        );
+    }
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    userns::check_programs(&path)?;
+    let written = userns::ensure_subids(Path::new("/etc"), map)?;
+    userns::dockerd_args_and_env(&mut cfg.dockerd_args, &mut cfg.dockerd_env);
+    cfg.launcher = userns::launcher();
+    tracing::info!(
+        uid_map = %map,
+        subids_written = ?written,
+        launcher = ?cfg.launcher,
+        "box without --privileged: dockerd runs rootless under rootlesskit (no mounts, no \
+         cgroups by init)"
+    );
+    Ok(())
 }
 
 /// The containerd image store: a dockerd that has it, and a data root its

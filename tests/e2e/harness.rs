@@ -38,6 +38,12 @@ pub struct Harness {
     pub image: String,
     /// `docker save` of busybox:latest, for loading into boxes.
     pub busybox_tar: PathBuf,
+    /// What every box gets on `docker run` besides the test's own arguments:
+    /// `--privileged`, or the options of a box without it ([`userns_harness`]).
+    pub box_options: Vec<String>,
+    /// The network namespace (a `/proc/PID/ns/net`) the CLI must enter to
+    /// reach a box's published ports; `None`: this one.
+    pub cli_netns: Option<String>,
 }
 
 static HARNESS: OnceLock<Result<Harness, String>> = OnceLock::new();
@@ -125,6 +131,8 @@ fn setup_image(image: String, suite: Option<&str>) -> Result<Harness, String> {
         outer,
         image,
         busybox_tar,
+        box_options: vec!["--privileged".into()],
+        cli_netns: None,
     };
     let inspect = h.outer(&["image", "inspect", "-f", "{{.Id}}", &h.image]);
     if !inspect.ok() {
@@ -177,6 +185,66 @@ pub fn harness_for_suite(suite: &str) -> Option<&'static Harness> {
         Err(err) => {
             panic!("dindbox e2e harness setup for the {suite} base failed (as root):\n{err}")
         }
+    }
+}
+
+static USERNS_HARNESS: OnceLock<Result<Harness, String>> = OnceLock::new();
+
+/// The options of a box without `--privileged` (README "Without
+/// --privileged"; docs/unprivileged-notes.md says why each is needed).
+pub fn unprivileged_box_options() -> Vec<String> {
+    let seccomp = repo().join("image/seccomp-unprivileged.json");
+    vec![
+        "--security-opt".into(),
+        format!("seccomp={}", seccomp.display()),
+        "--security-opt".into(),
+        "systempaths=unconfined".into(),
+        "--device".into(),
+        "/dev/net/tun".into(),
+    ]
+}
+
+/// The harness of boxes without `--privileged`: a second daemon started with
+/// `--userns-remap=default` in a network namespace of its own
+/// (scripts/lib.sh `userns_docker_up`), holding the default harness's image
+/// and busybox. `None` (after a loud message) when not root.
+pub fn userns_harness() -> Option<&'static Harness> {
+    let main = harness()?;
+    let built = USERNS_HARNESS.get_or_init(|| {
+        let script = format!(
+            "set -euo pipefail; source scripts/lib.sh; export DOCKER_HOST={outer}; \
+             host=$(userns_docker_up); copy_image_to \"$host\" {image}; \
+             copy_image_to \"$host\" busybox:latest; echo \"USERNS_HOST=$host\"; \
+             echo \"USERNS_PID=$(cat \"$DINDBOX_USERNS_DIR/pid\")\"",
+            outer = main.outer,
+            image = main.image
+        );
+        let mut cmd = Command::new("bash");
+        cmd.current_dir(repo()).args(["-c", &script]);
+        let stdout = run_setup(
+            cmd,
+            "userns-remap dockerd (scripts/lib.sh userns_docker_up)",
+        )?;
+        let value = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+                .map(str::to_owned)
+                .ok_or_else(|| format!("setup printed no {key}=:\n{stdout}"))
+        };
+        let h = Harness {
+            outer: value("USERNS_HOST")?,
+            image: main.image.clone(),
+            busybox_tar: main.busybox_tar.clone(),
+            box_options: unprivileged_box_options(),
+            cli_netns: Some(format!("/proc/{}/ns/net", value("USERNS_PID")?)),
+        };
+        h.remove_leftovers();
+        Ok(h)
+    });
+    match built {
+        Ok(h) => Some(h),
+        Err(err) => panic!("dindbox e2e userns-remap harness setup failed (as root):\n{err}"),
     }
 }
 
@@ -606,15 +674,9 @@ impl<'h> DindBox<'h> {
             client_env,
         };
         let publish = format!("127.0.0.1:{port}:{container_port}");
-        let mut args = vec![
-            "run",
-            "-d",
-            "--privileged",
-            "--name",
-            &b.name,
-            "-p",
-            &publish,
-        ];
+        let mut args = vec!["run", "-d"];
+        args.extend(h.box_options.iter().map(String::as_str));
+        args.extend(["--name", &b.name, "-p", &publish]);
         args.extend_from_slice(storage);
         args.extend_from_slice(extra);
         args.push(&h.image);
@@ -656,7 +718,14 @@ impl<'h> DindBox<'h> {
 
     /// A docker command against the box's published API.
     pub fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("docker");
+        let mut cmd = match &self.h.cli_netns {
+            None => Command::new("docker"),
+            Some(netns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net={netns}")).arg("docker");
+                cmd
+            }
+        };
         cmd.env("DOCKER_HOST", &self.api)
             .envs(self.client_env.iter().map(|(k, v)| (k, v)))
             .args(args);
