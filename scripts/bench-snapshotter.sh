@@ -24,6 +24,7 @@
 #                           (default: target/release/dindbox of this repo)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib-storage-bench.sh"
 
 runs=${BENCH_RUNS:-5}
 run_runs=${BENCH_SN_RUNS:-10}
@@ -49,23 +50,12 @@ server_pid=
 cleanup() {
     docker rm -f -v "$sn_box" "$native_box" >/dev/null 2>&1 || true
     docker volume rm "$sn_volume" "$native_volume" >/dev/null 2>&1 || true
-    if [ -n "$server_pid" ]; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    # The server's mounts and its shared/ bind, deepest first.
-    if [ -d "$bench_dir" ]; then
-        awk -v d="$bench_dir/" 'index($5, d) == 1 {print length($5), $5}' /proc/self/mountinfo |
-            sort -rn | cut -d' ' -f2- | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-        if ! awk -v d="$bench_dir/" 'index($5, d) == 1 {found = 1} END {exit !found}' /proc/self/mountinfo; then
-            rm -rf "$bench_dir"
-        fi
-    fi
+    storage_server_cleanup "$server_pid" "$bench_dir"
 }
 trap cleanup EXIT
 cleanup
 
-[ -s "$image_tar" ] || die "no $image_tar: run BENCH_ONLY=graphdriver scripts/bench.sh once (it builds the image)"
+storage_bench_image
 image_mib=$(($(stat -c %s "$image_tar") / 1048576))
 say "image tarball $image_tar: $image_mib MiB"
 
@@ -84,57 +74,9 @@ docker run -d --privileged --name "$sn_box" -v "$sn_volume:/var/lib/docker" \
     "$DINDBOX_IMAGE" >/dev/null
 docker run -d --privileged --name "$native_box" -v "$native_volume:/var/lib/docker" \
     -e DINDBOX_CONTAINERD_STORE=1 "$DINDBOX_IMAGE" >/dev/null
-for box in "$sn_box" "$native_box"; do
-    t0=$(date +%s)
-    until docker exec "$box" $direct version >/dev/null 2>&1; do
-        if (($(date +%s) - t0 > 120)) || [ "$(docker inspect -f '{{.State.Running}}' "$box")" != true ]; then
-            docker logs --tail 30 "$box" >&2 || true
-            die "box $box not ready (log above)"
-        fi
-        sleep 0.2
-    done
-    docker cp "$image_tar" "$box:/gdbench-img.tar"
-    say "$box ready: storage driver $(docker exec "$box" $direct info -f '{{.Driver}}')"
-done
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
-
-# Milliseconds of one `docker load` inside the box.
-time_load() {
-    docker exec "$1" sh -c "t0=\$(date +%s%N); $direct load -q -i /gdbench-img.tar >/dev/null &&
-        echo \$(((\$(date +%s%N) - t0) / 1000000))"
-}
-# Milliseconds of each of BENCH_SN_RUNS `docker run --rm IMG true`, one a line.
-time_runs() {
-    docker exec "$1" sh -c "for i in \$(seq $run_runs); do t0=\$(date +%s%N);
-        $direct run --rm $image true || exit 1; echo \$(((\$(date +%s%N) - t0) / 1000000)); done"
-}
-
-declare -A loads runs_ms last
-paired=() # per round: native load ms / sn load ms (the two ran back to back)
-for ((i = 1; i <= runs; i++)); do
-    if ((i % 2)); then order=("$sn_box" "$native_box"); else order=("$native_box" "$sn_box"); fi
-    for box in "${order[@]}"; do
-        ms=$(time_load "$box")
-        loads[$box]+="$ms "
-        last[$box]=$ms
-        mapfile -t samples < <(time_runs "$box")
-        runs_ms[$box]+="${samples[*]} "
-        docker exec "$box" $direct rmi "$image" >/dev/null
-        say "round $i $box: load $ms ms, run median $(printf '%s\n' "${samples[@]}" | median) ms"
-    done
-    paired+=("$(awk -v g="${last[$sn_box]}" -v n="${last[$native_box]}" 'BEGIN {printf "%d", n * 1000 / g}')")
-done
-
-load_sn=$(printf '%s\n' ${loads[$sn_box]} | median)
-load_native=$(printf '%s\n' ${loads[$native_box]} | median)
-run_sn=$(printf '%s\n' ${runs_ms[$sn_box]} | median)
-run_native=$(printf '%s\n' ${runs_ms[$native_box]} | median)
-echo
-echo "== dindbox snapshotter bench ($(date -u +%FT%TZ), $(nproc) cores, image $image_mib MiB / 6 layers, N=$runs loads, $((runs * run_runs)) runs per setup)"
-echo "   load samples (ms): sn: ${loads[$sn_box]}| native: ${loads[$native_box]}"
-awk -v g="$load_sn" -v n="$load_native" -v m="$image_mib" 'BEGIN {
-    printf "docker load median: snapshotter-server %6d ms (%5.1f MiB/s) | native overlayfs %6d ms (%5.1f MiB/s) | throughput ratio sn/native %.2f\n", g, m * 1000 / g, n, m * 1000 / n, n / g }'
-awk -v r="$(printf '%s\n' "${paired[@]}" | median)" 'BEGIN {
-    printf "median of the per-round throughput ratios sn/native (each round ran both back to back): %.2f\n", r / 1000 }'
-awk -v g="$run_sn" -v n="$run_native" 'BEGIN {
-    printf "docker run --rm true median: snapshotter-server %4d ms | native overlayfs %4d ms | latency ratio sn/native %.2f\n", g, n, g / n }'
+storage_boxes_ready "$sn_box" "$native_box"
+storage_expect_driver "$sn_box" dindbox
+samples=$bench_dir/samples
+rm -rf "$samples" && mkdir -p "$samples"
+storage_rounds "$sn_box" "$native_box" "$samples"
+storage_report "dindbox snapshotter bench" "$sn_box" "snapshotter-server" "$native_box" "native overlayfs" "$samples"
