@@ -587,7 +587,7 @@ async fn extraction_overlays_are_volatile_and_remount_after_a_crash() {
     let mountinfo = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     let overlays: Vec<String> = mountinfo(server.child.id())
         .lines()
-        .filter(|l| l.contains(" - overlay "))
+        .filter(|l| l.contains(" - overlay ") && l.contains(&*root.to_string_lossy()))
         .map(String::from)
         .collect();
     assert_eq!(overlays.len(), 2, "{overlays:?}");
