@@ -9,11 +9,13 @@
 //! Needs root (whiteout devices, chown); overlay also needs the kernel to
 //! accept an overlay mount in a temp dir. Either missing skips loudly.
 
+mod support;
+
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -69,24 +71,15 @@ impl Server {
     }
 
     fn spawn(tmp: &Path, socket: &Path, log: &Path, driver: &str, extra: &[&str]) -> Child {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
-            .arg(env!("CARGO_BIN_EXE_dindbox"))
-            .arg("graphdriver-server")
-            .arg("-R")
-            .arg(tmp.join("root"))
-            .args(["-C", "box", "-S"])
-            .arg(format!("unix://{}", socket.display()))
-            .args(["--driver", driver, "--debug"])
-            .args(extra)
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn unshare + dindbox graphdriver-server")
+        let args = [&["--driver", driver], extra].concat();
+        support::host_server::spawn(
+            "graphdriver-server",
+            &tmp.join("root"),
+            "box",
+            socket,
+            log,
+            &args,
+        )
     }
 
     fn wait_for_socket(&self) {

@@ -7,9 +7,11 @@
 //! through `/proc/<server pid>/root/<host path>`, which resolves in that
 //! namespace. Needs root (mounts); without it the tests skip loudly.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use containerd_snapshots::api::snapshots::v1::snapshots_client::SnapshotsClient;
@@ -109,24 +111,8 @@ impl Drop for Server {
 }
 
 fn spawn(root: &Path, name: &str, socket: &Path, log: &Path, extra: &[String]) -> Child {
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(env!("CARGO_BIN_EXE_dindbox"))
-        .arg("snapshotter-server")
-        .arg("-R")
-        .arg(root)
-        .args(["-C", name, "-S"])
-        .arg(format!("unix://{}", socket.display()))
-        .arg("--debug")
-        .args(extra)
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn unshare + dindbox snapshotter-server")
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    support::host_server::spawn("snapshotter-server", root, name, socket, log, &extra)
 }
 
 fn skip_unless_root(test: &str) -> bool {
