@@ -6,7 +6,8 @@
 # Two boxes of $DINDBOX_IMAGE (the sid image: dockerd 28.5, containerd 2.1),
 # both with the containerd image store, run side by side:
 #   sn      on a host-side `dindbox snapshotter-server` (DINDBOX_SNAPSHOTTER;
-#           the area's shared/ bound rslave at /var/lib/dindbox-snapshots);
+#           the area's shared/ bound rslave at /var/lib/dindbox-snapshots, its
+#           containerd/ at /var/lib/dindbox-containerd);
 #   native  DINDBOX_CONTAINERD_STORE=1 on a docker volume: containerd's overlayfs.
 # The ~200 MiB 6-layer image of scripts/bench-graphdriver.sh (built once on
 # the outer daemon, cached in $DINDBOX_CACHE) is copied into each box. Then,
@@ -70,6 +71,7 @@ for _ in $(seq 100); do [ -S "$sockets/snapshots.sock" ] && break; sleep 0.1; do
 
 docker run -d --privileged --name "$sn_box" -v "$sn_volume:/var/lib/docker" \
     --mount "type=bind,src=$bench_dir/root/$sn_box/shared,dst=/var/lib/dindbox-snapshots,bind-propagation=rslave,readonly" \
+    -v "$bench_dir/root/$sn_box/containerd:/var/lib/dindbox-containerd" \
     -v "$sockets:/dindbox/snapshotter" -e DINDBOX_SNAPSHOTTER=unix:///dindbox/snapshotter/snapshots.sock \
     "$DINDBOX_IMAGE" >/dev/null
 docker run -d --privileged --name "$native_box" -v "$native_volume:/var/lib/docker" \

@@ -32,7 +32,8 @@
 # $DINDBOX_SN_ROOT, default /var/lib/dindbox-sn; socket and log in
 # /run/dindbox/sn/$DINDBOX_NAME) keeps the box's snapshots in $DINDBOX_SN_ROOT/$DINDBOX_NAME
 # and mounts them there; the box gets ROOT/NAME/shared at /var/lib/dindbox-snapshots
-# (read-only, rslave) and the socket directory at /dindbox/snapshotter.
+# (read-only, rslave), ROOT/NAME/containerd at /var/lib/dindbox-containerd (its containerd's
+# root: the layer blobs) and the socket directory at /dindbox/snapshotter.
 set -euo pipefail
 # The proxy graphdriver needs dockerd 20.10-27 (Docker 28 removed graphdriver
 # plugins): with --graphdriver the box is the bookworm image, unless
@@ -130,6 +131,7 @@ if [ -n "$snapshotter" ]; then
         die "the snapshotter server did not create $sn_run/snapshots.sock; its log is above"
     }
     storage+=(--mount "type=bind,src=$sn_root/$name/shared,dst=/var/lib/dindbox-snapshots,bind-propagation=rslave,readonly"
+        -v "$sn_root/$name/containerd:/var/lib/dindbox-containerd"
         -v "$sn_run:/dindbox/snapshotter" -e DINDBOX_SNAPSHOTTER=unix:///dindbox/snapshotter/snapshots.sock)
 fi
 
@@ -169,7 +171,7 @@ if [ -n "$graphdriver" ]; then
         "(stop it after the box: kill \$(cat $gd_run/server.pid); then umount $gd_root/$name)"
 fi
 if [ -n "$snapshotter" ]; then
-    say "its snapshots: $sn_root/$name on the host; server log $sn_run/server.log" \
+    say "its snapshots and layer blobs: $sn_root/$name on the host; server log $sn_run/server.log" \
         "(stop it after the box: kill \$(cat $sn_run/server.pid))"
 fi
 say "use it with:"

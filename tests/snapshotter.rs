@@ -11,8 +11,10 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
+
 use std::time::{Duration, Instant};
+use support::host_server::Launch;
 
 use containerd_snapshots::api::snapshots::v1::snapshots_client::SnapshotsClient;
 use containerd_snapshots::api::snapshots::v1::{
@@ -34,6 +36,11 @@ struct Server {
     socket: PathBuf,
     log: PathBuf,
     extra: Vec<String>,
+    /// A mount namespace of its own that outlives the server (`sleep` in
+    /// it), so a crash leaves the server's mounts behind for the next run.
+    holder: Option<Child>,
+    /// `DINDBOX_SN_TEST_FAULT` for the next spawn.
+    fault: Option<String>,
 }
 
 impl Server {
@@ -41,7 +48,7 @@ impl Server {
         let socket = root.parent().unwrap().join(format!("{name}.sock"));
         let log = root.parent().unwrap().join(format!("{name}.log"));
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = spawn(root, name, &socket, &log, &extra);
+        let child = spawn(root, name, &socket, &log, &extra, &Launch::default());
         let server = Server {
             child,
             root: std::fs::canonicalize(root).unwrap(),
@@ -49,9 +56,82 @@ impl Server {
             socket,
             log,
             extra,
+            holder: None,
+            fault: None,
         };
         server.wait_for_socket();
         server
+    }
+
+    /// A server in a lasting mount namespace that aborts at `fault`.
+    fn start_with_fault(root: &Path, name: &str, fault: &str) -> Server {
+        let holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sleep", "600"])
+            .spawn()
+            .expect("spawn unshare sleep");
+        // Until unshare has exec'd sleep in the new namespace.
+        let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(format!("/proc/{}/ns/mnt", holder.id())).ok() == Some(ours.clone())
+            || std::fs::read_to_string(format!("/proc/{}/comm", holder.id())).unwrap_or_default()
+                != "sleep\n"
+        {
+            assert!(Instant::now() < deadline, "unshare did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let socket = root.parent().unwrap().join(format!("{name}.sock"));
+        let log = root.parent().unwrap().join(format!("{name}.log"));
+        let launch = Launch {
+            namespace_of: Some(holder.id()),
+            fault: Some(fault.to_string()),
+        };
+        let child = spawn(root, name, &socket, &log, &[], &launch);
+        let server = Server {
+            child,
+            root: std::fs::canonicalize(root).unwrap(),
+            name: name.to_string(),
+            socket,
+            log,
+            extra: Vec::new(),
+            holder: Some(holder),
+            fault: None,
+        };
+        server.wait_for_socket();
+        server
+    }
+
+    /// Waits for the server to have exited (an abort).
+    fn wait_for_crash(&mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "the server exited cleanly: {status}");
+    }
+
+    /// Starts it again in the same namespace, without the fault.
+    fn restart_after_crash(&mut self) {
+        let launch = Launch {
+            namespace_of: self.holder.as_ref().map(Child::id),
+            fault: self.fault.take(),
+        };
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = spawn(
+            &self.root,
+            &self.name,
+            &self.socket,
+            &self.log,
+            &self.extra,
+            &launch,
+        );
+        self.wait_for_socket();
+    }
+
+    /// Whether the server's namespace has a mount on `ROOT/NAME/shared/<id>`.
+    fn is_mounted(&self, id: &str) -> bool {
+        let pid = self.holder.as_ref().map_or(self.child.id(), Child::id);
+        let target = self.root.join(&self.name).join("shared").join(id);
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap()
+            .lines()
+            .any(|line| line.split(' ').nth(4) == Some(target.to_str().unwrap()))
     }
 
     fn wait_for_socket(&self) {
@@ -71,7 +151,14 @@ impl Server {
     fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(&self.root, &self.name, &self.socket, &self.log, &self.extra);
+        self.child = spawn(
+            &self.root,
+            &self.name,
+            &self.socket,
+            &self.log,
+            &self.extra,
+            &Launch::default(),
+        );
         self.wait_for_socket();
     }
 
@@ -86,8 +173,8 @@ impl Server {
             .strip_prefix(PREFIX)
             .expect("a path below the container prefix");
         let host = self.root.join(&self.name).join("shared").join(rel);
-        PathBuf::from(format!("/proc/{}/root", self.child.id()))
-            .join(host.strip_prefix("/").unwrap())
+        let pid = self.holder.as_ref().map_or(self.child.id(), Child::id);
+        PathBuf::from(format!("/proc/{pid}/root")).join(host.strip_prefix("/").unwrap())
     }
 
     async fn client(&self) -> SnapshotsClient<Channel> {
@@ -107,12 +194,31 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(holder) = &mut self.holder {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
     }
 }
 
-fn spawn(root: &Path, name: &str, socket: &Path, log: &Path, extra: &[String]) -> Child {
+fn spawn(
+    root: &Path,
+    name: &str,
+    socket: &Path,
+    log: &Path,
+    extra: &[String],
+    launch: &Launch,
+) -> Child {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    support::host_server::spawn("snapshotter-server", root, name, socket, log, &extra)
+    support::host_server::spawn_with(
+        "snapshotter-server",
+        root,
+        name,
+        socket,
+        log,
+        &extra,
+        launch,
+    )
 }
 
 fn skip_unless_root(test: &str) -> bool {
@@ -590,4 +696,58 @@ async fn extraction_overlays_are_volatile_and_remount_after_a_crash() {
     let mut c = server.client().await;
     commit(&mut c, "moby/5/sha256:B", key).await.unwrap();
     assert_eq!(stat(&mut c, "moby/5/sha256:B").await.unwrap().kind, 3);
+}
+
+#[tokio::test]
+async fn a_crash_between_the_commit_record_and_the_unmount_leaves_a_consistent_store() {
+    if skip_unless_root("crash mid-commit") {
+        return;
+    }
+    let (_tmp, root) = new_root();
+    let mut server = Server::start_with_fault(&root, "box", "after-commit-record");
+    let mut c = server.client().await;
+    let mounts = prepare(&mut c, "a", "").await.unwrap();
+    std::fs::write(server.host_view(&mounts[0]).join("f"), "base\n").unwrap();
+    let id = Path::new(&mounts[0].source)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let crashed = commit(&mut c, "A", "a").await;
+    assert!(crashed.is_err(), "the commit answered: {crashed:?}");
+    server.wait_for_crash();
+    assert!(
+        server.log().contains("aborting"),
+        "the fault did not fire:\n{}",
+        server.log()
+    );
+    assert!(server.is_mounted(&id), "the crash left no mount behind");
+    server.restart_after_crash();
+
+    let mut c = server.client().await;
+    assert_eq!(stat(&mut c, "A").await.unwrap().kind, 3, "committed");
+    assert_eq!(code(stat(&mut c, "a").await), Code::NotFound);
+    assert!(
+        !server.is_mounted(&id),
+        "the committed snapshot is still mounted at shared/{id}:\n{}",
+        server.log()
+    );
+    assert!(server
+        .log()
+        .contains("unmounting a committed snapshot a crash left mounted"));
+    let (size, inodes) = usage(&mut c, "A").await;
+    assert!(size > 0 && inodes == 1, "{size} {inodes}");
+    let child = prepare(&mut c, "b", "A").await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(server.host_view(&child[0]).join("f")).unwrap(),
+        "base\n"
+    );
+    assert_eq!(
+        walk(&mut c, &[]).await.unwrap(),
+        vec!["A".to_string(), "b".to_string()]
+    );
+    remove(&mut c, "b").await.unwrap();
+    remove(&mut c, "A").await.unwrap();
+    assert_eq!(walk(&mut c, &[]).await.unwrap(), Vec::<String>::new());
 }

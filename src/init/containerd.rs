@@ -52,10 +52,9 @@ pub async fn start(
     current: &AtomicI32,
 ) -> Result<Containerd, ContainerdError> {
     let path = containerd_config_path();
-    let data_root = dockerd::data_root(&cfg.dockerd_args);
     path.parent()
         .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&path, containerd_config(&data_root, snapshotter)))
+        .and_then(|()| std::fs::write(&path, containerd_config(snapshotter)))
         .map_err(|err| ContainerdError::Config {
             path: path.display().to_string(),
             err,

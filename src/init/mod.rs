@@ -151,7 +151,9 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
         prepare_graphdriver(&mut cfg, &gd)?;
     }
     if cfg.snapshotter.is_some() {
-        snapshotter::check_area(&mounts::read_mountinfo()?, Path::new(snapshotter::AREA))?;
+        let mountinfo = mounts::read_mountinfo()?;
+        snapshotter::check_area(&mountinfo, Path::new(snapshotter::AREA))?;
+        snapshotter::check_containerd_root(&mountinfo, Path::new(snapshotter::CONTAINERD_ROOT))?;
     }
 
     // Mounts before dockerd: securityfs for AppArmor detection, a tmpfs /run so

@@ -11,9 +11,15 @@
 //! v28.5.2 `daemon/daemon.go`, and `docker info` shows `Storage Driver:
 //! dindbox`, `driver-type: io.containerd.snapshotter.v1`).
 //!
+//! The box's containerd keeps its root (the content store with the
+//! compressed layer blobs, its meta.db) in [`CONTAINERD_ROOT`], a bind of
+//! the server's `ROOT/NAME/containerd`, so no layer is in the box's own
+//! file system.
+//!
 //! Before dockerd starts, init checks that the server's area is mounted at
 //! [`AREA`] with propagation from the host and carries the server's marker
-//! ([`check_area`]), and that the server answers and its mounts reach the
+//! ([`check_area`]), that [`CONTAINERD_ROOT`] is a mount carrying the
+//! other marker ([`check_containerd_root`]), and that the server answers and its mounts reach the
 //! box ([`probe`]); otherwise it exits with one line that says what to fix.
 
 #![forbid(unsafe_code)]
@@ -27,7 +33,7 @@ use containerd_snapshots::api::snapshots::v1::{PrepareSnapshotRequest, RemoveSna
 use containerd_snapshots::tonic::transport::{Channel, Endpoint, Uri};
 use containerd_snapshots::tonic::Code;
 
-use crate::snapshotter_server::area::MARKER;
+use crate::snapshotter_server::area::{CONTAINERD_MARKER, MARKER};
 use crate::snapshotter_server::cli::DEFAULT_CONTAINER_PREFIX;
 
 /// The variable.
@@ -36,6 +42,8 @@ pub const ENV: &str = "DINDBOX_SNAPSHOTTER";
 pub const PLUGIN_NAME: &str = "dindbox";
 /// Where the box sees the server's shared area (`ROOT/NAME/shared`).
 pub const AREA: &str = DEFAULT_CONTAINER_PREFIX;
+/// Where the box sees the server's `ROOT/NAME/containerd`: its containerd's root.
+pub const CONTAINERD_ROOT: &str = "/var/lib/dindbox-containerd";
 /// The box's containerd: its config, state and socket.
 pub const CONTAINERD_DIR: &str = "/run/dindbox/containerd";
 /// The snapshot key of init's probe.
@@ -53,7 +61,7 @@ pub enum SnapshotterError {
     StoreOff,
     #[error("{ENV} and DINDBOX_GRAPHDRIVER are both set: keep one (the snapshotter for dockerd 28 and later, the graphdriver for 20.10 to 27)")]
     BothProxies,
-    #[error("{ENV} is set, but {what}. On the host: `dindbox snapshotter-server -R ROOT -C BOX -S unix:///run/dindbox/sn/BOX/snapshots.sock`, then run the box with --mount type=bind,src=ROOT/BOX/shared,dst={AREA},bind-propagation=rslave -v /run/dindbox/sn/BOX:/dindbox/snapshotter -e {ENV}=unix:///dindbox/snapshotter/snapshots.sock")]
+    #[error("{ENV} is set, but {what}. On the host: `dindbox snapshotter-server -R ROOT -C BOX -S unix:///run/dindbox/sn/BOX/snapshots.sock`, then run the box with --mount type=bind,src=ROOT/BOX/shared,dst={AREA},bind-propagation=rslave -v ROOT/BOX/containerd:{CONTAINERD_ROOT} -v /run/dindbox/sn/BOX:/dindbox/snapshotter -e {ENV}=unix:///dindbox/snapshotter/snapshots.sock")]
     Area { what: String },
     #[error("{ENV}: the snapshotter server at {socket} {what}")]
     Server { socket: String, what: String },
@@ -125,11 +133,11 @@ fn toml_string(text: &str) -> String {
     out
 }
 
-/// The box's containerd config (version 3, containerd 2.x): its root where
-/// dockerd's managed one keeps it, state and socket under
+/// The box's containerd config (version 3, containerd 2.x): its root on
+/// the host's bind [`CONTAINERD_ROOT`], state and socket under
 /// [`CONTAINERD_DIR`], and the proxy snapshotter. Pure.
-pub fn containerd_config(data_root: &Path, snapshotter: &Path) -> String {
-    let root = data_root.join("containerd/daemon");
+pub fn containerd_config(snapshotter: &Path) -> String {
+    let root = Path::new(CONTAINERD_ROOT);
     let state = Path::new(CONTAINERD_DIR).join("state");
     format!(
         "version = 3\nroot = {}\nstate = {}\n\n[grpc]\n  address = {}\n\n\
@@ -155,6 +163,31 @@ pub fn check_area(mountinfo: &str, area: &Path) -> Result<(), SnapshotterError> 
         return Err(area_error(format!(
             "{} has no {MARKER}: it is not the server's shared area (ROOT/BOX/shared)",
             area.display()
+        )));
+    }
+    Ok(())
+}
+
+/// [`CONTAINERD_ROOT`] is a mount of its own (the host's `ROOT/BOX/containerd`,
+/// not a directory of the box's file system) and carries the server's
+/// marker.
+pub fn check_containerd_root(mountinfo: &str, root: &Path) -> Result<(), SnapshotterError> {
+    let area_error = |what: String| SnapshotterError::Area { what };
+    let mounted = mountinfo.lines().any(|line| {
+        line.split(' ')
+            .nth(4)
+            .is_some_and(|point| Path::new(&crate::mountinfo::unescape(point)) == root)
+    });
+    if !mounted {
+        return Err(area_error(format!(
+            "{} is not a mount (the box's containerd keeps its layer blobs there, on the host)",
+            root.display()
+        )));
+    }
+    if !root.join(CONTAINERD_MARKER).is_file() {
+        return Err(area_error(format!(
+            "{} has no {CONTAINERD_MARKER}: it is not the server's ROOT/BOX/containerd",
+            root.display()
         )));
     }
     Ok(())
@@ -297,13 +330,10 @@ mod tests {
 
     #[test]
     fn the_containerd_config_names_the_proxy_plugin() {
-        let text = containerd_config(Path::new("/var/lib/docker"), Path::new("/d/s\"x.sock"));
+        let text = containerd_config(Path::new("/d/s\"x.sock"));
         let parsed: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(parsed["version"].as_integer(), Some(3));
-        assert_eq!(
-            parsed["root"].as_str(),
-            Some("/var/lib/docker/containerd/daemon")
-        );
+        assert_eq!(parsed["root"].as_str(), Some("/var/lib/dindbox-containerd"));
         assert_eq!(
             parsed["grpc"]["address"].as_str(),
             Some("/run/dindbox/containerd/containerd.sock")
@@ -329,5 +359,33 @@ mod tests {
         assert!(err.contains(MARKER), "{err}");
         std::fs::write(area.join(MARKER), "dindbox snapshotter area of box b\n").unwrap();
         check_area(&line("master:3"), area).unwrap();
+    }
+
+    #[test]
+    fn the_containerd_root_must_be_a_mount_with_the_marker() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("c d");
+        std::fs::create_dir(&root).unwrap();
+        let line = |point: &str| {
+            format!("41 30 8:1 /protected/box/containerd {point} rw - ext4 /dev/vda rw\n")
+        };
+        let escaped = root.display().to_string().replace(' ', "\\040");
+        let err = check_containerd_root(&line("/elsewhere"), &root)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is not a mount") && err.contains("ROOT/BOX/containerd"),
+            "{err}"
+        );
+        let err = check_containerd_root(&line(&escaped), &root)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(CONTAINERD_MARKER), "{err}");
+        std::fs::write(
+            root.join(CONTAINERD_MARKER),
+            "dindbox containerd root of box b\n",
+        )
+        .unwrap();
+        check_containerd_root(&line(&escaped), &root).unwrap();
     }
 }

@@ -7,10 +7,16 @@
 //! ROOT/NAME/shared/                  a shared mount, bound into the box (rslave)
 //! ROOT/NAME/shared/.dindbox-snapshotter   the marker init checks
 //! ROOT/NAME/shared/<id>              where an active snapshot or view is mounted
+//! ROOT/NAME/containerd/              the box's containerd root (content store, meta.db)
+//! ROOT/NAME/containerd/.dindbox-containerd   the marker init checks
 //! ```
 //!
-//! Only `shared/` is bound into the box, so the box never reaches a layer's
-//! raw directories: it sees each active snapshot or view as the mount the
+//! `shared/` is bound into the box (read-only, rslave), and `containerd/`
+//! (read-write, the box's containerd keeps its compressed layer blobs and
+//! its own records there, so they stay on the host with the snapshots they
+//! index). The server only creates `containerd/` and writes its marker
+//! (never following what the box planted there), and reads nothing in it.
+//! The box never reaches a layer's raw directories: it sees each active snapshot or view as the mount the
 //! server made, and binds that. Everything is still opened without
 //! following symlinks (`beneath::Dir`), and mounts are given
 //! `/proc/self/fd/N` paths, so nothing planted in `shared/` steers a mount.
@@ -33,6 +39,11 @@ use crate::graphdriver_server::overlay::{overlay_options, OverlayMount, MAX_MOUN
 
 /// The marker file in `shared/`: init reads it to know the area is mounted.
 pub const MARKER: &str = ".dindbox-snapshotter";
+/// The marker file in `containerd/`: init reads it to know its containerd
+/// root is the host's.
+pub const CONTAINERD_MARKER: &str = ".dindbox-containerd";
+/// The directory in `ROOT/NAME` bound into the box as its containerd root.
+pub const CONTAINERD_DIR: &str = "containerd";
 /// The most mounts [`Area::unmount`] takes off one mount point.
 const MAX_STACKED: usize = 16;
 
@@ -91,6 +102,7 @@ impl Area {
         let (host, area) = open_home(root, name, Path::new("."))?;
         let (_, snapshots) = open_home(root, name, Path::new("snapshots"))?;
         let (shared_path, shared) = open_home(root, name, Path::new("shared"))?;
+        let (_, containerd) = open_home(root, name, Path::new(CONTAINERD_DIR))?;
         let area = Area {
             host,
             area,
@@ -100,7 +112,19 @@ impl Area {
             index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
         };
         area.make_shared(&shared_path)?;
-        area.write_marker(name)?;
+        let marker = |what: &str| format!("dindbox {what} of box {name}\n");
+        area.write_marker(
+            &area.shared_dir()?,
+            "shared",
+            MARKER,
+            &marker("snapshotter area"),
+        )?;
+        area.write_marker(
+            &containerd,
+            CONTAINERD_DIR,
+            CONTAINERD_MARKER,
+            &marker("containerd root"),
+        )?;
         Ok(area)
     }
 
@@ -147,13 +171,20 @@ impl Area {
         Ok(())
     }
 
-    fn write_marker(&self, name: &str) -> Result<(), AreaError> {
-        let dir = self.shared_dir()?;
-        let marker = OsStr::new(MARKER);
-        dir.remove(marker)
-            .and_then(|()| dir.create_file(marker, 0o644))
-            .and_then(|mut f| writeln!(f, "dindbox snapshotter area of box {name}"))
-            .map_err(self.io("writing", format!("shared/{MARKER}")))
+    /// Writes `dir/marker` afresh; whatever the box left under that name
+    /// (a symlink, a directory) is removed, not followed.
+    fn write_marker(
+        &self,
+        dir: &Dir,
+        rel: &str,
+        marker: &str,
+        text: &str,
+    ) -> Result<(), AreaError> {
+        let name = OsStr::new(marker);
+        dir.remove(name)
+            .and_then(|()| dir.create_file(name, 0o644))
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(self.io("writing", format!("{rel}/{marker}")))
     }
 
     /// `shared/` as it is now: the mount on top of the directory.

@@ -23,6 +23,10 @@ pub const MAX_KEY_BYTES: usize = 4096;
 pub const MAX_LABEL_BYTES: usize = 4096;
 /// The most label bytes one snapshot may carry.
 pub const MAX_LABELS_BYTES: usize = 64 * 1024;
+/// Tests only: `after-commit-record` makes the server abort between
+/// Commit's transaction and its unmount, a window a real kill rarely hits.
+/// Read by debug builds alone: the release binary has no fault points.
+pub const FAULT_ENV: &str = "DINDBOX_SN_TEST_FAULT";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -105,6 +109,14 @@ impl Service {
     }
 }
 
+/// Aborts here if [`FAULT_ENV`] names this point (a crash, for tests).
+fn fault_point(point: &str) {
+    if cfg!(debug_assertions) && std::env::var_os(FAULT_ENV).is_some_and(|v| v == point) {
+        tracing::error!(point, "{FAULT_ENV}: aborting");
+        std::process::abort();
+    }
+}
+
 fn check_key(what: &str, key: &str) -> Result<(), ServiceError> {
     if key.is_empty() {
         return Err(ServiceError::Invalid(format!("the {what} is empty")));
@@ -175,6 +187,7 @@ impl Inner {
             if record.kind == Kind::Committed {
                 // A crash between Commit's transaction and its unmount.
                 if self.area.is_mounted(record.id) {
+                    warn!(name = %key, id = record.id, "unmounting a committed snapshot a crash left mounted");
                     self.area.unmount(record.id)?;
                 }
                 continue;
@@ -321,6 +334,7 @@ impl Inner {
             }
         }
         let committed = self.store.commit(key, name, labels, usage)?;
+        fault_point("after-commit-record");
         // A committed snapshot is only ever a lower: never an upper again.
         self.area.unmount(committed.id)?;
         info!(

@@ -25,6 +25,7 @@ const AREAS: &str = "/var/lib/dindbox-test/sn";
 const NAME: &str = "box";
 const SOCKET_IN_BOX: &str = "/dindbox/snapshotter/snapshots.sock";
 const AREA_IN_BOX: &str = "/var/lib/dindbox-snapshots";
+const CONTAINERD_IN_BOX: &str = "/var/lib/dindbox-containerd";
 
 /// A server root and socket directory; everything mounted below is
 /// detached and the directory removed on drop.
@@ -59,6 +60,11 @@ impl Area {
                 self.root().join(NAME).join("shared").display()
             ),
             "-v".into(),
+            format!(
+                "{}:{CONTAINERD_IN_BOX}",
+                self.root().join(NAME).join("containerd").display()
+            ),
+            "-v".into(),
             format!("{}:/dindbox/snapshotter", self.dir.join("sock").display()),
             "-e".into(),
             format!("DINDBOX_SNAPSHOTTER=unix://{SOCKET_IN_BOX}"),
@@ -74,6 +80,22 @@ impl Area {
             .unwrap()
             .success()
     }
+
+    /// The names (hex digests) of the blobs in the box's containerd content
+    /// store, on the host.
+    fn blobs(&self) -> Vec<String> {
+        let dir = self
+            .root()
+            .join(NAME)
+            .join("containerd/io.containerd.content.v1.content/blobs/sha256");
+        std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Area {
@@ -85,6 +107,7 @@ impl Drop for Area {
 /// `dindbox snapshotter-server` for an area, stopped on drop.
 struct Server {
     child: Option<Child>,
+    flags: Vec<String>,
     root: PathBuf,
     socket: PathBuf,
     log: PathBuf,
@@ -92,8 +115,13 @@ struct Server {
 
 impl Server {
     fn start(area: &Area) -> Server {
+        Server::start_with(area, &[])
+    }
+
+    fn start_with(area: &Area, flags: &[&str]) -> Server {
         let mut s = Server {
             child: None,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
             root: area.root(),
             socket: area.socket(),
             log: area.dir.join("server.log"),
@@ -115,6 +143,7 @@ impl Server {
             .args(["-C", NAME, "-S"])
             .arg(format!("unix://{}", self.socket.display()))
             .arg("--debug")
+            .args(&self.flags)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -189,15 +218,32 @@ docker run --rm built:1 head -1 /built
         ],
         "{out}"
     );
-    // The snapshots are on the host, the box's own file system has none.
+    // The snapshots and the layer blobs are on the host, the box's own file
+    // system has none.
     assert!(
         area.snapshots_contain(&marker),
         "no snapshot on the host holds the file"
     );
     let own = b.exec(&format!(
-        "grep -r -l -s -- {marker} / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dindbox-snapshots --exclude-dir=tmp"
+        "grep -r -l -s -- {marker} / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dindbox-snapshots --exclude-dir=dindbox-containerd --exclude-dir=tmp"
     ));
     assert_eq!(own.stdout.trim(), "", "the box's own files hold it: {own}");
+    let blobs = area.blobs();
+    // busybox's and built:1's manifests, configs and layers, committed:1's.
+    assert!(
+        blobs.len() >= 6,
+        "the host holds no content store: {blobs:?}"
+    );
+    let names: Vec<String> = blobs.iter().map(|b| format!("-name {b}")).collect();
+    let own = b.exec(&format!(
+        "find / \\( -path /proc -o -path /sys -o -path {AREA_IN_BOX} -o -path {CONTAINERD_IN_BOX} \\) -prune -o \\( {} \\) -print",
+        names.join(" -o ")
+    ));
+    assert_eq!(
+        own.stdout.trim(),
+        "",
+        "the box's own files hold a blob: {own}"
+    );
 
     // The server dies under the running box: a running container goes on,
     // a new one fails; restarted, it serves again.
@@ -253,5 +299,103 @@ fn a_box_without_the_area_refuses_to_start_and_says_how() {
         text.contains("DINDBOX_SNAPSHOTTER is set, but")
             && text.contains("bind-propagation=rslave"),
         "{text}"
+    );
+
+    // The area, but not the containerd root: the layer blobs would land
+    // in the box's own file system.
+    let args = area.box_args(&volume);
+    let containerd = args
+        .iter()
+        .position(|a| a.contains(CONTAINERD_IN_BOX))
+        .unwrap();
+    let args: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i + 1 != containerd && *i != containerd)
+        .map(|(_, a)| a.as_str())
+        .collect();
+    let b = DindBox::launch_storage(h, "sn-nocontainerd", &args, &[]);
+    let exited = poll(Duration::from_secs(60), || {
+        (b.state("{{.State.Running}}") == "false").then_some(())
+    });
+    assert!(exited.is_some(), "the box did not exit");
+    let logs = h.outer(&["logs", &b.name]);
+    let text = format!("{}{}", logs.stdout, logs.stderr);
+    assert!(
+        text.contains(&format!("{CONTAINERD_IN_BOX} is not a mount"))
+            && text.contains("ROOT/BOX/containerd"),
+        "{text}"
+    );
+}
+
+/// A docker archive `big:1` of one layer holding `mib` MiB, written in the box.
+fn big_image_script(mib: u32) -> String {
+    format!(
+        r#"set -e
+rm -rf /tmp/q && mkdir -p /tmp/q/l && cd /tmp/q
+head -c {bytes} /dev/urandom > l/big
+tar -C l -cf layer.tar big
+diff=$(sha256sum layer.tar | cut -d' ' -f1)
+printf '{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:%s"]}},"config":{{}}}}' "$diff" > config.json
+cfg=$(sha256sum config.json | cut -d' ' -f1) && mv config.json "$cfg.json"
+printf '[{{"Config":"%s.json","RepoTags":["big:1"],"Layers":["layer.tar"]}}]' "$cfg" > manifest.json
+tar -cf /tmp/big.tar manifest.json "$cfg.json" layer.tar
+"#,
+        bytes = u64::from(mib) << 20
+    )
+}
+
+#[test]
+fn the_quota_refuses_a_load_and_a_run_and_the_box_goes_on() {
+    let Some(h) = harness() else { return };
+    let area = Area::new("sn-quota");
+    let server = Server::start_with(&area, &["--max-bytes", "24M"]);
+    let volume = Volume::new(h, "sn-quota");
+    let args = area.box_args(&volume);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = DindBox::start_storage(h, "sn-quota", &args, &[]);
+    b.load_busybox();
+
+    // A 30 MiB layer: its Commit would pass the quota. dockerd 28.5 keeps
+    // the loaded image in the content store, says the unpacking failed and
+    // exits 0; the image cannot run until there is room.
+    b.exec_ok(&big_image_script(30));
+    let load = b.exec_ok("docker load -q -i /tmp/big.tar 2>&1");
+    assert!(
+        load.contains("Error unpacking image big:1")
+            && load.contains("more than its quota of 25165824 (--max-bytes)"),
+        "{load}"
+    );
+    let run = b.exec("docker run --rm big:1 true");
+    assert!(!run.ok(), "an image past the quota ran: {run}");
+    assert!(run.stderr.contains("--max-bytes"), "{run}");
+    // containerd's metadata layer removes the refused extraction's active
+    // snapshot from the server only at its next garbage collection: until
+    // then it still counts.
+    runs_again(&b, &server);
+    b.exec_ok("docker rmi big:1 >/dev/null");
+
+    // A container's writes are not stopped, but the next snapshot is refused
+    // until they are gone.
+    b.exec_ok("docker run --name fat busybox dd if=/dev/zero of=/fat bs=1M count=30 2>/dev/null");
+    let run = b.exec("docker run --rm busybox true");
+    assert!(!run.ok(), "a run past the quota worked: {run}");
+    assert!(run.stderr.contains("--max-bytes"), "{run}");
+    b.exec_ok("docker rm fat >/dev/null");
+    runs_again(&b, &server);
+}
+
+/// A `docker run` works again within a minute (containerd's garbage
+/// collection has removed what was refused or deleted).
+fn runs_again(b: &DindBox, server: &Server) {
+    let ok = poll(Duration::from_secs(60), || {
+        let out = b.exec("docker run --rm busybox echo ok");
+        (out.ok() && out.stdout.trim() == "ok").then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "the box cannot run anything: {}\n{}",
+        b.exec("docker run --rm busybox echo ok"),
+        server.log()
     );
 }

@@ -1,6 +1,6 @@
 //! A host storage server (`dindbox graphdriver-server` or
-//! `snapshotter-server`) as the integration tests run it: in a private mount
-//! namespace of its own (its mounts leave no trace on the host), for box
+//! `snapshotter-server`) as the integration tests run it: by default in a
+//! private mount namespace of its own (its mounts leave no trace on the host), for box
 //! `name` under `root`, on `socket`, with `--debug` and its stderr appended to
 //! `log`.
 
@@ -8,6 +8,14 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+
+/// How a server is started: in a fresh private mount namespace (the default)
+/// or in that of a running process; with a test fault point armed or not.
+#[derive(Default)]
+pub struct Launch {
+    pub namespace_of: Option<u32>,
+    pub fault: Option<String>,
+}
 
 pub fn spawn(
     subcommand: &str,
@@ -17,14 +25,47 @@ pub fn spawn(
     log: &Path,
     args: &[&str],
 ) -> Child {
+    spawn_with(
+        subcommand,
+        root,
+        name,
+        socket,
+        log,
+        args,
+        &Launch::default(),
+    )
+}
+
+pub fn spawn_with(
+    subcommand: &str,
+    root: &Path,
+    name: &str,
+    socket: &Path,
+    log: &Path,
+    args: &[&str],
+    launch: &Launch,
+) -> Child {
     let log = std::fs::File::options()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(env!("CARGO_BIN_EXE_dindbox"))
+    let mut cmd = match launch.namespace_of {
+        Some(pid) => {
+            let mut cmd = Command::new("nsenter");
+            cmd.arg(format!("--mount=/proc/{pid}/ns/mnt")).arg("--");
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new("unshare");
+            cmd.args(["--mount", "--propagation", "private", "--"]);
+            cmd
+        }
+    };
+    if let Some(fault) = &launch.fault {
+        cmd.env("DINDBOX_SN_TEST_FAULT", fault);
+    }
+    cmd.arg(env!("CARGO_BIN_EXE_dindbox"))
         .arg(subcommand)
         .arg("-R")
         .arg(root)
@@ -34,5 +75,5 @@ pub fn spawn(
         .args(args)
         .stderr(Stdio::from(log))
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn unshare + dindbox {subcommand}: {e}"))
+        .unwrap_or_else(|e| panic!("spawn dindbox {subcommand}: {e}"))
 }
