@@ -11,7 +11,7 @@
 #
 #   BENCH_ROUNDS=3   rounds
 #   BENCH_SECONDS=3  seconds a run
-#   BENCH_CALLGRIND=1  also count the proxy's instructions per request under
+#   BENCH_CALLGRIND=1  also count the proxy's and socat's instructions per request under
 #                      valgrind's callgrind (1 client): a figure the machine's
 #                      load does not move, for comparing two builds
 set -euo pipefail
@@ -83,20 +83,41 @@ done
 
 [ "${BENCH_CALLGRIND:-0}" = 1 ] || exit 0
 command -v valgrind >/dev/null || die "BENCH_CALLGRIND=1 needs valgrind (apt-get install valgrind)"
-echo
-echo "== the proxy's instructions per request (callgrind, 1 client, after a warm-up)"
-for path in /_ping /containers/json; do
+# Instructions a request (user space only: the system calls' kernel work is
+# not counted) of the proxy, warmed up first, and of socat, which serves one
+# connection without `fork` and exits (so its start-up is counted in).
+count() { # callgrind output, loadgen line -> instructions a request
+    local total requests
+    total=$(callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    requests=$(echo "$2" | sed 's/.*requests=\([0-9]*\).*/\1/')
+    echo $((total / requests))
+}
+wait_socket() { for ((i = 0; i < 100; i++)); do [ -S "$1" ] && return; sleep 0.2; done; }
+dindbox_instructions() {
     valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
         "$bin/dindbox" proxy --ds "$upstream" --ls "$dir/cg.sock" >/dev/null 2>&1 &
-    vg=$!
-    for ((i = 0; i < 100; i++)); do [ -S "$dir/cg.sock" ] && break; sleep 0.2; done
-    "$bin/examples/loadgen" "$dir/cg.sock" "$path" 1 2 >/dev/null
+    local vg=$! line
+    wait_socket "$dir/cg.sock"
+    "$bin/examples/loadgen" "$dir/cg.sock" "$1" 1 2 >/dev/null
     callgrind_control -z "$vg" >/dev/null 2>&1
-    line=$("$bin/examples/loadgen" "$dir/cg.sock" "$path" 1 "$seconds")
+    line=$("$bin/examples/loadgen" "$dir/cg.sock" "$1" 1 "$seconds")
     callgrind_control -d "$vg" >/dev/null 2>&1
     kill "$vg"; wait "$vg" 2>/dev/null || true
-    requests=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
-    total=$(callgrind_annotate "$dir/cg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-    printf '  %-17s %6d instructions a request (%d requests)\n' "$path" $((total / requests)) "$requests"
+    count "$dir/cg.out.1" "$line"
     rm -f "$dir"/cg.out* "$dir/cg.sock"
+}
+socat_instructions() {
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
+        socat "UNIX-LISTEN:$dir/cg.sock" "UNIX-CONNECT:$upstream" >/dev/null 2>&1 &
+    local vg=$! line
+    wait_socket "$dir/cg.sock"
+    line=$("$bin/examples/loadgen" "$dir/cg.sock" "$1" 1 "$seconds")
+    wait "$vg" 2>/dev/null || true
+    count "$dir/cg.out" "$line"
+    rm -f "$dir"/cg.out* "$dir/cg.sock"
+}
+echo
+echo "== instructions a request (callgrind, 1 client, user space)"
+for path in /_ping /containers/json; do
+    printf '  %-17s dindbox %6d   socat %6d\n' "$path" "$(dindbox_instructions "$path")" "$(socat_instructions "$path")"
 done

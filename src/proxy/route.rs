@@ -146,11 +146,15 @@ impl Route {
 
     /// The target to forward: `/v<version><path>?<query>`, encoded by the proxy.
     pub fn target(&self) -> String {
-        let path = utf8_percent_encode(&self.path, PATH);
-        match self.query.0.is_empty() {
-            true => format!("/v{}{path}", self.version),
-            false => format!("/v{}{path}?{}", self.version, self.query.encode()),
+        let mut target = String::with_capacity(8 + self.path.len());
+        target.push_str("/v");
+        self.version.push_to(&mut target);
+        target.extend(utf8_percent_encode(&self.path, PATH));
+        if !self.query.0.is_empty() {
+            target.push('?');
+            target.push_str(&self.query.encode());
         }
+        target
     }
 }
 

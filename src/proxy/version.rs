@@ -44,23 +44,26 @@ impl ApiVersion {
     /// `1.41.`, `01.041` and `1.41.0` all mean 1.41. A third non-zero part is
     /// not a version any daemon has, so it is refused.
     pub fn parse(text: &str) -> Option<ApiVersion> {
-        let parts: Vec<u32> = text
-            .split('.')
-            .map(|p| {
-                if p.is_empty() {
-                    Some(0)
-                } else {
-                    p.parse().ok()
-                }
-            })
-            .collect::<Option<_>>()?;
-        match parts.as_slice() {
-            [major] => Some(ApiVersion(*major, 0)),
-            [major, minor, rest @ ..] if rest.iter().all(|&p| p == 0) => {
-                Some(ApiVersion(*major, *minor))
+        let mut parts = text.split('.').map(|p| match p {
+            "" => Some(0),
+            p => p.parse::<u32>().ok(),
+        });
+        let major = parts.next()??;
+        let minor = parts.next().unwrap_or(Some(0))?;
+        for rest in parts {
+            if rest? != 0 {
+                return None;
             }
-            _ => None,
         }
+        Some(ApiVersion(major, minor))
+    }
+
+    /// Appends `MAJOR.MINOR`, as `Display` writes it (a forwarded target is
+    /// built on every request, so without `core::fmt`).
+    pub fn push_to(self, out: &mut String) {
+        out.push_str(itoa::Buffer::new().format(self.0));
+        out.push('.');
+        out.push_str(itoa::Buffer::new().format(self.1));
     }
 
     fn header(self) -> HeaderValue {
@@ -282,6 +285,24 @@ mod tests {
         }
         assert_eq!(ApiVersion::parse("1.41.1"), None);
         assert_eq!(ApiVersion::parse("1.x"), None);
+        assert_eq!(ApiVersion::parse("1"), Some(ApiVersion(1, 0)));
+        assert_eq!(ApiVersion::parse("1.41.0.0"), Some(ApiVersion(1, 41)));
+        assert_eq!(ApiVersion::parse("1.41.0.2"), None);
+        assert_eq!(ApiVersion::parse(".41"), Some(ApiVersion(0, 41)));
+    }
+
+    #[test]
+    fn push_to_writes_what_display_writes() {
+        for version in [
+            ApiVersion(1, 24),
+            ApiVersion(1, 52),
+            ApiVersion(0, 0),
+            ApiVersion(u32::MAX, 7),
+        ] {
+            let mut pushed = String::from("/v");
+            version.push_to(&mut pushed);
+            assert_eq!(pushed, format!("/v{version}"));
+        }
     }
 
     #[test]
