@@ -79,6 +79,7 @@ impl Server {
             socket,
             log,
             &args,
+            &support::host_server::Launch::default(),
         )
     }
 

@@ -45,22 +45,8 @@ struct Server {
 
 impl Server {
     fn start(root: &Path, name: &str, extra: &[&str]) -> Server {
-        let socket = root.parent().unwrap().join(format!("{name}.sock"));
-        let log = root.parent().unwrap().join(format!("{name}.log"));
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = spawn(root, name, &socket, &log, &extra, &Launch::default());
-        let server = Server {
-            child,
-            root: std::fs::canonicalize(root).unwrap(),
-            name: name.to_string(),
-            socket,
-            log,
-            extra,
-            holder: None,
-            fault: None,
-        };
-        server.wait_for_socket();
-        server
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Server::launch(root, name, extra, Launch::default(), None)
     }
 
     /// A server in a lasting mount namespace that aborts at `fault`.
@@ -79,21 +65,31 @@ impl Server {
             assert!(Instant::now() < deadline, "unshare did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let socket = root.parent().unwrap().join(format!("{name}.sock"));
-        let log = root.parent().unwrap().join(format!("{name}.log"));
         let launch = Launch {
             namespace_of: Some(holder.id()),
             fault: Some(fault.to_string()),
         };
-        let child = spawn(root, name, &socket, &log, &[], &launch);
+        Server::launch(root, name, Vec::new(), launch, Some(holder))
+    }
+
+    fn launch(
+        root: &Path,
+        name: &str,
+        extra: Vec<String>,
+        launch: Launch,
+        holder: Option<Child>,
+    ) -> Server {
+        let socket = root.parent().unwrap().join(format!("{name}.sock"));
+        let log = root.parent().unwrap().join(format!("{name}.log"));
+        let child = spawn(root, name, &socket, &log, &extra, &launch);
         let server = Server {
             child,
             root: std::fs::canonicalize(root).unwrap(),
             name: name.to_string(),
             socket,
             log,
-            extra: Vec::new(),
-            holder: Some(holder),
+            extra,
+            holder,
             fault: None,
         };
         server.wait_for_socket();
@@ -210,7 +206,7 @@ fn spawn(
     launch: &Launch,
 ) -> Child {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    support::host_server::spawn_with(
+    support::host_server::spawn(
         "snapshotter-server",
         root,
         name,

@@ -289,17 +289,7 @@ fn a_box_without_the_area_refuses_to_start_and_says_how() {
         &["-v", &mount, "-v", &socket_dir],
         &["-e", &format!("DINDBOX_SNAPSHOTTER=unix://{SOCKET_IN_BOX}")],
     );
-    let exited = poll(Duration::from_secs(60), || {
-        (b.state("{{.State.Running}}") == "false").then_some(())
-    });
-    assert!(exited.is_some(), "the box did not exit");
-    let logs = h.outer(&["logs", &b.name]);
-    let text = format!("{}{}", logs.stdout, logs.stderr);
-    assert!(
-        text.contains("DINDBOX_SNAPSHOTTER is set, but")
-            && text.contains("bind-propagation=rslave"),
-        "{text}"
-    );
+    b.assert_refused_at_boot(&["DINDBOX_SNAPSHOTTER is set, but", "bind-propagation=rslave"]);
 
     // The area, but not the containerd root: the layer blobs would land
     // in the box's own file system.
@@ -315,17 +305,10 @@ fn a_box_without_the_area_refuses_to_start_and_says_how() {
         .map(|(_, a)| a.as_str())
         .collect();
     let b = DindBox::launch_storage(h, "sn-nocontainerd", &args, &[]);
-    let exited = poll(Duration::from_secs(60), || {
-        (b.state("{{.State.Running}}") == "false").then_some(())
-    });
-    assert!(exited.is_some(), "the box did not exit");
-    let logs = h.outer(&["logs", &b.name]);
-    let text = format!("{}{}", logs.stdout, logs.stderr);
-    assert!(
-        text.contains(&format!("{CONTAINERD_IN_BOX} is not a mount"))
-            && text.contains("ROOT/BOX/containerd"),
-        "{text}"
-    );
+    b.assert_refused_at_boot(&[
+        &format!("{CONTAINERD_IN_BOX} is not a mount"),
+        "ROOT/BOX/containerd",
+    ]);
 }
 
 /// A docker archive `big:1` of one layer holding `mib` MiB, written in the box.

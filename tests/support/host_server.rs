@@ -24,25 +24,6 @@ pub fn spawn(
     socket: &Path,
     log: &Path,
     args: &[&str],
-) -> Child {
-    spawn_with(
-        subcommand,
-        root,
-        name,
-        socket,
-        log,
-        args,
-        &Launch::default(),
-    )
-}
-
-pub fn spawn_with(
-    subcommand: &str,
-    root: &Path,
-    name: &str,
-    socket: &Path,
-    log: &Path,
-    args: &[&str],
     launch: &Launch,
 ) -> Child {
     let log = std::fs::File::options()
