@@ -54,6 +54,9 @@ mod fields;
 #[path = "e2e/graphdriver.rs"]
 mod graphdriver;
 /// The review's bypass classes as raw HTTP, in every proxy mode (issue 11).
+#[path = "e2e/host_server.rs"]
+mod host_server;
+
 #[path = "e2e/hardening.rs"]
 mod hardening;
 /// The proxy's rules through the real CLI (issue 4).

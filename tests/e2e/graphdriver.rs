@@ -28,13 +28,13 @@
 use std::io::Write as _;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    harness, harness_for_suite, left_by_a_dead_run, poll, run, unique, DindBox, Harness, Out,
-    PREFIX,
+    harness, harness_for_suite, left_by_a_dead_run, run, unique, DindBox, Harness, Out, PREFIX,
 };
+use crate::host_server::HostServer;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Where the e2e graphdriver areas live on the host.
@@ -260,87 +260,17 @@ fn expected_driver(area: &Area) -> &'static str {
     driver
 }
 
-/// `dindbox graphdriver-server` for one area (the binary under test),
-/// stopped on drop.
-struct GdServer {
-    child: Option<Child>,
-    log: PathBuf,
-    root: PathBuf,
-    socket: PathBuf,
-}
-
-impl GdServer {
-    fn start(area: &Area) -> GdServer {
-        let mut s = GdServer {
-            child: None,
-            log: area.dir.join("server.log"),
-            root: area.root.clone(),
-            socket: area.sockets.join("dindbox.sock"),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open the server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_dindbox"))
-            .arg("graphdriver-server")
-            .arg("-R")
-            .arg(&self.root)
-            .args(["-C", CONTAINER, "-S"])
-            .arg(format!("unix://{}", self.socket.display()))
-            .arg("--debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start dindbox graphdriver-server");
-        self.child = Some(child);
-        let up = poll(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&self.socket)
-                .ok()
-                .map(|_| ())
-        });
-        assert!(up.is_some(), "the server did not come up:\n{}", self.log());
-    }
-
-    /// SIGKILL: a crash (the socket file stays behind).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for GdServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!(
-                "--- graphdriver server log (last 60 lines) ---\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
+impl Area {
+    /// `dindbox graphdriver-server` for this area.
+    fn start_server(&self) -> HostServer {
+        HostServer::start(
+            "graphdriver-server",
+            CONTAINER,
+            self.root.clone(),
+            self.sockets.join("dindbox.sock"),
+            self.dir.join("server.log"),
+            &[],
+        )
     }
 }
 
@@ -385,7 +315,7 @@ fn path_str(p: &Path) -> &str {
 }
 
 /// `docker info` names the plugin, and the server ran the expected driver.
-fn assert_driver(b: &DindBox, area: &Area, server: &GdServer) -> &'static str {
+fn assert_driver(b: &DindBox, area: &Area, server: &HostServer) -> &'static str {
     let expected = expected_driver(area);
     let info = docker_ok(b, &["info", "-f", "{{.Driver}} {{json .DriverStatus}}"]);
     assert!(info.starts_with("dindbox "), "docker info: {info}");
@@ -414,7 +344,7 @@ fn images_built_loaded_and_committed_in_a_box_live_in_the_protected_area() {
     let h = need_harness!();
     let started = Instant::now();
     let area = Area::new("gd-main");
-    let server = GdServer::start(&area);
+    let server = area.start_server();
     let b = start_box(h, "gd-main", &area);
     let driver = assert_driver(&b, &area, &server);
     b.load_busybox();
@@ -643,8 +573,8 @@ fn boxes_are_isolated_and_survive_server_and_box_restarts() {
     let h = need_harness!();
     let started = Instant::now();
     let (area1, area2) = (Area::new("gd-one"), Area::new("gd-two"));
-    let mut server1 = GdServer::start(&area1);
-    let server2 = GdServer::start(&area2);
+    let mut server1 = area1.start_server();
+    let server2 = area2.start_server();
     let b1 = start_box(h, "gd-one", &area1);
     let b2 = start_box(h, "gd-two", &area2);
     assert_driver(&b1, &area1, &server1);

@@ -15,11 +15,12 @@
 //! and are undone on drop.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::graphdriver::release_area;
 use crate::harness::{harness, poll, unique, DindBox, Volume};
+use crate::host_server::HostServer;
 
 const AREAS: &str = "/var/lib/dindbox-test/sn";
 const NAME: &str = "box";
@@ -104,76 +105,17 @@ impl Drop for Area {
     }
 }
 
-/// `dindbox snapshotter-server` for an area, stopped on drop.
-struct Server {
-    child: Option<Child>,
-    flags: Vec<String>,
-    root: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(area: &Area) -> Server {
-        Server::start_with(area, &[])
-    }
-
-    fn start_with(area: &Area, flags: &[&str]) -> Server {
-        let mut s = Server {
-            child: None,
-            flags: flags.iter().map(|f| f.to_string()).collect(),
-            root: area.root(),
-            socket: area.socket(),
-            log: area.dir.join("server.log"),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_dindbox"))
-            .arg("snapshotter-server")
-            .arg("-R")
-            .arg(&self.root)
-            .args(["-C", NAME, "-S"])
-            .arg(format!("unix://{}", self.socket.display()))
-            .arg("--debug")
-            .args(&self.flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start dindbox snapshotter-server");
-        self.child = Some(child);
-        let up = poll(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&self.socket)
-                .ok()
-                .map(|_| ())
-        });
-        assert!(up.is_some(), "the server did not come up:\n{}", self.log());
-    }
-
-    /// SIGKILL: a crash.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
+impl Area {
+    /// `dindbox snapshotter-server` for this area, with `flags`.
+    fn start_server(&self, flags: &[&str]) -> HostServer {
+        HostServer::start(
+            "snapshotter-server",
+            NAME,
+            self.root(),
+            self.socket(),
+            self.dir.join("server.log"),
+            flags,
+        )
     }
 }
 
@@ -181,7 +123,7 @@ impl Drop for Server {
 fn a_box_on_the_snapshotter_loads_runs_builds_commits_and_keeps_it_all() {
     let Some(h) = harness() else { return };
     let area = Area::new("sn");
-    let mut server = Server::start(&area);
+    let mut server = area.start_server(&[]);
     let volume = Volume::new(h, "sn");
     let args = area.box_args(&volume);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -279,7 +221,7 @@ docker run --rm built:1 head -1 /built
 fn a_box_without_the_area_refuses_to_start_and_says_how() {
     let Some(h) = harness() else { return };
     let area = Area::new("sn-noarea");
-    let _server = Server::start(&area);
+    let _server = area.start_server(&[]);
     let volume = Volume::new(h, "sn-noarea");
     let socket_dir = format!("{}:/dindbox/snapshotter", area.dir.join("sock").display());
     let mount = format!("{}:/var/lib/docker", volume.name);
@@ -332,7 +274,7 @@ tar -cf /tmp/big.tar manifest.json "$cfg.json" layer.tar
 fn the_quota_refuses_a_load_and_a_run_and_the_box_goes_on() {
     let Some(h) = harness() else { return };
     let area = Area::new("sn-quota");
-    let server = Server::start_with(&area, &["--max-bytes", "24M"]);
+    let server = area.start_server(&["--max-bytes", "24M"]);
     let volume = Volume::new(h, "sn-quota");
     let args = area.box_args(&volume);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -370,7 +312,7 @@ fn the_quota_refuses_a_load_and_a_run_and_the_box_goes_on() {
 
 /// A `docker run` works again within a minute (containerd's garbage
 /// collection has removed what was refused or deleted).
-fn runs_again(b: &DindBox, server: &Server) {
+fn runs_again(b: &DindBox, server: &HostServer) {
     let ok = poll(Duration::from_secs(60), || {
         let out = b.exec("docker run --rm busybox echo ok");
         (out.ok() && out.stdout.trim() == "ok").then_some(())
