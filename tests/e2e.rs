@@ -131,27 +131,10 @@ fn detached_logs_exec_attach_work_through_port() {
     b.load_busybox();
 
     // run -d + logs -f: follows until the container exits.
-    let id = b
-        .docker_ok(&[
-            "run",
-            "-d",
-            "busybox",
-            "sh",
-            "-c",
-            "echo one; sleep 2; echo two",
-        ])
-        .stdout
-        .trim()
-        .to_owned();
-    let logs = run(
-        b.docker_cmd(&["logs", "-f", &id]),
-        None,
-        Duration::from_secs(30),
-    );
-    b.expect_ok(&logs);
     assert_eq!(
-        logs.stdout, "one\ntwo\n",
-        "`docker logs -f` of a detached container:\n{logs}"
+        b.followed_logs("echo one; sleep 2; echo two"),
+        "one\ntwo\n",
+        "`docker logs -f` of a detached container"
     );
 
     // exec, with and without stdin.

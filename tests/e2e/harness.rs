@@ -827,6 +827,23 @@ impl<'h> DindBox<'h> {
         .to_owned()
     }
 
+    /// `docker run -d busybox sh -c script`, then `docker logs -f` of it:
+    /// what the CLI printed by the time the container exited.
+    pub fn followed_logs(&self, script: &str) -> String {
+        let id = self
+            .docker_ok(&["run", "-d", "busybox", "sh", "-c", script])
+            .stdout
+            .trim()
+            .to_owned();
+        let logs = run(
+            self.docker_cmd(&["logs", "-f", &id]),
+            None,
+            Duration::from_secs(30),
+        );
+        self.expect_ok(&logs);
+        logs.stdout
+    }
+
     /// Loads busybox:latest into the box through its API.
     pub fn load_busybox(&self) {
         let tar = self.h.busybox_tar.to_string_lossy().into_owned();

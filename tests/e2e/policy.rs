@@ -326,27 +326,10 @@ fn benign_work_succeeds_through_the_proxy() {
     assert_eq!(out.stdout, "exec-ok\n0\n", "`docker exec sleeper`:\n{out}");
 
     // logs -f: follows until the container exits (bounded by the timeout).
-    let talker = b
-        .docker_ok(&[
-            "run",
-            "-d",
-            "busybox",
-            "sh",
-            "-c",
-            "for i in 1 2 3; do echo line$i; sleep 1; done",
-        ])
-        .stdout
-        .trim()
-        .to_owned();
-    let out = run(
-        b.docker_cmd(&["logs", "-f", &talker]),
-        None,
-        Duration::from_secs(30),
-    );
-    b.expect_ok(&out);
     assert_eq!(
-        out.stdout, "line1\nline2\nline3\n",
-        "`docker logs -f` must stream every line and end when the container exits:\n{out}"
+        b.followed_logs("for i in 1 2 3; do echo line$i; sleep 1; done"),
+        "line1\nline2\nline3\n",
+        "`docker logs -f` must stream every line and end when the container exits"
     );
 
     // cp both ways

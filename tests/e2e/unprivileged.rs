@@ -91,25 +91,7 @@ fn tenant_docker_works_in_a_box_without_privileged() {
     );
 
     // logs -f follows until the container exits.
-    let id = b
-        .docker_ok(&[
-            "run",
-            "-d",
-            "busybox",
-            "sh",
-            "-c",
-            "echo one; sleep 1; echo two",
-        ])
-        .stdout
-        .trim()
-        .to_owned();
-    let logs = run(
-        b.docker_cmd(&["logs", "-f", &id]),
-        None,
-        Duration::from_secs(30),
-    );
-    b.expect_ok(&logs);
-    assert_eq!(logs.stdout, "one\ntwo\n", "{logs}");
+    assert_eq!(b.followed_logs("echo one; sleep 1; echo two"), "one\ntwo\n");
 
     // A named volume shared by two containers.
     b.docker_ok(&["volume", "create", "tenant-vol"]);
