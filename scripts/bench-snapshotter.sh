@@ -35,17 +35,8 @@ sn_volume=snbench-sn-data
 native_volume=snbench-native-data
 bench_dir=$DINDBOX_TEST_DIR/snbench
 sockets=$bench_dir/sock
-image=gdbench-img:latest
-image_tar=$DINDBOX_CACHE/gdbench-image-v1.tar
-direct="docker -H unix:///run/dindbox/docker.sock"
 
-[ "$(id -u)" = 0 ] || die "the snapshotter benchmark needs root (the server mounts on the host)"
-ensure_packages
-docker_up_any
-export DINDBOX_DOCKER_HOST=$DOCKER_HOST # for build-image.sh
-if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then bash "$DINDBOX_REPO/scripts/build-image.sh"; fi
-binary=${DINDBOX_BINARY:-$(cd "$DINDBOX_REPO" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/dindbox}
-[ -x "$binary" ] || die "no dindbox binary at $binary (cargo build --release, or DINDBOX_BINARY=)"
+storage_bench_setup snapshotter
 
 server_pid=
 cleanup() {
@@ -55,10 +46,6 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup
-
-storage_bench_image
-image_mib=$(($(stat -c %s "$image_tar") / 1048576))
-say "image tarball $image_tar: $image_mib MiB"
 
 # ---------------------------------------------------------------- the boxes
 mkdir -p "$bench_dir/root" "$sockets"

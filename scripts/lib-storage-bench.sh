@@ -2,8 +2,28 @@
 # a box on a host storage server against a box on the inner dockerd's own
 # storage, taking turns within each round: `docker load` of the 6-layer image
 # (`$image_tar` copied in as /gdbench-img.tar), then `$run_runs` runs of
-# `docker run --rm $image true`. The caller sets `direct` (the CLI on the
-# box's dockerd), `image`, `image_tar`, `image_mib`, `runs` and `run_runs`.
+# `docker run --rm $image true`. The caller sets `runs` and `run_runs`, and
+# calls storage_bench_setup first.
+
+image=gdbench-img:latest
+image_tar=$DINDBOX_CACHE/gdbench-image-v1.tar
+direct="docker -H unix:///run/dindbox/docker.sock" # the CLI on the box's dockerd
+
+# The common start, for the benchmark named $1: root, packages, the outer
+# daemon, the box image (unless BENCH_SKIP_BUILD=1), `binary` (the dindbox
+# that runs the server), the 6-layer image tarball and `image_mib`.
+storage_bench_setup() {
+    [ "$(id -u)" = 0 ] || die "the $1 benchmark needs root (the server mounts on the host)"
+    ensure_packages
+    docker_up_any
+    export DINDBOX_DOCKER_HOST=$DOCKER_HOST # for build-image.sh
+    if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then bash "$DINDBOX_REPO/scripts/build-image.sh"; fi
+    binary=${DINDBOX_BINARY:-$(cd "$DINDBOX_REPO" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/dindbox}
+    [ -x "$binary" ] || die "no dindbox binary at $binary (cargo build --release, or DINDBOX_BINARY=)"
+    storage_bench_image
+    image_mib=$(($(stat -c %s "$image_tar") / 1048576))
+    say "image tarball $image_tar: $image_mib MiB"
+}
 
 storage_loadgen=
 # `loadgen stats ARGS...` (examples/loadgen.rs), built on first use.

@@ -84,52 +84,46 @@ if docker container inspect "$name" >/dev/null 2>&1; then
     docker rm -f "$name" >/dev/null
 fi
 
+# start_storage_server KIND ROOT RUN SOCKET: (re)starts `dindbox KIND-server -R
+# ROOT -C $name -S unix://RUN/SOCKET` in the background, its pid in
+# RUN/server.pid and its log in RUN/server.log, and waits for the socket.
+start_storage_server() {
+    local kind=$1 root=$2 run=$3 socket=$4
+    binary=${DINDBOX_BINARY:-$(static_binary_path)} # the one build-image.sh built
+    mkdir -p "$root" "$run"
+    if [ -s "$run/server.pid" ] && kill -0 "$(cat "$run/server.pid")" 2>/dev/null; then
+        say "stopping the previous $kind server $(cat "$run/server.pid")"
+        kill -TERM "$(cat "$run/server.pid")"
+        for _ in $(seq 100); do kill -0 "$(cat "$run/server.pid")" 2>/dev/null || break; sleep 0.1; done
+    fi
+    say "starting dindbox $kind-server for $name (area $root/$name, log $run/server.log)"
+    setsid "$binary" "$kind-server" -R "$root" -C "$name" \
+        -S "unix://$run/$socket" >>"$run/server.log" 2>&1 </dev/null &
+    echo $! >"$run/server.pid"
+    for _ in $(seq 100); do [ -S "$run/$socket" ] && break; sleep 0.1; done
+    [ -S "$run/$socket" ] || {
+        tail -n 20 "$run/server.log" >&2
+        die "the $kind server did not create $run/$socket; its log is above"
+    }
+}
+
 storage=(-v "$volume:/var/lib/docker")
 if [ -n "$graphdriver" ]; then
     [ "$(id -u)" = 0 ] || die "--graphdriver needs root (it makes a shared bind mount on the host)"
-    binary=${DINDBOX_BINARY:-$(static_binary_path)} # the one build-image.sh built
     area=$gd_root/$name
-    mkdir -p "$area" "$gd_run"
+    mkdir -p "$area"
     # The server's overlay mounts reach the box only through propagation.
     if ! mountpoint -q "$area"; then mount --bind "$area" "$area"; fi
     mount --make-shared "$area"
-    if [ -s "$gd_run/server.pid" ] && kill -0 "$(cat "$gd_run/server.pid")" 2>/dev/null; then
-        say "stopping the previous graphdriver server $(cat "$gd_run/server.pid")"
-        kill -TERM "$(cat "$gd_run/server.pid")"
-        for _ in $(seq 100); do kill -0 "$(cat "$gd_run/server.pid")" 2>/dev/null || break; sleep 0.1; done
-    fi
-    say "starting dindbox graphdriver-server for $name (area $area, log $gd_run/server.log)"
-    setsid "$binary" graphdriver-server -R "$gd_root" -C "$name" \
-        -S "unix://$gd_run/dindbox.sock" >>"$gd_run/server.log" 2>&1 </dev/null &
-    echo $! >"$gd_run/server.pid"
-    for _ in $(seq 100); do [ -S "$gd_run/dindbox.sock" ] && break; sleep 0.1; done
-    [ -S "$gd_run/dindbox.sock" ] || {
-        tail -n 20 "$gd_run/server.log" >&2
-        die "the graphdriver server did not create $gd_run/dindbox.sock; its log is above"
-    }
+    start_storage_server graphdriver "$gd_root" "$gd_run" dindbox.sock
     storage=(--mount "type=bind,src=$area,dst=/var/lib/docker,bind-propagation=rslave"
         -v "$gd_run:/dindbox/graphdriver" -e DINDBOX_GRAPHDRIVER=unix:///dindbox/graphdriver/dindbox.sock)
 fi
 
 if [ -n "$snapshotter" ]; then
     [ "$(id -u)" = 0 ] || die "--snapshotter needs root (the server mounts on the host)"
-    binary=${DINDBOX_BINARY:-$(static_binary_path)} # the one build-image.sh built
-    mkdir -p "$sn_root" "$sn_run"
-    if [ -s "$sn_run/server.pid" ] && kill -0 "$(cat "$sn_run/server.pid")" 2>/dev/null; then
-        say "stopping the previous snapshotter server $(cat "$sn_run/server.pid")"
-        kill -TERM "$(cat "$sn_run/server.pid")"
-        for _ in $(seq 100); do kill -0 "$(cat "$sn_run/server.pid")" 2>/dev/null || break; sleep 0.1; done
-    fi
-    say "starting dindbox snapshotter-server for $name (area $sn_root/$name, log $sn_run/server.log)"
     # It makes ROOT/NAME/shared a shared mount itself.
-    setsid "$binary" snapshotter-server -R "$sn_root" -C "$name" \
-        -S "unix://$sn_run/snapshots.sock" >>"$sn_run/server.log" 2>&1 </dev/null &
-    echo $! >"$sn_run/server.pid"
-    for _ in $(seq 100); do [ -S "$sn_run/snapshots.sock" ] && break; sleep 0.1; done
-    [ -S "$sn_run/snapshots.sock" ] || {
-        tail -n 20 "$sn_run/server.log" >&2
-        die "the snapshotter server did not create $sn_run/snapshots.sock; its log is above"
-    }
+    start_storage_server snapshotter "$sn_root" "$sn_run" snapshots.sock
     storage+=(--mount "type=bind,src=$sn_root/$name/shared,dst=/var/lib/dindbox-snapshots,bind-propagation=rslave,readonly"
         -v "$sn_root/$name/containerd:/var/lib/dindbox-containerd"
         -v "$sn_run:/dindbox/snapshotter" -e DINDBOX_SNAPSHOTTER=unix:///dindbox/snapshotter/snapshots.sock)
