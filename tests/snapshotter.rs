@@ -109,13 +109,18 @@ impl Server {
             fault: self.fault.take(),
         };
         let _ = std::fs::remove_file(&self.socket);
+        self.respawn(&launch);
+    }
+
+    /// The same command again, started as `launch` says.
+    fn respawn(&mut self, launch: &Launch) {
         self.child = spawn(
             &self.root,
             &self.name,
             &self.socket,
             &self.log,
             &self.extra,
-            &launch,
+            launch,
         );
         self.wait_for_socket();
     }
@@ -147,15 +152,7 @@ impl Server {
     fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(
-            &self.root,
-            &self.name,
-            &self.socket,
-            &self.log,
-            &self.extra,
-            &Launch::default(),
-        );
-        self.wait_for_socket();
+        self.respawn(&Launch::default());
     }
 
     fn log(&self) -> String {
