@@ -9,7 +9,8 @@
 # must fail the limited run. Then the guest's dockerd restarts with
 # --userns-remap and crun as its default runtime, and a box without
 # --privileged (README "Without --privileged") must find its cgroup delegated:
-# through its proxy, limited containers under its budget; the same box under runc must still come up rootless
+# through its proxy, limited containers under its budget and a published port
+# answering in the box; the same box under runc must still come up rootless
 # (docs/unprivileged-notes.md). See README.md, "cgroup v2".
 #
 #   FORCE=1            rebuild the cached guest from scratch (debootstrap included)
@@ -49,7 +50,7 @@ EXPECTED="guest_pure_v2 outer_dockerd_v2 box_proxy_ready exec_storm evacuation_u
 box_init_cgroup box_root_procs_empty box_init_populated box_subtree_control budget_memory_max
 limited_runs limited_memory_max limited_pids_max limited_under_budget negative_control_fails
 unpriv_box_ready unpriv_root_not_host unpriv_delegated unpriv_run unpriv_inner_cgroup_driver
-unpriv_limited_memory_max unpriv_limited_pids_max unpriv_budget_memory_max
+unpriv_limited_memory_max unpriv_limited_pids_max unpriv_published_port unpriv_budget_memory_max
 unpriv_limited_under_budget unpriv_runc_rootless"
 
 t_start=$(date +%s)

@@ -46,6 +46,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // dockerd's userland proxy in a box without --privileged: a link to us.
+    let name = args.first().map(std::path::Path::new);
+    if name.and_then(|n| n.file_name()) == Some(init::DOCKER_PROXY_NAME.as_ref()) {
+        return init::docker_proxy_main(&args[1..]);
+    }
     let cli = Cli::parse_from(args_with_default_command(args));
     let Some(command) = cli.command else {
         eprintln!(

@@ -303,7 +303,8 @@ docker rm -f neg >/dev/null 2>&1
 # prepares it as for a privileged box (evacuation to /init, the budget parent
 # /dindbox) and runs dockerd under rootlesskit as root of its user namespace,
 # not rootless (cgroupfs driver, crun inside). Its inner containers must get
-# their limits, under the box's budget. The same box under runc (not delegated) must
+# their limits, under the box's budget, and a published port must answer in the
+# box's own network namespace. The same box under runc (not delegated) must
 # still come up rootless, saying why it has no cgroups.
 say "box without --privileged: the guest's dockerd restarted with --userns-remap and crun"
 t=$(now)
@@ -375,7 +376,17 @@ else
     check unpriv_limited_memory_max FAIL "$(cat /tmp/urun.err)"
     check unpriv_limited_pids_max FAIL "$(cat /tmp/urun.err)"
 fi
+# A published port of a tenant's container answers in the box's own network
+# namespace (dockerd's docker-proxy listens in rootlesskit's).
+docker run -d --name web -p 8080:80 busybox \
+    sh -c 'echo port-ok >/tmp/index.html; exec busybox httpd -f -p 80 -h /tmp' >/dev/null 2>/tmp/web.err ||
+    say "web: $(cat /tmp/web.err)"
 unset DOCKER_HOST
+got=$(docker exec unpriv bash -c 'for i in $(seq 30); do
+        if exec 3<>/dev/tcp/127.0.0.1/8080; then printf "GET /index.html HTTP/1.0\r\n\r\n" >&3; timeout 5 cat <&3; exit; fi
+        sleep 0.5
+    done' 2>/dev/null | tr -d '\r' | tail -n 1)
+expect unpriv_published_port port-ok "$got" "(GET 127.0.0.1:8080 in the box's network namespace, -p 8080:80 through the proxy)"
 upid=$(docker inspect -f '{{.State.Pid}}' unpriv)
 ucg=$(awk -F: '$1 == "0" {print $3}' /proc/"$upid"/cgroup)
 ucg=/sys/fs/cgroup${ucg%/init}
@@ -391,6 +402,8 @@ fi
 D="docker -H unix:///run/dindbox/docker.sock"
 emit "V2 NOTE name=unpriv_inner_runc detail=$(docker exec unpriv $D run --rm --runtime runc-log busybox true 2>&1 | tail -n 1 | cut -c1-400)"
 emit "V2 NOTE name=unpriv_inner_runc_limited detail=$(docker exec unpriv $D run --rm --runtime runc-log --memory 32m --pids-limit 64 busybox true 2>&1 | tail -n 1 | cut -c1-400)"
+# Why runc cannot write 0 there: the oom_score_adj its process inherits.
+emit "V2 NOTE name=unpriv_oom_score_adj detail=box init $(docker exec unpriv cat /proc/1/oom_score_adj 2>&1), inner dockerd $(docker exec unpriv sh -c 'cat /proc/$(cat /run/dindbox/xdg/docker.pid)/oom_score_adj' 2>&1), inner containerd-shims $(docker exec unpriv sh -c 'for p in $(pidof containerd-shim-runc-v2); do cat /proc/$p/oom_score_adj; done' 2>&1 | tr '\n' ' ')"
 emit "V2 NOTE name=unpriv_inner_runc_log detail=$(docker exec unpriv sh -c 'cat /tmp/runc-log/*.json' 2>&1 | grep -o '"msg":"[^"]*"' | grep -v 'runc-log' | tail -n 10 | tr '\n' ' ' | cut -c1-2500)"
 docker logs unpriv >$S/unpriv.log 2>&1
 docker rm -f unpriv >/dev/null 2>&1

@@ -16,6 +16,7 @@ mod graphdriver_plugin;
 mod imagestore;
 mod mounts;
 mod network;
+mod ports;
 mod reaper;
 mod run;
 mod shell;
@@ -318,17 +319,34 @@ fn prepare_unprivileged(
         err,
     })?;
     userns::dockerd_as_root_args(&mut cfg.dockerd_args, &crun);
+    let proxy =
+        ports::use_proxy(&mut cfg.dockerd_args, &dindbox).map_err(|err| InitError::File {
+            what: "link the userland proxy in",
+            path: ports::PROXY_DIR.into(),
+            err,
+        })?;
     cfg.launcher = userns::launcher_as_root(&dindbox);
     tracing::info!(
         uid_map = %map,
         subids_written = ?written,
         launcher = ?cfg.launcher,
+        userland_proxy = ?proxy,
         "box without --privileged, its cgroup v2 delegated to the box's root: init prepares \
          the cgroup, dockerd runs under rootlesskit as root of its user namespace, not rootless \
-         (cgroupfs driver, crun as the default runtime)"
+         (cgroupfs driver, crun as the default runtime; published ports through rootlesskit's \
+         port driver)"
     );
     Ok(None)
 }
+
+/// `dindbox-docker-proxy ARGS...` (dindbox under that name): dockerd's
+/// userland proxy in a delegated box, see [`ports`].
+pub fn docker_proxy_main(args: &[std::ffi::OsString]) -> ExitCode {
+    ports::proxy_main(args)
+}
+
+/// The name dockerd runs [`docker_proxy_main`] by.
+pub const DOCKER_PROXY_NAME: &str = ports::PROXY_NAME;
 
 /// `dindbox userns-dockerd DOCKERD ARGS...` (hidden): rootlesskit's child in
 /// a box without --privileged whose cgroup is delegated; see
