@@ -11,7 +11,10 @@
 # --privileged (README "Without --privileged") must find its cgroup delegated:
 # through its proxy, limited containers under its budget and a published port
 # answering in the box; the same box under runc must still come up rootless
-# (docs/unprivileged-notes.md). See README.md, "cgroup v2".
+# (docs/unprivileged-notes.md). Escape probes the VM's own kernel cannot run
+# (sysrq, loading a module) against both the privileged box (the control: must
+# get through) and the box without --privileged (must not). See README.md,
+# "cgroup v2".
 #
 #   FORCE=1            rebuild the cached guest from scratch (debootstrap included)
 #   FORCE=image        rebuild only the disk image and initramfs from the cached rootfs
@@ -50,8 +53,10 @@ EXPECTED="guest_pure_v2 outer_dockerd_v2 box_proxy_ready exec_storm evacuation_u
 box_init_cgroup box_root_procs_empty box_init_populated box_subtree_control budget_memory_max
 limited_runs limited_memory_max limited_pids_max limited_under_budget negative_control_fails
 unpriv_box_ready unpriv_root_not_host unpriv_delegated unpriv_run unpriv_inner_cgroup_driver
-unpriv_limited_memory_max unpriv_limited_pids_max unpriv_published_port unpriv_budget_memory_max
-unpriv_limited_under_budget unpriv_runc_rootless"
+unpriv_limited_memory_max unpriv_limited_pids_max unpriv_published_port
+unpriv_published_port_removed unpriv_budget_memory_max
+unpriv_limited_under_budget unpriv_runc_rootless escape_sysrq_priv escape_module_priv
+escape_sysrq_unpriv escape_module_unpriv"
 
 t_start=$(date +%s)
 elapsed() { echo $(($(date +%s) - t_start)); }

@@ -162,6 +162,29 @@ race_into_root() { # STATEFILE-PREFIX EXISTING-CGROUPS
     wait
 }
 
+# Escape probes of what this VM's kernel lacks (docs/unprivileged-notes.md:
+# "absent" there): /proc/sysrq-trigger, where `h` only prints the help to the
+# kernel log, and loading a module, dummy (harmless, shipped by the guest's
+# kernel, unloaded again). Run as root in the box's own shell: the privileged
+# box (the control) must get through, the box without --privileged must not.
+sysrq_helps() { dmesg | grep -c 'sysrq: HELP'; }
+probe_escapes() { # CONTAINER SUFFIX WANT(escaped|denied)
+    local box=$1 sfx=$2 want=$3 before out got
+    before=$(sysrq_helps)
+    out=$(docker exec "$box" sh -c 'echo h >/proc/sysrq-trigger' 2>&1)
+    if [ "$(sysrq_helps)" -gt "$before" ]; then got=escaped; else got=denied; fi
+    expect "escape_sysrq_$sfx" "$want" "$got" "(echo h >/proc/sysrq-trigger in the box: ${out:-no error}; 'sysrq: HELP' lines in the guest's kernel log $before -> $(sysrq_helps))"
+    lsmod | grep -q '^dummy ' && rmmod dummy
+    out=$(docker exec "$box" modprobe dummy 2>&1)
+    if lsmod | grep -q '^dummy '; then
+        got=escaped
+        rmmod dummy
+    else
+        got=denied
+    fi
+    expect "escape_module_$sfx" "$want" "$got" "(modprobe dummy in the box: ${out:-no error})"
+}
+
 existing_cgroups() { echo " $(ls -d /sys/fs/cgroup/docker/*/ 2>/dev/null | tr '\n' ' ') "; }
 
 # ------------------------------------------------------------------ the box (positive)
@@ -264,6 +287,7 @@ else
 fi
 unset DOCKER_HOST
 timing box_checks "$t"
+probe_escapes box priv escaped
 docker rm -f box >/dev/null 2>&1
 
 # ------------------------------------------------------------------ negative control
@@ -387,6 +411,10 @@ got=$(docker exec unpriv bash -c 'for i in $(seq 30); do
         sleep 0.5
     done' 2>/dev/null | tr -d '\r' | tail -n 1)
 expect unpriv_published_port port-ok "$got" "(GET 127.0.0.1:8080 in the box's network namespace, -p 8080:80 through the proxy)"
+# ... and is gone with its container (the proxy removed it from rootlesskit's driver).
+DOCKER_HOST=tcp://$ip:$PORT docker rm -f web >/dev/null 2>&1
+gone=$(docker exec unpriv bash -c 'sleep 1; if exec 3<>/dev/tcp/127.0.0.1/8080; then echo still-listening; else echo closed; fi' 2>/dev/null)
+expect unpriv_published_port_removed closed "$gone" "(127.0.0.1:8080 in the box after docker rm -f web)"
 upid=$(docker inspect -f '{{.State.Pid}}' unpriv)
 ucg=$(awk -F: '$1 == "0" {print $3}' /proc/"$upid"/cgroup)
 ucg=/sys/fs/cgroup${ucg%/init}
@@ -405,6 +433,7 @@ emit "V2 NOTE name=unpriv_inner_runc_limited detail=$(docker exec unpriv $D run 
 # Why runc cannot write 0 there: the oom_score_adj its process inherits.
 emit "V2 NOTE name=unpriv_oom_score_adj detail=box init $(docker exec unpriv cat /proc/1/oom_score_adj 2>&1), inner dockerd $(docker exec unpriv sh -c 'cat /proc/$(cat /run/dindbox/xdg/docker.pid)/oom_score_adj' 2>&1), inner containerd-shims $(docker exec unpriv sh -c 'for p in $(pidof containerd-shim-runc-v2); do cat /proc/$p/oom_score_adj; done' 2>&1 | tr '\n' ' ')"
 emit "V2 NOTE name=unpriv_inner_runc_log detail=$(docker exec unpriv sh -c 'cat /tmp/runc-log/*.json' 2>&1 | grep -o '"msg":"[^"]*"' | grep -v 'runc-log' | tail -n 10 | tr '\n' ' ' | cut -c1-2500)"
+probe_escapes unpriv unpriv denied
 docker logs unpriv >$S/unpriv.log 2>&1
 docker rm -f unpriv >/dev/null 2>&1
 
