@@ -353,10 +353,11 @@ pub const DOCKER_PROXY_NAME: &str = ports::PROXY_NAME;
 /// [`userns::exec_dockerd_as_root`]. Returns only when the exec failed.
 pub fn userns_dockerd_main(command: &[std::ffi::OsString]) -> ExitCode {
     let err = userns::exec_dockerd_as_root(command);
+    let program = command.first().map(|p| p.to_string_lossy().into_owned());
     eprintln!(
-        "dindbox {}: cannot run {:?}: {err}",
+        "dindbox {}: cannot run {}: {err}",
         userns::DOCKERD_AS_ROOT,
-        command.first()
+        program.unwrap_or_default()
     );
     ExitCode::FAILURE
 }

@@ -42,6 +42,13 @@ pub struct Binding {
     pub host_port: u16,
 }
 
+impl std::fmt::Display for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addr = std::net::SocketAddr::new(self.host_ip, self.host_port);
+        write!(f, "{} {addr}", self.proto)
+    }
+}
+
 impl Binding {
     /// rootlesskit's protocol names the address family (`tcp4`, `udp6`),
     /// since the builtin driver listens on one family per port.
@@ -187,10 +194,14 @@ async fn run_proxy(args: &[OsString]) -> Result<ExitCode, String> {
         // A box whose namespace has no IPv6 cannot listen there; the IPv4
         // listener dockerd asks for next still brings the port in.
         Err(why) if binding.host_ip.is_ipv6() => {
-            eprintln!("{PROXY_NAME}: {binding:?} not forwarded into the box: {why}");
+            eprintln!("{PROXY_NAME}: {binding} not forwarded into the box: {why}");
             None
         }
-        Err(why) => return Err(format!("cannot forward {binding:?} into the box: {why}")),
+        Err(why) => {
+            return Err(format!(
+                "cannot forward {binding} into the box through rootlesskit's API: {why}"
+            ))
+        }
     };
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -276,7 +287,7 @@ mod tests {
             "-use-listen-fd",
         ]);
         let b = parse_binding(&args).unwrap();
-        assert_eq!(b.host_port, 8080);
+        assert_eq!(b.to_string(), "tcp 0.0.0.0:8080");
         assert_eq!(
             b.port_spec(),
             json!({"proto": "tcp4", "parentIP": "0.0.0.0", "parentPort": 8080, "childPort": 8080})
