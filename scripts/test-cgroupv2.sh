@@ -7,10 +7,14 @@
 # processes race in) and that the memory budget parent carries its limit. A
 # negative control (the same box with `--entrypoint dockerd`, no cgroup step)
 # must fail the limited run. Then the guest's dockerd restarts with
-# --userns-remap and a box without --privileged (README "Without --privileged")
-# must come up and run a container through its proxy; what such a box gets of
-# cgroups, under runc and under crun, is printed as notes (unpriv-rootful.sh;
-# docs/unprivileged-notes.md). See README.md, "cgroup v2".
+# --userns-remap and crun as its default runtime, and a box without
+# --privileged (README "Without --privileged") must find its cgroup delegated:
+# through its proxy, limited containers under its budget and a published port
+# answering in the box; the same box under runc must still come up rootless
+# (docs/unprivileged-notes.md). Escape probes the VM's own kernel cannot run
+# (sysrq, loading a module) against both the privileged box (the control: must
+# get through) and the box without --privileged (must not). See README.md,
+# "cgroup v2".
 #
 #   FORCE=1            rebuild the cached guest from scratch (debootstrap included)
 #   FORCE=image        rebuild only the disk image and initramfs from the cached rootfs
@@ -48,7 +52,11 @@ HERE=scripts/cgroupv2
 EXPECTED="guest_pure_v2 outer_dockerd_v2 box_proxy_ready exec_storm evacuation_under_race
 box_init_cgroup box_root_procs_empty box_init_populated box_subtree_control budget_memory_max
 limited_runs limited_memory_max limited_pids_max limited_under_budget negative_control_fails
-unpriv_box_ready unpriv_root_not_host unpriv_run"
+unpriv_box_ready unpriv_root_not_host unpriv_delegated unpriv_run unpriv_inner_cgroup_driver
+unpriv_limited_memory_max unpriv_limited_pids_max unpriv_published_port
+unpriv_published_port_removed unpriv_budget_memory_max
+unpriv_limited_under_budget unpriv_runc_rootless escape_sysrq_priv escape_module_priv
+escape_sysrq_unpriv escape_module_unpriv"
 
 t_start=$(date +%s)
 elapsed() { echo $(($(date +%s) - t_start)); }
@@ -178,7 +186,6 @@ mkdir -p "$run/share"
 ls -1d "$runs"/*/ 2>/dev/null | sort | head -n -5 | xargs -r rm -rf
 cp "$binary" "$run/share/dindbox"
 cp "$HERE/guest-test.sh" "$run/share/guest-test.sh"
-cp "$HERE/unpriv-rootful.sh" "$run/share/unpriv-rootful.sh"
 cp image/seccomp-unprivileged.json "$run/share/seccomp-unprivileged.json"
 printf 'BENCH=%s\nBENCH_ROUNDS=%s\n' "$BENCH" "$BENCH_ROUNDS" >"$run/share/env"
 

@@ -35,10 +35,23 @@ enum Command {
     Policy(proxy::PolicyArgs),
     /// Tenant boxes on this host (create, list, rm, logs) through the host's Docker API.
     Tenant(tenant::TenantArgs),
+    /// (Internal) rootlesskit's child in a box without --privileged whose cgroup
+    /// is delegated: runs DOCKERD as root of the nested user namespace, not rootless.
+    #[command(name = "userns-dockerd", hide = true)]
+    UsernsDockerd {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(args_with_default_command(std::env::args_os().collect()));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // dockerd's userland proxy in a box without --privileged: a link to us.
+    let name = args.first().map(std::path::Path::new);
+    if name.and_then(|n| n.file_name()) == Some(init::DOCKER_PROXY_NAME.as_ref()) {
+        return init::docker_proxy_main(&args[1..]);
+    }
+    let cli = Cli::parse_from(args_with_default_command(args));
     let Some(command) = cli.command else {
         eprintln!(
             "dindbox: name a command (init, proxy, health, policy, tenant); see `dindbox --help`"
@@ -63,6 +76,7 @@ fn main() -> ExitCode {
         Command::Health(args) => report(health::main(args)),
         Command::Policy(args) => report(proxy::policy_main(args)),
         Command::Tenant(args) => report(tenant::main(args)),
+        Command::UsernsDockerd { command } => init::userns_dockerd_main(&command),
     }
 }
 
@@ -79,8 +93,9 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 /// As PID 1 (an image whose ENTRYPOINT is just `dindbox`), `init` is the default
 /// command: `dindbox --mtu 1400` means `dindbox init --mtu 1400`.
 fn args_with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 10] = [
+    const COMMANDS: [&str; 11] = [
         "init",
+        "userns-dockerd",
         "tenant",
         "proxy",
         "graphdriver-server",

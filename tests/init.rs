@@ -914,3 +914,64 @@ fn without_cap_sys_admin_init_wants_rootlesskit() {
         "no warning about the host's root:\n{log}"
     );
 }
+
+/// rootlesskit's child in a delegated box (`dindbox userns-dockerd DOCKERD
+/// ARGS`): dockerd must not see rootlesskit's variables, or it insists on
+/// rootless mode; everything else stays.
+#[test]
+fn userns_dockerd_runs_its_command_without_rootlesskits_variables() {
+    let out = Command::new(DINDBOX)
+        .args(["userns-dockerd", "env"])
+        .env("ROOTLESSKIT_STATE_DIR", "/run/dindbox/rootlesskit")
+        .env("ROOTLESSKIT_PARENT_EUID", "0")
+        .env("DINDBOX_TEST_KEPT", "yes")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(!env.contains("ROOTLESSKIT_"), "{env}");
+    assert!(env.lines().any(|l| l == "DINDBOX_TEST_KEPT=yes"), "{env}");
+
+    let out = Command::new(DINDBOX)
+        .args(["userns-dockerd", "/nonexistent/dockerd", "--debug"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot run /nonexistent/dockerd: No such file"),
+        "{err}"
+    );
+}
+
+/// dindbox run as `dindbox-docker-proxy` is dockerd's userland proxy in a
+/// delegated box: a failure goes to dockerd the way docker-proxy reports it,
+/// "1\n" and the error on fd 3, so `docker run -p` shows it.
+#[test]
+fn the_docker_proxy_name_reports_failures_on_fd_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("dindbox-docker-proxy");
+    std::os::unix::fs::symlink(DINDBOX, &link).unwrap();
+    let pipe = dir.path().join("fd3");
+    // No -host-ip; then no rootlesskit API socket at all.
+    for (args, want) in [
+        ("-proto tcp -host-port 8080", "no -host-ip"),
+        (
+            "-proto tcp -host-ip 0.0.0.0 -host-port 8080",
+            "cannot forward tcp 0.0.0.0:8080 into the box through rootlesskit's API",
+        ),
+    ] {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec \"$0\" {args} 3>\"$1\""))
+            .arg(&link)
+            .arg(&pipe)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success());
+        let said = std::fs::read_to_string(&pipe).unwrap();
+        assert!(said.starts_with("1\ndindbox-docker-proxy: "), "{said:?}");
+        assert!(said.contains(want), "{said:?}");
+    }
+}

@@ -162,6 +162,29 @@ race_into_root() { # STATEFILE-PREFIX EXISTING-CGROUPS
     wait
 }
 
+# Escape probes of what this VM's kernel lacks (docs/unprivileged-notes.md:
+# "absent" there): /proc/sysrq-trigger, where `h` only prints the help to the
+# kernel log, and loading a module, dummy (harmless, shipped by the guest's
+# kernel, unloaded again). Run as root in the box's own shell: the privileged
+# box (the control) must get through, the box without --privileged must not.
+sysrq_helps() { dmesg | grep -c 'sysrq: HELP'; }
+probe_escapes() { # CONTAINER SUFFIX WANT(escaped|denied)
+    local box=$1 sfx=$2 want=$3 before out got
+    before=$(sysrq_helps)
+    out=$(docker exec "$box" sh -c 'echo h >/proc/sysrq-trigger' 2>&1)
+    if [ "$(sysrq_helps)" -gt "$before" ]; then got=escaped; else got=denied; fi
+    expect "escape_sysrq_$sfx" "$want" "$got" "(echo h >/proc/sysrq-trigger in the box: ${out:-no error}; 'sysrq: HELP' lines in the guest's kernel log $before -> $(sysrq_helps))"
+    lsmod | grep -q '^dummy ' && rmmod dummy
+    out=$(docker exec "$box" modprobe dummy 2>&1)
+    if lsmod | grep -q '^dummy '; then
+        got=escaped
+        rmmod dummy
+    else
+        got=denied
+    fi
+    expect "escape_module_$sfx" "$want" "$got" "(modprobe dummy in the box: ${out:-no error})"
+}
+
 existing_cgroups() { echo " $(ls -d /sys/fs/cgroup/docker/*/ 2>/dev/null | tr '\n' ' ') "; }
 
 # ------------------------------------------------------------------ the box (positive)
@@ -264,6 +287,7 @@ else
 fi
 unset DOCKER_HOST
 timing box_checks "$t"
+probe_escapes box priv escaped
 docker rm -f box >/dev/null 2>&1
 
 # ------------------------------------------------------------------ negative control
@@ -296,27 +320,45 @@ docker logs neg >$S/neg.log 2>&1
 docker rm -f neg >/dev/null 2>&1
 
 # ------------------------------------------------------------------ without --privileged (issue 15)
-# The guest's dockerd again, now with --userns-remap, and a box with only the
-# options of README "Without --privileged": it must come up and run a container
-# through the proxy. What it gets of cgroups is recorded (V2 NOTE), not decided:
-# moby gives rootless mode no cgroupfs driver; unpriv-rootful.sh tries dockerd
-# as root of a nested user namespace outside rootless mode.
-say "box without --privileged: the guest's dockerd restarted with --userns-remap"
+# The guest's dockerd again, now with --userns-remap and crun as its default
+# runtime: crun chowns the cgroup of a container in a user namespace to that
+# namespace's root (containers/crun#123), runc does not. A box with only the
+# options of README "Without --privileged" then finds its cgroup delegated: init
+# prepares it as for a privileged box (evacuation to /init, the budget parent
+# /dindbox) and runs dockerd under rootlesskit as root of its user namespace,
+# not rootless (cgroupfs driver, crun inside). Its inner containers must get
+# their limits, under the box's budget, and a published port must answer in the
+# box's own network namespace. The same box under runc (not delegated) must
+# still come up rootless, saying why it has no cgroups.
+say "box without --privileged: the guest's dockerd restarted with --userns-remap and crun"
 t=$(now)
 modprobe -q tun
 chmod 0666 /dev/net/tun
 kill "$(cat /var/run/docker.pid)" 2>/dev/null
 for _ in $(seq 120); do [ -S /var/run/docker.sock ] || break; pidof dockerd >/dev/null || break; sleep 0.5; done
 dockerd --data-root /var/lib/docker-remap --iptables=false --userns-remap=default \
-    --add-runtime crun=/usr/bin/crun >$S/dockerd-remap.log 2>&1 &
+    --add-runtime crun=/usr/bin/crun --default-runtime crun >$S/dockerd-remap.log 2>&1 &
 for _ in $(seq 240); do docker version >/dev/null 2>&1 && break; sleep 0.25; done
 tar -C $slim -c . | docker import \
     --change 'ENTRYPOINT ["/usr/local/bin/dindbox", "init"]' \
     --change 'ENV container=docker' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     - $IMAGE >/dev/null || check unpriv_box_ready FAIL "docker import on the userns-remap daemon failed"
+# The inner runc's own error: the shim reports only runc's last line ("can't
+# get final child's PID from pipe: EOF"); this runtime keeps runc's debug log.
+cat >/usr/local/bin/runc-log <<'RUNCLOG'
+#!/bin/sh
+log= prev=
+for a in "$@"; do [ "$prev" = --log ] && log=$a; prev=$a; done
+runc --debug "$@"
+rc=$?
+if [ $rc != 0 ] && [ -n "$log" ]; then mkdir -p /tmp/runc-log && cp "$log" /tmp/runc-log/$$.json; fi
+exit $rc
+RUNCLOG
+chmod 755 /usr/local/bin/runc-log
 unpriv=(--security-opt seccomp=$S/seccomp-unprivileged.json --security-opt systempaths=unconfined --device /dev/net/tun)
-docker run -d --name unpriv "${unpriv[@]}" -e PORT=$PORT -e DOCKERD_ARGS=$INNER_ARGS -e DINDBOX_READY_TIMEOUT=240 \
+docker run -d --name unpriv "${unpriv[@]}" -e PORT=$PORT -e DINDBOX_MEMORY_LIMIT=256m \
+    -e "DOCKERD_ARGS=$INNER_ARGS --add-runtime=runc-log=/usr/local/bin/runc-log" -e DINDBOX_READY_TIMEOUT=240 \
     -v unpriv-var:/var/lib/docker -v /usr:/usr:ro $IMAGE >/dev/null
 ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' unpriv)
 if ready=$(wait_ping "$ip" 240); then
@@ -330,6 +372,11 @@ if [ "$(echo "$map" | awk '{print $2}')" != 0 ] && [ -n "$map" ]; then
 else
     check unpriv_root_not_host FAIL "uid_map: '$map'"
 fi
+said=$(docker logs unpriv 2>&1 | grep -o "box without --privileged[^\"]*" | head -n 1)
+case "$said" in
+*"delegated to the box's root"*) check unpriv_delegated PASS "init: $said" ;;
+*) check unpriv_delegated FAIL "init: ${said:-no mode line}" ;;
+esac
 export DOCKER_HOST=tcp://$ip:$PORT
 docker load -i /tmp/busybox.tar >/dev/null 2>/tmp/unpriv-load.err
 if out=$(docker run --rm busybox echo unpriv-ok 2>&1) && [ "$out" = unpriv-ok ]; then
@@ -337,23 +384,80 @@ if out=$(docker run --rm busybox echo unpriv-ok 2>&1) && [ "$out" = unpriv-ok ];
 else
     check unpriv_run FAIL "$(cat /tmp/unpriv-load.err) $out"
 fi
-emit "V2 NOTE name=unpriv_inner_cgroup_driver detail=$(docker info -f '{{.CgroupDriver}} v{{.CgroupVersion}}' 2>&1 | tr '\n' ' ')"
-emit "V2 NOTE name=unpriv_inner_limited_run detail=$(docker run --rm --memory 32m --pids-limit 64 busybox cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max 2>&1 | tr '\n' ' ' | cut -c1-300)"
+expect unpriv_inner_cgroup_driver "cgroupfs 2" "$(docker info -f '{{.CgroupDriver}} {{.CgroupVersion}}' 2>&1)" "(docker info through the proxy)"
+ucid=
+if ucid=$(docker run -d --name ulimited --memory 32m --pids-limit 64 busybox \
+    sh -c 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; exec sleep 600' 2>/tmp/urun.err); then
+    out=
+    for _ in $(seq 20); do
+        out=$(docker logs ulimited 2>&1)
+        [ -n "$out" ] && break
+        sleep 0.5
+    done
+    expect unpriv_limited_memory_max $MEM "$(echo "$out" | sed -n 1p)" "(inside the container)"
+    expect unpriv_limited_pids_max $PIDS "$(echo "$out" | sed -n 2p)" "(inside the container)"
+else
+    check unpriv_limited_memory_max FAIL "$(cat /tmp/urun.err)"
+    check unpriv_limited_pids_max FAIL "$(cat /tmp/urun.err)"
+fi
+# A published port of a tenant's container answers in the box's own network
+# namespace (dockerd's docker-proxy listens in rootlesskit's).
+docker run -d --name web -p 8080:80 busybox \
+    sh -c 'echo port-ok >/tmp/index.html; exec busybox httpd -f -p 80 -h /tmp' >/dev/null 2>/tmp/web.err ||
+    say "web: $(cat /tmp/web.err)"
 unset DOCKER_HOST
-ucg=/sys/fs/cgroup$(awk -F: '$1 == "0" {print $3}' /proc/"$(docker inspect -f '{{.State.Pid}}' unpriv)"/cgroup)
+got=$(docker exec unpriv bash -c 'for i in $(seq 30); do
+        if exec 3<>/dev/tcp/127.0.0.1/8080; then printf "GET /index.html HTTP/1.0\r\n\r\n" >&3; timeout 5 cat <&3; exit; fi
+        sleep 0.5
+    done' 2>/dev/null | tr -d '\r' | tail -n 1)
+expect unpriv_published_port port-ok "$got" "(GET 127.0.0.1:8080 in the box's network namespace, -p 8080:80 through the proxy)"
+# ... and is gone with its container (the proxy removed it from rootlesskit's driver).
+DOCKER_HOST=tcp://$ip:$PORT docker rm -f web >/dev/null 2>&1
+gone=$(docker exec unpriv bash -c 'sleep 1; if exec 3<>/dev/tcp/127.0.0.1/8080; then echo still-listening; else echo closed; fi' 2>/dev/null)
+expect unpriv_published_port_removed closed "$gone" "(127.0.0.1:8080 in the box after docker rm -f web)"
+upid=$(docker inspect -f '{{.State.Pid}}' unpriv)
+ucg=$(awk -F: '$1 == "0" {print $3}' /proc/"$upid"/cgroup)
+ucg=/sys/fs/cgroup${ucg%/init}
 emit "V2 NOTE name=unpriv_box_cgroup_seen_from_guest detail=$(stat -c '%n %u:%g' "$ucg" "$ucg/cgroup.procs" "$ucg/cgroup.subtree_control" 2>&1 | tr '\n' ' ')"
+expect unpriv_budget_memory_max $BUDGET "$(cat "$ucg/dindbox/memory.max" 2>&1)" "($ucg/dindbox, seen from the guest)"
+ccg=$(ls -d "$ucg"/dindbox/*"${ucid:-none}"* 2>/dev/null | head -n 1)
+if [ -n "$ucid" ] && [ -n "$ccg" ] && [ "$(cat "$ccg/memory.max")" = $MEM ] && [ "$(cat "$ccg/pids.max")" = $PIDS ]; then
+    check unpriv_limited_under_budget PASS "${ccg#/sys/fs/cgroup}: memory.max $MEM, pids.max $PIDS, under the budget parent"
+else
+    check unpriv_limited_under_budget FAIL "no limited cgroup of ${ucid:0:12} under $ucg/dindbox: $(ls "$ucg/dindbox" 2>&1 | tr '\n' ' ')"
+fi
+# The inner runc, on the box's private socket (the proxy allows no runtime choice).
+D="docker -H unix:///run/dindbox/docker.sock"
+emit "V2 NOTE name=unpriv_inner_runc detail=$(docker exec unpriv $D run --rm --runtime runc-log busybox true 2>&1 | tail -n 1 | cut -c1-400)"
+emit "V2 NOTE name=unpriv_inner_runc_limited detail=$(docker exec unpriv $D run --rm --runtime runc-log --memory 32m --pids-limit 64 busybox true 2>&1 | tail -n 1 | cut -c1-400)"
+# Why runc cannot write 0 there: the oom_score_adj its process inherits.
+emit "V2 NOTE name=unpriv_oom_score_adj detail=box init $(docker exec unpriv cat /proc/1/oom_score_adj 2>&1), inner dockerd $(docker exec unpriv sh -c 'cat /proc/$(cat /run/dindbox/xdg/docker.pid)/oom_score_adj' 2>&1), inner containerd-shims $(docker exec unpriv sh -c 'for p in $(pidof containerd-shim-runc-v2); do cat /proc/$p/oom_score_adj; done' 2>&1 | tr '\n' ' ')"
+emit "V2 NOTE name=unpriv_inner_runc_log detail=$(docker exec unpriv sh -c 'cat /tmp/runc-log/*.json' 2>&1 | grep -o '"msg":"[^"]*"' | grep -v 'runc-log' | tail -n 10 | tr '\n' ' ' | cut -c1-2500)"
+probe_escapes unpriv unpriv denied
 docker logs unpriv >$S/unpriv.log 2>&1
 docker rm -f unpriv >/dev/null 2>&1
-# The same under runc (Docker's default) and crun, which chowns the cgroup of a
-# container in a user namespace to its root (containers/crun#123). The box's
-# root is not the guest's: busybox.tar must be readable by others.
-chmod 644 /tmp/busybox.tar
-for runtime in runc crun; do
-    docker run --rm --runtime $runtime --name unpriv-rootful "${unpriv[@]}" -e NOTE_PREFIX=$runtime- \
-        -v unpriv-rootful-$runtime:/var/lib/docker -v /usr:/usr:ro \
-        -v /tmp/busybox.tar:/busybox.tar:ro -v $S/unpriv-rootful.sh:/probe.sh:ro --entrypoint bash $IMAGE /probe.sh 2>&1 |
-        grep '^V2 NOTE' | tee -a "$R"
-done
+
+# Under runc (no delegation): rootless as before, with the reason in the log.
+docker run -d --name unpriv-runc --runtime runc "${unpriv[@]}" -e PORT=$PORT -e DOCKERD_ARGS=$INNER_ARGS \
+    -e DINDBOX_READY_TIMEOUT=240 -v unpriv-runc-var:/var/lib/docker -v /usr:/usr:ro $IMAGE >/dev/null
+ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' unpriv-runc)
+why=
+if wait_ping "$ip" 240 >/dev/null; then
+    export DOCKER_HOST=tcp://$ip:$PORT
+    docker load -i /tmp/busybox.tar >/dev/null 2>&1
+    out=$(docker run --rm busybox echo unpriv-ok 2>&1)
+    unset DOCKER_HOST
+    why=$(docker logs unpriv-runc 2>&1 | grep -o "dockerd runs rootless[^\"]*not delegated[^\"]*" | head -n 1)
+    if [ "$out" = unpriv-ok ] && [ -n "$why" ]; then
+        check unpriv_runc_rootless PASS "runs a container; init: $why"
+    else
+        check unpriv_runc_rootless FAIL "run: '$out'; init: $(docker logs unpriv-runc 2>&1 | grep -o "box without --privileged[^\"]*" | head -n 1)"
+    fi
+else
+    check unpriv_runc_rootless FAIL "no OK from $ip:$PORT within 240 s; $(docker logs unpriv-runc 2>&1 | grep -vi 'level=info' | tail -n 4)"
+fi
+docker logs unpriv-runc >$S/unpriv-runc.log 2>&1
+docker rm -f unpriv-runc >/dev/null 2>&1
 timing unprivileged "$t"
 
 # ------------------------------------------------------------------ benchmark

@@ -16,6 +16,7 @@ mod graphdriver_plugin;
 mod imagestore;
 mod mounts;
 mod network;
+mod ports;
 mod reaper;
 mod run;
 mod shell;
@@ -136,13 +137,11 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
     }
 
     // Without CAP_SYS_ADMIN init can neither mount nor manage cgroups: dockerd
-    // then runs under rootlesskit, which makes the namespaces it needs.
-    let privileged = match userns::detect()? {
-        userns::Mode::Privileged => true,
-        userns::Mode::Unprivileged(map) => {
-            prepare_unprivileged(&mut cfg, &map)?;
-            false
-        }
+    // then runs under rootlesskit, which makes the namespaces it needs. Only a
+    // cgroup the outer runtime delegated to the box's root is init's to manage.
+    let (privileged, no_cgroups) = match userns::detect()? {
+        userns::Mode::Privileged => (true, None),
+        userns::Mode::Unprivileged(map) => (false, prepare_unprivileged(&mut cfg, &map)?),
     };
 
     // The proxy graphdriver's checks come before `/` is made rshared below,
@@ -173,16 +172,21 @@ pub fn boot(mut cfg: Config) -> Result<u8, InitError> {
 
     // cgroups before dockerd starts (it creates its cgroups at start) and
     // before the box accepts `docker exec` load (which races the v2 move).
-    if privileged {
-        prepare_cgroups(&mut cfg)?;
-    } else if let Some(budget) = cfg.budget() {
-        tracing::warn!(
-            memory = ?budget.memory,
-            pids = ?budget.pids,
-            "budget: a box without --privileged creates no cgroups and its rootless dockerd \
-             runs without any (README, \"Without --privileged\"): the box's own limits are the \
-             outer container's"
-        );
+    match &no_cgroups {
+        None => prepare_cgroups(&mut cfg)?,
+        Some(why) => match cfg.budget() {
+            Some(budget) => tracing::warn!(
+                memory = ?budget.memory,
+                pids = ?budget.pids,
+                "budget: this box without --privileged creates no cgroups and its rootless \
+                 dockerd runs without any, because {why} (README, \"Without --privileged\"): \
+                 the box's own limits are the outer container's"
+            ),
+            None => tracing::info!(
+                "no cgroups for inner containers (their --memory/--pids-limit are not applied): \
+                 {why}"
+            ),
+        },
     }
 
     // MTU and iptables backend: fixed before dockerd sets up its bridge and rules.
@@ -263,7 +267,13 @@ fn prepare_cgroups(cfg: &mut Config) -> Result<(), InitError> {
 
 /// A box without CAP_SYS_ADMIN (see [`userns`]): dockerd under rootlesskit,
 /// with the subordinate ids that map the box's own ids into its namespace.
-fn prepare_unprivileged(cfg: &mut Config, map: &userns::UidMap) -> Result<(), InitError> {
+/// With the box's cgroup delegated to its root, dockerd runs as root of that
+/// namespace (cgroupfs driver, crun) and init prepares the cgroup; otherwise
+/// rootless, and the result says why there are no cgroups.
+fn prepare_unprivileged(
+    cfg: &mut Config,
+    map: &userns::UidMap,
+) -> Result<Option<String>, InitError> {
     let storage_server = [
         (cfg.graphdriver.is_some(), "DINDBOX_GRAPHDRIVER"),
         (cfg.snapshotter.is_some(), "DINDBOX_SNAPSHOTTER"),
@@ -286,15 +296,70 @@ fn prepare_unprivileged(cfg: &mut Config, map: &userns::UidMap) -> Result<(), In
     userns::check_programs(&path)?;
     let written = userns::ensure_subids(Path::new("/etc"), map)?;
     userns::dockerd_args_and_env(&mut cfg.dockerd_args, &mut cfg.dockerd_env);
-    cfg.launcher = userns::launcher();
+    let delegation = userns::cgroup_delegation(
+        &userns::view_cgroup(&cfg.cgroup_root),
+        userns::find_program(&path, "crun"),
+    );
+    let crun = match delegation {
+        Ok(crun) => crun,
+        Err(why) => {
+            cfg.launcher = userns::launcher();
+            tracing::info!(
+                uid_map = %map,
+                subids_written = ?written,
+                launcher = ?cfg.launcher,
+                "box without --privileged: dockerd runs rootless under rootlesskit (no mounts, \
+                 no cgroups by init: {why})"
+            );
+            return Ok(Some(why));
+        }
+    };
+    let dindbox = std::env::current_exe().map_err(|err| InitError::Setup {
+        what: "the path of dindbox itself (rootlesskit's child)",
+        err,
+    })?;
+    userns::dockerd_as_root_args(&mut cfg.dockerd_args, &crun);
+    let proxy =
+        ports::use_proxy(&mut cfg.dockerd_args, &dindbox).map_err(|err| InitError::File {
+            what: "link the userland proxy in",
+            path: ports::PROXY_DIR.into(),
+            err,
+        })?;
+    cfg.launcher = userns::launcher_as_root(&dindbox);
     tracing::info!(
         uid_map = %map,
         subids_written = ?written,
         launcher = ?cfg.launcher,
-        "box without --privileged: dockerd runs rootless under rootlesskit (no mounts, no \
-         cgroups by init)"
+        userland_proxy = ?proxy,
+        "box without --privileged, its cgroup v2 delegated to the box's root: init prepares \
+         the cgroup, dockerd runs under rootlesskit as root of its user namespace, not rootless \
+         (cgroupfs driver, crun as the default runtime; published ports through rootlesskit's \
+         port driver)"
     );
-    Ok(())
+    Ok(None)
+}
+
+/// `dindbox-docker-proxy ARGS...` (dindbox under that name): dockerd's
+/// userland proxy in a delegated box, see [`ports`].
+pub fn docker_proxy_main(args: &[std::ffi::OsString]) -> ExitCode {
+    ports::proxy_main(args)
+}
+
+/// The name dockerd runs [`docker_proxy_main`] by.
+pub const DOCKER_PROXY_NAME: &str = ports::PROXY_NAME;
+
+/// `dindbox userns-dockerd DOCKERD ARGS...` (hidden): rootlesskit's child in
+/// a box without --privileged whose cgroup is delegated; see
+/// [`userns::exec_dockerd_as_root`]. Returns only when the exec failed.
+pub fn userns_dockerd_main(command: &[std::ffi::OsString]) -> ExitCode {
+    let err = userns::exec_dockerd_as_root(command);
+    let program = command.first().map(|p| p.to_string_lossy().into_owned());
+    eprintln!(
+        "dindbox {}: cannot run {}: {err}",
+        userns::DOCKERD_AS_ROOT,
+        program.unwrap_or_default()
+    );
+    ExitCode::FAILURE
 }
 
 /// The containerd image store: a dockerd that has it, and a data root its

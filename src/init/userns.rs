@@ -6,6 +6,13 @@
 //! network namespace that namespace owns; slirp4netns gives that network its
 //! way out and rootlesskit's port driver brings published ports back into
 //! the box. See docs/unprivileged-notes.md for why each piece is needed.
+//!
+//! On cgroup v2, when the outer runtime delegated the box's cgroup to the
+//! box's root (crun does in a user namespace; runc does not), init prepares
+//! that cgroup as for a privileged box and dockerd runs as root of the nested
+//! namespace instead of in rootless mode (rootless dockerd gets no cgroup
+//! driver without systemd), so inner containers get their limits: see
+//! [`cgroup_delegation`] and [`exec_dockerd_as_root`].
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +32,12 @@ pub const RUNTIME_DIR: &str = "/run/dindbox/xdg";
 pub const DATA_ROOT: &str = "/var/lib/docker";
 /// The MTU of slirp4netns' tap device (rootlesskit's docs: 65520 is fastest).
 const SLIRP_MTU: u32 = 65520;
+/// The hidden `dindbox` subcommand rootlesskit runs in a delegated box: it
+/// execs dockerd without rootlesskit's variables ([`exec_dockerd_as_root`]).
+pub const DOCKERD_AS_ROOT: &str = "userns-dockerd";
+/// The inner runtime of a delegated box: crun, which works as root of a
+/// nested user namespace; the inner runc fails there (docs/unprivileged-notes.md).
+const INNER_RUNTIME: &str = "crun";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsernsError {
@@ -235,6 +248,142 @@ pub fn dockerd_args_and_env(args: &mut Vec<String>, env: &mut Vec<(String, Strin
     env.push(("XDG_RUNTIME_DIR".into(), RUNTIME_DIR.into()));
 }
 
+/// The box's cgroup as init found it, from the box's own view: whether it is
+/// a cgroup v2 mount, writable, and whose its files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupView {
+    pub v2: bool,
+    pub read_only: bool,
+    /// The owner (as the box sees it: 65534 = not mapped) of the directory,
+    /// its `cgroup.procs` and `cgroup.subtree_control`.
+    pub owners: Vec<(PathBuf, u32)>,
+}
+
+/// Reads [`CgroupView`] at `root` (`/sys/fs/cgroup`).
+pub fn view_cgroup(root: &Path) -> CgroupView {
+    use std::os::unix::fs::MetadataExt;
+    let v2 = root.join("cgroup.controllers").exists();
+    let read_only = nix::sys::statvfs::statvfs(root)
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let owners = [
+        root.to_path_buf(),
+        root.join("cgroup.procs"),
+        root.join("cgroup.subtree_control"),
+    ]
+    .into_iter()
+    .map(|p| {
+        let uid = std::fs::metadata(&p).map_or(u32::MAX, |m| m.uid());
+        (p, uid)
+    })
+    .collect();
+    CgroupView {
+        v2,
+        read_only,
+        owners,
+    }
+}
+
+/// Whether dockerd may have cgroups in this box: cgroup v2, mounted
+/// writable, the box's cgroup owned by the box's root (delegated), and crun
+/// in the image. Ok: crun's path; Err: why not, for the one log line.
+pub fn cgroup_delegation(view: &CgroupView, crun: Option<PathBuf>) -> Result<PathBuf, String> {
+    if !view.v2 {
+        return Err(
+            "the host runs cgroup v1 (or hybrid): nothing there can be delegated to \
+                    the box's root"
+                .into(),
+        );
+    }
+    if view.read_only {
+        return Err("the box's /sys/fs/cgroup is mounted read-only".into());
+    }
+    let foreign: Vec<String> = view
+        .owners
+        .iter()
+        .filter(|(_, uid)| *uid != 0)
+        .map(|(path, uid)| match *uid {
+            u32::MAX => format!("{} (missing)", path.display()),
+            uid => format!("{} (uid {uid})", path.display()),
+        })
+        .collect();
+    if !foreign.is_empty() {
+        return Err(format!(
+            "the box's cgroup is not delegated to the box's root: {} are not owned by it \
+             (65534: the host's root; the outer runtime must chown it, as crun does, runc does \
+             not)",
+            foreign.join(", ")
+        ));
+    }
+    crun.ok_or_else(|| {
+        format!(
+            "{INNER_RUNTIME} is not in the image (the inner runc cannot start containers as \
+             root of a nested user namespace)"
+        )
+    })
+}
+
+/// The first `name` in the directories of `path_env`.
+pub fn find_program(path_env: &str, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path_env)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// rootlesskit, its flags and the child that makes dockerd root of the
+/// nested namespace (not rootless): `dindbox userns-dockerd`, then dockerd.
+pub fn launcher_as_root(dindbox: &Path) -> Vec<String> {
+    let mut launcher = launcher();
+    launcher.push(dindbox.display().to_string());
+    launcher.push(DOCKERD_AS_ROOT.into());
+    launcher
+}
+
+/// What dockerd outside rootless mode needs in a delegated box: its exec root
+/// and pid file where [`clear_state`] empties them at each start (the box's
+/// `/run` is no fresh tmpfs), and crun as its default runtime, unless the
+/// arguments choose these.
+pub fn dockerd_as_root_args(args: &mut Vec<String>, crun: &Path) {
+    let has = |args: &[String], flag: &str| {
+        args.iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    if !has(args, "--exec-root") {
+        args.push(format!("--exec-root={RUNTIME_DIR}/docker"));
+    }
+    if !has(args, "--pidfile") && !has(args, "-p") {
+        args.push(format!("--pidfile={RUNTIME_DIR}/docker.pid"));
+    }
+    if !has(args, "--default-runtime") {
+        let named = args
+            .iter()
+            .any(|a| a.contains(&format!("{INNER_RUNTIME}=")) && a != "--add-runtime");
+        if !named {
+            args.push(format!("--add-runtime={INNER_RUNTIME}={}", crun.display()));
+        }
+        args.push(format!("--default-runtime={INNER_RUNTIME}"));
+    }
+}
+
+/// `dindbox userns-dockerd DOCKERD ARGS...`, rootlesskit's child: execs dockerd
+/// without rootlesskit's variables, so dockerd runs as root of the nested
+/// namespace with the cgroupfs driver (with `ROOTLESSKIT_STATE_DIR` set it
+/// insists on rootless mode: moby cmd/dockerd/daemon.go "rootless mode needs to
+/// be enabled for running with RootlessKit"). Returns only on failure.
+pub fn exec_dockerd_as_root(command: &[std::ffi::OsString]) -> io::Error {
+    use std::os::unix::process::CommandExt;
+    let Some((program, args)) = command.split_first() else {
+        return io::Error::new(io::ErrorKind::InvalidInput, "no dockerd to run");
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ROOTLESSKIT_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.exec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +459,104 @@ mod tests {
         let mut args = vec!["--data-root".to_string(), "/d".to_string()];
         dockerd_args_and_env(&mut args, &mut Vec::new());
         assert_eq!(args, ["--data-root", "/d"]);
+    }
+
+    fn view(v2: bool, read_only: bool, uids: [u32; 3]) -> CgroupView {
+        let names = ["/sys/fs/cgroup", "cgroup.procs", "cgroup.subtree_control"];
+        CgroupView {
+            v2,
+            read_only,
+            owners: names.iter().map(PathBuf::from).zip(uids).collect(),
+        }
+    }
+
+    #[test]
+    fn a_delegated_v2_cgroup_with_crun_gets_cgroups() {
+        let crun = Some(PathBuf::from("/usr/bin/crun"));
+        assert_eq!(
+            cgroup_delegation(&view(true, false, [0, 0, 0]), crun),
+            Ok(PathBuf::from("/usr/bin/crun"))
+        );
+    }
+
+    #[test]
+    fn v1_read_only_foreign_owner_or_no_crun_say_why_not() {
+        let crun = || Some(PathBuf::from("/usr/bin/crun"));
+        let why = cgroup_delegation(&view(false, false, [0, 0, 0]), crun()).unwrap_err();
+        assert!(why.contains("cgroup v1"), "{why}");
+        let why = cgroup_delegation(&view(true, true, [0, 0, 0]), crun()).unwrap_err();
+        assert!(why.contains("read-only"), "{why}");
+        // runc as the outer runtime: the cgroup stays the host's root's.
+        let why = cgroup_delegation(&view(true, false, [65534, 65534, 0]), crun()).unwrap_err();
+        assert!(
+            why.contains("/sys/fs/cgroup (uid 65534), cgroup.procs (uid 65534) are not"),
+            "{why}"
+        );
+        let why = cgroup_delegation(&view(true, false, [0, 0, u32::MAX]), crun()).unwrap_err();
+        assert!(why.contains("cgroup.subtree_control (missing)"), "{why}");
+        let why = cgroup_delegation(&view(true, false, [0, 0, 0]), None).unwrap_err();
+        assert!(why.contains("crun is not in the image"), "{why}");
+    }
+
+    #[test]
+    fn view_cgroup_reads_a_tree_and_its_owners() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), "memory pids\n").unwrap();
+        std::fs::write(dir.path().join("cgroup.procs"), "").unwrap();
+        let me = std::fs::metadata(dir.path()).unwrap().uid();
+        let seen = view_cgroup(dir.path());
+        assert!(seen.v2 && !seen.read_only, "{seen:?}");
+        let uids: Vec<u32> = seen.owners.iter().map(|(_, uid)| *uid).collect();
+        assert_eq!(uids, [me, me, u32::MAX]);
+        assert!(!view_cgroup(&dir.path().join("none")).v2);
+    }
+
+    #[test]
+    fn dockerd_as_root_gets_its_state_under_the_runtime_dir_and_crun() {
+        let mut args = vec!["--host=unix:///s".to_string()];
+        dockerd_as_root_args(&mut args, Path::new("/usr/bin/crun"));
+        assert_eq!(
+            args,
+            [
+                "--host=unix:///s",
+                "--exec-root=/run/dindbox/xdg/docker",
+                "--pidfile=/run/dindbox/xdg/docker.pid",
+                "--add-runtime=crun=/usr/bin/crun",
+                "--default-runtime=crun",
+            ]
+        );
+        // The user's own choices stand.
+        let mut args: Vec<String> = [
+            "--exec-root",
+            "/e",
+            "--pidfile=/p",
+            "--default-runtime=runc",
+        ]
+        .map(String::from)
+        .into();
+        let before = args.clone();
+        dockerd_as_root_args(&mut args, Path::new("/usr/bin/crun"));
+        assert_eq!(args, before);
+        let mut args: Vec<String> = ["--add-runtime", "crun=/opt/crun"].map(String::from).into();
+        dockerd_as_root_args(&mut args, Path::new("/usr/bin/crun"));
+        assert_eq!(
+            &args[2..],
+            [
+                "--exec-root=/run/dindbox/xdg/docker",
+                "--pidfile=/run/dindbox/xdg/docker.pid",
+                "--default-runtime=crun"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_delegated_launcher_ends_with_the_hidden_child() {
+        let launcher = launcher_as_root(Path::new("/usr/local/bin/dindbox"));
+        assert_eq!(launcher[0], "rootlesskit");
+        assert_eq!(
+            &launcher[launcher.len() - 2..],
+            ["/usr/local/bin/dindbox", "userns-dockerd"]
+        );
     }
 }
