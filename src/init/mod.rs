@@ -273,7 +273,7 @@ fn prepare_cgroups(cfg: &mut Config) -> Result<(), InitError> {
 fn prepare_unprivileged(
     cfg: &mut Config,
     map: &userns::UidMap,
-) -> Result<Option<String>, InitError> {
+) -> Result<Option<userns::NotDelegated>, InitError> {
     let storage_server = [
         (cfg.graphdriver.is_some(), "DINDBOX_GRAPHDRIVER"),
         (cfg.snapshotter.is_some(), "DINDBOX_SNAPSHOTTER"),

@@ -79,7 +79,7 @@ impl Binding {
 
 /// Reads `-proto`, `-host-ip` and `-host-port` out of docker-proxy's arguments
 /// (Go's flag syntax: `-name value`, `-name=value`, one or two dashes).
-pub fn parse_binding(args: &[OsString]) -> Result<Binding, String> {
+fn parse_binding(args: &[OsString]) -> Result<Binding, String> {
     let args: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -116,7 +116,7 @@ pub fn parse_binding(args: &[OsString]) -> Result<Binding, String> {
 /// Adds the port to rootlesskit's driver and returns its id. An entry for the
 /// same listener left by a proxy that was killed (SIGKILL leaves no time to
 /// remove it) is removed first: nobody else uses this API.
-pub async fn add_port(api: &Engine, binding: &Binding) -> Result<i64, String> {
+async fn add_port(api: &Engine, binding: &Binding) -> Result<i64, String> {
     let listed = api
         .json(Method::GET, "/v1/ports", None)
         .await
@@ -137,7 +137,7 @@ pub async fn add_port(api: &Engine, binding: &Binding) -> Result<i64, String> {
         .ok_or_else(|| format!("POST /v1/ports answered no id: {added}"))
 }
 
-pub async fn remove_port(api: &Engine, id: i64) -> Result<(), String> {
+async fn remove_port(api: &Engine, id: i64) -> Result<(), String> {
     api.json(Method::DELETE, &format!("/v1/ports/{id}"), None)
         .await
         .map(drop)

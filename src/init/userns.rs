@@ -283,19 +283,39 @@ pub fn view_cgroup(root: &Path) -> CgroupView {
     }
 }
 
+/// Why dockerd in a box without --privileged gets no cgroups.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotDelegated {
+    #[error(
+        "the host runs cgroup v1 (or hybrid): nothing there can be delegated to the box's root"
+    )]
+    CgroupV1,
+    #[error("the box's /sys/fs/cgroup is mounted read-only")]
+    ReadOnly,
+    #[error(
+        "the box's cgroup is not delegated to the box's root: {0} are not owned by it (65534: \
+         the host's root; the outer runtime must chown it, as crun does, runc does not)"
+    )]
+    NotOwned(String),
+    #[error(
+        "{INNER_RUNTIME} is not in the image (the inner runc cannot start containers as root of \
+         a nested user namespace)"
+    )]
+    NoCrun,
+}
+
 /// Whether dockerd may have cgroups in this box: cgroup v2, mounted
 /// writable, the box's cgroup owned by the box's root (delegated), and crun
-/// in the image. Ok: crun's path; Err: why not, for the one log line.
-pub fn cgroup_delegation(view: &CgroupView, crun: Option<PathBuf>) -> Result<PathBuf, String> {
+/// in the image. Ok: crun's path.
+pub fn cgroup_delegation(
+    view: &CgroupView,
+    crun: Option<PathBuf>,
+) -> Result<PathBuf, NotDelegated> {
     if !view.v2 {
-        return Err(
-            "the host runs cgroup v1 (or hybrid): nothing there can be delegated to \
-                    the box's root"
-                .into(),
-        );
+        return Err(NotDelegated::CgroupV1);
     }
     if view.read_only {
-        return Err("the box's /sys/fs/cgroup is mounted read-only".into());
+        return Err(NotDelegated::ReadOnly);
     }
     let foreign: Vec<String> = view
         .owners
@@ -307,19 +327,9 @@ pub fn cgroup_delegation(view: &CgroupView, crun: Option<PathBuf>) -> Result<Pat
         })
         .collect();
     if !foreign.is_empty() {
-        return Err(format!(
-            "the box's cgroup is not delegated to the box's root: {} are not owned by it \
-             (65534: the host's root; the outer runtime must chown it, as crun does, runc does \
-             not)",
-            foreign.join(", ")
-        ));
+        return Err(NotDelegated::NotOwned(foreign.join(", ")));
     }
-    crun.ok_or_else(|| {
-        format!(
-            "{INNER_RUNTIME} is not in the image (the inner runc cannot start containers as \
-             root of a nested user namespace)"
-        )
-    })
+    crun.ok_or(NotDelegated::NoCrun)
 }
 
 /// The first `name` in the directories of `path_env`.
@@ -483,19 +493,26 @@ mod tests {
     fn v1_read_only_foreign_owner_or_no_crun_say_why_not() {
         let crun = || Some(PathBuf::from("/usr/bin/crun"));
         let why = cgroup_delegation(&view(false, false, [0, 0, 0]), crun()).unwrap_err();
-        assert!(why.contains("cgroup v1"), "{why}");
+        assert_eq!(why, NotDelegated::CgroupV1);
         let why = cgroup_delegation(&view(true, true, [0, 0, 0]), crun()).unwrap_err();
-        assert!(why.contains("read-only"), "{why}");
+        assert_eq!(why, NotDelegated::ReadOnly);
         // runc as the outer runtime: the cgroup stays the host's root's.
-        let why = cgroup_delegation(&view(true, false, [65534, 65534, 0]), crun()).unwrap_err();
+        let why = cgroup_delegation(&view(true, false, [65534, 65534, 0]), crun())
+            .unwrap_err()
+            .to_string();
         assert!(
             why.contains("/sys/fs/cgroup (uid 65534), cgroup.procs (uid 65534) are not"),
             "{why}"
         );
-        let why = cgroup_delegation(&view(true, false, [0, 0, u32::MAX]), crun()).unwrap_err();
+        let why = cgroup_delegation(&view(true, false, [0, 0, u32::MAX]), crun())
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("cgroup.subtree_control (missing)"), "{why}");
         let why = cgroup_delegation(&view(true, false, [0, 0, 0]), None).unwrap_err();
-        assert!(why.contains("crun is not in the image"), "{why}");
+        assert!(
+            why.to_string().contains("crun is not in the image"),
+            "{why}"
+        );
     }
 
     #[test]
