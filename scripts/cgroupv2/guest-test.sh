@@ -185,6 +185,22 @@ probe_escapes() { # CONTAINER SUFFIX WANT(escaped|denied)
     expect "escape_module_$sfx" "$want" "$got" "(modprobe dummy in the box: ${out:-no error})"
 }
 
+# run_limited NAME: a container limited to 32 MiB and 64 pids that prints its
+# memory.max and pids.max, then sleeps; its id on stdout.
+run_limited() {
+    docker run -d --name "$1" --memory 32m --pids-limit 64 busybox \
+        sh -c 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; exec sleep 600'
+}
+# first_logs NAME: what the container printed first (waits up to 10 s).
+first_logs() {
+    local out=
+    for _ in $(seq 20); do
+        out=$(docker logs "$1" 2>&1)
+        [ -n "$out" ] && break
+        sleep 0.5
+    done
+    echo "$out"
+}
 existing_cgroups() { echo " $(ls -d /sys/fs/cgroup/docker/*/ 2>/dev/null | tr '\n' ' ') "; }
 
 # ------------------------------------------------------------------ the box (positive)
@@ -265,15 +281,9 @@ expect budget_memory_max $BUDGET "$(cat "$boxcg/dindbox/memory.max" 2>&1)" "($bo
 t=$(now)
 export DOCKER_HOST=tcp://$boxip:$PORT
 docker load -i /tmp/busybox.tar >/dev/null 2>/tmp/load.err || check box_load FAIL "$(cat /tmp/load.err)"
-if cid=$(docker run -d --name limited --memory 32m --pids-limit 64 busybox \
-    sh -c 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; exec sleep 600' 2>/tmp/run.err); then
+if cid=$(run_limited limited 2>/tmp/run.err); then
     check limited_runs PASS "docker run --memory 32m --pids-limit 64 through the proxy: ${cid:0:12}"
-    out=
-    for _ in $(seq 20); do
-        out=$(docker logs limited 2>&1)
-        [ -n "$out" ] && break
-        sleep 0.5
-    done
+    out=$(first_logs limited)
     expect limited_memory_max $MEM "$(echo "$out" | sed -n 1p)" "(inside the container)"
     expect limited_pids_max $PIDS "$(echo "$out" | sed -n 2p)" "(inside the container)"
     ccg=$(ls -d "$boxcg"/dindbox/*"$cid"* 2>/dev/null | head -n 1)
@@ -386,14 +396,8 @@ else
 fi
 expect unpriv_inner_cgroup_driver "cgroupfs 2" "$(docker info -f '{{.CgroupDriver}} {{.CgroupVersion}}' 2>&1)" "(docker info through the proxy)"
 ucid=
-if ucid=$(docker run -d --name ulimited --memory 32m --pids-limit 64 busybox \
-    sh -c 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; exec sleep 600' 2>/tmp/urun.err); then
-    out=
-    for _ in $(seq 20); do
-        out=$(docker logs ulimited 2>&1)
-        [ -n "$out" ] && break
-        sleep 0.5
-    done
+if ucid=$(run_limited ulimited 2>/tmp/urun.err); then
+    out=$(first_logs ulimited)
     expect unpriv_limited_memory_max $MEM "$(echo "$out" | sed -n 1p)" "(inside the container)"
     expect unpriv_limited_pids_max $PIDS "$(echo "$out" | sed -n 2p)" "(inside the container)"
 else
