@@ -56,7 +56,8 @@ unpriv_box_ready unpriv_root_not_host unpriv_delegated unpriv_run unpriv_inner_c
 unpriv_limited_memory_max unpriv_limited_pids_max unpriv_published_port
 unpriv_published_port_removed unpriv_budget_memory_max
 unpriv_limited_under_budget unpriv_runc_rootless escape_sysrq_priv escape_module_priv
-escape_sysrq_unpriv escape_module_unpriv"
+escape_sysrq_unpriv escape_module_unpriv escape_sysrq_inner_priv escape_module_inner_priv
+escape_sysrq_inner_unpriv escape_module_inner_unpriv"
 
 t_start=$(date +%s)
 elapsed() { echo $(($(date +%s) - t_start)); }
@@ -187,6 +188,7 @@ ls -1d "$runs"/*/ 2>/dev/null | sort | head -n -5 | xargs -r rm -rf
 cp "$binary" "$run/share/dindbox"
 cp "$HERE/guest-test.sh" "$run/share/guest-test.sh"
 cp image/seccomp-unprivileged.json "$run/share/seccomp-unprivileged.json"
+cp tests/e2e/escape_probes.sh "$run/share/escape_probes.sh"
 printf 'BENCH=%s\nBENCH_ROUNDS=%s\n' "$BENCH" "$BENCH_ROUNDS" >"$run/share/env"
 
 # apparmor=0: the guest has no apparmor_parser, so its dockerd cannot load the

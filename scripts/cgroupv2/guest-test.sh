@@ -185,6 +185,21 @@ probe_escapes() { # CONTAINER SUFFIX WANT(escaped|denied)
     expect "escape_module_$sfx" "$want" "$got" "(modprobe dummy in the box: ${out:-no error})"
 }
 
+# The same two probes from the strongest inner container the box's root can
+# start on its private socket (INNER_FLAGS), with tests/e2e/escape_probes.sh
+# (module: init_module's permission check, EPERM against ENOEXEC).
+probe_escapes_inner() { # CONTAINER SUFFIX WANT INNER_FLAGS
+    local box=$1 sfx=$2 want=$3 flags=$4 out probe line
+    docker cp $S/escape_probes.sh "$box:/probes.sh" >/dev/null
+    out=$(docker exec "$box" sh -c "docker -H unix:///run/dindbox/docker.sock run --rm $flags \
+        -v /probes.sh:/probes.sh:ro busybox sh /probes.sh" 2>&1)
+    for probe in sysrq module; do
+        line=$(echo "$out" | grep "^PROBE $probe " | head -n 1)
+        expect "escape_${probe}_inner_$sfx" "$want" "$(echo "$line" | cut -d' ' -f3)" \
+            "(inner container $flags: ${line:-no PROBE line: $(echo "$out" | tail -n 3)})"
+    done
+}
+
 # run_limited NAME: a container limited to 32 MiB and 64 pids that prints its
 # memory.max and pids.max, then sleeps; its id on stdout.
 run_limited() {
@@ -298,6 +313,7 @@ fi
 unset DOCKER_HOST
 timing box_checks "$t"
 probe_escapes box priv escaped
+probe_escapes_inner box priv escaped --privileged
 docker rm -f box >/dev/null 2>&1
 
 # ------------------------------------------------------------------ negative control
@@ -438,6 +454,7 @@ emit "V2 NOTE name=unpriv_inner_runc_limited detail=$(docker exec unpriv $D run 
 emit "V2 NOTE name=unpriv_oom_score_adj detail=box init $(docker exec unpriv cat /proc/1/oom_score_adj 2>&1), inner dockerd $(docker exec unpriv sh -c 'cat /proc/$(cat /run/dindbox/xdg/docker.pid)/oom_score_adj' 2>&1), inner containerd-shims $(docker exec unpriv sh -c 'for p in $(pidof containerd-shim-runc-v2); do cat /proc/$p/oom_score_adj; done' 2>&1 | tr '\n' ' ')"
 emit "V2 NOTE name=unpriv_inner_runc_log detail=$(docker exec unpriv sh -c 'cat /tmp/runc-log/*.json' 2>&1 | grep -o '"msg":"[^"]*"' | grep -v 'runc-log' | tail -n 10 | tr '\n' ' ' | cut -c1-2500)"
 probe_escapes unpriv unpriv denied
+probe_escapes_inner unpriv unpriv denied "--cap-add ALL --security-opt seccomp=unconfined --security-opt systempaths=unconfined"
 docker logs unpriv >$S/unpriv.log 2>&1
 docker rm -f unpriv >/dev/null 2>&1
 

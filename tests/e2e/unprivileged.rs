@@ -290,11 +290,12 @@ fn escape_probes_escape_the_privileged_box_and_fail_without_privileged() {
 
     // An inner --privileged container cannot start without a writable /sys
     // (runc mounts sysfs read-write; the box's is read-only), so the box's
-    // root gets every capability and no seccomp filter instead.
+    // root gets every capability, no seccomp filter and no masked or
+    // read-only /proc paths instead: a denial is then the kernel's.
     let boxed = probe(
         unprivileged,
         "probe-unpriv",
-        "--cap-add ALL --security-opt seccomp=unconfined",
+        "--cap-add ALL --security-opt seccomp=unconfined --security-opt systempaths=unconfined",
     );
     expect_verdicts(
         "box without --privileged, root shell",
