@@ -389,7 +389,7 @@ unpriv=(--security-opt seccomp=$S/seccomp-unprivileged.json --security-opt syste
 # its proxy limited containers get their limits under the budget and a
 # published port answers in the box. Leaves the box running.
 unpriv_box_checks() {
-    local p=$1 box=$2 image=$3 ip map said out ucid= upid ucg ccg got gone
+    local p=$1 box=$2 image=$3 ip map said out ucid='' upid ucg ccg got gone
     shift 3
     docker run -d --name "$box" "${unpriv[@]}" -e PORT=$PORT -e DOCKER_TLS_CERTDIR= -e DINDBOX_MEMORY_LIMIT=256m \
         -e DINDBOX_READY_TIMEOUT=240 -v "$box-var:/var/lib/docker" "$@" "$image" >/dev/null
@@ -438,7 +438,7 @@ unpriv_box_checks() {
             sleep 0.5
         done' 2>/dev/null | tr -d '\r' | tail -n 1)
     # dockerd 28 passes the socket it bound (-use-listen-fd, fd 4); 20.10 lets docker-proxy bind.
-    emit "V2 NOTE name=${p}docker_proxy_args detail=$(docker exec "$box" ps -eo args 2>&1 | grep '[d]ocker-proxy' | tr '\n' ';' | cut -c1-600)"
+    emit "V2 NOTE name=${p}docker_proxy_args detail=$(docker exec "$box" ps -eo args 2>&1 | grep -E '^[^ ]*docker-proxy ' | tr '\n' ';' | cut -c1-600)"
     expect "${p}published_port" port-ok "$got" "(GET 127.0.0.1:8080 in the box's network namespace, -p 8080:80 through the proxy$([ "$got" = port-ok ] || echo "; web: $(cat /tmp/web.err)"))"
     # ... and is gone with its container (the proxy removed it from rootlesskit's driver).
     DOCKER_HOST=tcp://$ip:$PORT docker rm -f web >/dev/null 2>&1
