@@ -100,8 +100,8 @@ if [ "$(id -u)" = 0 ] && ! _userns_answers; then started_userns=1; fi
 # The default image is the debootstrapped sid (dockerd 28.5, issue 12).
 step "e2e (real outer dockerd)" cargo_test --release --test e2e -- --test-threads=2
 # cgroup v2 for real (issue 7): a pure-v2 qemu guest runs a box and checks the
-# delegation, and a box without --privileged on a --userns-remap dockerd; ~3.5-4 min warm, ~6 min
-# the first time on this busy 2-core machine
+# delegation, and a box without --privileged on a --userns-remap dockerd, from the guest's /usr
+# and from the default image (sid); ~7.5 min warm, ~10 min the first time on this busy 2-core machine
 # (the guest is cached outside the repo; see scripts/test-cgroupv2.sh).
 # A failed check fails CI. A guest that hangs under emulation (exit 75, no check
 # failed) is retried once; hanging twice is reported loudly as inconclusive.

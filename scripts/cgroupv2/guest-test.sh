@@ -383,69 +383,80 @@ exit $rc
 RUNCLOG
 chmod 755 /usr/local/bin/runc-log
 unpriv=(--security-opt seccomp=$S/seccomp-unprivileged.json --security-opt systempaths=unconfined --device /dev/net/tun)
-docker run -d --name unpriv "${unpriv[@]}" -e PORT=$PORT -e DINDBOX_MEMORY_LIMIT=256m \
-    -e "DOCKERD_ARGS=$INNER_ARGS --add-runtime=runc-log=/usr/local/bin/runc-log" -e DINDBOX_READY_TIMEOUT=240 \
-    -v unpriv-var:/var/lib/docker -v /usr:/usr:ro $IMAGE >/dev/null
-ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' unpriv)
-if ready=$(wait_ping "$ip" 240); then
-    check unpriv_box_ready PASS "no --privileged, no capability added: GET /_ping on $ip:$PORT answered OK $(from_start unpriv "$ready")s after the start"
-else
-    check unpriv_box_ready FAIL "no OK from $ip:$PORT within 240 s; $(docker logs unpriv 2>&1 | grep -vi 'level=info' | tail -n 4)"
-fi
-map=$(docker exec unpriv cat /proc/self/uid_map | tr -s ' ')
-if [ "$(echo "$map" | awk '{print $2}')" != 0 ] && [ -n "$map" ]; then
-    check unpriv_root_not_host PASS "uid_map:$map"
-else
-    check unpriv_root_not_host FAIL "uid_map: '$map'"
-fi
-said=$(docker logs unpriv 2>&1 | grep -o "box without --privileged[^\"]*" | head -n 1)
-case "$said" in
-*"delegated to the box's root"*) check unpriv_delegated PASS "init: $said" ;;
-*) check unpriv_delegated FAIL "init: ${said:-no mode line}" ;;
-esac
-export DOCKER_HOST=tcp://$ip:$PORT
-docker load -i /tmp/busybox.tar >/dev/null 2>/tmp/unpriv-load.err
-if out=$(docker run --rm busybox echo unpriv-ok 2>&1) && [ "$out" = unpriv-ok ]; then
-    check unpriv_run PASS "docker run --rm busybox through the proxy of the box without --privileged"
-else
-    check unpriv_run FAIL "$(cat /tmp/unpriv-load.err) $out"
-fi
-expect unpriv_inner_cgroup_driver "cgroupfs 2" "$(docker info -f '{{.CgroupDriver}} {{.CgroupVersion}}' 2>&1)" "(docker info through the proxy)"
-ucid=
-if ucid=$(run_limited ulimited 2>/tmp/urun.err); then
-    out=$(first_logs ulimited)
-    expect unpriv_limited_memory_max $MEM "$(echo "$out" | sed -n 1p)" "(inside the container)"
-    expect unpriv_limited_pids_max $PIDS "$(echo "$out" | sed -n 2p)" "(inside the container)"
-else
-    check unpriv_limited_memory_max FAIL "$(cat /tmp/urun.err)"
-    check unpriv_limited_pids_max FAIL "$(cat /tmp/urun.err)"
-fi
-# A published port of a tenant's container answers in the box's own network
-# namespace (dockerd's docker-proxy listens in rootlesskit's).
-docker run -d --name web -p 8080:80 busybox \
-    sh -c 'echo port-ok >/tmp/index.html; exec busybox httpd -f -p 80 -h /tmp' >/dev/null 2>/tmp/web.err ||
-    say "web: $(cat /tmp/web.err)"
-unset DOCKER_HOST
-got=$(docker exec unpriv bash -c 'for i in $(seq 30); do
-        if exec 3<>/dev/tcp/127.0.0.1/8080; then printf "GET /index.html HTTP/1.0\r\n\r\n" >&3; timeout 5 cat <&3; exit; fi
-        sleep 0.5
-    done' 2>/dev/null | tr -d '\r' | tail -n 1)
-expect unpriv_published_port port-ok "$got" "(GET 127.0.0.1:8080 in the box's network namespace, -p 8080:80 through the proxy)"
-# ... and is gone with its container (the proxy removed it from rootlesskit's driver).
-DOCKER_HOST=tcp://$ip:$PORT docker rm -f web >/dev/null 2>&1
-gone=$(docker exec unpriv bash -c 'sleep 1; if exec 3<>/dev/tcp/127.0.0.1/8080; then echo still-listening; else echo closed; fi' 2>/dev/null)
-expect unpriv_published_port_removed closed "$gone" "(127.0.0.1:8080 in the box after docker rm -f web)"
-upid=$(docker inspect -f '{{.State.Pid}}' unpriv)
-ucg=$(awk -F: '$1 == "0" {print $3}' /proc/"$upid"/cgroup)
-ucg=/sys/fs/cgroup${ucg%/init}
-emit "V2 NOTE name=unpriv_box_cgroup_seen_from_guest detail=$(stat -c '%n %u:%g' "$ucg" "$ucg/cgroup.procs" "$ucg/cgroup.subtree_control" 2>&1 | tr '\n' ' ')"
-expect unpriv_budget_memory_max $BUDGET "$(cat "$ucg/dindbox/memory.max" 2>&1)" "($ucg/dindbox, seen from the guest)"
-ccg=$(ls -d "$ucg"/dindbox/*"${ucid:-none}"* 2>/dev/null | head -n 1)
-if [ -n "$ucid" ] && [ -n "$ccg" ] && [ "$(cat "$ccg/memory.max")" = $MEM ] && [ "$(cat "$ccg/pids.max")" = $PIDS ]; then
-    check unpriv_limited_under_budget PASS "${ccg#/sys/fs/cgroup}: memory.max $MEM, pids.max $PIDS, under the budget parent"
-else
-    check unpriv_limited_under_budget FAIL "no limited cgroup of ${ucid:0:12} under $ucg/dindbox: $(ls "$ucg/dindbox" 2>&1 | tr '\n' ' ')"
-fi
+# unpriv_box_checks PREFIX BOX IMAGE [DOCKER-RUN-ARGS...]: starts BOX from IMAGE
+# without --privileged (plain TCP on PORT, the 256m budget) and checks, as
+# PREFIXbox_ready etc., that init found its cgroup delegated and that through
+# its proxy limited containers get their limits under the budget and a
+# published port answers in the box. Leaves the box running.
+unpriv_box_checks() {
+    local p=$1 box=$2 image=$3 ip map said out ucid='' upid ucg ccg got gone
+    shift 3
+    docker run -d --name "$box" "${unpriv[@]}" -e PORT=$PORT -e DOCKER_TLS_CERTDIR= -e DINDBOX_MEMORY_LIMIT=256m \
+        -e DINDBOX_READY_TIMEOUT=240 -v "$box-var:/var/lib/docker" "$@" "$image" >/dev/null
+    ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$box")
+    if ready=$(wait_ping "$ip" 240); then
+        check "${p}box_ready" PASS "no --privileged, no capability added: GET /_ping on $ip:$PORT answered OK $(from_start "$box" "$ready")s after the start"
+    else
+        check "${p}box_ready" FAIL "no OK from $ip:$PORT within 240 s; $(docker logs "$box" 2>&1 | grep -vi 'level=info' | tail -n 4)"
+    fi
+    map=$(docker exec "$box" cat /proc/self/uid_map | tr -s ' ')
+    if [ "$(echo "$map" | awk '{print $2}')" != 0 ] && [ -n "$map" ]; then
+        check "${p}root_not_host" PASS "uid_map:$map"
+    else
+        check "${p}root_not_host" FAIL "uid_map: '$map'"
+    fi
+    said=$(docker logs "$box" 2>&1 | grep -o "box without --privileged[^\"]*" | head -n 1)
+    case "$said" in
+    *"delegated to the box's root"*) check "${p}delegated" PASS "init: $said" ;;
+    *) check "${p}delegated" FAIL "init: ${said:-no mode line}" ;;
+    esac
+    export DOCKER_HOST=tcp://$ip:$PORT
+    docker load -i /tmp/busybox.tar >/dev/null 2>/tmp/unpriv-load.err
+    if out=$(docker run --rm busybox echo unpriv-ok 2>&1) && [ "$out" = unpriv-ok ]; then
+        check "${p}run" PASS "docker run --rm busybox through the proxy of the box without --privileged"
+    else
+        check "${p}run" FAIL "$(cat /tmp/unpriv-load.err) $out"
+    fi
+    expect "${p}inner_cgroup_driver" "cgroupfs 2" "$(docker info -f '{{.CgroupDriver}} {{.CgroupVersion}}' 2>&1)" \
+        "(docker info through the proxy: dockerd $(docker version -f '{{.Server.Version}}' 2>&1))"
+    if ucid=$(run_limited ulimited 2>/tmp/urun.err); then
+        out=$(first_logs ulimited)
+        expect "${p}limited_memory_max" $MEM "$(echo "$out" | sed -n 1p)" "(inside the container)"
+        expect "${p}limited_pids_max" $PIDS "$(echo "$out" | sed -n 2p)" "(inside the container)"
+    else
+        check "${p}limited_memory_max" FAIL "$(cat /tmp/urun.err)"
+        check "${p}limited_pids_max" FAIL "$(cat /tmp/urun.err)"
+    fi
+    # A published port of a tenant's container answers in the box's own network
+    # namespace (dockerd's docker-proxy listens in rootlesskit's).
+    docker run -d --name web -p 8080:80 busybox \
+        sh -c 'echo port-ok >/tmp/index.html; exec busybox httpd -f -p 80 -h /tmp' >/dev/null 2>/tmp/web.err ||
+        say "web: $(cat /tmp/web.err)"
+    unset DOCKER_HOST
+    got=$(docker exec "$box" bash -c 'for i in $(seq 30); do
+            if exec 3<>/dev/tcp/127.0.0.1/8080; then printf "GET /index.html HTTP/1.0\r\n\r\n" >&3; timeout 5 cat <&3; exit; fi
+            sleep 0.5
+        done' 2>/dev/null | tr -d '\r' | tail -n 1)
+    # dockerd 28 passes the socket it bound (-use-listen-fd, fd 4); 20.10 lets docker-proxy bind.
+    emit "V2 NOTE name=${p}docker_proxy_args detail=$(docker exec "$box" ps -eo args 2>&1 | grep -E '^[^ ]*docker-proxy ' | tr '\n' ';' | cut -c1-600)"
+    expect "${p}published_port" port-ok "$got" "(GET 127.0.0.1:8080 in the box's network namespace, -p 8080:80 through the proxy$([ "$got" = port-ok ] || echo "; web: $(cat /tmp/web.err)"))"
+    # ... and is gone with its container (the proxy removed it from rootlesskit's driver).
+    DOCKER_HOST=tcp://$ip:$PORT docker rm -f web >/dev/null 2>&1
+    gone=$(docker exec "$box" bash -c 'sleep 1; if exec 3<>/dev/tcp/127.0.0.1/8080; then echo still-listening; else echo closed; fi' 2>/dev/null)
+    expect "${p}published_port_removed" closed "$gone" "(127.0.0.1:8080 in the box after docker rm -f web)"
+    upid=$(docker inspect -f '{{.State.Pid}}' "$box")
+    ucg=$(awk -F: '$1 == "0" {print $3}' /proc/"$upid"/cgroup)
+    ucg=/sys/fs/cgroup${ucg%/init}
+    emit "V2 NOTE name=${p}box_cgroup_seen_from_guest detail=$(stat -c '%n %u:%g' "$ucg" "$ucg/cgroup.procs" "$ucg/cgroup.subtree_control" 2>&1 | tr '\n' ' ')"
+    expect "${p}budget_memory_max" $BUDGET "$(cat "$ucg/dindbox/memory.max" 2>&1)" "($ucg/dindbox, seen from the guest)"
+    ccg=$(ls -d "$ucg"/dindbox/*"${ucid:-none}"* 2>/dev/null | head -n 1)
+    if [ -n "$ucid" ] && [ -n "$ccg" ] && [ "$(cat "$ccg/memory.max")" = $MEM ] && [ "$(cat "$ccg/pids.max")" = $PIDS ]; then
+        check "${p}limited_under_budget" PASS "${ccg#/sys/fs/cgroup}: memory.max $MEM, pids.max $PIDS, under the budget parent"
+    else
+        check "${p}limited_under_budget" FAIL "no limited cgroup of ${ucid:0:12} under $ucg/dindbox: $(ls "$ucg/dindbox" 2>&1 | tr '\n' ' ')"
+    fi
+}
+unpriv_box_checks unpriv_ unpriv $IMAGE -e "DOCKERD_ARGS=$INNER_ARGS --add-runtime=runc-log=/usr/local/bin/runc-log" -v /usr:/usr:ro
 # The inner runc, on the box's private socket (the proxy allows no runtime choice).
 D="docker -H unix:///run/dindbox/docker.sock"
 emit "V2 NOTE name=unpriv_inner_runc detail=$(docker exec unpriv $D run --rm --runtime runc-log busybox true 2>&1 | tail -n 1 | cut -c1-400)"
@@ -480,6 +491,27 @@ fi
 docker logs unpriv-runc >$S/unpriv-runc.log 2>&1
 docker rm -f unpriv-runc >/dev/null 2>&1
 timing unprivileged "$t"
+
+# ------------------------------------------------------------------ the default image without --privileged
+# The same checks on the product's default image (sid: dockerd 28.5, containerd
+# 2.1, crun; scripts/test-cgroupv2.sh saved it to the share): dockerd 28 starts
+# docker-proxy with -use-listen-fd, so the published port goes through that
+# path of dindbox-docker-proxy (src/init/ports.rs).
+if [ -f $S/dindbox-sid.tar ]; then
+    say "box without --privileged from the default image (sid)"
+    t=$(now)
+    sid=$(docker load -i $S/dindbox-sid.tar 2>/tmp/sid-load.err | sed -n 's/^Loaded image: //p' | head -n 1)
+    timing sid_image_load "$t"
+    if [ -n "$sid" ]; then
+        t=$(now)
+        unpriv_box_checks sid_unpriv_ sid-unpriv "$sid" -e DOCKERD_ARGS=$INNER_ARGS
+        docker logs sid-unpriv >$S/sid-unpriv.log 2>&1
+        docker rm -f sid-unpriv >/dev/null 2>&1
+        timing sid_unprivileged "$t"
+    else
+        check sid_image_load FAIL "docker load -i dindbox-sid.tar: $(tail -c 300 /tmp/sid-load.err)"
+    fi
+fi
 
 # ------------------------------------------------------------------ benchmark
 # Start to ready: a bare dockerd box (the negative control's setup) and a
