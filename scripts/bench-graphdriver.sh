@@ -56,21 +56,11 @@ cleanup
 mkdir -p "$area" "$sockets"
 mount --bind "$area" "$area"
 mount --make-shared "$area"
-say "starting the host graphdriver server (log $bench_dir/server.log)"
-setsid "$binary" graphdriver-server -R "$bench_dir/root" -C "$gd_box" --driver overlay \
-    -S "unix://$sockets/dindbox.sock" >>"$bench_dir/server.log" 2>&1 </dev/null &
-server_pid=$!
-for _ in $(seq 100); do [ -S "$sockets/dindbox.sock" ] && break; sleep 0.1; done
-[ -S "$sockets/dindbox.sock" ] || die "the graphdriver server did not start (log $bench_dir/server.log)"
+storage_server_start graphdriver "$gd_box" "$sockets/dindbox.sock" --driver overlay
 
 docker run -d --privileged --name "$gd_box" \
     --mount "type=bind,src=$area,dst=/var/lib/docker,bind-propagation=rslave" \
     -v "$sockets:/dindbox/graphdriver" -e DINDBOX_GRAPHDRIVER=unix:///dindbox/graphdriver/dindbox.sock \
     "$DINDBOX_IMAGE" >/dev/null
 docker run -d --privileged --name "$native_box" -v "$native_volume:/var/lib/docker" "$DINDBOX_IMAGE" >/dev/null
-storage_boxes_ready "$gd_box" "$native_box"
-storage_expect_driver "$gd_box" dindbox
-samples=$bench_dir/samples
-rm -rf "$samples" && mkdir -p "$samples"
-storage_rounds "$gd_box" "$native_box" "$samples"
-storage_report "dindbox graphdriver bench" "$gd_box" "graphdriver-server (overlay)" "$native_box" "native overlay2" "$samples"
+storage_measure "dindbox graphdriver bench" "$gd_box" "graphdriver-server (overlay)" "$native_box" "native overlay2"

@@ -49,12 +49,7 @@ cleanup
 
 # ---------------------------------------------------------------- the boxes
 mkdir -p "$bench_dir/root" "$sockets"
-say "starting the host snapshotter server (log $bench_dir/server.log)"
-setsid "$binary" snapshotter-server -R "$bench_dir/root" -C "$sn_box" \
-    -S "unix://$sockets/snapshots.sock" >>"$bench_dir/server.log" 2>&1 </dev/null &
-server_pid=$!
-for _ in $(seq 100); do [ -S "$sockets/snapshots.sock" ] && break; sleep 0.1; done
-[ -S "$sockets/snapshots.sock" ] || die "the snapshotter server did not start (log $bench_dir/server.log)"
+storage_server_start snapshotter "$sn_box" "$sockets/snapshots.sock"
 
 docker run -d --privileged --name "$sn_box" -v "$sn_volume:/var/lib/docker" \
     --mount "type=bind,src=$bench_dir/root/$sn_box/shared,dst=/var/lib/dindbox-snapshots,bind-propagation=rslave,readonly" \
@@ -63,9 +58,4 @@ docker run -d --privileged --name "$sn_box" -v "$sn_volume:/var/lib/docker" \
     "$DINDBOX_IMAGE" >/dev/null
 docker run -d --privileged --name "$native_box" -v "$native_volume:/var/lib/docker" \
     -e DINDBOX_CONTAINERD_STORE=1 "$DINDBOX_IMAGE" >/dev/null
-storage_boxes_ready "$sn_box" "$native_box"
-storage_expect_driver "$sn_box" dindbox
-samples=$bench_dir/samples
-rm -rf "$samples" && mkdir -p "$samples"
-storage_rounds "$sn_box" "$native_box" "$samples"
-storage_report "dindbox snapshotter bench" "$sn_box" "snapshotter-server" "$native_box" "native overlayfs" "$samples"
+storage_measure "dindbox snapshotter bench" "$sn_box" "snapshotter-server" "$native_box" "native overlayfs"

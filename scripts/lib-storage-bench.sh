@@ -2,8 +2,8 @@
 # a box on a host storage server against a box on the inner dockerd's own
 # storage, taking turns within each round: `docker load` of the 6-layer image
 # (`$image_tar` copied in as /gdbench-img.tar), then `$run_runs` runs of
-# `docker run --rm $image true`. The caller sets `runs` and `run_runs`, and
-# calls storage_bench_setup first.
+# `docker run --rm $image true`. The caller sets `runs`, `run_runs` and
+# `bench_dir` (the server's root and log), and calls storage_bench_setup first.
 
 image=gdbench-img:latest
 image_tar=$DINDBOX_CACHE/gdbench-image-v1.tar
@@ -34,6 +34,20 @@ storage_stats() {
             jq -r .target_directory)/release/examples/loadgen
     fi
     "$storage_loadgen" stats "$@"
+}
+
+# storage_server_start KIND BOX SOCKET [ARGS...]: starts `dindbox KIND-server
+# -R $bench_dir/root -C BOX -S unix://SOCKET ARGS...` in the background (its
+# log in $bench_dir/server.log, its pid in `server_pid`) and waits for SOCKET.
+storage_server_start() {
+    local kind=$1 box=$2 socket=$3
+    shift 3
+    say "starting the host $kind server (log $bench_dir/server.log)"
+    setsid "$binary" "$kind-server" -R "$bench_dir/root" -C "$box" -S "unix://$socket" "$@" \
+        >>"$bench_dir/server.log" 2>&1 </dev/null &
+    server_pid=$!
+    for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.1; done
+    [ -S "$socket" ] || die "the $kind server did not start (log $bench_dir/server.log)"
 }
 
 # Waits for each box's dockerd and copies the image tarball in.
@@ -107,6 +121,18 @@ storage_report() {
     printf 'median of the per-round throughput ratios (each round ran both back to back): %.2f\n' "$paired"
     awk -v s="$run_s" -v n="$run_n" -v sn="$server_name" -v nn="$native_name" 'BEGIN {
         printf "docker run --rm true median: %s %4d ms | %s %4d ms | latency ratio %.2f\n", sn, s, nn, n, s / n }'
+}
+
+# storage_measure TITLE SERVER_BOX SERVER_NAME NATIVE_BOX NATIVE_NAME: waits
+# for both boxes, checks that the first runs on the server's driver `dindbox`,
+# runs the rounds and prints the report.
+storage_measure() {
+    local title=$1 server=$2 server_name=$3 native=$4 native_name=$5 samples=$bench_dir/samples
+    storage_boxes_ready "$server" "$native"
+    storage_expect_driver "$server" dindbox
+    rm -rf "$samples" && mkdir -p "$samples"
+    storage_rounds "$server" "$native" "$samples"
+    storage_report "$title" "$server" "$server_name" "$native" "$native_name" "$samples"
 }
 
 # Stops the server `$1` (a pid, or empty), unmounts everything under the
