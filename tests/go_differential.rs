@@ -1,7 +1,7 @@
 //! The proxy's parsers against Go's own (issue 11, "parse as dockerd parses,
 //! by construction"): `tests/go/parsecheck` answers what Go's standard library
-//! makes of a Content-Type, a query string, a form request, a path and a JSON
-//! body, the way dockerd calls it; each test feeds the same generated inputs
+//! makes of a Content-Type, a query string, a form request, a path, a JSON
+//! body and an API version, the way dockerd calls it; each test feeds the same generated inputs
 //! (and seeds from issue 11) to both and fails on a disagreement the policy
 //! would judge differently, printing the input and both answers.
 //!
@@ -22,6 +22,7 @@ use dindbox::proxy::policy::{
     container_create, container_create_fields, exec_create, exec_create_fields, Policy,
 };
 use dindbox::proxy::query::Query;
+use dindbox::proxy::version::ApiVersion;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::Method;
 use proptest::collection::vec;
@@ -605,6 +606,67 @@ fn check_working_dir_policy(dir: &str, cleaned: &str) -> Result<(), String> {
 fn paths_clean_as_go_cleans_them() {
     let seeds = PROC_SEEDS.map(String::from).to_vec();
     differential(seeds, path_string(), check_paths);
+}
+
+// ------------------------------------------------------------------ API versions
+
+/// A path's `/v<text>` as the proxy and dockerd's router take it (`[0-9.]+`):
+/// parts with leading zeros, empty ones, and numbers past u32 and past Go's int.
+fn version_text() -> impl Strategy<Value = String> {
+    let part = proptest::sample::select(vec![
+        "",
+        "0",
+        "00",
+        "1",
+        "01",
+        "41",
+        "044",
+        "52",
+        "4294967295",
+        "4294967296",
+        "9223372036854775808",
+    ]);
+    vec(part, 1..5).prop_map(|parts| parts.join("."))
+}
+
+const VERSION_SEEDS: [&str; 7] = [
+    "1.41",
+    "1.41.",
+    "01.041",
+    "1.41.0.0",
+    "1.41.0.2",
+    ".41",
+    "4294967295.1",
+];
+
+/// A version the proxy reads must be the one dockerd reads (`versions.compare`
+/// equal to ours); one it cannot read is refused with a 400, which fails closed.
+fn check_versions(go: &mut Go, texts: &[String]) -> Result<(), String> {
+    let read: Vec<(&String, ApiVersion)> = texts
+        .iter()
+        .filter_map(|text| Some((text, ApiVersion::parse(text)?)))
+        .collect();
+    let asks: Vec<Value> = read
+        .iter()
+        .map(|(text, version)| json!({"op": "version", "raw": text, "than": version.to_string()}))
+        .collect();
+    for ((text, version), answer) in read.iter().zip(go.ask(&asks)) {
+        if answer["cmp"] != 0 {
+            return Err(format!(
+                "/v{text}: ours {version}, Go compares it {answer} to that"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn api_versions_read_as_dockerd_compares_them() {
+    differential(
+        VERSION_SEEDS.map(String::from).to_vec(),
+        version_text(),
+        check_versions,
+    );
 }
 
 // ------------------------------------------------------------------ JSON bodies

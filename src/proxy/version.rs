@@ -42,7 +42,9 @@ pub struct ApiVersion(pub u32, pub u32);
 impl ApiVersion {
     /// Parses like dockerd's `versions.compare`: dot-separated numbers, where
     /// `1.41.`, `01.041` and `1.41.0` all mean 1.41. A third non-zero part is
-    /// not a version any daemon has, so it is refused.
+    /// not a version any daemon has, so it is refused, as is a part past u32.
+    /// `tests/go_differential.rs` checks that a version read here is the one
+    /// `versions.compare` reads.
     pub fn parse(text: &str) -> Option<ApiVersion> {
         let mut parts = text.split('.').map(|p| match p {
             "" => Some(0),

@@ -13,6 +13,8 @@
 //	{"op":"clean","path":STR}                   filepath.Clean, path.Clean, filepath.IsAbs
 //	{"op":"json","shape":"create"|"exec","body":HEX}
 //	                                            json.NewDecoder(body).Decode into moby's request types
+//	{"op":"version","raw":STR,"than":STR}       moby's versions.compare(raw, than), as dockerd's
+//	                                            middleware and handlers compare the path's /vRAW
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -41,6 +44,7 @@ type request struct {
 	Body   string  `json:"body"`
 	Path   string  `json:"path"`
 	Shape  string  `json:"shape"`
+	Than   string  `json:"than"`
 }
 
 func main() {
@@ -90,6 +94,8 @@ func answer(line []byte) interface{} {
 		return clean(req.Path)
 	case "json":
 		return decodeJSON(req.Shape, unhex(req.Body))
+	case "version":
+		return map[string]int{"cmp": compareVersions(req.Raw, req.Than)}
 	}
 	return map[string]string{"fault": "unknown op " + req.Op}
 }
@@ -240,4 +246,34 @@ func decodeJSON(shape string, body []byte) jsonAnswer {
 		return jsonAnswer{Value: e}
 	}
 	return jsonAnswer{Err: errText(fmt.Errorf("unknown shape %q", shape))}
+}
+
+// compareVersions is moby's api/types/versions.compare: dot-separated parts,
+// each read by strconv.Atoi with its error ignored (so "" is 0 and an
+// out-of-range part is the nearest int), a missing part is 0.
+func compareVersions(v1, v2 string) int {
+	if v1 == v2 {
+		return 0
+	}
+	curr, other := strings.Split(v1, "."), strings.Split(v2, ".")
+	n := len(curr)
+	if len(other) > n {
+		n = len(other)
+	}
+	for i := 0; i < n; i++ {
+		var c, o int
+		if i < len(curr) {
+			c, _ = strconv.Atoi(curr[i])
+		}
+		if i < len(other) {
+			o, _ = strconv.Atoi(other[i])
+		}
+		if c > o {
+			return 1
+		}
+		if o > c {
+			return -1
+		}
+	}
+	return 0
 }
