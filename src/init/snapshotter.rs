@@ -173,12 +173,7 @@ pub fn check_area(mountinfo: &str, area: &Path) -> Result<(), SnapshotterError> 
 /// marker.
 pub fn check_containerd_root(mountinfo: &str, root: &Path) -> Result<(), SnapshotterError> {
     let area_error = |what: String| SnapshotterError::Area { what };
-    let mounted = mountinfo.lines().any(|line| {
-        line.split(' ')
-            .nth(4)
-            .is_some_and(|point| Path::new(&crate::mountinfo::unescape(point)) == root)
-    });
-    if !mounted {
+    if super::mounts::mount_at(mountinfo, root).is_none() {
         return Err(area_error(format!(
             "{} is not a mount (the box's containerd keeps its layer blobs there, on the host)",
             root.display()
