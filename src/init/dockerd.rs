@@ -200,8 +200,7 @@ impl Dockerd {
         }
         cmd.envs(cfg.dockerd_env.iter().map(|(k, v)| (k, v)));
         if let Some(prefix) = &cfg.dockerd_path_prefix {
-            let path =
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+            let path = super::userns::path_env();
             cmd.env("PATH", format!("{}:{path}", prefix.display()));
         }
         match &cfg.log {

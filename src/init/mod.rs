@@ -292,7 +292,7 @@ fn prepare_unprivileged(
              hostUsers: false) so that the box's root is not the host's"
         );
     }
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path = userns::path_env();
     userns::check_programs(&path)?;
     let written = userns::ensure_subids(Path::new("/etc"), map)?;
     userns::dockerd_args_and_env(&mut cfg.dockerd_args, &mut cfg.dockerd_env);

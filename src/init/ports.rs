@@ -146,8 +146,7 @@ async fn remove_port(api: &Engine, id: i64) -> Result<(), String> {
 
 /// The real docker-proxy: on PATH (Debian: /usr/sbin) or in /usr/libexec/docker.
 fn real_proxy() -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    userns::find_program(&path, "docker-proxy").or_else(|| {
+    userns::find_program(&userns::path_env(), "docker-proxy").or_else(|| {
         let libexec = Path::new("/usr/libexec/docker/docker-proxy");
         libexec.is_file().then(|| libexec.into())
     })

@@ -332,6 +332,11 @@ pub fn cgroup_delegation(
     crun.ok_or(NotDelegated::NoCrun)
 }
 
+/// `PATH`, or the usual system directories when it is unset.
+pub fn path_env() -> String {
+    std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+}
+
 /// The first `name` in the directories of `path_env`.
 pub fn find_program(path_env: &str, name: &str) -> Option<PathBuf> {
     std::env::split_paths(path_env)
