@@ -567,6 +567,14 @@ pub enum VersionError {
     Unnamed { dockerd: String, printed: String },
 }
 
+/// Whether dockerd's arguments set `flag` (`--flag VALUE` or `--flag=VALUE`).
+pub fn sets_flag(args: &[String], flag: &str) -> bool {
+    args.iter().any(|a| {
+        a.strip_prefix(flag)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+    })
+}
+
 /// The data root dockerd will use: `--data-root` (or the old `-g`/`--graph`)
 /// from its arguments, else /var/lib/docker.
 pub fn data_root(args: &[String]) -> PathBuf {

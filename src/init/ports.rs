@@ -243,11 +243,9 @@ async fn run_proxy(args: &[OsString]) -> Result<ExitCode, String> {
 /// dockerd its path as `--userland-proxy-path`, unless the arguments set one
 /// or turn the userland proxy off.
 pub fn use_proxy(args: &mut Vec<String>, dindbox: &Path) -> std::io::Result<Option<PathBuf>> {
-    let set = |flag: &str| {
-        args.iter()
-            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
-    };
-    if set("--userland-proxy-path") || args.iter().any(|a| a == "--userland-proxy=false") {
+    if super::dockerd::sets_flag(args, "--userland-proxy-path")
+        || args.iter().any(|a| a == "--userland-proxy=false")
+    {
         return Ok(None);
     }
     std::fs::create_dir_all(PROXY_DIR)?;

@@ -358,17 +358,14 @@ pub fn launcher_as_root(dindbox: &Path) -> Vec<String> {
 /// `/run` is no fresh tmpfs), and crun as its default runtime, unless the
 /// arguments choose these.
 pub fn dockerd_as_root_args(args: &mut Vec<String>, crun: &Path) {
-    let has = |args: &[String], flag: &str| {
-        args.iter()
-            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
-    };
-    if !has(args, "--exec-root") {
+    use super::dockerd::sets_flag;
+    if !sets_flag(args, "--exec-root") {
         args.push(format!("--exec-root={RUNTIME_DIR}/docker"));
     }
-    if !has(args, "--pidfile") && !has(args, "-p") {
+    if !sets_flag(args, "--pidfile") && !sets_flag(args, "-p") {
         args.push(format!("--pidfile={RUNTIME_DIR}/docker.pid"));
     }
-    if !has(args, "--default-runtime") {
+    if !sets_flag(args, "--default-runtime") {
         let named = args
             .iter()
             .any(|a| a.contains(&format!("{INNER_RUNTIME}=")) && a != "--add-runtime");
