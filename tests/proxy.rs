@@ -585,6 +585,58 @@ async fn families_that_are_off_answer_as_docker_with_the_feature_off_without_the
     assert_eq!(seen, ["/v1.41/_ping"], "only the ping reached the daemon");
 }
 
+/// The Docker CLI may still be writing a body when the proxy has refused its
+/// request on the headers alone (`docker swarm init` with swarm off): the
+/// proxy reads the body before it answers and closes, so the client's write
+/// does not hit a closed socket (the CLI's "write: broken pipe") and the
+/// client reads the refusal.
+#[tokio::test]
+async fn a_refusal_on_the_headers_waits_for_the_body_still_being_sent() {
+    let h = start().await;
+    let body = r#"{"ListenAddr":"0.0.0.0:2377","ForceNewCluster":false}"#;
+    let head = format!(
+        "POST /v1.41/swarm/init HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = UnixStream::connect(&h.proxy_socket).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream
+        .write_all(body.as_bytes())
+        .await
+        .expect("the proxy still reads the body of a request it refused");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("proxy answered in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("dindbox: POST /swarm/init is not allowed: swarm mode is off"),
+        "{answer}"
+    );
+    assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
+}
+
+/// A client that waits for `100 Continue` before sending the body gets the
+/// refusal at once instead (the proxy does not read a body it refused).
+#[tokio::test]
+async fn a_refusal_on_the_headers_answers_a_client_waiting_for_100_continue() {
+    let h = start().await;
+    let head = "POST /v1.41/swarm/init HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    let mut stream = UnixStream::connect(&h.proxy_socket).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("the refusal, without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
+}
+
 #[tokio::test]
 async fn form_encoded_bodies_cannot_override_checked_query_parameters() {
     let h = start().await;

@@ -168,3 +168,37 @@ pub(super) fn json_response(status: StatusCode, body: &str) -> Response<Body> {
     );
     response
 }
+
+/// How long a refused request's body is still read, so that the client
+/// (still sending) hears the refusal instead of a broken pipe.
+pub(super) const DRAIN_TIME: Duration = Duration::from_secs(30);
+/// How much of it at most.
+const DRAIN_BYTES: u64 = 1 << 30;
+
+/// Reads and drops the body of a request the proxy answers itself before
+/// reading it, so that a client still sending it hears the answer instead
+/// of a broken pipe. Not when the client waits for `100 Continue` before
+/// sending it: the final answer tells it not to (RFC 9110 §10.1.1).
+pub(super) async fn drain_request(req: http::Request<Incoming>) {
+    let waits = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !waits {
+        drain(stream(req.into_body())).await;
+    }
+}
+
+/// Reads and drops a refused request's body (bounded in time and size).
+async fn drain(mut body: Body) {
+    let drained = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DRAIN_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
+}

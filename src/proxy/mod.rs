@@ -243,53 +243,25 @@ impl Proxy {
         upstream: &engine::Connection,
         endpoint: &mut &'static str,
     ) -> Result<Response<Body>, Reject> {
-        let window = self.window().await?;
-        let mut route =
-            check::admit_within(&self.policy, window, req.method(), req.uri(), req.headers())?;
-        *endpoint = route.pattern;
-        if let Endpoint::Off(family, when_off) = route.endpoint {
-            // A family that is off: Docker's own answer with the feature off
-            // (`admit` returned the others as errors), given here, never forwarded.
-            let body = policy::off::answer(family, when_off, req.method(), &route)?;
-            let mut response = json_response(StatusCode::OK, body);
-            self.daemon_headers.stamp(response.headers_mut());
-            self.daemon_api.advertise(response.headers_mut());
-            return Ok(response);
-        }
-        // Standalone mode with an owner label: ask dockerd who owns what the
-        // request names. Without one, only a create with `VolumesFrom` costs
-        // an extra round trip (its sources' mounts are checked).
-        let lookups = lookups::Daemon {
-            engine: &self.engine,
-            version: route.version,
-            policy: &self.policy,
-            owner: self.policy.owner.as_ref(),
+        // Answering before the body is read: the client may still be sending
+        // it (a build context, a swarm spec), so it is read first, and the
+        // client hears the answer instead of a broken pipe.
+        let (route, images, plan) = match self.before_body(&req, endpoint).await {
+            Ok(Admitted::Forward {
+                route,
+                images,
+                plan,
+            }) => (route, images, plan),
+            Ok(Admitted::Answered(response)) => {
+                message::drain_request(req).await;
+                return Ok(response);
+            }
+            Err(reject) => {
+                message::drain_request(req).await;
+                return Err(reject);
+            }
         };
-        lookups.verify_target(&mut route).await?;
-        // Owner mode: a tag may only move if it is free or the owner's.
-        let images = self.policy.owner.as_ref().map(|owner| {
-            Arc::new(tags::Images {
-                engine: self.engine.clone(),
-                version: route.version,
-                owner: owner.clone(),
-                recorded: self.recorded.clone(),
-            })
-        });
-        let plan = match &images {
-            Some(images) => match images
-                .plan(&mut route, req.headers().get("X-Registry-Auth"))
-                .await
-            {
-                Ok(plan) => plan,
-                Err(reject) => {
-                    // A build context or an import is often still on its way:
-                    // read it first, so the client hears the refusal.
-                    tags::drain(stream(req.into_body())).await;
-                    return Err(reject);
-                }
-            },
-            None => tags::Plan::None,
-        };
+        let lookups = self.lookups(route.version);
         let answer = match &self.policy.owner {
             Some(_) => policy::ownership::answer(&route),
             None => policy::ownership::Answer::Plain,
@@ -323,6 +295,67 @@ impl Proxy {
                 Ok(splice_upgraded(client, response))
             }
             _ => self.shape_response(route.endpoint, answer, response).await,
+        }
+    }
+
+    /// What the proxy decides before it reads the body: the route, the owner
+    /// checks of what it names, and the tag plan; or its own answer (a family
+    /// that is off) or a refusal.
+    async fn before_body(
+        &self,
+        req: &Request<Incoming>,
+        endpoint: &mut &'static str,
+    ) -> Result<Admitted, Reject> {
+        let window = self.window().await?;
+        let mut route =
+            check::admit_within(&self.policy, window, req.method(), req.uri(), req.headers())?;
+        *endpoint = route.pattern;
+        if let Endpoint::Off(family, when_off) = route.endpoint {
+            // A family that is off: Docker's own answer with the feature off
+            // (`admit` returned the others as errors), given here, never forwarded.
+            let body = policy::off::answer(family, when_off, req.method(), &route)?;
+            let mut response = json_response(StatusCode::OK, body);
+            self.daemon_headers.stamp(response.headers_mut());
+            self.daemon_api.advertise(response.headers_mut());
+            return Ok(Admitted::Answered(response));
+        }
+        // Standalone mode with an owner label: ask dockerd who owns what the
+        // request names. Without one, only a create with `VolumesFrom` costs
+        // an extra round trip (its sources' mounts are checked).
+        self.lookups(route.version)
+            .verify_target(&mut route)
+            .await?;
+        // Owner mode: a tag may only move if it is free or the owner's.
+        let images = self.policy.owner.as_ref().map(|owner| {
+            Arc::new(tags::Images {
+                engine: self.engine.clone(),
+                version: route.version,
+                owner: owner.clone(),
+                recorded: self.recorded.clone(),
+            })
+        });
+        let plan = match &images {
+            Some(images) => {
+                images
+                    .plan(&mut route, req.headers().get("X-Registry-Auth"))
+                    .await?
+            }
+            None => tags::Plan::None,
+        };
+        Ok(Admitted::Forward {
+            route,
+            images,
+            plan,
+        })
+    }
+
+    /// The ownership lookups against dockerd, at the request's API version.
+    fn lookups(&self, version: ApiVersion) -> lookups::Daemon<'_> {
+        lookups::Daemon {
+            engine: &self.engine,
+            version,
+            policy: &self.policy,
+            owner: self.policy.owner.as_ref(),
         }
     }
 
@@ -475,6 +508,18 @@ impl Proxy {
 }
 
 /// `GET /version`'s `ApiVersion`, capped like the `Api-Version` header.
+/// [`Proxy::before_body`]'s outcome when it does not refuse.
+enum Admitted {
+    /// The proxy's own answer, never forwarded.
+    Answered(Response<Body>),
+    /// Go on to the body and dockerd.
+    Forward {
+        route: route::Route,
+        images: Option<Arc<tags::Images>>,
+        plan: tags::Plan,
+    },
+}
+
 async fn cap_version_body(body: Incoming, cap: ApiVersion) -> Body {
     let Ok(bytes) = Limited::new(body, BODY_LIMIT)
         .collect()

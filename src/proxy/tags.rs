@@ -34,7 +34,9 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::loadscan::{self, Compression, Piece, Scanner, Step};
-use super::message::{empty, error_response, full, strip_hop_by_hop, Body, BoxError, BODY_LIMIT};
+use super::message::{
+    self, empty, error_response, full, strip_hop_by_hop, Body, BoxError, BODY_LIMIT,
+};
 use super::policy::images::{
     self, judge, loaded_ids, pair_loaded, removal, tag_change, tag_of, tag_taken,
     unreadable_archive, withhold_tags, Maker, MessageScan, Recorded, Tag, TagChange, TagFile,
@@ -632,31 +634,11 @@ pub(super) fn guard_load(body: Body, images: Arc<Images>, state: Arc<LoadState>)
             // Read the rest of what the client sends, so it hears the refusal.
             if let Some(mut source) = source {
                 let drained = async { while let Some(Ok(_)) = source.next().await {} };
-                let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
+                let _ = tokio::time::timeout(message::DRAIN_TIME, drained).await;
             }
         }
     });
     ChannelBody(rx).boxed()
-}
-
-/// How long a refused request's body is still read, so that the client
-/// (still sending) hears the refusal instead of a broken pipe.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
-/// How much of it at most.
-const DRAIN_BYTES: u64 = 1 << 30;
-
-/// Reads and drops a refused request's body (bounded in time and size).
-pub(super) async fn drain(mut body: Body) {
-    let drained = async {
-        let mut read = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, |d| d.len() as u64);
-            if read > DRAIN_BYTES {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
 }
 
 type Sender = mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
