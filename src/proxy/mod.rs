@@ -507,7 +507,6 @@ impl Proxy {
     }
 }
 
-/// `GET /version`'s `ApiVersion`, capped like the `Api-Version` header.
 /// [`Proxy::before_body`]'s outcome when it does not refuse.
 enum Admitted {
     /// The proxy's own answer, never forwarded.
@@ -520,6 +519,7 @@ enum Admitted {
     },
 }
 
+/// `GET /version`'s `ApiVersion`, capped like the `Api-Version` header.
 async fn cap_version_body(body: Incoming, cap: ApiVersion) -> Body {
     let Ok(bytes) = Limited::new(body, BODY_LIMIT)
         .collect()
