@@ -77,6 +77,11 @@ async fn exchange(socket: &Path, raw: &[u8]) -> String {
     let mut stream = UnixStream::connect(socket).await.unwrap();
     stream.write_all(raw).await.unwrap();
     stream.shutdown().await.unwrap();
+    read_answer(&mut stream).await
+}
+
+/// Everything the proxy answers on `stream` until it closes (within 5 s).
+async fn read_answer(stream: &mut UnixStream) -> String {
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
         .await
@@ -605,12 +610,7 @@ async fn a_refusal_on_the_headers_waits_for_the_body_still_being_sent() {
         .write_all(body.as_bytes())
         .await
         .expect("the proxy still reads the body of a request it refused");
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
-        .await
-        .expect("proxy answered in time")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&out);
+    let answer = read_answer(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(
         answer.contains("dindbox: POST /swarm/init is not allowed: swarm mode is off"),
@@ -627,12 +627,8 @@ async fn a_refusal_on_the_headers_answers_a_client_waiting_for_100_continue() {
     let head = "POST /v1.41/swarm/init HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
     let mut stream = UnixStream::connect(&h.proxy_socket).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
-        .await
-        .expect("the refusal, without waiting for the body")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&out);
+    // Within read_answer's 5 s: the refusal, without waiting for the body.
+    let answer = read_answer(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(h.forwarded().is_empty(), "{:?}", h.forwarded());
 }
